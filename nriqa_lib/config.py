@@ -1,0 +1,177 @@
+"""Typed configuration loaded from params.yaml; an unknown key, backbone or dataset is an error.
+
+Every knob of the study lives in params.yaml (the committed values are the offline default).
+``load_params`` checks the whole file before any work starts, so a typo fails in one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["ConfigError", "Params", "load_params", "check_params"]
+
+
+class ConfigError(ValueError):
+    """A params.yaml problem, reported as one line naming the key."""
+
+
+@dataclass
+class Data:
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    roots: dict[str, str] = field(default_factory=lambda: {"synthetic": "data/synthetic"})
+    synthetic_root: str = "data/synthetic"
+    synthetic_seed: int = 0
+
+
+@dataclass
+class Splits:
+    schemes: dict[str, str] = field(default_factory=dict)   # dataset -> random|official|clive_liqe|p1
+    n_splits: int = 10
+    ratios: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    seed: int = 0
+    liqe_folder: str = "../shared/labels/clive_liqe_splits"
+
+
+@dataclass
+class Features:
+    backbones: list[str] = field(default_factory=lambda: ["tf_efficientnet_lite0"])
+    test_time: str = "squash"          # squash | center_crop | multi_crop
+    batch_size: int = 32
+    threads: int = 2
+    chunk_size: int = 256
+    weights: dict[str, str] = field(default_factory=dict)   # backbone -> local weight file
+
+
+@dataclass
+class Train:
+    epochs: int = 40
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    hidden: int = 512
+    margin_weight: float = 1.0
+    margin_scale: float = 0.25
+    margin_loss_swapped: bool = False
+    select_on: str = "val"             # val (clean protocol) | test (P1's optimistic, paper-faithful only)
+    seed: int = 0
+
+
+@dataclass
+class T1:
+    head: str = "B"
+
+
+@dataclass
+class T2:
+    heads: list[str] = field(default_factory=lambda: ["relu", "gelu", "sigmoid", "tanh", "leaky_relu", "B", "B_Sig"])
+    reference: str = "relu"
+    cross: list[list[str]] = field(default_factory=list)   # [[train_dataset, test_dataset], ...]
+
+
+@dataclass
+class T3:
+    candidates: list[str] = field(default_factory=lambda: ["relu", "gelu", "sigmoid", "tanh", "leaky_relu", "silu"])
+    temperature: float = 1.0
+    hard: bool = False
+    entropy_weight: float = 0.0
+
+
+@dataclass
+class T4:
+    clip_models: list[str] = field(default_factory=lambda: ["clip_rn50"])
+    lambdas: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 1.0])
+    alphas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0])
+    biases: list[float] = field(default_factory=lambda: [0.0, 0.4])
+    bootstrap: int = 1000
+
+
+@dataclass
+class Stats:
+    alpha: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class Params:
+    data: Data = field(default_factory=Data)
+    splits: Splits = field(default_factory=Splits)
+    features: Features = field(default_factory=Features)
+    train: Train = field(default_factory=Train)
+    t1: T1 = field(default_factory=T1)
+    t2: T2 = field(default_factory=T2)
+    t3: T3 = field(default_factory=T3)
+    t4: T4 = field(default_factory=T4)
+    stats: Stats = field(default_factory=Stats)
+
+
+def _build(cls, raw, where: str):
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params: {where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    pre = f"{where}." if where else ""
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"params: unknown key {pre}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kw = {}
+    for k, v in raw.items():
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kw[k] = _build(t, v, pre + k)
+            continue
+        base = typing.get_origin(t) or t
+        if base is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        ok = isinstance(v, base) and not (base in (int, float) and isinstance(v, bool))
+        if not ok:
+            raise ConfigError(f"params: {pre}{k} should be {getattr(base, '__name__', base)}, got {v!r}")
+        kw[k] = v
+    return cls(**kw)
+
+
+def check_params(p: Params) -> None:
+    """Cross-field checks: known backbones, heads, split schemes, protocol."""
+    from .backbones import REGISTRY
+    from .heads import PRESETS, ACTIVATIONS
+    for b in p.features.backbones + p.t4.clip_models:
+        if b not in REGISTRY:
+            raise ConfigError(f"params: unknown backbone {b!r} in features.backbones/t4.clip_models "
+                              f"(known: {', '.join(sorted(REGISTRY))})")
+    for d in p.data.datasets:
+        if d not in p.data.roots:
+            raise ConfigError(f"params: dataset {d!r} has no data.roots.{d}")
+    for d, s in p.splits.schemes.items():
+        if s not in ("random", "official", "clive_liqe", "p1"):
+            raise ConfigError(f"params: splits.schemes.{d}={s!r}; use random, official, clive_liqe or p1")
+    for h in [p.t1.head, *p.t2.heads, p.t2.reference]:
+        if h not in PRESETS and h not in ACTIVATIONS:
+            raise ConfigError(f"params: unknown head {h!r} (presets {', '.join(PRESETS)}; or an activation)")
+    for c in p.t3.candidates:
+        if c not in ACTIVATIONS:
+            raise ConfigError(f"params: t3.candidates has unknown activation {c!r}")
+    if p.train.select_on not in ("val", "test"):
+        raise ConfigError(f"params: train.select_on={p.train.select_on!r}; use val or test")
+    if p.features.test_time not in ("squash", "center_crop", "multi_crop"):
+        raise ConfigError(f"params: features.test_time={p.features.test_time!r}; use squash, center_crop or multi_crop")
+    for pair in p.t2.cross:
+        if len(pair) != 2 or any(d not in p.data.datasets for d in pair):
+            raise ConfigError(f"params: t2.cross entry {pair!r} must name two datasets of data.datasets")
+
+
+def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
+    """Read and check params.yaml; raise ConfigError with one line on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    p = _build(Params, raw, "")
+    if check:
+        check_params(p)
+    return p
