@@ -86,7 +86,7 @@ class T4:
     lambdas: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 1.0])
     alphas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 4.0])
     biases: list[float] = field(default_factory=lambda: [0.0, 0.4])
-    bootstrap: int = 1000
+    pre_resize: dict[str, list[int]] = field(default_factory=lambda: {"spaq": [448, 448], "agiqa1k": [224, 224]})
 
 
 @dataclass

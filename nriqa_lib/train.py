@@ -117,8 +117,8 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     heads that have no samples in a padded step; it follows torch.optim.Adam's update exactly
     (L2 weight decay added to the gradient, bias-corrected moments, eps 1e-8).
     """
-    X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    X = torch.as_tensor(np.array(X, dtype=np.float32))
+    y = torch.as_tensor(np.array(y, dtype=np.float32))
     M = len(jobs)
     if M == 0:
         raise ValueError("no jobs")
@@ -134,13 +134,25 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
 
     batched = vmap(fmodel, in_dims=(0, 0, 0))
     orders = [batch_order(len(j.train_idx), cfg.epochs, cfg.batch_size, j.seed) for j in jobs]
-    m1 = {k: torch.zeros_like(v) for k, v in params.items()}
-    m2 = {k: torch.zeros_like(v) for k, v in params.items()}
-    steps = torch.zeros(M)
-    b1, b2, eps = 0.9, 0.999, 1e-8
+    # Equal train sizes -> every head steps together: torch's fused Adam on the stacked weights is then
+    # exactly per-head Adam. Otherwise some heads sit out padded steps, which torch.optim.Adam cannot
+    # express, so _MaskedAdam (the same update, written out) skips them.
+    uniform = len({len(j.train_idx) for j in jobs}) == 1
+    # Linear weights are kept as contiguous (M, in, out) leaves and handed to the module transposed:
+    # their gradients then come out contiguous (a transposing copy per step cost more than the matmuls).
+    lin = {k for k in names if params[k].dim() == 3 and k.endswith("weight")}
+    store = {k: (params[k].mT.contiguous() if k in lin else params[k]).detach().requires_grad_(True) for k in names}
+    leaves = [store[k] for k in names]
+    params = {k: store[k].mT if k in lin else store[k] for k in names}
+    opt = (torch.optim.Adam(leaves, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True) if uniform
+           else _MaskedAdam(leaves, cfg.lr, cfg.weight_decay, M))
     sel = [j.val_idx if cfg.select_on == "val" else j.test_idx for j in jobs]
     if any(len(s) < 3 for s in sel):
         raise ValueError(f"model selection on {cfg.select_on!r} needs >= 3 images per head")
+    sel_y = [y[torch.as_tensor(ix)].numpy() for ix in sel]
+    sel_pad = torch.zeros(M, max(len(ix) for ix in sel), dtype=torch.long)
+    for m, ix in enumerate(sel):
+        sel_pad[m, :len(ix)] = torch.as_tensor(ix)
     best = [-np.inf] * M
     best_epoch = [-1] * M
     best_state = {k: v.detach().clone() for k, v in params.items()}
@@ -156,37 +168,31 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
                     idx[m, :len(pos)] = torch.as_tensor(pos)
                     w[m, :len(pos)] = 1
             active = w.sum(1) > 0
-            for v in params.values():
-                v.requires_grad_(True)
+            if uniform:   # trim padding of the last batch (same size for every head)
+                nb = int(w[0].sum())
+                idx, w = idx[:, :nb], w[:, :nb]
+            params = {k: store[k].mT if k in lin else store[k] for k in names}
             pred = batched(params, buffers, X[idx])
             loss = iqa_loss(pred, y[idx], w, cfg.margin_weight, cfg.margin_scale, cfg.margin_loss_swapped)
             total = (loss * active).sum()
             if cfg.entropy_weight:
                 total = total + cfg.entropy_weight * _stacked_entropy(params, cfg, active)
-            grads = torch.autograd.grad(total, [params[k] for k in names])
-            steps += active.float()
-            with torch.no_grad():
-                for k, g in zip(names, grads):
-                    p = params[k]
-                    shape = (M,) + (1,) * (p.dim() - 1)
-                    a = active.view(shape)
-                    if cfg.weight_decay:
-                        g = g + cfg.weight_decay * p
-                    m1[k] = torch.where(a, b1 * m1[k] + (1 - b1) * g, m1[k])
-                    m2[k] = torch.where(a, b2 * m2[k] + (1 - b2) * g * g, m2[k])
-                    t = steps.clamp_min(1).view(shape)
-                    step = cfg.lr / (1 - b1 ** t)
-                    denom = (m2[k] / (1 - b2 ** t)).sqrt() + eps
-                    params[k] = torch.where(a, p - step * m1[k] / denom, p).detach()
-        with torch.no_grad():
-            pred_all = batched(params, buffers, X.expand(M, *X.shape)).numpy()
+            grads = torch.autograd.grad(total, leaves)
+            for p, g in zip(leaves, grads):
+                p.grad = g
+            opt.step() if uniform else opt.step(active)
+        with torch.no_grad():   # only the selection images (padded to a common length)
+            pred_sel = batched(params, buffers, X[sel_pad]).numpy()
         for m in range(M):
-            r = _srcc(pred_all[m, sel[m]], y[sel[m]].numpy())
+            r = _srcc(pred_sel[m, :len(sel[m])], sel_y[m])
             hist.append((m, ep, r))
             if r > best[m]:
                 best[m], best_epoch[m] = r, ep
                 for k in names:
                     best_state[k][m] = params[k][m].detach()
+    for v in leaves:
+        v.grad = None
+        v.requires_grad_(False)
     # the selected weights back into plain modules
     trained = []
     for m in range(M):
@@ -203,6 +209,34 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
             rows.append(pd.DataFrame({"job": m, "part": part, "index": ix, "pred": final[m, ix], "mos": yn[ix]}))
     history = pd.DataFrame(hist, columns=["job", "epoch", f"{cfg.select_on}_srcc"])
     return TrainResult(trained, best_epoch, pd.concat(rows, ignore_index=True), history)
+
+
+class _MaskedAdam:
+    """torch.optim.Adam's update (L2 weight decay in the gradient, bias correction, eps 1e-8) over
+    stacked (M, ...) weights, with a per-head step count; heads not active in a step are left as they are."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float, M: int,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.wd, self.eps = params, lr, weight_decay, eps
+        self.b1, self.b2 = betas
+        self.m1 = [torch.zeros_like(p) for p in params]
+        self.m2 = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(M, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        self.steps += active.double()
+        t = self.steps.clamp_min(1)
+        step_size = (self.lr / (1 - self.b1 ** t)).float()
+        bc2_sqrt = torch.sqrt(1 - self.b2 ** t).float()
+        for p, m1, m2 in zip(self.params, self.m1, self.m2):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            a = active.view(shape)
+            g = p.grad if not self.wd else p.grad + self.wd * p
+            m1.copy_(torch.where(a, torch.lerp(m1, g, 1 - self.b1), m1))
+            m2.copy_(torch.where(a, m2 * self.b2 + (1 - self.b2) * g * g, m2))
+            denom = m2.sqrt() / bc2_sqrt.view(shape) + self.eps
+            p.sub_(torch.where(a, step_size.view(shape) * m1 / denom, torch.zeros(())))
 
 
 def _stacked_entropy(params: dict[str, torch.Tensor], cfg: TrainConfig, active: torch.Tensor) -> torch.Tensor:

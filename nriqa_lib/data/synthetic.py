@@ -21,6 +21,7 @@ from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
 from ..io import atomic_path, atomic_write_text
+from .manifest import sha256_file
 
 # pristine colour photographs bundled inside scikit-image (no download); motorcycle_right is left out
 # because it is the stereo twin of motorcycle_left.
@@ -98,7 +99,7 @@ def generate(out_root: str | Path, manifest: str | Path, seed: int = 0, sources=
                 im.save(tmp, format="PNG", optimize=False)
             q = pseudo_mos(im, ref)
             rows.append({"image": rel, "mos": round(q / 100.0, 10), "mos_raw": round(q, 8), "group": src,
-                         "dis_type": kind, "level": level})
+                         "dis_type": kind, "level": level, "sha256": sha256_file(out_root / rel)})
     df = pd.DataFrame(rows)
     atomic_write_text(manifest, df.to_csv(index=False, lineterminator="\n"))
     return df

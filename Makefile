@@ -1,0 +1,35 @@
+# Quick start (fresh machine):  make repro   |   make test
+PY ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install repro test bench manifests clean
+
+install: $(VENV)/.installed
+
+# exact pins from requirements-lock.txt (torch 2.14.1 / torchvision 0.29.1, CPU-capable), then the package
+$(VENV)/.installed: pyproject.toml requirements-lock.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements-lock.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+repro: install
+	dvc repro
+
+test: install
+	bash scripts/test.sh
+
+bench: install
+	python -m nriqa_lib.bench
+
+# rebuild data_manifests/ from the label tables in ../shared (byte-identical when nothing changed)
+manifests: install
+	python -m nriqa_lib.data.build_manifests --labels ../shared/labels --clive ../shared/datasets/clive
+
+clean:
+	rm -rf $(VENV)

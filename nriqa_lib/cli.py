@@ -1,0 +1,114 @@
+"""Command line of the DVC stages: ``python -m nriqa_lib.cli <step> ...``.
+
+Every step loads and checks params.yaml first, so a typo fails at the start with one line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .config import ConfigError, Params, load_params
+from .data.manifest import ManifestError
+
+
+def _splits(p: Params, dataset: str) -> None:
+    from .data.manifest import load_dataset
+    from .data.splits import make_splits, save_splits
+    from .study import splits_path
+    m = load_dataset(dataset, p.data.roots, decode=False)
+    scheme = p.splits.schemes.get(dataset, "random")
+    sp = make_splits(m.table, scheme, n_splits=p.splits.n_splits, ratios=p.splits.ratios, seed=p.splits.seed,
+                     liqe_folder=p.splits.liqe_folder)
+    save_splits(sp, splits_path(dataset))
+    sizes = sp.groupby(["split", "part"]).size().unstack().mean().round(1).to_dict()
+    print(f"{dataset}: scheme {scheme}, {sp['split'].nunique()} split(s), mean sizes {sizes}")
+
+
+def _features(p: Params, dataset: str, backbone: str) -> None:
+    from .backbones import create_backbone
+    from .data.manifest import load_dataset
+    from .features import extract_features, save_feature_set
+    from .study import features_dir
+    m = load_dataset(dataset, p.data.roots)          # validates files (existence, sha256, decoding) first
+    bb = create_backbone(backbone, weights=p.features.weights.get(backbone))
+    t = time.time()
+    fs = extract_features(bb, m, test_time=p.features.test_time, batch_size=p.features.batch_size,
+                          threads=p.features.threads, chunk_size=p.features.chunk_size,
+                          progress=sys.stderr.isatty())
+    save_feature_set(fs, features_dir(dataset, backbone))
+    print(f"{backbone} on {dataset}: {fs.features.shape} in {time.time() - t:.1f}s (key {fs.key})")
+
+
+def _heads(p: Params, dataset: str, backbone: str) -> None:
+    import torch
+    from .study import heads_dir, run_heads, save_heads
+    torch.set_num_threads(p.features.threads)
+    t = time.time()
+    pred, shares = run_heads(p, dataset, backbone)
+    save_heads(pred, shares, heads_dir(dataset, backbone))
+    print(f"heads on {dataset}/{backbone}: {pred['head'].nunique()} specs x {pred['split'].nunique()} splits "
+          f"in {time.time() - t:.1f}s")
+
+
+def _notebook(name: str, out_dir: str, params_file: str) -> None:
+    """Run notebooks/<name>.ipynb with papermill into out_dir (created) and render HTML with nbconvert."""
+    import papermill as pm
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)      # papermill does not create output folders
+    target = out / f"{name}.ipynb"
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        nb_tmp = Path(tmp) / target.name
+        pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
+                            "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd())
+        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", tmp, str(nb_tmp)],
+                       check=True, capture_output=True)
+        os.replace(nb_tmp, target)
+        os.replace(Path(tmp) / f"{name}.html", out / f"{name}.html")
+    print(f"{target} and {out / (name + '.html')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nriqa_lib.cli", description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check", help="check params.yaml and every configured dataset root")
+    s = sub.add_parser("splits")
+    s.add_argument("--dataset", required=True)
+    for name in ("features", "heads"):
+        s = sub.add_parser(name)
+        s.add_argument("--dataset", required=True)
+        s.add_argument("--backbone", required=True)
+    s = sub.add_parser("notebook")
+    s.add_argument("name")
+    s.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    try:
+        p = load_params(a.params)
+        if a.cmd == "check":
+            from .data.manifest import manifest_path, resolve_root
+            for d in p.data.datasets:
+                if d != "synthetic":
+                    manifest_path(d)
+                resolve_root(d, p.data.roots) if d != "synthetic" else None
+            print(f"params OK: datasets {p.data.datasets}, backbones {p.features.backbones}")
+        elif a.cmd == "splits":
+            _splits(p, a.dataset)
+        elif a.cmd == "features":
+            _features(p, a.dataset, a.backbone)
+        elif a.cmd == "heads":
+            _heads(p, a.dataset, a.backbone)
+        elif a.cmd == "notebook":
+            _notebook(a.name, a.out, a.params)
+    except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

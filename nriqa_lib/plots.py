@@ -1,0 +1,114 @@
+"""Seaborn figures used by the notebooks (each returns the Figure and can save it atomically)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+__all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot",
+           "sample_grid", "per_view_plot"]
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def save(fig: plt.Figure, path: str | Path) -> Path:
+    """Save as PNG (fixed metadata, so the bytes depend on the content only)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
+    return path
+
+
+def mos_histograms(tables: dict[str, pd.DataFrame]) -> plt.Figure:
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3), squeeze=False)
+    for ax, (name, df) in zip(axes[0], tables.items()):
+        sns.histplot(df["mos"], bins=30, ax=ax)
+        ax.set(title=f"{name} (n={len(df)})", xlabel="MOS (normalised, higher is better)")
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(paths: list[Path], titles: list[str], ncol: int = 5) -> plt.Figure:
+    from PIL import Image
+    nrow = (len(paths) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.6 * nrow), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, p, t in zip(axes.ravel(), paths, titles):
+        with Image.open(p) as im:
+            im.thumbnail((256, 256))
+            ax.imshow(np.asarray(im.convert("RGB")))
+        ax.set_title(t, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None = None,
+                 metric: str = "srcc") -> plt.Figure:
+    """Mean over splits with the t-CI of the mean as error bars (from stats.summarize rows)."""
+    s = summary[summary["metric"] == metric]
+    cols = sorted(s[col].unique()) if col else [None]
+    fig, axes = plt.subplots(1, len(cols), figsize=(max(5, 1.0 * s[x].nunique() * (s[hue].nunique() if hue else 1)) * 0.6 * len(cols) + 2, 3.6),
+                             squeeze=False, sharey=True)
+    for ax, c in zip(axes[0], cols):
+        d = s if c is None else s[s[col] == c]
+        hues = list(dict.fromkeys(d[hue])) if hue else [None]
+        xs = list(dict.fromkeys(d[x]))
+        width = 0.8 / len(hues)
+        for i, h in enumerate(hues):
+            dd = d if h is None else d[d[hue] == h]
+            dd = dd.set_index(x).reindex(xs)
+            pos = np.arange(len(xs)) + (i - (len(hues) - 1) / 2) * width
+            err = np.vstack([dd["mean"] - dd["ci_low"], dd["ci_high"] - dd["mean"]])
+            ax.bar(pos, dd["mean"], width, yerr=err, capsize=2, label=h)
+        ax.set_xticks(np.arange(len(xs)), xs, rotation=30, ha="right")
+        ax.set(title=c or "", ylabel=f"{metric.upper()} (mean, 95% CI over splits)")
+    if hue:
+        axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def selection_shares_plot(shares: pd.DataFrame) -> plt.Figure:
+    """Share of channels choosing each candidate activation (mean over splits), per layer and backbone."""
+    g = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"], as_index=False)["share"].mean()
+    g["where"] = g["dataset"] + "/" + g["backbone"].str.replace("tf_efficientnet_", "") + "/" + g["head"] + "/" + g["layer"]
+    wide = g.pivot_table(index="where", columns="candidate", values="share", fill_value=0)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(wide) + 1.5))
+    wide.plot.barh(stacked=True, ax=ax, width=0.8)
+    ax.set(xlabel="share of channels (argmax of the selection weights)", ylabel="")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def pred_vs_mos(df: pd.DataFrame, title: str = "") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    sns.scatterplot(data=df, x="pred", y="mos", s=10, ax=ax, hue=df.get("hue"))
+    ax.set(title=title, xlabel="prediction", ylabel="MOS (normalised)")
+    fig.tight_layout()
+    return fig
+
+
+def embedding_plot(xy: np.ndarray, mos: np.ndarray, title: str = "") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=mos, s=8, cmap="viridis")
+    fig.colorbar(sc, ax=ax, label="MOS")
+    ax.set(title=title, xticks=[], yticks=[])
+    fig.tight_layout()
+    return fig
+
+
+def per_view_plot(views: pd.DataFrame) -> plt.Figure:
+    """Per-view Q_sim, Q_mag and w_sim (long: view, quantity, value)."""
+    g = sns.catplot(data=views, x="quantity", y="value", kind="box", height=3.2, aspect=1.4)
+    return g.figure

@@ -1,0 +1,168 @@
+"""The study's steps, called by the DVC stages (``python -m nriqa_lib.cli``) and the notebooks.
+
+Paths: splits/<dataset>.csv, features/<dataset>/<backbone>/, results/heads/<dataset>/<backbone>/.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .backbones import REGISTRY
+from .config import Params
+from .data.manifest import Manifest, load_dataset
+from .data.splits import load_splits
+from .features import FeatureSet, load_feature_set
+from .heads import selection_shares
+from .io import atomic_path
+from .train import HeadJob, TrainConfig, train_heads
+
+__all__ = ["splits_path", "features_dir", "heads_dir", "jobs_from_splits", "heads_for", "train_config",
+           "run_heads", "load_predictions", "split_sizes", "is_control", "cross_dataset"]
+
+
+def splits_path(dataset: str) -> Path:
+    return Path("splits") / f"{dataset}.csv"
+
+
+def features_dir(dataset: str, backbone: str) -> Path:
+    return Path("features") / dataset / backbone
+
+
+def heads_dir(dataset: str, backbone: str) -> Path:
+    return Path("results") / "heads" / dataset / backbone
+
+
+def is_control(backbone: str) -> bool:
+    return REGISTRY[backbone].random_init
+
+
+def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: int = 0) -> list[HeadJob]:
+    """One HeadJob per split: index arrays into ``images`` (the feature-matrix row order)."""
+    pos = {im: i for i, im in enumerate(images)}
+    missing = set(splits["image"]) - set(pos)
+    if missing:
+        raise KeyError(f"split file names {len(missing)} image(s) absent from the features, e.g. {sorted(missing)[0]!r}")
+    jobs = []
+    for k, s in splits.groupby("split", sort=True):
+        ix = {p: np.sort(s.loc[s["part"] == p, "image"].map(pos).to_numpy()) for p in ("train", "val", "test")}
+        jobs.append(HeadJob(ix["train"], ix["val"], ix["test"], seed=int(k) + seed_offset, tags={"split": int(k)}))
+    return jobs
+
+
+def heads_for(p: Params, backbone: str) -> list[str]:
+    """Head specs trained for a backbone: T1's head, T2's heads, T3's B_Gated and K-way (controls: T1 only)."""
+    if is_control(backbone):
+        return [p.t1.head]
+    out = []
+    for h in [p.t1.head, *p.t2.heads, p.t2.reference, "B_Gated", "kway"]:
+        if h not in out:
+            out.append(h)
+    return out
+
+
+def train_config(p: Params, head: str) -> TrainConfig:
+    t = p.train
+    return TrainConfig(head=head, hidden=t.hidden, candidates=tuple(p.t3.candidates), temperature=p.t3.temperature,
+                       hard=p.t3.hard, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, weight_decay=t.weight_decay,
+                       margin_weight=t.margin_weight, margin_scale=t.margin_scale,
+                       margin_loss_swapped=t.margin_loss_swapped,
+                       entropy_weight=p.t3.entropy_weight if head == "kway" else 0.0, select_on=t.select_on)
+
+
+def run_heads(p: Params, dataset: str, backbone: str, manifest: Manifest | None = None,
+              fs: FeatureSet | None = None, splits: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train every head spec on every split (each spec's splits batched together).
+
+    Returns (predictions: head, split, part, image, pred, mos, best_epoch; shares: head, split, layer,
+    candidate, share).
+    """
+    fs = fs or load_feature_set(features_dir(dataset, backbone))
+    manifest = manifest or load_dataset(dataset, p.data.roots, decode=False)
+    splits = splits if splits is not None else load_splits(splits_path(dataset))
+    mos = manifest.table.set_index("image").loc[fs.images, "mos"].to_numpy()
+    jobs = jobs_from_splits(fs.images, splits, seed_offset=p.train.seed * 1000)
+    images = np.asarray(fs.images)
+    preds, shares = [], []
+    for head in heads_for(p, backbone):
+        res = train_heads(fs.features, mos, jobs, train_config(p, head))
+        df = res.predictions
+        df.insert(0, "head", head)
+        df["split"] = [jobs[j].tags["split"] for j in df["job"]]
+        df["image"] = images[df["index"].to_numpy()]
+        df["best_epoch"] = [res.best_epoch[j] for j in df["job"]]
+        preds.append(df.drop(columns=["job", "index"]))
+        for j, h in enumerate(res.heads):
+            for layer, d in selection_shares(h).items():
+                for cand, s in d.items():
+                    shares.append((head, jobs[j].tags["split"], layer, cand, s))
+    pred = pd.concat(preds, ignore_index=True)[["head", "split", "part", "image", "pred", "mos", "best_epoch"]]
+    return pred, pd.DataFrame(shares, columns=["head", "split", "layer", "candidate", "share"])
+
+
+def save_heads(pred: pd.DataFrame, shares: pd.DataFrame, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "predictions.csv") as tmp:
+        pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+    with atomic_path(out_dir / "selection_shares.csv") as tmp:
+        shares.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def load_predictions(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
+    """All head predictions of the configured datasets x backbones, long format."""
+    frames = []
+    for d in datasets:
+        for b in backbones:
+            f = heads_dir(d, b) / "predictions.csv"
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} missing (run `dvc repro heads`)")
+            df = pd.read_csv(f, dtype={"image": str})
+            df.insert(0, "backbone", b)
+            df.insert(0, "dataset", d)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
+    frames = []
+    for d in datasets:
+        for b in backbones:
+            df = pd.read_csv(heads_dir(d, b) / "selection_shares.csv")
+            df.insert(0, "backbone", b)
+            df.insert(0, "dataset", d)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def split_sizes(splits: pd.DataFrame) -> tuple[int, int]:
+    """Mean (train, test) sizes over splits, for the Nadeau-Bengio correction."""
+    c = splits.groupby(["split", "part"]).size().unstack(fill_value=0)
+    return int(round(c["train"].mean())), int(round(c["test"].mean()))
+
+
+def cross_dataset(p: Params, train_ds: str, test_ds: str, backbone: str, heads: Sequence[str]) -> pd.DataFrame:
+    """Train on ``train_ds`` (train part of each split, selection on its val part), test on all of ``test_ds``.
+
+    Returns long predictions (head, split, image, pred, mos) on the test dataset.
+    """
+    fa, fb = load_feature_set(features_dir(train_ds, backbone)), load_feature_set(features_dir(test_ds, backbone))
+    ma = load_dataset(train_ds, p.data.roots, decode=False).table.set_index("image")
+    mb = load_dataset(test_ds, p.data.roots, decode=False).table.set_index("image")
+    X = np.concatenate([fa.features, fb.features])
+    y = np.concatenate([ma.loc[fa.images, "mos"].to_numpy(), mb.loc[fb.images, "mos"].to_numpy()])
+    base = jobs_from_splits(fa.images, load_splits(splits_path(train_ds)), seed_offset=p.train.seed * 1000)
+    test_ix = np.arange(len(fa.images), len(X))
+    jobs = [dataclasses.replace(j, test_idx=test_ix) for j in base]
+    frames = []
+    for head in heads:
+        cfg = dataclasses.replace(train_config(p, head), select_on="val")
+        pr = train_heads(X, y, jobs, cfg).predictions
+        pr = pr[pr["part"] == "test"].copy()
+        pr.insert(0, "head", head)
+        pr["split"] = [jobs[j].tags["split"] for j in pr["job"]]
+        pr["image"] = np.asarray(fb.images)[pr["index"].to_numpy() - len(fa.images)]
+        frames.append(pr[["head", "split", "image", "pred", "mos"]])
+    return pd.concat(frames, ignore_index=True)

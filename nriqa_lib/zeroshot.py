@@ -1,0 +1,261 @@
+"""Training-free IQA: CLIP-IQA, MA-CLIP (P2, arXiv 2511.09948) and the magnitude cue on any backbone.
+
+Every step and constant follows STUDY_SPEC.md section 3 (P2's official code):
+- views: all 224x224 windows on a stride-128 grid from (0, 0) (remainders dropped) + one global view,
+  a bilinear resize of the whole normalised image to 224x224;
+- Q_sim = mean over antonym pairs of softmax(s cos(f, t+), s cos(f, t-))[+], s = exp(logit_scale);
+- Q_mag = mean_d ((x_d + 1)^lambda - 1) / lambda, x = |f| / (std(|f|, ddof=1) + 1e-6), log(1 + x) at lambda 0;
+- (w_sim, w_mag) = softmax(b_sim + alpha delta, b_mag - alpha delta), delta = Q_sim - Q_mag;
+  Q_view = w_sim Q_sim + w_mag Q_mag; image score = mean over views.
+f is the image embedding before L2 normalisation. P2 drops the positional embedding of the CLIP
+image tower (``pos="drop"``); CLIP-IQA runs the whole image at native size with it interpolated.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import transforms as T
+from tqdm.auto import tqdm
+
+from .data.manifest import Manifest
+from .features import load_image
+from .io import atomic_path, atomic_write_text
+
+PosMode = Literal["drop", "interpolate", "keep"]
+PROMPT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Good image", "bad image"),
+    ("Sharp image", "blurry image"),
+    ("sharp edges", "blurry edges"),
+    ("High resolution image", "low resolution image"),
+    ("Noise-free image", "noisy image"),
+)
+# P2's per-dataset pre-resize (width, height); others stay at native size
+PRE_RESIZE = {"spaq": (448, 448), "agiqa1k": (224, 224)}
+
+__all__ = ["PROMPT_PAIRS", "PRE_RESIZE", "view_grid", "make_views", "encode_image", "text_features", "q_sim", "q_mag",
+           "fuse", "maclip_views", "MAClipConfig", "ablation_grid", "magnitude_scores", "l2_norm_scores",
+           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "ViewEmbeddings", "score_table"]
+
+
+def view_grid(height: int, width: int, size: int = 224, stride: int = 128) -> list[tuple[int, int]]:
+    """Top-left corners of all size x size windows on a stride grid from (0, 0); remainders dropped."""
+    if height < size or width < size:
+        raise ValueError(f"image {width}x{height} is smaller than the {size}x{size} view; pre-resize it "
+                         f"(t4.pre_resize.<dataset>: [w, h]) so both sides are >= {size}")
+    return [(t, l) for t in range(0, height - size + 1, stride) for l in range(0, width - size + 1, stride)]
+
+
+def make_views(x: torch.Tensor, size: int = 224, stride: int = 128) -> torch.Tensor:
+    """(C, H, W) normalised image -> (V, C, size, size): the grid crops, then the bilinear global view."""
+    crops = [x[:, t:t + size, l:l + size] for t, l in view_grid(x.shape[1], x.shape[2], size, stride)]
+    glob = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    return torch.stack([*crops, glob])
+
+
+@contextlib.contextmanager
+def _positional(module: nn.Module, grid: tuple[int, int], mode: PosMode) -> Iterator[None]:
+    """Temporarily replace ``module.positional_embedding`` (1 + s*s tokens) for a token grid ``grid``."""
+    pe = module.positional_embedding
+    s = int(round((pe.shape[0] - 1) ** 0.5))
+    if mode == "keep" or (mode == "interpolate" and grid == (s, s)):
+        if grid != (s, s):
+            raise ValueError(f"positional embedding is for a {s}x{s} grid, input gives {grid[0]}x{grid[1]}")
+        yield
+        return
+    if mode == "drop":
+        new = torch.zeros(1 + grid[0] * grid[1], pe.shape[1], dtype=pe.dtype)
+    elif mode == "interpolate":
+        g = pe[1:].reshape(s, s, -1).permute(2, 0, 1)[None]
+        g = F.interpolate(g, size=grid, mode="bicubic", align_corners=False)[0].permute(1, 2, 0).reshape(-1, pe.shape[1])
+        new = torch.cat([pe[:1], g])
+    else:
+        raise ValueError(f"pos must be drop, interpolate or keep, got {mode!r}")
+    module._parameters["positional_embedding"] = nn.Parameter(new, requires_grad=False)
+    try:
+        yield
+    finally:
+        module._parameters["positional_embedding"] = pe
+
+
+def encode_image(model: nn.Module, x: torch.Tensor, pos: PosMode = "drop") -> torch.Tensor:
+    """Un-normalised image embedding f of an open_clip model (ModifiedResNet or VisionTransformer tower)."""
+    v = model.visual
+    if hasattr(v, "attnpool"):          # ModifiedResNet: stride 32, attention pool with positional embedding
+        h = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))
+        with _positional(v.attnpool, tuple(h.shape[-2:]), pos):
+            return v.attnpool(h)
+    if hasattr(v, "conv1") and hasattr(v, "positional_embedding"):   # VisionTransformer
+        p = v.conv1.kernel_size
+        with _positional(v, (x.shape[-2] // p[0], x.shape[-1] // p[1]), pos):
+            return v(x)
+    raise TypeError(f"unsupported image tower {type(v).__name__}")
+
+
+_TEXT_CACHE: dict = {}
+
+
+def text_features(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]] = PROMPT_PAIRS) -> torch.Tensor:
+    """L2-normalised text embeddings, (P, 2, D) for (positive, negative); computed once per model and pairs."""
+    key = (id(model), tuple(map(tuple, pairs)))
+    if key not in _TEXT_CACHE:
+        with torch.inference_mode():
+            t = model.encode_text(tokenizer([s for pair in pairs for s in pair])).float()
+        _TEXT_CACHE[key] = F.normalize(t, dim=-1).reshape(len(pairs), 2, -1)
+    return _TEXT_CACHE[key]
+
+
+def q_sim(f: np.ndarray, text: np.ndarray, scale: float) -> np.ndarray:
+    """CLIP-IQA: per view, mean over pairs of the softmax probability of the positive prompt. f: (V, D)."""
+    f = np.asarray(f, np.float64)
+    fn = f / np.linalg.norm(f, axis=-1, keepdims=True)
+    logits = scale * np.einsum("vd,pkd->vpk", fn, np.asarray(text, np.float64))
+    logits -= logits.max(-1, keepdims=True)
+    e = np.exp(logits)
+    return (e[..., 0] / e.sum(-1)).mean(-1)
+
+
+def q_mag(f: np.ndarray, lam: float = 0.5, eps: float = 1e-6) -> np.ndarray:
+    """P2's magnitude cue: mean shifted Box-Cox of |f| / (unbiased std(|f|) + eps), per row. Scale-invariant."""
+    a = np.abs(np.asarray(f, np.float64))
+    x = a / (a.std(-1, ddof=1, keepdims=True) + eps)
+    y = np.log1p(x) if lam == 0 else ((x + 1.0) ** lam - 1.0) / lam
+    return y.mean(-1)
+
+
+def fuse(qs: np.ndarray, qm: np.ndarray, b_sim: float = 1.0, b_mag: float = 0.6, alpha: float = 1.0):
+    """Adaptive fusion: w = softmax(b_sim + alpha delta, b_mag - alpha delta); returns (Q, w_sim)."""
+    d = np.asarray(qs) - np.asarray(qm)
+    w_sim = 1.0 / (1.0 + np.exp(-((b_sim + alpha * d) - (b_mag - alpha * d))))
+    return w_sim * qs + (1 - w_sim) * qm, w_sim
+
+
+@dataclass(frozen=True)
+class MAClipConfig:
+    lam: float = 0.5
+    b_sim: float = 1.0
+    b_mag: float = 0.6
+    alpha: float = 1.0
+    mag: Literal["boxcox", "l2"] = "boxcox"     # l2: Q_mag replaced by the raw L2 norm (ablation)
+    mix: Literal["adaptive", "fixed", "sim", "mag"] = "adaptive"
+    level: Literal["view", "image"] = "view"    # fuse per view (P2) or on image-level averages
+
+
+def maclip_views(f: np.ndarray, text: np.ndarray, scale: float, cfg: MAClipConfig = MAClipConfig()) -> dict:
+    """MA-CLIP on one image's view embeddings f (V, D): score and the per-view Q_sim, Q_mag, w_sim."""
+    qs = q_sim(f, text, scale)
+    qm = q_mag(f, cfg.lam) if cfg.mag == "boxcox" else np.linalg.norm(np.asarray(f, np.float64), axis=-1)
+    if cfg.level == "image":
+        qs_i, qm_i = qs.mean(keepdims=True), qm.mean(keepdims=True)
+    else:
+        qs_i, qm_i = qs, qm
+    if cfg.mix == "adaptive":
+        qv, w = fuse(qs_i, qm_i, cfg.b_sim, cfg.b_mag, cfg.alpha)
+    elif cfg.mix == "fixed":
+        qv, w = 0.5 * qs_i + 0.5 * qm_i, np.full_like(qs_i, 0.5)
+    elif cfg.mix == "sim":
+        qv, w = qs_i, np.ones_like(qs_i)
+    else:
+        qv, w = qm_i, np.zeros_like(qs_i)
+    return {"score": float(qv.mean()), "q_sim": qs, "q_mag": qm, "w_sim": w, "q_view": qv}
+
+
+def ablation_grid(lams: Sequence[float] = (0, 0.3, 0.5, 0.7, 1.0), biases: Sequence[float] = (0.0, 0.4),
+                  alphas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0)) -> dict[str, MAClipConfig]:
+    """P2's defaults plus our ablations (STUDY_SPEC.md section 3, 'Beyond P2'), by readable name."""
+    base = MAClipConfig()
+    grid = {"MA-CLIP (P2)": base, "Q_sim only (CLIP-IQA views)": MAClipConfig(mix="sim"),
+            "Q_mag only": MAClipConfig(mix="mag"), "fixed 0.5/0.5": MAClipConfig(mix="fixed"),
+            "Q_mag -> L2 norm": MAClipConfig(mag="l2"), "fusion on image averages": MAClipConfig(level="image")}
+    for lam in lams:
+        grid[f"lambda={lam:g}"] = MAClipConfig(lam=float(lam))
+    for b in biases:
+        grid[f"b_sim-b_mag={b:g}"] = MAClipConfig(b_sim=base.b_mag + float(b))
+    for a in alphas:
+        grid[f"alpha={a:g}"] = MAClipConfig(alpha=float(a))
+    return grid
+
+
+def magnitude_scores(features: np.ndarray, lam: float = 0.5) -> np.ndarray:
+    """The magnitude cue as a zero-shot score on any backbone's pooled features (N, D)."""
+    return q_mag(features, lam)
+
+
+def l2_norm_scores(features: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(features, np.float64), axis=-1)
+
+
+def image_tensor(path: Path, mean, std, pre_resize: tuple[int, int] | None = None) -> torch.Tensor:
+    """Load an RGB image at native size (or P2's pre-resize, bicubic) as a normalised (C, H, W) tensor."""
+    im = load_image(path)
+    if pre_resize:
+        im = im.resize(tuple(pre_resize), resample=3)
+    return T.Normalize(mean, std)(T.functional.to_tensor(im))
+
+
+@dataclass
+class ViewEmbeddings:
+    """Per-view embeddings of a whole dataset: rows of ``f`` for image i are offsets[i]:offsets[i+1]."""
+    f: np.ndarray
+    offsets: np.ndarray
+    meta: dict
+
+    def image(self, i: int) -> np.ndarray:
+        return self.f[self.offsets[i]:self.offsets[i + 1]]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_resize=None, pos: PosMode = "drop",
+                         cache: str | Path | None = None, batch: int = 64, progress: bool = True) -> ViewEmbeddings:
+    """MA-CLIP's per-view f for every image, computed once (cached as .npz) and shared by every ablation."""
+    if cache is not None and Path(cache).is_file():
+        z = np.load(cache, allow_pickle=False)
+        return ViewEmbeddings(z["f"], z["offsets"], json.loads(str(z["meta"])))
+    fs, offsets = [], [0]
+    model.eval()
+    with torch.inference_mode():
+        for p in tqdm(manifest.paths(), desc=f"MA-CLIP views {manifest.name}", disable=not progress):
+            v = make_views(image_tensor(p, mean, std, pre_resize))
+            f = torch.cat([encode_image(model, v[i:i + batch], pos) for i in range(0, len(v), batch)])
+            fs.append(f.float().numpy())
+            offsets.append(offsets[-1] + len(v))
+    out = ViewEmbeddings(np.concatenate(fs), np.asarray(offsets), {"dataset": manifest.name, "pos": pos,
+                                                                   "pre_resize": pre_resize})
+    if cache is not None:
+        with atomic_path(cache, suffix=".npz") as tmp:
+            np.savez(tmp, f=out.f, offsets=out.offsets, meta=json.dumps(out.meta))
+    return out
+
+
+def clipiqa_scores(model: nn.Module, tokenizer, manifest: Manifest, mean, std, pairs=PROMPT_PAIRS,
+                   progress: bool = True) -> np.ndarray:
+    """CLIP-IQA as pyiqa computes it: whole image, native size, one pass, positional embedding interpolated."""
+    text = text_features(model, tokenizer, pairs).numpy()
+    scale = float(model.logit_scale.exp())
+    out = []
+    with torch.inference_mode():
+        for p in tqdm(manifest.paths(), desc=f"CLIP-IQA {manifest.name}", disable=not progress):
+            f = encode_image(model, image_tensor(p, mean, std)[None], "interpolate").float().numpy()
+            out.append(q_sim(f, text, scale)[0])
+    return np.asarray(out)
+
+
+def score_table(views: ViewEmbeddings, text: np.ndarray, scale: float,
+                configs: dict[str, MAClipConfig]) -> pd.DataFrame:
+    """Image scores of every config from one set of cached view embeddings (long format: image, config, score)."""
+    rows = []
+    for i in range(len(views)):
+        f = views.image(i)
+        for name, cfg in configs.items():
+            rows.append((i, name, maclip_views(f, text, scale, cfg)["score"]))
+    return pd.DataFrame(rows, columns=["index", "config", "score"])
