@@ -67,8 +67,8 @@ class T1:
 
 @dataclass
 class T2:
-    heads: list[str] = field(default_factory=lambda: ["relu", "gelu", "sigmoid", "tanh", "leaky_relu", "B", "B_Sig"])
-    reference: str = "relu"
+    heads: list[str] = field(default_factory=lambda: ["B", "gelu", "sigmoid", "tanh", "leaky_relu", "B_Sig"])
+    reference: str = "B"
     cross: list[list[str]] = field(default_factory=list)   # [[train_dataset, test_dataset], ...]
 
 

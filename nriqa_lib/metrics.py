@@ -46,16 +46,20 @@ def logistic5(x, b1, b2, b3, b4, b5):
 
 def fit_logistic(pred, mos, kind: Literal["logistic4", "logistic5"]) -> np.ndarray:
     """Map ``pred`` onto the MOS scale with the chosen logistic; on failure warn and return ``pred``."""
-    p, m = _pair(pred, mos)
-    sd = p.std() or 1.0
+    p0_, m = _pair(pred, mos)
+    # Fit on the z-scored prediction: both logistic families are closed under affine maps of x, so the
+    # fitted curve is the same, and the optimiser no longer depends on the score's scale (e.g. L2 norms ~30).
+    sd = p0_.std() or 1.0
+    p = (p0_ - p0_.mean()) / sd
     if kind == "logistic4":
         f = logistic4
-        p0 = [m.max(), m.min(), np.median(p), sd]
+        sign = 1.0 if stats.spearmanr(p, m)[0] >= 0 else -1.0
+        p0 = [m.max(), m.min(), 0.0, sign]
     elif kind == "logistic5":
         f = logistic5
         # sign of the slope from the rank correlation so the fit starts on the right branch
         sign = 1.0 if stats.spearmanr(p, m)[0] >= 0 else -1.0
-        p0 = [sign * (m.max() - m.min()), 1.0 / sd, np.mean(p), 0.0, np.mean(m)]
+        p0 = [sign * (m.max() - m.min()), 1.0, 0.0, 0.0, np.mean(m)]
     else:
         raise ValueError(f"unknown fit {kind!r}; use None, 'logistic4' or 'logistic5'")
     try:
@@ -68,7 +72,7 @@ def fit_logistic(pred, mos, kind: Literal["logistic4", "logistic5"]) -> np.ndarr
         return out
     except (RuntimeError, ValueError) as e:
         warnings.warn(f"{kind} fit failed ({e}); using the raw prediction", LogisticFitWarning, stacklevel=2)
-        return p
+        return p0_
 
 
 def srcc(pred, mos) -> float:

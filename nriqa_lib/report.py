@@ -36,7 +36,7 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
             out.append(("ours: pretrained features beat a random-init control", f"{r.dataset}/{real}",
                         sign * r.diff, r.p_nb_holm, _verdict(sign * r.diff, r.p_nb_holm, alpha)))
     t2 = _read(results, "t2/tables/t2_tests.csv")
-    for name, head in (("P1: sigmoid beats ReLU", "sigmoid"), ("P1: B_Sig beats B (ReLU)", "B_Sig")):
+    for name, head in (("P1: sigmoid beats ReLU", "sigmoid"), ("P1: B_Sig beats B (ReLU)", "B_Sig"), ("P1: GELU is no better than ReLU", "gelu")):
         for r in t2[t2["a"] == head].itertuples() if len(t2) else []:
             out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_nb_holm, _verdict(r.diff, r.p_nb_holm, alpha)))
     t2c = _read(results, "t2/tables/t2_cross_tests.csv")

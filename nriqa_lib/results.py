@@ -77,10 +77,14 @@ def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str 
     """Write ``name``.csv / .md / .tex atomically; returns the paths."""
     out = Path(out_dir)
     paths = {ext: out / f"{name}.{ext}" for ext in ("csv", "md", "tex")}
-    atomic_write_text(paths["csv"], df.to_csv(lineterminator="\n"))
-    md = (f"{caption}\n\n" if caption else "") + df.to_markdown() + "\n"
+    df = df.copy()
+    if isinstance(df.columns, pd.MultiIndex):      # ('srcc', 'lite0') -> 'srcc lite0'
+        df.columns = [" ".join(map(str, c)) for c in df.columns]
+    index = not isinstance(df.index, pd.RangeIndex)
+    atomic_write_text(paths["csv"], df.to_csv(index=index, lineterminator="\n"))
+    md = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=index, floatfmt=".4g") + "\n"
     atomic_write_text(paths["md"], md)
-    atomic_write_text(paths["tex"], df.to_latex(caption=caption or None, escape=True))
+    atomic_write_text(paths["tex"], df.to_latex(index=index, caption=caption or None, escape=True, float_format="%.4g"))
     return paths
 
 

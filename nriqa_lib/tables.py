@@ -89,7 +89,7 @@ def t1_backbones(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     cap = (f"T1: backbones with the identical {p.t1.head} head; SRCC and raw PLCC on the test parts, mean ± sd over "
            f"splits (clean protocol: epoch chosen on val).")
     export_table(table, tdir, "t1_backbones", cap)
-    export_table(tests.set_index(["dataset", "a", "b"]), tdir, "t1_tests",
+    export_table(tests, tdir, "t1_tests",
                  "T1 pairwise tests (SRCC): Nadeau-Bengio corrected t and Wilcoxon, Holm-adjusted over the table")
     rows.to_csv(tdir / "t1_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t1_summary.csv", index=False, lineterminator="\n")
@@ -112,7 +112,7 @@ def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     table = format_pm(summ[summ["metric"] == "srcc"], ["dataset", "backbone"], ["head"])
     tests = _tests_per_dataset(rows, ["backbone"], "head", p.t2.reference, nb_sizes(p.data.datasets), p.stats.alpha)
     export_table(table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits")
-    export_table(tests.set_index(["dataset", "backbone", "a", "b"]), tdir, "t2_tests",
+    export_table(tests, tdir, "t2_tests",
                  f"T2: each head vs {p.t2.reference} (SRCC), Holm-adjusted over the table")
     rows.to_csv(tdir / "t2_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t2_summary.csv", index=False, lineterminator="\n")
@@ -136,7 +136,7 @@ def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
         ctests = _tests_per_dataset(cr, ["backbone"], "head", p.t2.reference, sizes, p.stats.alpha)
         export_table(format_pm(csum[csum["metric"] == "srcc"], ["dataset", "backbone"], ["head"]), tdir, "t2_cross",
                      "T2 cross-dataset: train on the first dataset (its splits), test on all of the second; SRCC")
-        export_table(ctests.set_index(["dataset", "backbone", "a", "b"]), tdir, "t2_cross_tests",
+        export_table(ctests, tdir, "t2_cross_tests",
                      f"T2 cross-dataset tests vs {p.t2.reference}, Holm-adjusted")
         cross = {"cross_rows": cr, "cross_summary": csum, "cross_tests": ctests}
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("head")["mean"].to_dict()
@@ -165,7 +165,7 @@ def t3_selection(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     shares = load_shares(p.data.datasets, backbones)
     share_tbl = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"])["share"].agg(["mean", "std"]).round(3)
     export_table(table, tdir, "t3_selection", "T3: learnable activation selection vs the best fixed activation, test SRCC")
-    export_table(tests.set_index(["dataset", "backbone", "a", "b"]), tdir, "t3_tests",
+    export_table(tests, tdir, "t3_tests",
                  "T3: selection heads vs best fixed (SRCC), Holm-adjusted")
     export_table(share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
     plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")
@@ -231,7 +231,7 @@ def t4_zeroshot(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                                                            "plcc_logistic5", "krcc", "rmse"]].round(4)
     export_table(table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
                  "raw PLCC and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
-    export_table(tests.set_index(["dataset", "a", "b"]) if len(tests) else tests, tdir, "t4_tests",
+    export_table(tests if len(tests) else tests, tdir, "t4_tests",
                  "T4: paired bootstrap of SRCC differences and Williams' t on PLCC, Holm-adjusted")
     notes_df = pd.DataFrame(notes, columns=["dataset", "model", "note"])
     export_table(notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")

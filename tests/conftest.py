@@ -1,0 +1,71 @@
+"""Shared fixtures. Tests run offline (HF_HUB_OFFLINE=1) with random weights unless a test says otherwise."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CLIVE_ROOT = SHARED / "datasets" / "clive"
+LABELS = SHARED / "labels"
+
+needs_shared = pytest.mark.skipif(not (CLIVE_ROOT / "clive.csv").is_file() or not LABELS.is_dir(),
+                                  reason="../shared (CLIVE images and label tables) not beside the checkout")
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def make_image_dataset(root: Path, n: int = 12, size=(64, 48), seed: int = 0):
+    """n small random RGB PNGs under root/images and a manifest DataFrame for them (groups of 3)."""
+    import pandas as pd
+    from PIL import Image
+    from nriqa_lib.data.manifest import sha256_file
+    g = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        arr = (g.random((size[1], size[0], 3)) * 255).astype(np.uint8)
+        rel = f"images/img_{i:03d}.png"
+        Image.fromarray(arr).save(root / rel)
+        rows.append({"image": rel, "mos": float(g.random()), "mos_raw": 0.0, "group": f"g{i // 3}",
+                     "sha256": sha256_file(root / rel)})
+    return pd.DataFrame(rows)
+
+
+def write_manifest(mdir: Path, name: str, df) -> Path:
+    mdir.mkdir(parents=True, exist_ok=True)
+    (mdir / f"{name}.yaml").write_text(f"dataset: {name}\n")
+    df.to_csv(mdir / f"{name}.csv", index=False)
+    return mdir / f"{name}.csv"
+
+
+TINY_CLIP = {
+    "tiny-rn": {"embed_dim": 32, "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}},
+    "tiny-vit": {"embed_dim": 32, "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "patch_size": 32,
+                                                 "head_width": 16},
+                 "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}},
+}
+
+
+@pytest.fixture(params=["tiny-rn", "tiny-vit"])
+def tiny_clip(request):
+    """A small randomly initialised open_clip model: RN50-like (attention pool) or ViT-like."""
+    import open_clip
+    from open_clip.factory import _MODEL_CONFIGS
+    _MODEL_CONFIGS.update(TINY_CLIP)
+    torch.manual_seed(0)
+    model = open_clip.create_model(request.param).eval()
+    # random CLIP weights give near-identical views; perturb the positional embedding so 'drop' matters
+    return model, open_clip.get_tokenizer("RN50"), request.param
