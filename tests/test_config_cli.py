@@ -54,7 +54,7 @@ def test_missing_data_root_fails_at_check(tmp_path, capsys):
 
 def test_bad_manifest_writes_no_split_file(tmp_path, monkeypatch, capsys):
     root = tmp_path / "root"
-    df = make_image_dataset(root, n=6)
+    df = make_image_dataset(root, n=30, size=(16, 16))
     (root / df["image"][2]).unlink()
     mdir = tmp_path / "manifests"
     write_manifest(mdir, "toy", df)
@@ -67,7 +67,7 @@ def test_bad_manifest_writes_no_split_file(tmp_path, monkeypatch, capsys):
     assert cli.main(["--params", str(f), "splits", "--dataset", "toy"]) == 2
     assert not (tmp_path / "splits").exists()
     # once the file is back, the same call writes its split file
-    make_image_dataset(root, n=6)
+    make_image_dataset(root, n=30, size=(16, 16))
     assert cli.main(["--params", str(f), "splits", "--dataset", "toy"]) == 0
     sp = pd.read_csv(tmp_path / "splits" / "toy.csv")
     assert sp["split"].nunique() == 10 and set(sp["part"]) == {"train", "val", "test"}

@@ -1,0 +1,37 @@
+"""CI check of the pipeline's outputs: every declared table/render exists, and the numbers are sane."""
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from nriqa_lib.config import load_params
+
+p = load_params("params.yaml")
+errors = []
+for stage, files in {
+    "data_overview": ["data_overview.ipynb", "data_overview.html", "tables/datasets.csv"],
+    "t1": ["t1_backbones.ipynb", "t1_backbones.html", "tables/t1_backbones.md", "tables/t1_backbones.tex",
+           "tables/t1_tests.csv", "metrics.json"],
+    "t2": ["t2_activations.html", "tables/t2_activations.csv", "tables/t2_tests.csv", "metrics.json"],
+    "t3": ["t3_selection.html", "tables/t3_selection.csv", "tables/t3_shares.csv", "figures/t3_shares.png"],
+    "t4": ["t4_zeroshot.html", "tables/t4_zeroshot.csv", "tables/t4_tests.csv", "metrics.json"],
+    "report": ["report.html", "report.md", "claims.tex", "figures/tsne_hidden.png"],
+}.items():
+    for f in files:
+        if not (Path("results") / stage / f).is_file():
+            errors.append(f"missing results/{stage}/{f}")
+t1 = json.loads(Path("results/t1/metrics.json").read_text())
+if "clive" in p.data.datasets:
+    real = t1["clive"]["tf_efficientnet_lite0"]["srcc"]
+    ctrl = t1["clive"]["random_tf_efficientnet_lite0"]["srcc"]
+    print(f"check: CLIVE T1 SRCC lite0 {real:.3f} vs random control {ctrl:.3f}")
+    if not (real > 0.5 and real > ctrl + 0.15):
+        errors.append(f"CLIVE: pretrained lite0 SRCC {real:.3f} not clearly above the random control {ctrl:.3f}")
+tests = pd.read_csv("results/t2/tables/t2_tests.csv")
+if not {"p_nb_holm", "p_wilcoxon_holm"} <= set(tests.columns) or not tests["p_nb_holm"].between(0, 1).all():
+    errors.append("T2 tests lack Holm-adjusted p-values in [0, 1]")
+if "±" not in Path("results/t1/tables/t1_backbones.md").read_text():
+    errors.append("T1 table has no uncertainty (mean ± sd)")
+print("\n".join(errors) or "check: pipeline outputs OK")
+sys.exit(1 if errors else 0)
