@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,30 +28,37 @@ def _splits(p: Params, dataset: str) -> None:
     print(f"{dataset}: scheme {scheme}, {sp['split'].nunique()} split(s), mean sizes {sizes}")
 
 
-def _features(p: Params, dataset: str, backbone: str) -> None:
+def _features(p: Params, dataset: str, backbones: list[str]) -> None:
+    """Features of every backbone on one dataset (validated once; each backbone cached on its own key)."""
     from .backbones import create_backbone
     from .data.manifest import load_dataset
     from .features import extract_features, save_feature_set
     from .study import features_dir
     m = load_dataset(dataset, p.data.roots)          # validates files (existence, sha256, decoding) first
-    bb = create_backbone(backbone, weights=p.features.weights.get(backbone))
-    t = time.time()
-    fs = extract_features(bb, m, test_time=p.features.test_time, batch_size=p.features.batch_size,
-                          threads=p.features.threads, chunk_size=p.features.chunk_size,
-                          progress=sys.stderr.isatty())
-    save_feature_set(fs, features_dir(dataset, backbone))
-    print(f"{backbone} on {dataset}: {fs.features.shape} in {time.time() - t:.1f}s (key {fs.key})")
+    for backbone in backbones:
+        bb = create_backbone(backbone, weights=p.features.weights.get(backbone))
+        t = time.time()
+        fs = extract_features(bb, m, test_time=p.features.test_time, batch_size=p.features.batch_size,
+                              threads=p.features.threads, chunk_size=p.features.chunk_size,
+                              progress=sys.stderr.isatty())
+        save_feature_set(fs, features_dir(dataset, backbone))
+        print(f"{backbone} on {dataset}: {fs.features.shape} in {time.time() - t:.1f}s (key {fs.key})")
 
 
-def _heads(p: Params, dataset: str, backbone: str) -> None:
+def _heads(p: Params, dataset: str, backbones: list[str]) -> None:
     import torch
-    from .study import heads_dir, run_heads, save_heads
+    from .data.manifest import load_dataset
+    from .data.splits import load_splits
+    from .study import heads_dir, run_heads, save_heads, splits_path
     torch.set_num_threads(p.features.threads)
-    t = time.time()
-    pred, shares = run_heads(p, dataset, backbone)
-    save_heads(pred, shares, heads_dir(dataset, backbone))
-    print(f"heads on {dataset}/{backbone}: {pred['head'].nunique()} specs x {pred['split'].nunique()} splits "
-          f"in {time.time() - t:.1f}s")
+    manifest = load_dataset(dataset, p.data.roots, decode=False)
+    splits = load_splits(splits_path(dataset))
+    for backbone in backbones:
+        t = time.time()
+        pred, shares = run_heads(p, dataset, backbone, manifest=manifest, splits=splits)
+        save_heads(pred, shares, heads_dir(dataset, backbone))
+        print(f"heads on {dataset}/{backbone}: {pred['head'].nunique()} specs x {pred['split'].nunique()} splits "
+              f"in {time.time() - t:.1f}s")
 
 
 def _notebook(name: str, out_dir: str, params_file: str) -> None:
@@ -65,8 +71,9 @@ def _notebook(name: str, out_dir: str, params_file: str) -> None:
         nb_tmp = Path(tmp) / target.name
         pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
                             "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd())
-        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", tmp, str(nb_tmp)],
-                       check=True, capture_output=True)
+        from nbconvert import HTMLExporter
+        html, _ = HTMLExporter().from_filename(str(nb_tmp))
+        (Path(tmp) / f"{name}.html").write_text(html, encoding="utf-8")
         os.replace(nb_tmp, target)
         os.replace(Path(tmp) / f"{name}.html", out / f"{name}.html")
     print(f"{target} and {out / (name + '.html')}")
@@ -80,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("splits")
     s.add_argument("--dataset", required=True)
     for name in ("features", "heads"):
-        s = sub.add_parser(name)
+        s = sub.add_parser(name, help=f"{name} of every backbone in features.backbones (or --backbone) on a dataset")
         s.add_argument("--dataset", required=True)
-        s.add_argument("--backbone", required=True)
+        s.add_argument("--backbone", action="append", help="restrict to this backbone (repeatable)")
     s = sub.add_parser("notebook")
     s.add_argument("name")
     s.add_argument("--out", required=True)
@@ -98,10 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"params OK: datasets {p.data.datasets}, backbones {p.features.backbones}")
         elif a.cmd == "splits":
             _splits(p, a.dataset)
-        elif a.cmd == "features":
-            _features(p, a.dataset, a.backbone)
-        elif a.cmd == "heads":
-            _heads(p, a.dataset, a.backbone)
+        elif a.cmd in ("features", "heads"):
+            (_features if a.cmd == "features" else _heads)(p, a.dataset, a.backbone or p.features.backbones)
         elif a.cmd == "notebook":
             _notebook(a.name, a.out, a.params)
     except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:

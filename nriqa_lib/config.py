@@ -151,7 +151,7 @@ def check_params(p: Params) -> None:
         if s not in ("random", "official", "clive_liqe", "p1"):
             raise ConfigError(f"params: splits.schemes.{d}={s!r}; use random, official, clive_liqe or p1")
     for h in [p.t1.head, *p.t2.heads, p.t2.reference]:
-        if h not in PRESETS and h not in ACTIVATIONS:
+        if h not in PRESETS and h not in ACTIVATIONS and h != "ridge":
             raise ConfigError(f"params: unknown head {h!r} (presets {', '.join(PRESETS)}; or an activation)")
     for c in p.t3.candidates:
         if c not in ACTIVATIONS:

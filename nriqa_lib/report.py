@@ -36,7 +36,7 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
             out.append(("ours: pretrained features beat a random-init control", f"{r.dataset}/{real}",
                         sign * r.diff, r.p_nb_holm, _verdict(sign * r.diff, r.p_nb_holm, alpha)))
     t2 = _read(results, "t2/tables/t2_tests.csv")
-    for name, head in (("P1: sigmoid beats ReLU", "sigmoid"), ("P1: B_Sig beats B (ReLU)", "B_Sig"), ("P1: GELU is no better than ReLU", "gelu")):
+    for name, head in (("P1: sigmoid beats ReLU", "sigmoid"), ("P1: B_Sig beats B (ReLU)", "B_Sig"), ("GELU beats ReLU (P1 found it does not)", "gelu")):
         for r in t2[t2["a"] == head].itertuples() if len(t2) else []:
             out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_nb_holm, _verdict(r.diff, r.p_nb_holm, alpha)))
     t2c = _read(results, "t2/tables/t2_cross_tests.csv")
@@ -64,14 +64,14 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     return df.round({"srcc_diff": 4, "p_holm": 4})
 
 
-def gather_tables(results: str | Path) -> str:
-    """The Markdown of the four main tables and their tests, in order."""
+def gather_tables(results: str | Path, ext: str = "md") -> str:
+    """The four main tables and their tests, in order, as Markdown (``ext="md"``) or LaTeX (``"tex"``)."""
     results = Path(results)
     parts = []
-    for rel in ("t1/tables/t1_backbones.md", "t1/tables/t1_tests.md", "t2/tables/t2_activations.md",
-                "t2/tables/t2_tests.md", "t2/tables/t2_cross.md", "t3/tables/t3_selection.md", "t3/tables/t3_tests.md",
-                "t4/tables/t4_zeroshot.md", "t4/tables/t4_tests.md", "t4/tables/t4_notes.md"):
-        f = results / rel
+    for rel in ("t1/tables/t1_backbones", "t1/tables/t1_tests", "t2/tables/t2_activations",
+                "t2/tables/t2_tests", "t2/tables/t2_cross", "t3/tables/t3_selection", "t3/tables/t3_tests",
+                "t4/tables/t4_zeroshot", "t4/tables/t4_tests", "t4/tables/t4_notes"):
+        f = results / f"{rel}.{ext}"
         if f.is_file():
             parts.append(f.read_text())
     return "\n\n".join(parts)
@@ -100,12 +100,14 @@ def gradcam(backbone, head: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     return cam / cam.max() if cam.max() > 0 else cam
 
 
-def write_report(out_dir: str | Path, tables_md: str, claims_df: pd.DataFrame) -> Path:
+def write_report(out_dir: str | Path, tables_md: str, claims_df: pd.DataFrame, tables_tex: str = "") -> Path:
+    """report.md (claims + tables), claims.tex and tables.tex (every table's LaTeX, in order)."""
     out = Path(out_dir)
     text = ("# nriqa report\n\n## Claims on the data at hand\n\n" + claims_df.to_markdown(index=False)
             + "\n\n## Tables\n\n" + tables_md + "\n")
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "claims.tex", claims_df.to_latex(index=False, escape=True))
+    atomic_write_text(out / "tables.tex", tables_tex)
     return out / "report.md"
 
 

@@ -18,8 +18,11 @@ from .stats import compare_paired, holm, summarize
 __all__ = ["split_metrics", "summary_table", "paired_tests", "format_pm", "export_table", "write_metrics_json"]
 
 
-def split_metrics(pred: pd.DataFrame, by: Sequence[str], part: str = "test", fit: str | None = "logistic4") -> pd.DataFrame:
-    """Metrics of every group ``by`` (+ split) on ``part``: long rows (..., split, metric, value)."""
+def split_metrics(pred: pd.DataFrame, by: Sequence[str], part: str = "test", fit: str | None = None) -> pd.DataFrame:
+    """Metrics of every group ``by`` (+ split) on ``part``: long rows (..., split, metric, value).
+
+    ``fit=None``: PLCC and RMSE on the raw prediction (P1's protocol); "logistic4"/"logistic5" adds the fitted PLCC.
+    """
     rows = []
     sub = pred[pred["part"] == part] if "part" in pred else pred
     for key, g in sub.groupby(list(by) + ["split"], sort=True):

@@ -18,7 +18,7 @@ from .data.splits import load_splits
 from .features import FeatureSet, load_feature_set
 from .heads import selection_shares
 from .io import atomic_path
-from .train import HeadJob, TrainConfig, train_heads
+from .train import HeadJob, TrainConfig, ridge_predictions, train_heads
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "jobs_from_splits", "heads_for", "train_config",
            "run_heads", "load_predictions", "split_sizes", "is_control", "cross_dataset"]
@@ -57,6 +57,7 @@ def heads_for(p: Params, backbone: str) -> list[str]:
     """Head specs trained for a backbone: T1's head, T2's heads, T3's B_Gated and K-way (controls: T1 only)."""
     if is_control(backbone):
         return [p.t1.head]
+    # "ridge" (a linear baseline, not an MLP) may be listed in t2.heads
     out = []
     for h in [p.t1.head, *p.t2.heads, p.t2.reference, "B_Gated", "kway"]:
         if h not in out:
@@ -88,14 +89,18 @@ def run_heads(p: Params, dataset: str, backbone: str, manifest: Manifest | None 
     images = np.asarray(fs.images)
     preds, shares = [], []
     for head in heads_for(p, backbone):
-        res = train_heads(fs.features, mos, jobs, train_config(p, head))
-        df = res.predictions
+        if head == "ridge":       # linear baseline (closed form), alpha chosen like the heads' epoch
+            df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
+            heads_trained, best = [], [-1] * len(jobs)
+        else:
+            res = train_heads(fs.features, mos, jobs, train_config(p, head))
+            df, heads_trained, best = res.predictions, res.heads, res.best_epoch
         df.insert(0, "head", head)
         df["split"] = [jobs[j].tags["split"] for j in df["job"]]
         df["image"] = images[df["index"].to_numpy()]
-        df["best_epoch"] = [res.best_epoch[j] for j in df["job"]]
+        df["best_epoch"] = [best[j] for j in df["job"]]
         preds.append(df.drop(columns=["job", "index"]))
-        for j, h in enumerate(res.heads):
+        for j, h in enumerate(heads_trained):
             for layer, d in selection_shares(h).items():
                 for cand, s in d.items():
                     shares.append((head, jobs[j].tags["split"], layer, cand, s))

@@ -25,7 +25,7 @@ from .study import cross_dataset, features_dir, is_control, load_predictions, lo
 
 __all__ = ["data_overview", "t1_backbones", "t2_activations", "t3_selection", "t4_zeroshot", "nb_sizes"]
 
-METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1); plcc_logistic4 also in the long rows
+METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
 
 def _dirs(out_dir: str | Path) -> tuple[Path, Path, Path]:
@@ -122,7 +122,7 @@ def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
     for a, b in pairs:
         for bb in backbones:
-            cp = cross_dataset(p, a, b, bb, heads)
+            cp = cross_dataset(p, a, b, bb, [h for h in heads if h != "ridge"])
             r = split_metrics(cp.assign(part="test"), ["head"])
             r.insert(0, "backbone", bb)
             r.insert(0, "dataset", f"{a}->{b}")
@@ -151,7 +151,7 @@ def t3_selection(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     out, tdir, fdir = _dirs(out_dir)
     backbones = [b for b in p.features.backbones if not is_control(b)]
     pred = load_predictions(p.data.datasets, backbones)
-    fixed = list(dict.fromkeys([p.t2.reference, *p.t2.heads]))
+    fixed = [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads]) if h != "ridge"]
     rows = split_metrics(pred[pred["head"].isin(fixed + ["B_Gated", "kway"])], ["dataset", "backbone", "head"])
     summ = summary_table(rows, ["dataset", "backbone", "head"], METRICS)
     s = summ[(summ["metric"] == "srcc") & summ["head"].isin(fixed)]

@@ -117,3 +117,21 @@ def test_entropy_penalty_lowers_selection_entropy():
     e0 = np.mean([h.entropy().item() for h in r0.heads])
     e1 = np.mean([h.entropy().item() for h in r1.heads])
     assert e1 < e0
+
+
+def test_ridge_baseline_matches_closed_form():
+    from nriqa_lib.train import ridge_predictions
+    X, y = _data(N=200, D=16)
+    jobs = _jobs(len(X), 2)
+    pred, alphas = ridge_predictions(X, y, jobs, alphas=[3.0])
+    j = jobs[1]
+    Xd = X.astype(np.float64)
+    mu, sd = Xd[j.train_idx].mean(0), Xd[j.train_idx].std(0) + 1e-8
+    Z = (Xd - mu) / sd
+    A = Z[j.train_idx]
+    w = np.linalg.solve(A.T @ A + 3.0 * np.eye(16), A.T @ (y[j.train_idx] - y[j.train_idx].mean()))
+    want = Z[j.test_idx] @ w + y[j.train_idx].mean()
+    got = pred.query("job == 1 and part == 'test'").sort_values("index")
+    order = np.argsort(j.test_idx)
+    assert np.allclose(got["pred"].to_numpy(), want[order], atol=1e-8)
+    assert alphas == [3.0, 3.0]
