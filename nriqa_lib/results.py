@@ -81,8 +81,10 @@ def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str 
     out = Path(out_dir)
     paths = {ext: out / f"{name}.{ext}" for ext in ("csv", "md", "tex")}
     df = df.copy()
+    if isinstance(df.index, pd.MultiIndex):        # ('clive', 'lite0') rows -> dataset, backbone columns
+        df = df.reset_index()
     if isinstance(df.columns, pd.MultiIndex):      # ('srcc', 'lite0') -> 'srcc lite0'
-        df.columns = [" ".join(map(str, c)) for c in df.columns]
+        df.columns = [" ".join(map(str, c)).strip() for c in df.columns]
     index = not isinstance(df.index, pd.RangeIndex)
     atomic_write_text(paths["csv"], df.to_csv(index=index, lineterminator="\n"))
     md = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=index, floatfmt=".4g") + "\n"
