@@ -104,13 +104,12 @@ def rmse(pred, mos, fit: Fit = "logistic5") -> float:
 
 
 def all_metrics(pred, mos, fit: Fit = "logistic5") -> dict[str, float]:
-    """SRCC, KRCC, raw PLCC, fitted PLCC and RMSE in one dict (the fit is done once)."""
+    """SRCC, KRCC, raw PLCC, the fitted PLCC (if ``fit``) and RMSE after the fit, in one dict (one fit)."""
     p, m = _pair(pred, mos)
     fitted = fit_logistic(p, m, fit) if fit is not None else p
-    return {
-        "srcc": float(stats.spearmanr(p, m)[0]),
-        "krcc": float(stats.kendalltau(p, m)[0]),
-        "plcc": float(stats.pearsonr(p, m)[0]),
-        f"plcc_{fit or 'raw'}": float(stats.pearsonr(fitted, m)[0]),
-        "rmse": float(np.sqrt(np.mean((fitted - m) ** 2))),
-    }
+    out = {"srcc": float(stats.spearmanr(p, m)[0]), "krcc": float(stats.kendalltau(p, m)[0]),
+           "plcc": float(stats.pearsonr(p, m)[0])}
+    if fit is not None:
+        out[f"plcc_{fit}"] = float(stats.pearsonr(fitted, m)[0])
+    out["rmse"] = float(np.sqrt(np.mean((fitted - m) ** 2)))
+    return out
