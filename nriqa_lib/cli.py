@@ -61,12 +61,16 @@ def _heads(p: Params, dataset: str, backbones: list[str]) -> None:
               f"in {time.time() - t:.1f}s")
 
 
-def _notebook(name: str, out_dir: str, params_file: str) -> None:
-    """Run notebooks/<name>.ipynb with papermill into out_dir (created) and render HTML with nbconvert."""
+def _notebook(name: str, out_dir: str, params_file: str, tag: str | None = None) -> None:
+    """Run notebooks/<name>.ipynb with papermill into out_dir (created) and render HTML with nbconvert.
+
+    The executed notebook is named after its parameters: <name>__<tag>.ipynb (dvc.yaml builds the tag).
+    """
     import papermill as pm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)      # papermill does not create output folders
-    target = out / f"{name}.ipynb"
+    stem = f"{name}__{tag}" if tag else name
+    target = out / f"{stem}.ipynb"
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         nb_tmp = Path(tmp) / target.name
         pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
@@ -75,8 +79,8 @@ def _notebook(name: str, out_dir: str, params_file: str) -> None:
         html, _ = HTMLExporter().from_filename(str(nb_tmp))
         (Path(tmp) / f"{name}.html").write_text(html, encoding="utf-8")
         os.replace(nb_tmp, target)
-        os.replace(Path(tmp) / f"{name}.html", out / f"{name}.html")
-    print(f"{target} and {out / (name + '.html')}")
+        os.replace(Path(tmp) / f"{name}.html", out / f"{stem}.html")
+    print(f"{target} and {out / (stem + '.html')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("notebook")
     s.add_argument("name")
     s.add_argument("--out", required=True)
+    s.add_argument("--tag", help="parameter label for the executed notebook's name, e.g. head-B")
     a = ap.parse_args(argv)
     try:
         p = load_params(a.params)
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd in ("features", "heads"):
             (_features if a.cmd == "features" else _heads)(p, a.dataset, a.backbone or p.features.backbones)
         elif a.cmd == "notebook":
-            _notebook(a.name, a.out, a.params)
+            _notebook(a.name, a.out, a.params, a.tag)
     except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,16 +10,16 @@ from nriqa_lib.config import load_params
 p = load_params("params.yaml")
 errors = []
 for stage, files in {
-    "data_overview": ["data_overview.ipynb", "data_overview.html", "tables/datasets.csv"],
-    "t1": ["t1_backbones.ipynb", "t1_backbones.html", "tables/t1_backbones.md", "tables/t1_backbones.tex",
+    "data_overview": ["data_overview__*.ipynb", "data_overview__*.html", "tables/datasets.csv"],
+    "t1": ["t1_backbones__head-*.ipynb", "t1_backbones__*.html", "tables/t1_backbones.md", "tables/t1_backbones.tex",
            "tables/t1_tests.csv", "metrics.json"],
-    "t2": ["t2_activations.html", "tables/t2_activations.csv", "tables/t2_tests.csv", "metrics.json"],
-    "t3": ["t3_selection.html", "tables/t3_selection.csv", "tables/t3_shares.csv", "figures/t3_shares.png"],
-    "t4": ["t4_zeroshot.html", "tables/t4_zeroshot.csv", "tables/t4_tests.csv", "metrics.json"],
-    "report": ["report.html", "report.md", "claims.tex", "figures/tsne_hidden.png"],
+    "t2": ["t2_activations__*.html", "tables/t2_activations.csv", "tables/t2_tests.csv", "metrics.json"],
+    "t3": ["t3_selection__*.html", "tables/t3_selection.csv", "tables/t3_shares.csv", "figures/t3_shares.png"],
+    "t4": ["t4_zeroshot__*.html", "tables/t4_zeroshot.csv", "tables/t4_tests.csv", "metrics.json"],
+    "report": ["report__*.html", "report.md", "claims.tex", "tables.tex", "figures/tsne_hidden.png"],
 }.items():
     for f in files:
-        if not (Path("results") / stage / f).is_file():
+        if not list((Path("results") / stage).glob(f)):
             errors.append(f"missing results/{stage}/{f}")
 t1 = json.loads(Path("results/t1/metrics.json").read_text())
 if "clive" in p.data.datasets:
