@@ -6,7 +6,8 @@ SHOW = {"data_overview": "P.data, P.splits", "t1_backbones": "P.t1, P.train, P.s
         "t4_zeroshot": "P.t4, P.stats, P.features.backbones", "report": "P.stats"}
 def nb(name, title, intro, body_cells):
     cells = [new_markdown_cell(f"# {title}\n\n{intro}")]
-    c = new_code_cell(f'params_file = "params.yaml"\nout_dir = "results/{name}"')
+    outd = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4"}.get(name, name)
+    c = new_code_cell(f'params_file = "params.yaml"\nout_dir = "results/{outd}"')
     c.metadata["tags"] = ["parameters"]
     cells.append(c)
     cells.append(new_code_cell("from pathlib import Path\nfrom IPython.display import Image, Markdown, display\n"
