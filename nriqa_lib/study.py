@@ -116,30 +116,29 @@ def save_heads(pred: pd.DataFrame, shares: pd.DataFrame, out_dir: Path) -> None:
         shares.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def load_predictions(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
-    """All head predictions of the configured datasets x backbones, long format."""
+def _read_per_backbone(datasets: Sequence[str], backbones: Sequence[str], filename: str, **kw) -> pd.DataFrame:
+    """Concatenate results/heads/<dataset>/<backbone>/<filename>, tagged with dataset and backbone."""
     frames = []
     for d in datasets:
         for b in backbones:
-            f = heads_dir(d, b) / "predictions.csv"
+            f = heads_dir(d, b) / filename
             if not f.is_file():
                 raise FileNotFoundError(f"{f} missing (run `dvc repro heads`)")
-            df = pd.read_csv(f, dtype={"image": str})
+            df = pd.read_csv(f, **kw)
             df.insert(0, "backbone", b)
             df.insert(0, "dataset", d)
             frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def load_predictions(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
+    """All head predictions of the configured datasets x backbones, long format."""
+    return _read_per_backbone(datasets, backbones, "predictions.csv", dtype={"image": str})
 
 
 def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
-    frames = []
-    for d in datasets:
-        for b in backbones:
-            df = pd.read_csv(heads_dir(d, b) / "selection_shares.csv")
-            df.insert(0, "backbone", b)
-            df.insert(0, "dataset", d)
-            frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+    """Selection shares (K-way / B_Gated) of the configured datasets x backbones, long format."""
+    return _read_per_backbone(datasets, backbones, "selection_shares.csv")
 
 
 def split_sizes(splits: pd.DataFrame) -> tuple[int, int]:

@@ -172,8 +172,7 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
             if uniform:   # trim padding of the last batch (same size for every head)
                 nb = int(w[0].sum())
                 idx, w = idx[:, :nb], w[:, :nb]
-            params = {k: store[k].mT if k in lin else store[k] for k in names}
-            pred = batched(params, buffers, X[idx])
+            pred = batched(params, buffers, X[idx])     # params are views of the leaves Adam updates in place
             loss = iqa_loss(pred, y[idx], w, cfg.margin_weight, cfg.margin_scale, cfg.margin_loss_swapped)
             total = (loss * active).sum()
             if cfg.entropy_weight:
@@ -203,13 +202,17 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
         trained.append(h)
     with torch.no_grad():
         final = torch.stack([h(X) for h in trained]).numpy()
+    history = pd.DataFrame(hist, columns=["job", "epoch", f"{cfg.select_on}_srcc"])
+    return TrainResult(trained, best_epoch, _long_predictions(list(final), y.numpy(), jobs), history)
+
+
+def _long_predictions(preds: Sequence[np.ndarray], y: np.ndarray, jobs: Sequence[HeadJob]) -> pd.DataFrame:
+    """Per job, its predictions over all images -> long rows (job, part, index, pred, mos)."""
     rows = []
-    yn = y.numpy()
     for m, job in enumerate(jobs):
         for part, ix in (("train", job.train_idx), ("val", job.val_idx), ("test", job.test_idx)):
-            rows.append(pd.DataFrame({"job": m, "part": part, "index": ix, "pred": final[m, ix], "mos": yn[ix]}))
-    history = pd.DataFrame(hist, columns=["job", "epoch", f"{cfg.select_on}_srcc"])
-    return TrainResult(trained, best_epoch, pd.concat(rows, ignore_index=True), history)
+            rows.append(pd.DataFrame({"job": m, "part": part, "index": ix, "pred": preds[m][ix], "mos": y[ix]}))
+    return pd.concat(rows, ignore_index=True)
 
 
 class _MaskedAdam:
@@ -261,8 +264,8 @@ def ridge_predictions(X: np.ndarray, y: np.ndarray, jobs: Sequence[HeadJob], sel
     """
     X = np.asarray(X, np.float64)
     y = np.asarray(y, np.float64)
-    rows, chosen = [], []
-    for m, job in enumerate(jobs):
+    preds, chosen = [], []
+    for job in jobs:
         tr = job.train_idx
         mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-8
         Z = (X - mu) / sd
@@ -277,6 +280,5 @@ def ridge_predictions(X: np.ndarray, y: np.ndarray, jobs: Sequence[HeadJob], sel
             if r > best[0]:
                 best = (r, a, pred)
         chosen.append(float(best[1]))
-        for part, ix in (("train", job.train_idx), ("val", job.val_idx), ("test", job.test_idx)):
-            rows.append(pd.DataFrame({"job": m, "part": part, "index": ix, "pred": best[2][ix], "mos": y[ix]}))
-    return pd.concat(rows, ignore_index=True), chosen
+        preds.append(best[2])
+    return _long_predictions(preds, y, jobs), chosen
