@@ -56,8 +56,10 @@ class Train:
     margin_weight: float = 1.0
     margin_scale: float = 0.25
     margin_loss_swapped: bool = False
+    micro_batch: int = 0               # > 0: P1's gradient accumulation, micro-batches of this size (P1: 2 of 12)
     select_on: str = "val"             # val (clean protocol) | test (P1's optimistic, paper-faithful only)
     seed: int = 0
+    single_split_seeds: int = 5        # training seeds on a dataset with one split (KonIQ's official one)
 
 
 @dataclass
@@ -160,6 +162,12 @@ def check_params(p: Params) -> None:
         raise ConfigError(f"params: train.select_on={p.train.select_on!r}; use val or test")
     if p.features.test_time not in ("squash", "center_crop", "multi_crop"):
         raise ConfigError(f"params: features.test_time={p.features.test_time!r}; use squash, center_crop or multi_crop")
+    if p.train.micro_batch < 0 or (p.train.micro_batch and p.train.batch_size % p.train.micro_batch):
+        raise ConfigError(f"params: train.micro_batch={p.train.micro_batch} must be 0 or divide train.batch_size="
+                          f"{p.train.batch_size}")
+    if p.train.single_split_seeds < 1:
+        raise ConfigError(f"params: train.single_split_seeds={p.train.single_split_seeds}; use an integer >= 1 (>= 5 "
+                          f"gives single-split datasets a seed-to-seed spread)")
     for pair in p.t2.cross:
         if len(pair) != 2 or any(d not in p.data.roots for d in pair):
             raise ConfigError(f"params: t2.cross entry {pair!r} must name two datasets of data.roots "

@@ -53,8 +53,9 @@ def sample_grid(paths: list[Path], titles: list[str], ncol: int = 5) -> plt.Figu
 
 
 def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None = None,
-                 metric: str = "srcc") -> plt.Figure:
-    """Mean over splits with the t-CI of the mean as error bars (from stats.summarize rows)."""
+                 metric: str = "srcc", ci_label: str = "95% CI") -> plt.Figure:
+    """Means with their 95% CI as error bars (summary rows with mean, ci_low, ci_high); ``ci_label`` says
+    which interval it is (over splits, Nadeau-Bengio corrected; two-level bootstrap; bootstrap over images)."""
     s = summary[summary["metric"] == metric]
     cols = sorted(s[col].unique()) if col else [None]
     fig, axes = plt.subplots(1, len(cols), figsize=(max(5, 1.0 * s[x].nunique() * (s[hue].nunique() if hue else 1)) * 0.6 * len(cols) + 2, 3.6),
@@ -71,9 +72,10 @@ def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None
             err = np.vstack([dd["mean"] - dd["ci_low"], dd["ci_high"] - dd["mean"]])
             ax.bar(pos, dd["mean"], width, yerr=err, capsize=2, label=h)
         ax.set_xticks(np.arange(len(xs)), xs, rotation=30, ha="right")
-        ax.set(title=c or "", ylabel=f"{metric.upper()} (mean, 95% CI over splits)")
+        ax.set(title=c or "", ylabel=metric.upper())
     if hue:
         axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(ci_label, fontsize=8, y=0.01, va="top")
     fig.tight_layout()
     return fig
 

@@ -34,28 +34,30 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
             sign = -1 if a_ctrl else 1
             real = r.b if a_ctrl else r.a
             out.append(("ours: pretrained features beat a random-init control", f"{r.dataset}/{real}",
-                        sign * r.diff, r.p_nb_holm, _verdict(sign * r.diff, r.p_nb_holm, alpha)))
+                        sign * r.diff, r.p_holm, _verdict(sign * r.diff, r.p_holm, alpha)))
     t2 = _read(results, "t2/tables/t2_tests.csv")
     for name, head in (("P1: sigmoid beats ReLU", "sigmoid"), ("P1: B_Sig beats B (ReLU)", "B_Sig"), ("GELU beats ReLU (P1 found it does not)", "gelu")):
         for r in t2[t2["a"] == head].itertuples() if len(t2) else []:
-            out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_nb_holm, _verdict(r.diff, r.p_nb_holm, alpha)))
+            out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_holm, _verdict(r.diff, r.p_holm, alpha)))
     t2c = _read(results, "t2/tables/t2_cross_tests.csv")
-    for r in t2c[t2c["a"] == "sigmoid"].itertuples() if len(t2c) else []:
-        out.append(("P1: sigmoid generalises better than ReLU (cross-dataset)", f"{r.dataset}/{r.backbone}", r.diff,
-                    r.p_nb_holm, _verdict(r.diff, r.p_nb_holm, alpha)))
+    for name, head in (("P1: sigmoid generalises better than ReLU (cross-dataset)", "sigmoid"),
+                       ("P1: B_Sig generalises better than B (cross-dataset)", "B_Sig"),
+                       ("P1: B_Gated generalises better than B (cross-dataset)", "B_Gated")):
+        for r in t2c[t2c["a"] == head].itertuples() if len(t2c) else []:
+            out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_holm, _verdict(r.diff, r.p_holm, alpha)))
     t3 = _read(results, "t3/tables/t3_tests.csv")
     for r in t3.itertuples():
         name = "P1: B_Gated beats the best fixed activation" if r.a == "B_Gated" else \
             "ours: K-way selection beats the best fixed activation"
-        out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_nb_holm, _verdict(r.diff, r.p_nb_holm, alpha)))
+        out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_holm, _verdict(r.diff, r.p_holm, alpha)))
     t4 = _read(results, "t4/tables/t4_tests.csv")
     for r in t4.itertuples():
         if "CLIP-IQA" in str(r.b):
             name = f"P2: {str(r.a).split(': ', 1)[1]} beats CLIP-IQA"
         else:
             name = "ours: the magnitude cue of a pretrained backbone beats that of a random one"
-        out.append((name, f"{r.dataset}: {r.a} vs {r.b}", r.srcc_diff, r.p_bootstrap_holm,
-                    _verdict(r.srcc_diff, r.p_bootstrap_holm, alpha)))
+        out.append((name, f"{r.dataset}: {r.a} vs {r.b}", r.srcc_diff, r.p_holm,
+                    _verdict(r.srcc_diff, r.p_holm, alpha)))
     t4n = _read(results, "t4/tables/t4_notes.csv")
     for r in t4n.itertuples():
         out.append(("P2: MA-CLIP beats CLIP-IQA", f"{r.dataset}/{r.model}", np.nan, np.nan,

@@ -11,11 +11,30 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
 from .io import atomic_write_text
 from .metrics import all_metrics
-from .stats import compare_paired, holm, summarize
+from .stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
+                    two_level_bootstrap)
 
-__all__ = ["split_metrics", "summary_table", "paired_tests", "format_pm", "export_table", "write_metrics_json"]
+__all__ = ["split_metrics", "summary_table", "format_pm", "export_table", "write_metrics_json",
+           "Design", "prediction_matrix", "summarize_groups", "compare", "holm_by_family", "family_note"]
+
+
+@dataclass(frozen=True)
+class Design:
+    """How one dataset's per-split numbers were obtained, which decides their uncertainty and tests.
+
+    ``splits``: J overlapping random (or published) splits, each with its own test part: Nadeau-Bengio
+    corrected intervals and tests (n_train/n_test: mean part sizes) + Wilcoxon.
+    ``shared``: J heads (splits of a source dataset, or training seeds on a dataset's single official
+    split) all tested on the *same* images: two-level bootstrap (heads, then images; stats.two_level_bootstrap).
+    """
+    kind: str                     # "splits" | "shared"
+    n_train: int = 0
+    n_test: int = 0
+    what: str = "splits"          # what the J heads are: "splits" | "training seeds" | "source splits"
 
 
 def split_metrics(pred: pd.DataFrame, by: Sequence[str], part: str = "test", fit: str | None = None) -> pd.DataFrame:
@@ -38,35 +57,6 @@ def summary_table(rows: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] 
     for key, g in rows[rows["metric"].isin(metrics)].groupby(list(by) + ["metric"], sort=True):
         out.append({**dict(zip([*by, "metric"], key)), **summarize(g.sort_values("split")["value"].to_numpy())})
     return pd.DataFrame(out)
-
-
-def paired_tests(rows: pd.DataFrame, by: Sequence[str], factor: str, reference: str | None, n_train: int, n_test: int,
-                 metric: str = "srcc", alpha: float = 0.05) -> pd.DataFrame:
-    """Each level of ``factor`` vs ``reference`` (or, if None, every pair) within each ``by`` group,
-    on the same splits; Nadeau-Bengio and Wilcoxon p-values, Holm-adjusted over the whole table."""
-    res = []
-    r = rows[rows["metric"] == metric]
-    for key, g in r.groupby(list(by), sort=True) if by else [((), r)]:
-        key = key if isinstance(key, tuple) else (key,)
-        wide = g.pivot_table(index="split", columns=factor, values="value")
-        levels = list(wide.columns)
-        pairs = ([(a, reference) for a in levels if a != reference] if reference is not None
-                 else [(a, b) for i, a in enumerate(levels) for b in levels[i + 1:]])
-        for a, b in pairs:
-            if a not in wide or b not in wide:
-                continue
-            both = wide[[a, b]].dropna()
-            if len(both) < 2:
-                continue
-            res.append({**dict(zip(by, key)), "a": a, "b": b, "metric": metric, "n_splits": len(both),
-                        **compare_paired(both[a].to_numpy(), both[b].to_numpy(), n_train, n_test)})
-    df = pd.DataFrame(res)
-    if len(df):
-        for col in ("p_nb", "p_wilcoxon"):
-            rej, adj = holm(df[col].to_numpy(), alpha)
-            df[f"{col}_holm"] = adj
-        df["significant"] = df["p_nb_holm"] < alpha
-    return df
 
 
 def format_pm(summary: pd.DataFrame, index: Sequence[str], columns: Sequence[str], digits: int = 3) -> pd.DataFrame:
@@ -102,3 +92,130 @@ def write_metrics_json(path: str | Path, data: dict) -> None:
             return round(float(x), 6)
         return x
     atomic_write_text(path, json.dumps(clean(data), indent=1, sort_keys=True) + "\n")
+
+
+def prediction_matrix(pred: pd.DataFrame, part: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(J, N) predictions of J heads on the same N images (rows: split, columns: image) and the N MOS."""
+    sub = pred[pred["part"] == part] if "part" in pred else pred
+    wide = sub.pivot_table(index="split", columns="image", values="pred", aggfunc="first")
+    if wide.isna().any().any():
+        raise ValueError("heads were not all tested on the same images; a shared-test design needs that")
+    mos = sub.groupby("image")["mos"].first().reindex(wide.columns).to_numpy()
+    return wide.to_numpy(), mos
+
+
+def summarize_groups(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], design: dict[str, Design],
+                     metrics: Sequence[str] = ("srcc", "plcc"), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """mean, sd, median over splits per group and metric, with a 95% CI that fits the design: Nadeau-Bengio
+    corrected t over splits, or (shared test images) the two-level bootstrap of the mean SRCC. ``by`` starts
+    with "dataset"; ``ci_kind`` names the interval."""
+    out = summary_table(rows, by, metrics)
+    for i, r in out.iterrows():
+        d = design[r["dataset"]]
+        vals = rows[(rows["metric"] == r["metric"]) & np.logical_and.reduce([rows[c] == r[c] for c in by])]["value"]
+        if d.kind == "splits":
+            s = summarize(vals.to_numpy(), n_train=d.n_train, n_test=d.n_test)
+        else:
+            s = summarize(vals.to_numpy())
+            if r["metric"] == "srcc":
+                g = pred[np.logical_and.reduce([pred[c] == r[c] for c in by])]
+                b = two_level_bootstrap(*prediction_matrix(g), n_boot=n_boot, seed=seed)
+                s.update(ci_low=b["ci_low"], ci_high=b["ci_high"],
+                         ci_kind=f"two-level bootstrap ({d.what}, then test images)")
+        for k in ("ci_low", "ci_high", "ci_kind"):
+            out.loc[i, k] = s[k]
+    return out
+
+
+def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: str, reference: str | None,
+            design: dict[str, Design], family: Sequence[str], alpha: float = 0.05, n_boot: int = 1000,
+            seed: int = 0) -> pd.DataFrame:
+    """The one comparison helper of the tables: each level of ``factor`` vs ``reference`` (or every pair)
+    within each ``by`` group (``by`` starts with "dataset"), SRCC on the same splits.
+
+    Design ``splits``: Nadeau-Bengio corrected t (``p``) and Wilcoxon; ``shared``: the paired two-level
+    bootstrap (``p``). Then Holm within each family (:func:`holm_by_family`), with what each family can
+    detect: Wilcoxon's smallest attainable p and the minimum detectable difference at 80% power.
+    """
+    res = []
+    r = rows[rows["metric"] == "srcc"]
+    for key, g in r.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        tags = dict(zip(by, key))
+        d = design[tags["dataset"]]
+        wide = g.pivot_table(index="split", columns=factor, values="value")
+        levels = list(wide.columns)
+        pairs = ([(a, reference) for a in levels if a != reference] if reference is not None
+                 else [(a, b) for i, a in enumerate(levels) for b in levels[i + 1:]])
+        for a, b in pairs:
+            if a not in wide or b not in wide:
+                continue
+            both = wide[[a, b]].dropna()
+            if len(both) < 2 and d.kind == "splits":
+                continue
+            row = {**tags, "a": a, "b": b, "metric": "srcc", "n_splits": len(both)}
+            if d.kind == "splits":
+                c = compare_paired(both[a].to_numpy(), both[b].to_numpy(), d.n_train, d.n_test)
+                row.update(c, test="Nadeau-Bengio corrected t", p=c["p_nb"], se=np.nan)
+            else:
+                sel = np.logical_and.reduce([pred[c] == v for c, v in tags.items()])
+                pa, mos = prediction_matrix(pred[sel & (pred[factor] == a)])
+                pb, mos_b = prediction_matrix(pred[sel & (pred[factor] == b)])
+                bt = two_level_bootstrap(pa, mos, pb, n_boot=n_boot, seed=seed)
+                row.update(diff=bt["value"], ci_low=bt["ci_low"], ci_high=bt["ci_high"], se=bt["se"],
+                           test=f"two-level bootstrap ({d.what}, then images)", p=bt["p"], p_wilcoxon=np.nan)
+            res.append(row)
+    df = pd.DataFrame(res)
+    if len(df):
+        df = holm_by_family(df, family, alpha, design)
+    return df
+
+
+def holm_by_family(tests: pd.DataFrame, family: Sequence[str], alpha: float,
+                   design: dict[str, Design] | None = None, p_cols: Sequence[str] = ("p", "p_wilcoxon")) -> pd.DataFrame:
+    """Holm's adjustment of each column of ``p_cols`` within each family (rows sharing the ``family``
+    columns; the first column decides ``significant``), and per row what its family can detect:
+    ``m_family``, Holm's first threshold alpha/m, Wilcoxon's smallest attainable p (Nadeau-Bengio rows, with
+    ``wilcoxon_can_reject``), and ``mde80``, the true SRCC difference detectable with 80% power at alpha/m
+    (Nadeau-Bengio from the row's sd of differences; bootstrap tests from their standard error ``se``)."""
+    t = tests.copy()
+    t["family"] = t[list(family)].astype(str).agg(" / ".join, axis=1)
+    for col in p_cols:
+        t[f"{col}_holm"] = np.nan
+    for _, idx in t.groupby("family").groups.items():
+        for col in p_cols:
+            ok = t.loc[idx, col].notna()
+            if ok.any():
+                t.loc[idx[ok.to_numpy()], f"{col}_holm"] = holm(t.loc[idx[ok.to_numpy()], col].to_numpy(), alpha)[1]
+        t.loc[idx, "m_family"] = len(idx)
+    t["m_family"] = t["m_family"].astype(int)
+    t["holm_first_threshold"] = alpha / t["m_family"]
+    nb = t["test"].astype(str).str.startswith("Nadeau") if "test" in t else pd.Series(False, index=t.index)
+    t["min_p_wilcoxon"] = [min_p_wilcoxon(n) if is_nb else np.nan for n, is_nb in zip(t["n_splits"], nb)]
+    t["wilcoxon_can_reject"] = t["min_p_wilcoxon"] < t["holm_first_threshold"]
+    mde = []
+    for r, is_nb in zip(t.itertuples(), nb):
+        a = alpha / r.m_family
+        if is_nb:
+            d = design[r.dataset]
+            mde.append(mde_nadeau_bengio(r.sd_diff, r.n_splits, d.n_train, d.n_test, a))
+        else:
+            mde.append(mde_normal(r.se, a) if np.isfinite(r.se) else np.nan)
+    t["mde80"] = mde
+    t["significant"] = t[f"{p_cols[0]}_holm"] < alpha
+    return t
+
+
+def family_note(tests: pd.DataFrame, family_desc: str, alpha: float) -> str:
+    """One sentence for a caption: the Holm family, its sizes and whether Wilcoxon can reach significance."""
+    if not len(tests):
+        return f"Holm family: {family_desc}."
+    m = sorted(tests["m_family"].unique())
+    msg = f"Holm family: {family_desc} (m = {', '.join(map(str, m))}; first threshold alpha/m)"
+    w = tests.dropna(subset=["min_p_wilcoxon"]) if "min_p_wilcoxon" in tests else tests.iloc[:0]
+    if len(w):
+        j = int(w["n_splits"].min())
+        can = bool(w["wilcoxon_can_reject"].all())
+        msg += (f"; Wilcoxon's smallest attainable p with J = {j} is {min_p_wilcoxon(j):.4g}, so its Holm column "
+                + ("can" if can else "can NOT") + " reach significance")
+    return msg + f"; mde80 = SRCC difference detectable with 80% power at alpha/m (alpha = {alpha:g})."

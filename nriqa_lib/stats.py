@@ -1,11 +1,19 @@
 """Statistics for every comparison (STUDY_SPEC.md section 4), scipy/statsmodels underneath.
 
-- Across splits: :func:`summarize` (mean, sd, median, t-CI of the mean).
+- Across splits: :func:`summarize` (mean, sd, median, t-CI of the mean; with the split sizes given, the
+  Nadeau-Bengio corrected CI, since random splits overlap).
 - Two configurations on the same splits: :func:`nadeau_bengio` (corrected resampled t-test; random
   splits overlap, so the plain paired t-test is anti-conservative), :func:`wilcoxon` (signed-rank),
   :func:`compare_paired` (both + effect size), :func:`holm` over the comparisons of one table.
 - One shared test set: :func:`bootstrap_ci` (resample images), :func:`williams_t` (two dependent PLCCs
   sharing the MOS), :func:`paired_bootstrap` (difference of two SRCCs sharing the MOS).
+- Several trained heads (splits or seeds) all tested on the *same* target images (cross-dataset, or a
+  dataset with one official split trained with several seeds): :func:`two_level_bootstrap`. The spread
+  over splits alone ignores that the target images are one sample of a population; the two-level
+  bootstrap resamples the heads (level 1: splits/seeds) and then the target images (level 2), paired
+  across the two configurations, so its variance holds both sources.
+- What a family of tests can detect: :func:`min_p_wilcoxon` (the smallest exact two-sided p with J pairs)
+  and :func:`mde_nadeau_bengio` (the difference detectable with 80% power at the family's Holm threshold).
 """
 from __future__ import annotations
 
@@ -16,19 +24,28 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 __all__ = ["summarize", "nadeau_bengio", "wilcoxon", "compare_paired", "holm", "bootstrap_ci", "williams_t",
-           "paired_bootstrap"]
+           "paired_bootstrap", "two_level_bootstrap", "min_p_wilcoxon", "mde_nadeau_bengio", "mde_normal"]
 
 
-def summarize(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
-    """Mean, sd (ddof=1), median, n and the t-interval of the mean over splits."""
+def summarize(values: Sequence[float], level: float = 0.95, n_train: int | None = None,
+              n_test: int | None = None) -> dict[str, float]:
+    """Mean, sd (ddof=1), median, n and a t-interval of the mean over splits.
+
+    With ``n_train``/``n_test`` the interval uses Nadeau & Bengio's corrected variance
+    (1/J + n_test/n_train) sd^2 (random splits overlap, so sd^2/J is too small); without them the plain
+    sd/sqrt(J). ``ci_kind`` says which.
+    """
     v = np.asarray(values, dtype=float)
     n = v.size
     mean, sd = float(v.mean()), float(v.std(ddof=1)) if n > 1 else 0.0
+    corrected = n_train is not None and n_test is not None and n_train > 0
+    scale = sd * np.sqrt(1.0 / n + n_test / n_train) if corrected else sd / np.sqrt(n)
     if n > 1 and sd > 0:
-        lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=sd / np.sqrt(n))
+        lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=scale)
     else:
         lo = hi = mean
-    return {"mean": mean, "sd": sd, "median": float(np.median(v)), "n": n, "ci_low": float(lo), "ci_high": float(hi)}
+    return {"mean": mean, "sd": sd, "median": float(np.median(v)), "n": n, "ci_low": float(lo), "ci_high": float(hi),
+            "ci_kind": "t, Nadeau-Bengio corrected, over splits" if corrected else "t over splits"}
 
 
 def nadeau_bengio(a: Sequence[float], b: Sequence[float], n_train: int, n_test: int) -> dict[str, float]:
@@ -63,8 +80,8 @@ def compare_paired(a: Sequence[float], b: Sequence[float], n_train: int, n_test:
     d = np.asarray(a, float) - np.asarray(b, float)
     sd = d.std(ddof=1)
     nb = nadeau_bengio(a, b, n_train, n_test)
-    return {"diff": float(d.mean()), "d_z": float(d.mean() / sd) if sd > 0 else 0.0, "t_nb": nb["t"],
-            "p_nb": nb["p"], "p_wilcoxon": wilcoxon(a, b)["p"]}
+    return {"diff": float(d.mean()), "sd_diff": float(sd), "d_z": float(d.mean() / sd) if sd > 0 else 0.0,
+            "t_nb": nb["t"], "p_nb": nb["p"], "p_wilcoxon": wilcoxon(a, b)["p"]}
 
 
 def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +117,7 @@ def paired_bootstrap(pred_a: Sequence[float], pred_b: Sequence[float], mos: Sequ
     dist = res.bootstrap_distribution
     p = min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0)))
     return {"diff": float(diff(a, b, m)), "ci_low": float(res.confidence_interval.low),
-            "ci_high": float(res.confidence_interval.high), "p": float(p)}
+            "ci_high": float(res.confidence_interval.high), "p": float(p), "se": float(res.standard_error)}
 
 
 def williams_t(r12: float, r13: float, r23: float, n: int) -> dict[str, float]:
@@ -112,3 +129,110 @@ def williams_t(r12: float, r13: float, r23: float, n: int) -> dict[str, float]:
     rbar = (r12 + r13) / 2
     t = (r12 - r13) * np.sqrt((n - 1) * (1 + r23) / (2 * (n - 1) / (n - 3) * det + rbar ** 2 * (1 - r23) ** 3))
     return {"t": float(t), "df": n - 3, "p": float(2 * stats.t.sf(abs(t), n - 3))}
+
+
+class _ResampleRanks:
+    """Average ranks of every row of P (K, N) within a bootstrap resample given as counts per image.
+
+    Why not scipy.stats.rankdata on each resample: a two-level bootstrap needs J x n_boot rankings of
+    thousands of images; with the sort order of the full sample fixed, the resample's average ranks follow
+    from cumulative counts per tie group in O(N), about 10x faster, and equal to ranking the expanded
+    resample (tests/test_stats.py checks this against scipy.stats.spearmanr on explicit resamples).
+    """
+
+    def __init__(self, P: np.ndarray):
+        self.K, self.N = P.shape
+        self.order = np.argsort(P, axis=1, kind="stable")
+        Ps = np.take_along_axis(P, self.order, 1)
+        new = np.ones(Ps.shape, bool)
+        new[:, 1:] = Ps[:, 1:] != Ps[:, :-1]
+        self.gid = ((np.cumsum(new, axis=1) - 1) + np.arange(self.K)[:, None] * self.N).ravel()
+
+    def ranks(self, counts: np.ndarray) -> np.ndarray:
+        cs = counts[self.order].ravel()
+        gs = np.bincount(self.gid, weights=cs, minlength=self.K * self.N).reshape(self.K, self.N)
+        before = (np.cumsum(gs, axis=1) - gs).ravel()
+        r_sorted = (before[self.gid] + (gs.ravel()[self.gid] + 1) / 2).reshape(self.K, self.N)
+        R = np.empty((self.K, self.N))
+        np.put_along_axis(R, self.order, r_sorted, 1)
+        return R
+
+
+def _weighted_corr(R: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every row of R with q, observations weighted by integer counts w."""
+    n = w.sum()
+    Rc = R - (R @ w / n)[:, None]
+    qc = q - q @ w / n
+    den = np.sqrt(((Rc ** 2) @ w) * ((qc ** 2) @ w))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (Rc * qc) @ w / den, 0.0)
+
+
+def two_level_bootstrap(pred_a: np.ndarray, mos: Sequence[float], pred_b: np.ndarray | None = None,
+                        n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Mean SRCC over J heads tested on the same N target images (``pred_a``: (J, N)), or the paired
+    difference mean SRCC(a) - mean SRCC(b), with a two-level percentile bootstrap.
+
+    Each replicate draws J heads with replacement (level 1: splits or training seeds; the same draw for a
+    and b) and N target images with replacement (level 2; the same images for every head and for a and b),
+    and averages the per-head SRCCs. Returns the estimate, the percentile CI, the bootstrap standard error
+    and, for a difference, the two-sided bootstrap p = 2 min(P*(d <= 0), P*(d >= 0)).
+    """
+    A = np.atleast_2d(np.asarray(pred_a, float))
+    J, N = A.shape
+    y = np.asarray(mos, float)
+    if pred_b is not None:
+        B = np.atleast_2d(np.asarray(pred_b, float))
+        if B.shape != A.shape:
+            raise ValueError(f"pred_a and pred_b differ in shape: {A.shape} vs {B.shape}")
+        A = np.vstack([A, B])
+    if y.shape != (N,):
+        raise ValueError(f"mos has {y.size} values for {N} target images")
+    rp, ry = _ResampleRanks(A), _ResampleRanks(y[None])
+    sign = np.r_[np.ones(J), -np.ones(len(A) - J)]         # row weights: +a, -b
+
+    def stat(counts, heads):
+        rho = _weighted_corr(rp.ranks(counts), ry.ranks(counts)[0], counts)
+        return float((np.tile(heads, len(A) // J) * sign) @ rho)
+
+    est = stat(np.ones(N), np.full(J, 1.0 / J))
+    rng = np.random.default_rng(seed)
+    dist = np.empty(n_boot)
+    for r in range(n_boot):
+        heads = np.bincount(rng.integers(0, J, J), minlength=J) / J
+        counts = np.bincount(rng.integers(0, N, N), minlength=N).astype(float)
+        dist[r] = stat(counts, heads)
+    a = (1 - level) / 2
+    out = {"value": est, "ci_low": float(np.quantile(dist, a)), "ci_high": float(np.quantile(dist, 1 - a)),
+           "se": float(dist.std(ddof=1))}
+    if pred_b is not None:
+        out["p"] = float(min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0))))
+    return out
+
+
+def min_p_wilcoxon(n_pairs: int) -> float:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with ``n_pairs`` non-zero
+    differences: 2 / 2^J (every difference of one sign). J = 10 gives 0.00195, J = 3 gives 0.25."""
+    return float(min(1.0, 2.0 / 2 ** int(n_pairs)))
+
+
+def mde_nadeau_bengio(sd_diff: float, n_splits: int, n_train: int, n_test: int, alpha: float,
+                      power: float = 0.8) -> float:
+    """Smallest true mean difference the Nadeau-Bengio test detects with ``power`` at level ``alpha``.
+
+    Its t = mean(d) / (sd sqrt(1/J + n_test/n_train)) is a one-sample t whose effective effect size is
+    delta / (sd sqrt(1 + J n_test/n_train)); statsmodels' TTestPower solves for that effect size with
+    nobs = J, and it is scaled back to SRCC units.
+    """
+    from statsmodels.stats.power import TTestPower
+    if n_splits < 2 or not np.isfinite(sd_diff):
+        return float("nan")
+    es = TTestPower().solve_power(effect_size=None, nobs=n_splits, alpha=alpha, power=power,
+                                  alternative="two-sided")
+    return float(es * sd_diff * np.sqrt(1 + n_splits * n_test / n_train))
+
+
+def mde_normal(se: float, alpha: float, power: float = 0.8) -> float:
+    """Smallest true difference a two-sided z-type (bootstrap) test with standard error ``se`` detects with
+    ``power`` at level ``alpha``: (z_{1-alpha/2} + z_{power}) se."""
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)

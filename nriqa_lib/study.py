@@ -21,7 +21,8 @@ from .io import atomic_path
 from .train import HeadJob, TrainConfig, ridge_predictions, train_heads
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "jobs_from_splits", "heads_for", "train_config",
-           "run_heads", "load_predictions", "split_sizes", "is_control", "cross_dataset"]
+           "run_heads", "load_predictions", "split_sizes", "is_control", "cross_dataset", "cross_heads",
+           "single_partition"]
 
 
 def splits_path(dataset: str) -> Path:
@@ -40,17 +41,30 @@ def is_control(backbone: str) -> bool:
     return REGISTRY[backbone].random_init
 
 
-def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: int = 0) -> list[HeadJob]:
-    """One HeadJob per split: index arrays into ``images`` (the feature-matrix row order)."""
+def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: int = 0,
+                     single_split_seeds: int = 1) -> list[HeadJob]:
+    """One HeadJob per split: index arrays into ``images`` (the feature-matrix row order).
+
+    A dataset with a single split (e.g. KonIQ-10k's official one) gets ``single_split_seeds`` jobs on that
+    partition, one per training seed (tagged split 0..S-1), so its numbers carry the seed-to-seed spread.
+    """
     pos = {im: i for i, im in enumerate(images)}
     missing = set(splits["image"]) - set(pos)
     if missing:
         raise KeyError(f"split file names {len(missing)} image(s) absent from the features, e.g. {sorted(missing)[0]!r}")
     jobs = []
     for k, s in splits.groupby("split", sort=True):
-        ix = {p: np.sort(s.loc[s["part"] == p, "image"].map(pos).to_numpy()) for p in ("train", "val", "test")}
+        ix = {p: np.sort(s.loc[s["part"] == p, "image"].map(pos).to_numpy(dtype=np.int64)) for p in ("train", "val", "test")}
         jobs.append(HeadJob(ix["train"], ix["val"], ix["test"], seed=int(k) + seed_offset, tags={"split": int(k)}))
+    if len(jobs) == 1 and single_split_seeds > 1:
+        j = jobs[0]
+        jobs = [dataclasses.replace(j, seed=j.seed + k, tags={"split": k}) for k in range(single_split_seeds)]
     return jobs
+
+
+def single_partition(dataset: str) -> bool:
+    """Whether the dataset's split file holds one partition (its per-'split' rows are training seeds)."""
+    return load_splits(splits_path(dataset))["split"].nunique() == 1
 
 
 def heads_for(p: Params, backbone: str) -> list[str]:
@@ -70,7 +84,7 @@ def train_config(p: Params, head: str) -> TrainConfig:
     return TrainConfig(head=head, hidden=t.hidden, candidates=tuple(p.t3.candidates), temperature=p.t3.temperature,
                        hard=p.t3.hard, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, weight_decay=t.weight_decay,
                        margin_weight=t.margin_weight, margin_scale=t.margin_scale,
-                       margin_loss_swapped=t.margin_loss_swapped,
+                       margin_loss_swapped=t.margin_loss_swapped, micro_batch=t.micro_batch,
                        entropy_weight=p.t3.entropy_weight if head == "kway" else 0.0, select_on=t.select_on)
 
 
@@ -85,7 +99,8 @@ def run_heads(p: Params, dataset: str, backbone: str, manifest: Manifest | None 
     manifest = manifest or load_dataset(dataset, p.data.roots, decode=False)
     splits = splits if splits is not None else load_splits(splits_path(dataset))
     mos = manifest.table.set_index("image").loc[fs.images, "mos"].to_numpy()
-    jobs = jobs_from_splits(fs.images, splits, seed_offset=p.train.seed * 1000)
+    jobs = jobs_from_splits(fs.images, splits, seed_offset=p.train.seed * 1000,
+                            single_split_seeds=p.train.single_split_seeds)
     images = np.asarray(fs.images)
     preds, shares = [], []
     for head in heads_for(p, backbone):
@@ -147,9 +162,17 @@ def split_sizes(splits: pd.DataFrame) -> tuple[int, int]:
     return int(round(c["train"].mean())), int(round(c["test"].mean()))
 
 
-def cross_dataset(p: Params, train_ds: str, test_ds: str, backbone: str, heads: Sequence[str]) -> pd.DataFrame:
-    """Train on ``train_ds`` (train part of each split, selection on its val part), test on all of ``test_ds``.
+def cross_heads(p: Params) -> list[str]:
+    """Heads of the cross-dataset step: T2's MLP heads and the selection heads (P1's headline cross-dataset
+    number is B_Gated KonIQ -> CLIVE)."""
+    return [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads, "B_Gated", "kway"]) if h != "ridge"]
 
+
+def cross_dataset(p: Params, train_ds: str, test_ds: str, backbone: str, heads: Sequence[str]) -> pd.DataFrame:
+    """Train on ``train_ds`` (train part of each split), test on all of ``test_ds``.
+
+    The epoch is chosen as the profile says (``train.select_on``): on the source split's val part (clean
+    protocol), or, as P1 does, on the target set itself (``test``: optimistic, labelled so in the tables).
     Returns long predictions (head, split, image, pred, mos) on the test dataset.
     """
     fa, fb = load_feature_set(features_dir(train_ds, backbone)), load_feature_set(features_dir(test_ds, backbone))
@@ -157,13 +180,13 @@ def cross_dataset(p: Params, train_ds: str, test_ds: str, backbone: str, heads: 
     mb = load_dataset(test_ds, p.data.roots, decode=False).table.set_index("image")
     X = np.concatenate([fa.features, fb.features])
     y = np.concatenate([ma.loc[fa.images, "mos"].to_numpy(), mb.loc[fb.images, "mos"].to_numpy()])
-    base = jobs_from_splits(fa.images, load_splits(splits_path(train_ds)), seed_offset=p.train.seed * 1000)
+    base = jobs_from_splits(fa.images, load_splits(splits_path(train_ds)), seed_offset=p.train.seed * 1000,
+                            single_split_seeds=p.train.single_split_seeds)
     test_ix = np.arange(len(fa.images), len(X))
     jobs = [dataclasses.replace(j, test_idx=test_ix) for j in base]
     frames = []
     for head in heads:
-        cfg = dataclasses.replace(train_config(p, head), select_on="val")
-        pr = train_heads(X, y, jobs, cfg).predictions
+        pr = train_heads(X, y, jobs, train_config(p, head)).predictions
         pr = pr[pr["part"] == "test"].copy()
         pr.insert(0, "head", head)
         pr["split"] = [jobs[j].tags["split"] for j in pr["job"]]

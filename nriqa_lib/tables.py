@@ -1,9 +1,10 @@
 """The study's four tables, computed from saved predictions/features with their statistics.
 
-Each ``tN_*`` function reads what the DVC stages wrote, builds long rows -> summaries -> paired tests
-(Nadeau-Bengio + Wilcoxon, Holm over the table) -> pivots, exports CSV/Markdown/LaTeX under
-``out_dir/tables``, figures under ``out_dir/figures`` and ``out_dir/metrics.json``, and returns the
-frames so the notebook can show them.
+Each ``tN_*`` function reads what the DVC stages wrote, builds long rows -> summaries (95% CIs that fit
+the design: Nadeau-Bengio corrected over overlapping splits, or a two-level bootstrap where heads share
+their test images) -> paired tests with Holm's adjustment within a stated family (``results.compare``) ->
+pivots, exports CSV/Markdown/LaTeX under ``out_dir/tables``, figures under ``out_dir/figures`` and
+``out_dir/metrics.json``, and returns the frames so the notebook can show them.
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from .data.manifest import load_dataset
 from .data.splits import load_splits
 from .features import load_feature_set
 from .metrics import all_metrics, plcc, srcc
-from .results import export_table, format_pm, paired_tests, split_metrics, summary_table, write_metrics_json
-from .stats import bootstrap_ci, holm, paired_bootstrap, williams_t
-from .study import cross_dataset, features_dir, is_control, load_predictions, load_shares, split_sizes, splits_path
+from .results import (Design, compare, export_table, family_note, format_pm, holm_by_family, split_metrics,
+                      summarize_groups, write_metrics_json)
+from .stats import bootstrap_ci, paired_bootstrap, williams_t
+from .study import (cross_dataset, cross_heads, features_dir, is_control, load_predictions, load_shares,
+                    single_partition, split_sizes, splits_path)
 
-__all__ = ["data_overview", "t1_backbones", "t2_activations", "t3_selection", "t4_zeroshot", "nb_sizes"]
+__all__ = ["data_overview", "t1_backbones", "t2_activations", "t3_selection", "t4_zeroshot", "designs", "protocol"]
 
 METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
@@ -35,23 +38,29 @@ def _dirs(out_dir: str | Path) -> tuple[Path, Path, Path]:
     return out, out / "tables", out / "figures"
 
 
-def nb_sizes(datasets) -> dict[str, tuple[int, int]]:
-    return {d: split_sizes(load_splits(splits_path(d))) for d in datasets}
+def designs(datasets) -> dict[str, Design]:
+    """Per dataset, its design: random/published splits (Nadeau-Bengio, with mean part sizes) or one
+    partition trained with several seeds (shared test images: two-level bootstrap)."""
+    out = {}
+    for d in datasets:
+        if single_partition(d):
+            out[d] = Design("shared", what="training seeds")
+        else:
+            n_tr, n_te = split_sizes(load_splits(splits_path(d)))
+            out[d] = Design("splits", n_tr, n_te)
+    return out
 
 
-def _tests_per_dataset(rows: pd.DataFrame, by: list[str], factor: str, reference, sizes, alpha) -> pd.DataFrame:
-    """paired_tests within each dataset (its own split sizes), then Holm over the whole table."""
-    frames = []
-    for d, g in rows.groupby("dataset"):
-        n_tr, n_te = sizes[d]
-        t = paired_tests(g, ["dataset", *by], factor, reference, n_tr, n_te, alpha=alpha)
-        frames.append(t)
-    t = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(t):
-        for col in ("p_nb", "p_wilcoxon"):
-            t[f"{col}_holm"] = holm(t[col].to_numpy(), alpha)[1]
-        t["significant"] = t["p_nb_holm"] < alpha
-    return t
+def protocol(p: Params) -> str:
+    """How the epoch (and ridge's alpha) was chosen, from the params actually used."""
+    if p.train.select_on == "test":
+        return "paper-faithful protocol: epoch chosen on the test part itself (optimistic, as P1)"
+    return "clean protocol: epoch chosen on val"
+
+
+def _ci_label(summary: pd.DataFrame) -> str:
+    kinds = sorted(summary["ci_kind"].dropna().unique())
+    return "95% CI: " + ("; ".join(kinds) if kinds else "none")
 
 
 def data_overview(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -78,22 +87,24 @@ def data_overview(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def t1_backbones(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """T1: every backbone with the identical head (t1.head), per dataset; pairwise tests between backbones."""
+    """T1: every backbone with the identical head (t1.head), per dataset; pairwise tests between backbones
+    (Holm family: all backbone pairs on one dataset)."""
     out, tdir, fdir = _dirs(out_dir)
     pred = load_predictions(p.data.datasets, p.features.backbones)
-    pred = pred[pred["head"] == p.t1.head]
+    pred = pred[(pred["head"] == p.t1.head) & (pred["part"] == "test")]
+    des = designs(p.data.datasets)
     rows = split_metrics(pred, ["dataset", "backbone"])
-    summ = summary_table(rows, ["dataset", "backbone"], METRICS)
+    summ = summarize_groups(rows, pred, ["dataset", "backbone"], des, METRICS, p.stats.n_boot, p.stats.seed)
     table = format_pm(summ, ["dataset"], ["metric", "backbone"])
-    tests = _tests_per_dataset(rows, [], "backbone", None, nb_sizes(p.data.datasets), p.stats.alpha)
-    cap = (f"T1: backbones with the identical {p.t1.head} head; SRCC and raw PLCC on the test parts, mean ± sd over "
-           f"splits (clean protocol: epoch chosen on val).")
+    tests = compare(rows, pred, ["dataset"], "backbone", None, des, ["dataset"], p.stats.alpha, p.stats.n_boot,
+                    p.stats.seed)
+    cap = (f"T1: backbones with the identical {p.t1.head} head; test SRCC and raw PLCC, mean ± sd over splits "
+           f"({protocol(p)}; the 95% CIs in t1_summary.csv are {', '.join(sorted(summ['ci_kind'].unique()))}).")
     export_table(table, tdir, "t1_backbones", cap)
-    export_table(tests, tdir, "t1_tests",
-                 "T1 pairwise tests (SRCC): Nadeau-Bengio corrected t and Wilcoxon, Holm-adjusted over the table")
+    export_table(tests, tdir, "t1_tests", "T1 pairwise tests (SRCC). " + family_note(tests, "all backbone pairs on one dataset", p.stats.alpha))
     rows.to_csv(tdir / "t1_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t1_summary.csv", index=False, lineterminator="\n")
-    plots.save(plots.bars_with_ci(summ, "backbone", None, "dataset"), fdir / "t1_srcc.png")
+    plots.save(plots.bars_with_ci(summ, "backbone", None, "dataset", ci_label=_ci_label(summ)), fdir / "t1_srcc.png")
     write_metrics_json(out / "metrics.json", {d: {b: g.set_index("metric")["mean"].to_dict()
                                                   for b, g in s.groupby("backbone")}
                                               for d, s in summ.groupby("dataset")})
@@ -101,78 +112,101 @@ def t1_backbones(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """T2: the activation ablation per backbone and dataset, tests vs t2.reference; plus cross-dataset."""
+    """T2: the activation ablation per backbone and dataset, tests vs t2.reference (Holm family: one head
+    vs the reference over every dataset x backbone, i.e. one P1 claim); plus cross-dataset."""
     out, tdir, fdir = _dirs(out_dir)
     backbones = [b for b in p.features.backbones if not is_control(b)]
     pred = load_predictions(p.data.datasets, backbones)
     heads = list(dict.fromkeys([p.t2.reference, *p.t2.heads]))
-    pred = pred[pred["head"].isin(heads)]
+    pred = pred[pred["head"].isin(heads) & (pred["part"] == "test")]
+    des = designs(p.data.datasets)
     rows = split_metrics(pred, ["dataset", "backbone", "head"])
-    summ = summary_table(rows, ["dataset", "backbone", "head"], METRICS)
+    summ = summarize_groups(rows, pred, ["dataset", "backbone", "head"], des, METRICS, p.stats.n_boot, p.stats.seed)
     table = format_pm(summ[summ["metric"] == "srcc"], ["dataset", "backbone"], ["head"])
-    tests = _tests_per_dataset(rows, ["backbone"], "head", p.t2.reference, nb_sizes(p.data.datasets), p.stats.alpha)
-    export_table(table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits")
-    export_table(tests, tdir, "t2_tests",
-                 f"T2: each head vs {p.t2.reference} (SRCC), Holm-adjusted over the table")
+    tests = compare(rows, pred, ["dataset", "backbone"], "head", p.t2.reference, des, ["a"], p.stats.alpha,
+                    p.stats.n_boot, p.stats.seed)
+    fam = f"one head vs {p.t2.reference} across all datasets x backbones (one claim)"
+    export_table(table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p)})")
+    export_table(tests, tdir, "t2_tests", f"T2: each head vs {p.t2.reference} (SRCC). " + family_note(tests, fam, p.stats.alpha))
     rows.to_csv(tdir / "t2_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t2_summary.csv", index=False, lineterminator="\n")
-    plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "head", None, "where"),
-               fdir / "t2_srcc.png")
-    cross_rows = []
+    plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "head", None, "where",
+                                  ci_label=_ci_label(summ)), fdir / "t2_srcc.png")
+    cross_frames = []
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
     for a, b in pairs:
         for bb in backbones:
-            cp = cross_dataset(p, a, b, bb, [h for h in heads if h != "ridge"])
-            r = split_metrics(cp.assign(part="test"), ["head"])
-            r.insert(0, "backbone", bb)
-            r.insert(0, "dataset", f"{a}->{b}")
-            cross_rows.append(r)
+            cp = cross_dataset(p, a, b, bb, cross_heads(p))
+            cp.insert(0, "backbone", bb)
+            cp.insert(0, "dataset", f"{a}->{b}")
+            cross_frames.append(cp)
     cross = {}
-    if cross_rows:
-        cr = pd.concat(cross_rows, ignore_index=True)
-        csum = summary_table(cr, ["dataset", "backbone", "head"], METRICS)
-        # the whole test dataset is shared by all splits: train/test do not overlap across datasets, so
-        # the Nadeau-Bengio correction uses n_test/n_train of the source split
-        sizes = {f"{a}->{b}": nb_sizes([a])[a] for a, b in pairs}
-        ctests = _tests_per_dataset(cr, ["backbone"], "head", p.t2.reference, sizes, p.stats.alpha)
+    if cross_frames:
+        cpred = pd.concat(cross_frames, ignore_index=True).assign(part="test")
+        cr = split_metrics(cpred, ["dataset", "backbone", "head"])
+        cdes = {f"{a}->{b}": Design("shared", what="source splits") for a, b in pairs}
+        csum = summarize_groups(cr, cpred, ["dataset", "backbone", "head"], cdes, METRICS, p.stats.n_boot, p.stats.seed)
+        # every source split's head is tested on the same whole target set: the two-level bootstrap
+        # (source splits, then target images) carries both sources of variance
+        ctests = compare(cr, cpred, ["dataset", "backbone"], "head", p.t2.reference, cdes, ["a"], p.stats.alpha,
+                         p.stats.n_boot, p.stats.seed)
+        sel = ("epoch chosen on the source split's val part" if p.train.select_on == "val"
+               else "epoch chosen on the target set itself (optimistic, as P1)")
         export_table(format_pm(csum[csum["metric"] == "srcc"], ["dataset", "backbone"], ["head"]), tdir, "t2_cross",
-                     "T2 cross-dataset: train on the first dataset (its splits), test on all of the second; SRCC")
-        export_table(ctests, tdir, "t2_cross_tests",
-                     f"T2 cross-dataset tests vs {p.t2.reference}, Holm-adjusted")
+                     f"T2 cross-dataset: train on the first dataset (train part of each split), test on all of the "
+                     f"second; SRCC mean ± sd over source splits ({sel}); 95% CIs in t2_cross_summary.csv: two-level "
+                     f"bootstrap (source splits, then target images)")
+        export_table(ctests, tdir, "t2_cross_tests", f"T2 cross-dataset tests vs {p.t2.reference} (paired two-level "
+                     f"bootstrap). " + family_note(ctests, fam, p.stats.alpha))
+        csum.to_csv(tdir / "t2_cross_summary.csv", index=False, lineterminator="\n")
         cross = {"cross_rows": cr, "cross_summary": csum, "cross_tests": ctests}
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("head")["mean"].to_dict()
                                               for (d, b), g in summ[summ["metric"] == "srcc"].groupby(["dataset", "backbone"])})
     return {"rows": rows, "summary": summ, "table": table, "tests": tests, **cross}
 
 
+def best_fixed(pred: pd.DataFrame, fixed: list[str], select_on: str) -> pd.DataFrame:
+    """Per dataset/backbone, the fixed-activation head with the highest mean SRCC on ``select_on`` (val in
+    the clean protocol, so the test numbers of T3 stay untouched by the choice)."""
+    sel = pred[pred["head"].isin(fixed) & (pred["part"] == select_on)]
+    m = split_metrics(sel, ["dataset", "backbone", "head"], part=select_on)
+    m = m[m["metric"] == "srcc"].groupby(["dataset", "backbone", "head"], as_index=False)["value"].mean()
+    best = m.loc[m.groupby(["dataset", "backbone"])["value"].idxmax(), ["dataset", "backbone", "head", "value"]]
+    return best.rename(columns={"head": "best_fixed", "value": f"best_fixed_{select_on}_srcc"})
+
+
 def t3_selection(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """T3: B_Gated and the K-way selection vs the best fixed activation of T2 (chosen per dataset/backbone
-    by mean test SRCC, which favours the fixed head), with per-channel selection shares."""
+    """T3: B_Gated and the K-way selection vs the best fixed activation of T2, chosen per dataset/backbone by
+    mean SRCC on val (on test only under the paper profile's select_on: test), with per-channel selection
+    shares. Holm family: one selection head vs best fixed across datasets x backbones."""
     out, tdir, fdir = _dirs(out_dir)
     backbones = [b for b in p.features.backbones if not is_control(b)]
     pred = load_predictions(p.data.datasets, backbones)
     fixed = [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads]) if h != "ridge"]
-    rows = split_metrics(pred[pred["head"].isin(fixed + ["B_Gated", "kway"])], ["dataset", "backbone", "head"])
-    summ = summary_table(rows, ["dataset", "backbone", "head"], METRICS)
-    s = summ[(summ["metric"] == "srcc") & summ["head"].isin(fixed)]
-    best = s.loc[s.groupby(["dataset", "backbone"])["mean"].idxmax(), ["dataset", "backbone", "head"]]
-    best = best.rename(columns={"head": "best_fixed"})
-    keep = rows.merge(best, on=["dataset", "backbone"])
-    keep = keep[keep["head"].isin(["B_Gated", "kway"]) | (keep["head"] == keep["best_fixed"])].copy()
+    best = best_fixed(pred, fixed, p.train.select_on)
+    test = pred[pred["part"] == "test"].merge(best[["dataset", "backbone", "best_fixed"]], on=["dataset", "backbone"])
+    keep = test[test["head"].isin(["B_Gated", "kway"]) | (test["head"] == test["best_fixed"])].copy()
     keep["role"] = np.where(keep["head"].isin(["B_Gated", "kway"]), keep["head"], "best fixed")
-    tests = _tests_per_dataset(keep, ["backbone"], "role", "best fixed", nb_sizes(p.data.datasets), p.stats.alpha)
-    ksum = summary_table(keep, ["dataset", "backbone", "role"], METRICS)
+    des = designs(p.data.datasets)
+    rows = split_metrics(keep, ["dataset", "backbone", "role"])
+    ksum = summarize_groups(rows, keep, ["dataset", "backbone", "role"], des, METRICS, p.stats.n_boot, p.stats.seed)
+    tests = compare(rows, keep, ["dataset", "backbone"], "role", "best fixed", des, ["a"], p.stats.alpha,
+                    p.stats.n_boot, p.stats.seed)
     table = format_pm(ksum[ksum["metric"] == "srcc"], ["dataset", "backbone"], ["role"]).join(best.set_index(["dataset", "backbone"]))
     shares = load_shares(p.data.datasets, backbones)
     share_tbl = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"])["share"].agg(["mean", "std"]).round(3)
-    export_table(table, tdir, "t3_selection", "T3: learnable activation selection vs the best fixed activation, test SRCC")
-    export_table(tests, tdir, "t3_tests",
-                 "T3: selection heads vs best fixed (SRCC), Holm-adjusted")
+    how = "mean val SRCC" if p.train.select_on == "val" else "mean test SRCC (paper profile: optimistic)"
+    export_table(table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
+                 f"SRCC mean ± sd over splits; best fixed = the T2 head with the highest {how} per dataset/backbone "
+                 f"({protocol(p)})")
+    export_table(tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
+                 + family_note(tests, "one selection head vs best fixed across all datasets x backbones", p.stats.alpha))
     export_table(share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
+    ksum.to_csv(tdir / "t3_summary.csv", index=False, lineterminator="\n")
     plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("role")["mean"].to_dict()
                                               for (d, b), g in ksum[ksum["metric"] == "srcc"].groupby(["dataset", "backbone"])})
-    return {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl}
+    return {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl, "best_fixed": best}
 
 
 def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -211,8 +245,9 @@ def t4_zeroshot(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     controls = [b for b in p.features.backbones if is_control(b)]
     for (d, src, score), (vals, mos) in preds.items():
         refs = [(c, score) for c in controls if src not in controls]
+        claim = "magnitude cue: pretrained vs random-init backbone"
         if src in p.t4.clip_models and score != "CLIP-IQA":
-            refs = [(src, "CLIP-IQA")]
+            refs, claim = [(src, "CLIP-IQA")], "P2: zero-shot score vs CLIP-IQA"
         for rsrc, rscore in refs:
             if (d, rsrc, rscore) not in preds:
                 continue
@@ -220,24 +255,24 @@ def t4_zeroshot(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
             pb = paired_bootstrap(vals, other, mos, srcc, n_boot=n_boot, seed=seed)
             r12, r13, r23 = plcc(vals, mos), plcc(other, mos), plcc(vals, other)
             w = williams_t(r12, r13, r23, len(mos))
-            tests.append({"dataset": d, "a": f"{src}: {score}", "b": f"{rsrc}: {rscore}", "srcc_diff": pb["diff"],
-                          "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "p_bootstrap": pb["p"],
+            tests.append({"claim": claim, "dataset": d, "a": f"{src}: {score}", "b": f"{rsrc}: {rscore}",
+                          "srcc_diff": pb["diff"], "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "se": pb["se"],
+                          "n_splits": 1, "test": "paired bootstrap over images", "p": pb["p"],
                           "plcc_diff": r12 - r13, "p_williams": w["p"]})
     tests = pd.DataFrame(tests)
     if len(tests):
-        tests["p_bootstrap_holm"] = holm(tests["p_bootstrap"].to_numpy(), p.stats.alpha)[1]
-        tests["p_williams_holm"] = holm(tests["p_williams"].to_numpy(), p.stats.alpha)[1]
-        tests["significant"] = tests["p_bootstrap_holm"] < p.stats.alpha
+        tests = holm_by_family(tests, ["claim"], p.stats.alpha, p_cols=("p", "p_williams"))
     table = res.set_index(["dataset", "source", "score"])[["srcc", "srcc_ci_low", "srcc_ci_high", "plcc",
                                                            "plcc_logistic5", "krcc", "rmse"]].round(4)
     export_table(table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
                  "raw PLCC and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
-    export_table(tests if len(tests) else tests, tdir, "t4_tests",
-                 "T4: paired bootstrap of SRCC differences and Williams' t on PLCC, Holm-adjusted")
+    export_table(tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
+                 "PLCC. " + family_note(tests, "one claim across all datasets and backbones", p.stats.alpha))
     notes_df = pd.DataFrame(notes, columns=["dataset", "model", "note"])
     export_table(notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
     fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
-    plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset"), fdir / "t4_srcc.png")
+    plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset",
+                                  ci_label="95% CI: percentile bootstrap over images (whole dataset)"), fdir / "t4_srcc.png")
     write_metrics_json(out / "metrics.json", {f"{r.dataset}/{r.source}/{r.score}": {"srcc": r.srcc, "plcc": r.plcc}
                                               for r in res.itertuples()})
     return {"table": table, "tests": tests, "notes": notes_df, "rows": res}
@@ -254,8 +289,8 @@ def _clip_rows(p: Params, dataset: str, model_name: str, n_boot: int, seed: int)
     man = load_dataset(dataset, p.data.roots, decode=False)
     mos = man.table["mos"].to_numpy()
     pre = p.t4.pre_resize.get(dataset)
-    views = zs.clip_view_embeddings(model, man, pp.mean, pp.std, pre, "drop",
-                                    cache=Path("cache") / "maclip" / f"{dataset}__{model_name}__{bb.weight_id.replace(':', '_')}.npz")
+    views = zs.clip_view_embeddings(model, man, pp.mean, pp.std, pre, "drop", cache=Path("cache") / "maclip",
+                                    identity={"model": model_name, "weights": bb.weight_id})
     text = zs.text_features(model, tok).numpy()
     scale = float(model.logit_scale.exp())
     grid = zs.ablation_grid(p.t4.lambdas, p.t4.biases, p.t4.alphas)

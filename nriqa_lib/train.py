@@ -1,8 +1,8 @@
 """Training P1's heads on cached features: many heads at once (torch.func.vmap over stacked weights).
 
-Loss (P1, STUDY_SPEC.md section 1): MSE + pairwise margin ranking loss over the pairs of a mini-batch,
-margin m = margin_scale * std(y_batch), target sign(y_i - y_j), ties excluded. P1's code passes
-(target, prediction) swapped; ``swapped=True`` reproduces that (its ranking term then has no gradient).
+Loss (P1, STUDY_SPEC.md section 1): MSE + P1's pairwise margin ranking term over the pairs of a
+mini-batch (:func:`iqa_loss`). P1's code passes (prediction, target) swapped; ``margin_loss_swapped``
+reproduces that term exactly, and ``micro_batch`` P1's 2 x 6 gradient accumulation (:func:`micro_batched_loss`).
 
 All heads of one call share a head spec and a feature matrix; each has its own split, seed, init and
 batch order. A head trained in a stack of 60 gets the same numbers as the same head trained alone
@@ -18,12 +18,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from scipy import stats as sstats
 from torch.func import functional_call, stack_module_state, vmap
 
 from .heads import MLPHead, build_head
 
-__all__ = ["HeadJob", "TrainConfig", "iqa_loss", "init_head", "batch_order", "train_heads", "TrainResult",
+__all__ = ["HeadJob", "TrainConfig", "iqa_loss", "micro_batched_loss", "init_head", "batch_order", "train_heads", "TrainResult",
            "ridge_predictions"]
 
 
@@ -52,30 +53,61 @@ class TrainConfig:
     margin_weight: float = 1.0
     margin_scale: float = 0.25
     margin_loss_swapped: bool = False
+    micro_batch: int = 0              # > 0: P1's gradient accumulation (micro-batches of this size per step)
     entropy_weight: float = 0.0
     select_on: str = "val"
 
 
 def iqa_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor, margin_weight: float = 1.0,
              margin_scale: float = 0.25, swapped: bool = False) -> torch.Tensor:
-    """Per-head P1 loss on (M, B) predictions/targets with 0/1 sample weights ``w``; returns (M,)."""
+    """P1's loss, per head, on (M, B) predictions/targets with 0/1 sample weights ``w``; returns (M,).
+
+    MSE (mean over the n valid samples) + ``margin_weight`` x P1's pairwise margin term, which is the body
+    of P1's ``util.margin_loss(y, yp)`` (STUDY_SPEC.md section 1):
+    ``2/(n(n-1)) * sum_{i<j, y_i != y_j} max(0, -sign(y_i - y_j) (yp_i - yp_j) + margin_scale * std_pop(y))``.
+
+    - correct order (default): y = target, yp = prediction. The margin uses the *population* std of the
+      targets and the sum is normalised by *all* n(n-1)/2 pairs (ties count in the denominator), exactly
+      as P1's function body does, so the only difference from the paper-faithful term is the argument order.
+    - ``swapped=True``: P1's call ``margin_loss(pred, gt)``: y = prediction, yp = target, so the sign comes
+      from the predictions (no gradient) and the margin is 0.25 x std_pop of the predictions, through which
+      the gradient reaches them.
+    """
     n = w.sum(-1).clamp_min(1)
     mse = (w * (pred - y) ** 2).sum(-1) / n
     if margin_weight == 0:
         return mse
-    mean_y = (w * y).sum(-1, keepdim=True) / n[:, None]
-    std_y = torch.sqrt((w * (y - mean_y) ** 2).sum(-1) / (n - 1).clamp_min(1))
-    margin = margin_scale * std_y[:, None, None]
-    dy = y[:, :, None] - y[:, None, :]
-    dp = pred[:, :, None] - pred[:, None, :]
-    if swapped:  # P1's code: inputs are the targets, the sign comes from the predictions
-        hinge = torch.relu(-torch.sign(dp).detach() * dy + margin)
-        valid = w[:, :, None] * w[:, None, :] * (dp != 0)
-    else:
-        hinge = torch.relu(-torch.sign(dy) * dp + margin)
-        valid = w[:, :, None] * w[:, None, :] * (dy != 0)
-    rank = (valid * hinge).sum((-1, -2)) / valid.sum((-1, -2)).clamp_min(1)
+    a, b = (pred, y) if swapped else (y, pred)          # P1's (y, yp)
+    mean_a = (w * a).sum(-1, keepdim=True) / n[:, None]
+    std_a = torch.sqrt((w * (a - mean_a) ** 2).sum(-1) / n + 1e-30)   # population std; eps keeps sqrt'(0) finite
+    std_a = torch.where((w * (a - mean_a) ** 2).sum(-1) > 0, std_a, torch.zeros_like(std_a))
+    margin = margin_scale * std_a[:, None, None]
+    da = a[:, :, None] - a[:, None, :]
+    db = b[:, :, None] - b[:, None, :]
+    valid = w[:, :, None] * w[:, None, :] * (da != 0)
+    hinge = torch.relu(-torch.sign(da).detach() * db + margin)
+    # ordered pairs count every unordered pair twice: sum_ordered / (n (n - 1)) = 2/(n(n-1)) sum_{i<j}
+    rank = (valid * hinge).sum((-1, -2)) / (n * (n - 1)).clamp_min(1)
     return mse + margin_weight * rank
+
+
+def micro_batched_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor, micro_batch: int, batch_size: int,
+                       margin_weight: float = 1.0, margin_scale: float = 0.25, swapped: bool = False) -> torch.Tensor:
+    """P1's gradient accumulation: the batch is cut into micro-batches of ``micro_batch`` (P1: 2), each gets
+    :func:`iqa_loss` and is divided by the accumulation count ``batch_size // micro_batch`` (P1: 6); the sum
+    over micro-batches is the loss whose gradient P1 accumulates before one optimiser step. A micro-batch
+    with fewer than ``micro_batch`` samples is dropped (P1's DataLoader uses ``drop_last=True``)."""
+    M, B = pred.shape
+    k = -(-B // micro_batch)
+    pad = k * micro_batch - B
+    if pad:
+        pred, y, w = (F.pad(t, (0, pad)) for t in (pred, y, w))
+    w = w.reshape(M * k, micro_batch)
+    w = w * (w.sum(-1, keepdim=True) == micro_batch)          # drop incomplete micro-batches
+    loss = iqa_loss(pred.reshape(M * k, micro_batch), y.reshape(M * k, micro_batch), w,
+                    margin_weight, margin_scale, swapped).reshape(M, k)
+    loss = loss * (w.reshape(M, k, micro_batch).sum(-1) > 0)
+    return loss.sum(1) / (batch_size // micro_batch)
 
 
 def init_head(cfg: TrainConfig, in_dim: int, seed: int) -> MLPHead:
@@ -173,7 +205,11 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
                 nb = int(w[0].sum())
                 idx, w = idx[:, :nb], w[:, :nb]
             pred = batched(params, buffers, X[idx])     # params are views of the leaves Adam updates in place
-            loss = iqa_loss(pred, y[idx], w, cfg.margin_weight, cfg.margin_scale, cfg.margin_loss_swapped)
+            if cfg.micro_batch:
+                loss = micro_batched_loss(pred, y[idx], w, cfg.micro_batch, cfg.batch_size, cfg.margin_weight,
+                                          cfg.margin_scale, cfg.margin_loss_swapped)
+            else:
+                loss = iqa_loss(pred, y[idx], w, cfg.margin_weight, cfg.margin_scale, cfg.margin_loss_swapped)
             total = (loss * active).sum()
             if cfg.entropy_weight:
                 total = total + cfg.entropy_weight * _stacked_entropy(params, cfg, active)
@@ -181,8 +217,12 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
             for p, g in zip(leaves, grads):
                 p.grad = g
             opt.step() if uniform else opt.step(active)
-        with torch.no_grad():   # only the selection images (padded to a common length)
+        # only the selection images (padded to a common length), in inference mode (eval), i.e. exactly the
+        # predictions that are reported: hard K-way selection picks its epoch with its hard predictions
+        base.eval()
+        with torch.no_grad():
             pred_sel = batched(params, buffers, X[sel_pad]).numpy()
+        base.train()
         for m in range(M):
             r = _srcc(pred_sel[m, :len(sel[m])], sel_y[m])
             hist.append((m, ep, r))

@@ -8,11 +8,13 @@ Every step and constant follows STUDY_SPEC.md section 3 (P2's official code):
 - (w_sim, w_mag) = softmax(b_sim + alpha delta, b_mag - alpha delta), delta = Q_sim - Q_mag;
   Q_view = w_sim Q_sim + w_mag Q_mag; image score = mean over views.
 f is the image embedding before L2 normalisation. P2 drops the positional embedding of the CLIP
-image tower (``pos="drop"``); CLIP-IQA runs the whole image at native size with it interpolated.
+image tower (``pos="drop"``); so does the CLIP-IQA baseline, which runs the whole image at native size in
+one pass (pyiqa's ``CLIPIQA.forward`` calls the image tower with ``pos_embedding=False``).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,36 +218,52 @@ class ViewEmbeddings:
 
 
 def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_resize=None, pos: PosMode = "drop",
-                         cache: str | Path | None = None, batch: int = 64, progress: bool = True) -> ViewEmbeddings:
-    """MA-CLIP's per-view f for every image, computed once (cached as .npz) and shared by every ablation."""
-    if cache is not None and Path(cache).is_file():
-        z = np.load(cache, allow_pickle=False)
-        return ViewEmbeddings(z["f"], z["offsets"], json.loads(str(z["meta"])))
+                         cache: str | Path | None = None, batch: int = 64, progress: bool = True,
+                         identity: dict | None = None, size: int = 224, stride: int = 128) -> ViewEmbeddings:
+    """MA-CLIP's per-view f for every image, computed once and shared by every ablation.
+
+    ``cache`` is a folder; the entry's file name is a hash of everything that changes its content (dataset
+    and manifest content, the model's ``identity`` (name, weights), pre-resize, positional mode, view size,
+    stride, mean/std), and a loaded entry whose stored meta differs is recomputed, never used.
+    """
+    meta = {"dataset": manifest.name, "manifest": manifest.content_hash, "pos": pos,
+            "pre_resize": [int(v) for v in pre_resize] if pre_resize else None, "size": int(size),
+            "stride": int(stride), "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+            **(identity or {})}
+    meta_json = json.dumps(meta, sort_keys=True)
+    file = None
+    if cache is not None:
+        file = Path(cache) / f"views_{hashlib.sha256(meta_json.encode()).hexdigest()[:20]}.npz"
+        if file.is_file():
+            z = np.load(file, allow_pickle=False)
+            if json.dumps(json.loads(str(z["meta"])), sort_keys=True) == meta_json:
+                return ViewEmbeddings(z["f"], z["offsets"], meta)
     fs, offsets = [], [0]
     model.eval()
     with torch.inference_mode():
         for p in tqdm(manifest.paths(), desc=f"MA-CLIP views {manifest.name}", disable=not progress):
-            v = make_views(image_tensor(p, mean, std, pre_resize))
+            v = make_views(image_tensor(p, mean, std, pre_resize), size, stride)
             f = torch.cat([encode_image(model, v[i:i + batch], pos) for i in range(0, len(v), batch)])
             fs.append(f.float().numpy())
             offsets.append(offsets[-1] + len(v))
-    out = ViewEmbeddings(np.concatenate(fs), np.asarray(offsets), {"dataset": manifest.name, "pos": pos,
-                                                                   "pre_resize": pre_resize})
-    if cache is not None:
-        with atomic_path(cache, suffix=".npz") as tmp:
-            np.savez(tmp, f=out.f, offsets=out.offsets, meta=json.dumps(out.meta))
+    out = ViewEmbeddings(np.concatenate(fs), np.asarray(offsets), meta)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(file, suffix=".npz") as tmp:
+            np.savez(tmp, f=out.f, offsets=out.offsets, meta=meta_json)
     return out
 
 
 def clipiqa_scores(model: nn.Module, tokenizer, manifest: Manifest, mean, std, pairs=PROMPT_PAIRS,
                    progress: bool = True) -> np.ndarray:
-    """CLIP-IQA as pyiqa computes it: whole image, native size, one pass, positional embedding interpolated."""
+    """CLIP-IQA as pyiqa computes it: whole image, native size, one pass, attention-pool positional
+    embedding dropped (``pos_embedding=False``, STUDY_SPEC.md section 3)."""
     text = text_features(model, tokenizer, pairs).numpy()
     scale = float(model.logit_scale.exp())
     out = []
     with torch.inference_mode():
         for p in tqdm(manifest.paths(), desc=f"CLIP-IQA {manifest.name}", disable=not progress):
-            f = encode_image(model, image_tensor(p, mean, std)[None], "interpolate").float().numpy()
+            f = encode_image(model, image_tensor(p, mean, std)[None], "drop").float().numpy()
             out.append(q_sim(f, text, scale)[0])
     return np.asarray(out)
 

@@ -24,6 +24,13 @@ def test_every_entry_builds_random_and_gives_finite_features(name):
         f = bb(x)
     assert f.shape == (1, bb.dim) and torch.isfinite(f).all()
     assert bb.identity()["weights"].startswith("random")
+    spec = REGISTRY[name]
+    if spec.tag:     # preprocessing per family as the pretrained config declares it (SigLIP2: 0.5/0.5)
+        mean, std, size = _declared_preprocessing(spec)
+        assert np.allclose(bb.preprocess.mean, mean) and np.allclose(bb.preprocess.std, std), (bb.preprocess, mean)
+        assert size is None or bb.preprocess.size == size
+        if spec.family == "SigLIP2":
+            assert bb.preprocess.mean == (0.5, 0.5, 0.5) and bb.preprocess.std == (0.5, 0.5, 0.5)
 
 
 def test_pooling_follows_p1():
@@ -77,3 +84,44 @@ def test_local_weight_file(tmp_path):
     assert bb.weight_id.startswith("file:")
     with pytest.raises(WeightsError, match="file not found"):
         create_backbone("resnet50", weights=str(tmp_path / "nope.pth"))
+
+
+def _declared_preprocessing(spec):
+    """(mean, std, size or None) that open_clip / timm declare for the backbone's pretrained tag."""
+    if spec.lib == "open_clip":
+        import open_clip
+        cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag)
+        return cfg["mean"], cfg["std"], None
+    from timm.models import get_pretrained_cfg
+    cfg = get_pretrained_cfg(f"{spec.arch}.{spec.tag}")
+    return cfg.mean, cfg.std, cfg.input_size[-1]
+
+
+def _openai_format_file(arch, path):
+    """A random CLIP saved the way OpenAI's checkpoints are laid out: OpenAI's key names (open_clip keeps
+    them), QuickGELU weights, plus OpenAI's hyper-parameter entries."""
+    import open_clip
+    torch.manual_seed(7)
+    ref = open_clip.create_model(arch, force_quick_gelu=True).eval()
+    sd = dict(ref.state_dict())
+    sd.update(input_resolution=torch.tensor(224), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
+    torch.save(sd, path)
+    return ref
+
+
+@pytest.mark.parametrize("name,arch", [("clip_rn50", "RN50"), ("clip_vit_b16", "ViT-B-16")])
+def test_openai_clip_from_local_file_uses_quickgelu(name, arch, tmp_path):
+    from open_clip.transformer import QuickGELU
+    f = tmp_path / f"{arch}.pt"
+    ref = _openai_format_file(arch, f)
+    bb = create_backbone(name, weights=str(f))
+    m = bb.model
+    assert not any(isinstance(x, torch.nn.GELU) for x in m.modules())
+    assert any(isinstance(x, QuickGELU) for x in m.transformer.modules())            # text tower
+    if arch.startswith("ViT"):
+        assert any(isinstance(x, QuickGELU) for x in m.visual.modules())             # image tower
+    for k, v in ref.state_dict().items():
+        assert torch.equal(m.state_dict()[k], v), k
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(bb(x), ref.encode_image(x), atol=1e-5)

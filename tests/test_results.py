@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nriqa_lib.results import export_table, format_pm, paired_tests, split_metrics, summary_table, write_metrics_json
+from nriqa_lib.results import (Design, compare, export_table, format_pm, split_metrics, summarize_groups, summary_table,
+                               write_metrics_json)
 from nriqa_lib.stats import compare_paired, holm
 
 
@@ -18,17 +19,50 @@ def _rows(seed=0):
     return pd.DataFrame(rows, columns=["dataset", "head", "split", "metric", "value"])
 
 
-def test_paired_tests_match_compare_paired_and_holm():
+def test_compare_splits_design_matches_compare_paired_and_holm_within_family():
     rows = _rows()
-    t = paired_tests(rows, ["dataset"], "head", "B", n_train=80, n_test=20)
+    des = {"a": Design("splits", 80, 20), "b": Design("splits", 80, 20)}
+    t = compare(rows, None, ["dataset"], "head", "B", des, family=["a"])
     assert len(t) == 4 and set(t["b"]) == {"B"}
     wide = rows.query("dataset == 'a'").pivot_table(index="split", columns="head", values="value")
     want = compare_paired(wide["sig"].to_numpy(), wide["B"].to_numpy(), 80, 20)
     got = t.query("dataset == 'a' and a == 'sig'").iloc[0]
-    assert got["p_nb"] == pytest.approx(want["p_nb"]) and got["diff"] == pytest.approx(want["diff"])
-    assert np.allclose(t["p_nb_holm"], holm(t["p_nb"])[1])
-    allpairs = paired_tests(rows, ["dataset"], "head", None, 80, 20)
-    assert len(allpairs) == 6
+    assert got["p"] == pytest.approx(want["p_nb"]) and got["diff"] == pytest.approx(want["diff"])
+    for head, g in t.groupby("a"):                      # the family: one head vs B over the datasets
+        assert len(g) == 2 and (g["m_family"] == 2).all()
+        assert np.allclose(g["p_holm"], holm(g["p"])[1]) and np.allclose(g["p_wilcoxon_holm"], holm(g["p_wilcoxon"])[1])
+    assert (t["min_p_wilcoxon"] == 2 / 2 ** 10).all() and t["wilcoxon_can_reject"].all()   # 0.00195 < 0.05/2
+    from nriqa_lib.stats import mde_nadeau_bengio
+    assert got["mde80"] == pytest.approx(mde_nadeau_bengio(got["sd_diff"], 10, 80, 20, 0.05 / 2))
+    allpairs = compare(rows, None, ["dataset"], "head", None, des, family=["dataset"])
+    assert len(allpairs) == 6 and (allpairs["m_family"] == 3).all()
+
+
+def test_compare_shared_design_uses_the_two_level_bootstrap():
+    g = np.random.default_rng(4)
+    y = g.random(120)
+    pred = []
+    for head, noise in (("B", 0.3), ("sig", 0.2)):
+        for k in range(5):
+            pred.append(pd.DataFrame({"dataset": "k", "head": head, "split": k, "part": "test",
+                                      "image": [f"i{i}" for i in range(120)], "mos": y,
+                                      "pred": y + noise * g.normal(size=120)}))
+    pred = pd.concat(pred, ignore_index=True)
+    rows = split_metrics(pred, ["dataset", "head"])
+    des = {"k": Design("shared", what="training seeds")}
+    t = compare(rows, pred, ["dataset"], "head", "B", des, family=["a"], n_boot=300)
+    from nriqa_lib.results import prediction_matrix
+    from nriqa_lib.stats import two_level_bootstrap
+    A, m = prediction_matrix(pred[pred["head"] == "sig"])
+    B, _ = prediction_matrix(pred[pred["head"] == "B"])
+    want = two_level_bootstrap(A, m, B, n_boot=300)
+    assert t.iloc[0]["p"] == want["p"] and t.iloc[0]["diff"] == pytest.approx(want["value"])
+    assert np.isnan(t.iloc[0]["min_p_wilcoxon"]) and t.iloc[0]["mde80"] > 0
+    summ = summarize_groups(rows, pred, ["dataset", "head"], des, n_boot=300)
+    s = summ.query("head == 'sig' and metric == 'srcc'").iloc[0]
+    one = two_level_bootstrap(A, m, n_boot=300)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((one["ci_low"], one["ci_high"]))
+    assert s["sd"] > 0 and "two-level" in s["ci_kind"]                 # no more '± 0.000'
 
 
 def test_split_metrics_summary_and_export(tmp_path):

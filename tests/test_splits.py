@@ -43,7 +43,7 @@ def test_official_and_p1():
     p1 = p1_splits(clive)
     _check_partition(p1, clive, ("train", "test"))
     assert sorted(p1["seed"].unique()) == [8, 19, 25]
-    assert (p1.groupby("split")["part"].apply(lambda s: (s == "test").sum()) == round(0.2 * 1162)).all()
+    assert (p1.groupby("split")["part"].apply(lambda s: (s == "test").sum()) == 1162 - int(0.8 * 1162)).all()
     with pytest.raises(ManifestError, match="no official split column"):
         make_splits(clive, "official")
     with pytest.raises(ManifestError, match="unknown split scheme"):
@@ -62,3 +62,18 @@ def test_published_clive_splits():
     stem = first.split("/")[-1].rsplit(".", 1)[0]
     row = sp.query("split == 0 and part == 'test'")
     assert any(img.rsplit("/", 1)[-1].rsplit(".", 1)[0] == stem for img in row["image"])
+
+
+def test_p1_scheme_is_torch_random_split_over_the_row_order():
+    """P1's build_datasets: random_split(full, [int(0.8 N), N - int(0.8 N)], torch.Generator().manual_seed(seed))."""
+    import torch
+    from torch.utils.data import random_split
+    clive = read_manifest(REPO / "data_manifests" / "clive.csv")
+    sp = make_splits(clive, "p1")
+    n = len(clive)
+    for k, seed in enumerate((8, 19, 25)):
+        train, test = random_split(list(clive["image"]), [int(0.8 * n), n - int(0.8 * n)],
+                                   generator=torch.Generator().manual_seed(seed))
+        got = sp.query("split == @k")
+        assert set(got.loc[got["part"] == "test", "image"]) == set(test)
+        assert set(got.loc[got["part"] == "train", "image"]) == set(train)

@@ -97,3 +97,83 @@ def test_bootstrap_ci_and_paired_bootstrap(rng):
     assert pb["diff"] > 0 and pb["ci_low"] > 0 and pb["p"] < 0.01
     same = stats.paired_bootstrap(good, good, y, srcc, n_boot=100, seed=0)
     assert same["diff"] == 0 and same["p"] == 1.0
+
+
+def test_summarize_corrected_interval_by_hand():
+    v = np.array([0.61, 0.58, 0.66, 0.63, 0.60, 0.64, 0.59, 0.62, 0.65, 0.57])
+    s = stats.summarize(v, n_train=813, n_test=233)
+    half = S.t.ppf(0.975, 9) * v.std(ddof=1) * np.sqrt(1 / 10 + 233 / 813)
+    assert s["ci_low"] == pytest.approx(v.mean() - half) and s["ci_high"] == pytest.approx(v.mean() + half)
+    plain = stats.summarize(v)
+    assert s["ci_high"] - s["ci_low"] > 1.9 * (plain["ci_high"] - plain["ci_low"])   # sqrt(1 + 10*0.287) = 1.97
+    assert "corrected" in s["ci_kind"] and "corrected" not in plain["ci_kind"]
+
+
+def test_resampled_ranks_equal_scipy_on_expanded_resamples():
+    from nriqa_lib.stats import _ResampleRanks, _weighted_corr
+    g = np.random.default_rng(0)
+    y = np.round(g.random(200), 2)                        # ties in the MOS
+    P = np.round(g.random((3, 200)) + y, 1)                # ties in the predictions
+    rp, ry = _ResampleRanks(P), _ResampleRanks(y[None])
+    for _ in range(5):
+        ix = g.integers(0, 200, 200)
+        c = np.bincount(ix, minlength=200).astype(float)
+        got = _weighted_corr(rp.ranks(c), ry.ranks(c)[0], c)
+        want = [S.spearmanr(P[k, ix], y[ix])[0] for k in range(3)]
+        assert np.allclose(got, want, atol=1e-12)
+
+
+def _cross_null(n_sims=120, N=150, J=10, seed=3):
+    """Two heads of equal quality in the population, each split's head tested on the same N target images.
+
+    Each head has image-level errors that stay the same across splits (what the head learned), so on one
+    target sample one head is 'lucky'; only resampling the target images reveals that."""
+    g = np.random.default_rng(seed)
+    rej_nb, rej_2l = [], []
+    for k in range(n_sims):
+        y = g.normal(size=N)
+        ea, eb = g.normal(size=N), g.normal(size=N)
+        A = y + ea + 0.3 * g.normal(size=(J, N))
+        B = y + eb + 0.3 * g.normal(size=(J, N))
+        sa = [S.spearmanr(a, y)[0] for a in A]
+        sb = [S.spearmanr(b, y)[0] for b in B]
+        rej_nb.append(stats.nadeau_bengio(sa, sb, 800, 200)["p"] < 0.05)
+        rej_2l.append(stats.two_level_bootstrap(A, y, B, n_boot=200, seed=k)["p"] < 0.05)
+    return np.mean(rej_nb), np.mean(rej_2l)
+
+
+def test_two_level_bootstrap_holds_its_level_where_split_tests_do_not():
+    fpr_nb, fpr_2l = _cross_null()
+    assert fpr_nb > 0.3                  # the spread over splits alone ignores the target-image sampling
+    assert fpr_2l <= 0.1
+
+
+def test_two_level_bootstrap_estimate_and_single_config_ci(rng):
+    y = rng.normal(size=300)
+    A = y + rng.normal(size=(5, 300))
+    r = stats.two_level_bootstrap(A, y, n_boot=300, seed=0)
+    assert r["value"] == pytest.approx(np.mean([S.spearmanr(a, y)[0] for a in A]))
+    assert r["ci_low"] < r["value"] < r["ci_high"] and "p" not in r
+    # with one head the two-level bootstrap is the image bootstrap of that head's SRCC
+    one = stats.two_level_bootstrap(A[:1], y, n_boot=2000, seed=0)
+    ref = stats.bootstrap_ci(A[0], y, srcc, n_boot=2000, seed=1)
+    assert abs((one["ci_high"] - one["ci_low"]) - (ref["ci_high"] - ref["ci_low"])) < 0.02
+    same = stats.two_level_bootstrap(A, y, A, n_boot=50)
+    assert abs(same["value"]) < 1e-12 and same["p"] == 1.0
+
+
+def test_smallest_attainable_wilcoxon_p_matches_scipy():
+    for J in (3, 5, 10):
+        assert stats.min_p_wilcoxon(J) == pytest.approx(S.wilcoxon(np.arange(1.0, J + 1)).pvalue)
+    assert stats.min_p_wilcoxon(10) == pytest.approx(0.001953125)
+    assert stats.min_p_wilcoxon(10) > 0.05 / 36          # T2's old family could never reject with Wilcoxon
+
+
+def test_mde_has_the_stated_power_under_the_noncentral_t():
+    sd, J, ntr, nte, alpha = 0.02, 10, 813, 233, 0.05 / 6
+    mde = stats.mde_nadeau_bengio(sd, J, ntr, nte, alpha)
+    nc = mde / (sd * np.sqrt(1 / J + nte / ntr))
+    tc = S.t.ppf(1 - alpha / 2, J - 1)
+    power = S.nct.sf(tc, J - 1, nc) + S.nct.cdf(-tc, J - 1, nc)
+    assert power == pytest.approx(0.8, abs=1e-3)
+    assert stats.mde_normal(0.01, 0.05) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -59,35 +61,104 @@ def test_batched_equals_each_head_alone(vary, head):
         assert np.abs(ref - mine).max() < 1e-4
 
 
-def test_iqa_loss_by_hand():
-    pred = torch.tensor([[0.2, 0.5, 0.1]])
-    y = torch.tensor([[0.0, 1.0, 0.5]])
-    w = torch.ones(1, 3)
-    mse = ((pred - y) ** 2).mean()
-    m = 0.25 * y.std()                                  # unbiased std of the batch
-    hinge = []
-    for i in range(3):
-        for j in range(3):
-            if y[0, i] != y[0, j]:
-                s = torch.sign(y[0, i] - y[0, j])
-                hinge.append(torch.relu(-s * (pred[0, i] - pred[0, j]) + m))
-    want = mse + torch.stack(hinge).mean()
-    assert iqa_loss(pred, y, w).item() == pytest.approx(want.item(), abs=1e-7)
-    # padding (w = 0) does not change the value
-    pad = iqa_loss(torch.cat([pred, torch.tensor([[9.0]])], 1), torch.cat([y, torch.tensor([[-3.0]])], 1),
-                   torch.tensor([[1.0, 1, 1, 0]]))
+def p1_margin_loss(y, yp, lambda_=0.25):
+    """Transcription of P1's util.margin_loss(y, yp) (drkkgy/NR_IQA_AGM), loop for loop."""
+    n = y.size(0)
+    m = lambda_ * torch.std(y, unbiased=False)
+    loss, count = 0.0, 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            sign = torch.sign(y[i] - y[j])
+            if sign != 0:
+                loss += torch.clamp(-(sign * (yp[i] - yp[j])) + m, min=0.0)
+                count += 1
+    if count == 0:
+        return torch.tensor(0.0)
+    return (2.0 / (n * (n - 1))) * loss
+
+
+def test_iqa_loss_equals_p1_body_in_both_orders():
+    pred = torch.tensor([0.2, 0.5, 0.1, 0.5], requires_grad=True)
+    y = torch.tensor([0.0, 1.0, 0.5, 0.5])                # a tie in the targets, one in the predictions
+    w = torch.ones(1, 4)
+    for swapped in (False, True):
+        mse = torch.nn.functional.mse_loss(pred, y)
+        # what P1 meant, margin_loss(gt, pred); what P1 runs, margin_loss(pred, gt)
+        want = mse + (p1_margin_loss(pred, y) if swapped else p1_margin_loss(y, pred))
+        got = iqa_loss(pred[None], y[None], w, swapped=swapped)[0]
+        assert got.item() == pytest.approx(want.item(), abs=1e-7)
+        (g_got,) = torch.autograd.grad(got, pred)
+        (g_want,) = torch.autograd.grad(want, pred)
+        assert torch.allclose(g_got, g_want, atol=1e-7), (swapped, g_got, g_want)
+    # padding (w = 0) changes nothing
+    pad = iqa_loss(torch.cat([pred, torch.tensor([9.0])])[None], torch.cat([y, torch.tensor([-3.0])])[None],
+                   torch.tensor([[1.0, 1, 1, 1, 0]]), swapped=True)
+    want = torch.nn.functional.mse_loss(pred, y) + p1_margin_loss(pred, y)
     assert pad.item() == pytest.approx(want.item(), abs=1e-7)
 
 
-def test_swapped_margin_term_gives_no_gradient():
+def test_swapped_margin_reaches_the_predictions_through_their_std():
+    """P1's swapped term: its gradient is small but not zero (it flows through std_pop(pred) only)."""
     pred = torch.tensor([[0.2, 0.5, 0.1]], requires_grad=True)
-    y = torch.tensor([[0.0, 1.0, 0.5]])
+    y = torch.tensor([[0.5, 0.0, 0.9]])                   # every pair ordered against the prediction
     w = torch.ones(1, 3)
-    (g_swapped,) = torch.autograd.grad(iqa_loss(pred, y, w, margin_weight=1, swapped=True).sum(), pred)
+    (g_sw,) = torch.autograd.grad(iqa_loss(pred, y, w, swapped=True).sum(), pred)
     (g_mse,) = torch.autograd.grad(iqa_loss(pred, y, w, margin_weight=0).sum(), pred)
-    (g_correct,) = torch.autograd.grad(iqa_loss(pred, y, w, margin_weight=1).sum(), pred)
-    assert torch.allclose(g_swapped, g_mse)
-    assert not torch.allclose(g_correct, g_mse)
+    extra = g_sw - g_mse
+    assert extra.abs().max() > 1e-3
+    # d/dpred of 0.25 * std_pop(pred) (all 3 pairs active, weight 2/(n(n-1)) * 3 pairs = 1)
+    p = pred.detach()[0]
+    want = 0.25 * (p - p.mean()) / (3 * p.std(unbiased=False))
+    assert torch.allclose(extra[0], want, atol=1e-6)
+
+
+def _p1_accumulation_reference(X, y, job, cfg, epochs):
+    """P1's loop on one head: micro-batches of 2, loss / 6, backward, torch.optim.Adam step every 6."""
+    h = init_head(cfg, X.shape[1], job.seed)
+    opt = torch.optim.Adam(h.parameters(), lr=cfg.lr)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    acc = cfg.batch_size // cfg.micro_batch
+    for batches in batch_order(len(job.train_idx), epochs, cfg.batch_size, job.seed):
+        for b in batches:
+            opt.zero_grad()
+            for k in range(0, len(b) - cfg.micro_batch + 1, cfg.micro_batch):
+                ix = torch.as_tensor(job.train_idx[b[k:k + cfg.micro_batch]])
+                pred, gt = h(Xt[ix]), yt[ix]
+                loss = torch.nn.functional.mse_loss(pred, gt) + p1_margin_loss(pred, gt)
+                (loss / acc).backward()
+            opt.step()
+    with torch.no_grad():
+        return h(Xt).numpy()
+
+
+def test_faithful_profile_trains_p1_term_on_2x6_micro_batches():
+    X, y = _data(N=150, D=16)
+    jobs = _jobs(len(X), 2)
+    cfg = TrainConfig(head="B_Sig", hidden=16, epochs=2, batch_size=12, lr=1e-3, micro_batch=2,
+                      margin_loss_swapped=True, select_on="test")
+    res = train_heads(X, y, jobs, cfg)
+    for m in range(2):
+        ref = _p1_accumulation_reference(X, y, jobs[m], cfg, res.best_epoch[m] + 1)
+        with torch.no_grad():
+            mine = res.heads[m](torch.tensor(X)).numpy()
+        assert np.abs(ref - mine).max() < 1e-5
+    # and it is not plain MSE training
+    mse_only = train_heads(X, y, jobs, dataclasses.replace(cfg, margin_weight=0.0))
+    assert not np.allclose(mse_only.predictions["pred"], res.predictions["pred"], atol=1e-6)
+
+
+def test_hard_selection_picks_its_epoch_with_hard_predictions():
+    X, y = _data(N=300, D=16)
+    jobs = _jobs(len(X), 3)
+    cfg = TrainConfig(head="kway", hidden=16, epochs=8, lr=1e-2, candidates=("relu", "sigmoid", "tanh"), hard=True)
+    r = train_heads(X, y, jobs, cfg)
+    from scipy.stats import spearmanr
+    for m in range(3):
+        val = r.predictions.query("job == @m and part == 'val'")
+        reported = spearmanr(val["pred"], val["mos"])[0]          # hard predictions of the selected epoch
+        h = r.history.query("job == @m")
+        assert h["val_srcc"].max() == pytest.approx(reported, abs=1e-6)
+        assert h.loc[h["val_srcc"].idxmax(), "epoch"] == r.best_epoch[m]
 
 
 def test_learns_deterministic_and_selects_on_val():

@@ -1,6 +1,7 @@
 """MA-CLIP / CLIP-IQA checked against an independent re-implementation written from STUDY_SPEC.md section 3
 (plain numpy/torch and open_clip's own modules; no nriqa_lib.zeroshot function is called for the reference)."""
 import copy
+import json
 import time
 
 import numpy as np
@@ -124,11 +125,24 @@ def test_ablation_grid_from_cached_views(tiny_clip, tmp_path):
     write_manifest(tmp_path / "m", "toy", pd.DataFrame({"image": [f"{i}.png" for i in range(3)], "mos": [0.1, 0.5, 0.9],
                                                        "group": ["a", "b", "c"]}))
     man = load_dataset("toy", {"toy": str(tmp_path / "r")}, manifest_dir=tmp_path / "m")
-    cache = tmp_path / "views.npz"
+    cache = tmp_path / "views"
     v = zs.clip_view_embeddings(model, man, MEAN, STD, cache=cache, progress=False)
     assert len(v) == 3 and v.image(0).shape[0] == 1 + len(zs.view_grid(260, 300))
     v2 = zs.clip_view_embeddings(None, man, MEAN, STD, cache=cache, progress=False)    # cache: no model needed
     assert np.array_equal(v.f, v2.f)
+    # every setting that changes the views is in the key: pre_resize and the positional mode are not reused
+    big = zs.clip_view_embeddings(model, man, MEAN, STD, pre_resize=(448, 448), cache=cache, progress=False)
+    assert big.image(0).shape[0] == 1 + len(zs.view_grid(448, 448)) and big.meta["pre_resize"] == [448, 448]
+    kept = zs.clip_view_embeddings(model, man, MEAN, STD, pos="interpolate", cache=cache, progress=False)
+    assert kept.meta["pos"] == "interpolate" and not np.allclose(kept.f, v.f)
+    assert len(list(cache.glob("*.npz"))) == 3
+    # an entry whose stored meta differs from what is asked is recomputed, never used
+    entry = next(f for f in cache.glob("*.npz") if json.loads(str(np.load(f)["meta"]))["pos"] == "drop"
+                 and json.loads(str(np.load(f)["meta"]))["pre_resize"] is None)
+    z = dict(np.load(entry))
+    np.savez(entry, f=z["f"] + 1, offsets=z["offsets"], meta=json.dumps({"pos": "keep"}))
+    again = zs.clip_view_embeddings(model, man, MEAN, STD, cache=cache, progress=False)
+    assert np.array_equal(again.f, v.f)
     grid = zs.ablation_grid()
     assert {"MA-CLIP (P2)", "Q_sim only (CLIP-IQA views)", "Q_mag only", "fixed 0.5/0.5", "Q_mag -> L2 norm",
             "fusion on image averages", "lambda=0", "lambda=1", "b_sim-b_mag=0", "alpha=2"} <= set(grid)
@@ -152,3 +166,38 @@ def test_magnitude_cue_on_any_features():
     f = np.abs(np.random.default_rng(2).normal(size=(5, 1280)))
     assert np.allclose(zs.magnitude_scores(f), zs.q_mag(f, 0.5))
     assert np.allclose(zs.l2_norm_scores(f), np.sqrt((f ** 2).sum(1)))
+
+
+def test_clipiqa_drops_the_positional_embedding(tiny_clip, tmp_path):
+    """CLIP-IQA baseline = whole image, one pass, positional embedding dropped (pyiqa pos_embedding=False)."""
+    model, tok, _ = tiny_clip
+    from conftest import write_manifest
+    import pandas as pd
+    from nriqa_lib.data.manifest import load_dataset
+    (tmp_path / "r").mkdir()
+    for i in range(3):
+        _image(224, 224, 10 + i).save(tmp_path / "r" / f"{i}.png")
+    write_manifest(tmp_path / "m", "toy", pd.DataFrame({"image": [f"{i}.png" for i in range(3)], "mos": [0.1, 0.5, 0.9],
+                                                       "group": ["a", "b", "c"]}))
+    man = load_dataset("toy", {"toy": str(tmp_path / "r")}, manifest_dir=tmp_path / "m")
+    got = zs.clipiqa_scores(model, tok, man, MEAN, STD, progress=False)
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        pe = m.visual.attnpool.positional_embedding if hasattr(m.visual, "attnpool") else m.visual.positional_embedding
+        keep = pe.clone()
+        pe.zero_()
+        t = F.normalize(m.encode_text(tok([s for p in PAIRS for s in p])).double(), dim=-1).numpy().reshape(5, 2, -1)
+        s = float(m.logit_scale.exp())
+
+        def score(i):
+            x = torch.tensor(np.asarray(Image.open(tmp_path / "r" / f"{i}.png"), dtype=np.float32) / 255).permute(2, 0, 1)
+            x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+            f = m.encode_image(x[None]).double().numpy()[0]
+            f = f / np.linalg.norm(f)
+            return np.mean([np.exp(s * f @ t[k, 0]) / (np.exp(s * f @ t[k, 0]) + np.exp(s * f @ t[k, 1])) for k in range(5)])
+
+        want = np.array([score(i) for i in range(3)])
+        pe.copy_(keep)
+        with_pe = np.array([score(i) for i in range(3)])
+    assert np.abs(got - want).max() < 1e-6
+    assert np.abs(got - with_pe).max() > 1e-6          # the positional embedding matters for this model

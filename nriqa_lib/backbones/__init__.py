@@ -157,7 +157,8 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
 
 def _build_timm(spec: BackboneSpec, kind: str, path: str | None):
     import timm
-    arch = spec.arch if kind == "random" or spec.tag is None else f"{spec.arch}.{spec.tag}"
+    # the tag selects the pretrained config (input size, mean/std, interpolation) even for random weights
+    arch = spec.arch if spec.tag is None else f"{spec.arch}.{spec.tag}"
     if kind in ("file", "hf"):
         model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": path})
     else:
@@ -171,10 +172,42 @@ def _build_timm(spec: BackboneSpec, kind: str, path: str | None):
     return model, pp
 
 
+# keys of OpenAI's CLIP checkpoints that are hyper-parameters, not weights (OpenAI's build_model drops them)
+_OPENAI_META_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def _load_open_clip_weights(model: nn.Module, path: str) -> None:
+    """Load a local open_clip / OpenAI checkpoint strictly: open_clip's reader and its key conversions, plus
+    OpenAI's TorchScript release (``RN50.pt``) and the hyper-parameter entries of OpenAI state dicts."""
+    from open_clip.factory import convert_state_dict, load_state_dict, resize_pos_embed, resize_text_pos_embed
+    try:
+        sd = load_state_dict(path)
+    except Exception:                        # OpenAI's TorchScript archive: not a plain pickle
+        try:
+            sd = torch.jit.load(path, map_location="cpu").state_dict()
+        except Exception as e:
+            raise WeightsError(f"weights file {path}: neither an open_clip/OpenAI state dict (.bin/.pt/.safetensors) "
+                               f"nor an OpenAI TorchScript archive ({type(e).__name__})") from None
+    sd = {k: v for k, v in sd.items() if k not in _OPENAI_META_KEYS}
+    sd = convert_state_dict(model, sd)
+    resize_pos_embed(sd, model)
+    resize_text_pos_embed(sd, model)
+    model.load_state_dict(sd, strict=True)
+
+
 def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None):
+    """open_clip model with the architecture options and preprocessing of its pretrained tag.
+
+    OpenAI-tagged weights were trained with QuickGELU: the tag's config says ``quick_gelu`` and the model
+    is built with it (open_clip's plain config uses nn.GELU). Mean/std/interpolation come from the tag's
+    pretrained config (SigLIP2: 0.5/0.5), not from the model's default (OpenAI's).
+    """
     import open_clip
-    model = open_clip.create_model(spec.arch, pretrained=path if kind in ("file", "hf") else None)
-    cfg = model.visual.preprocess_cfg
+    pcfg = (open_clip.get_pretrained_cfg(spec.arch, spec.tag) if spec.tag else None) or {}
+    model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu")))
+    if kind in ("file", "hf"):
+        _load_open_clip_weights(model, path)
+    cfg = {**model.visual.preprocess_cfg, **{k: pcfg[k] for k in ("mean", "std", "interpolation") if k in pcfg}}
     size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][-1]
     pp = Preprocess(size=int(size), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                     interpolation=cfg.get("interpolation", "bicubic"), crop_pct=1.0)

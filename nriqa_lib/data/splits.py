@@ -5,7 +5,7 @@ Schemes (STUDY_SPEC.md section 2):
 - ``random``: seeded, ratios (default 70/10/20), group-disjoint whenever images share a group;
 - ``official``: the dataset's own split column ``set`` (KonIQ-10k);
 - ``clive_liqe``: the 10 published CLIVE splits (LIQE), read from the label folder;
-- ``p1``: P1's protocol, seeds 8/19/25, random 80/20 train/test, no val.
+- ``p1``: P1's protocol, seeds 8/19/25, ``torch.utils.data.random_split`` 80/20 train/test, no val.
 """
 from __future__ import annotations
 
@@ -104,9 +104,23 @@ def clive_liqe_splits(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
     return out
 
 
-def p1_splits(df: pd.DataFrame) -> pd.DataFrame:
-    """P1's paper-faithful protocol: seeds 8, 19, 25; random 80/20 train/test; no val."""
-    return random_splits(df, seeds=P1_SEEDS, ratios=(0.8, 0.2), group_col="__none__")
+def p1_splits(df: pd.DataFrame, seeds: Sequence[int] = P1_SEEDS) -> pd.DataFrame:
+    """P1's paper-faithful protocol: per seed, ``torch.utils.data.random_split`` of the rows (in the
+    manifest's order, i.e. the order of the published label table) into int(0.8 N) train and the rest test,
+    with ``torch.Generator().manual_seed(seed)``, exactly as P1's ``build_datasets``; no val part."""
+    import torch
+    from torch.utils.data import random_split
+    n = len(df)
+    images = df["image"].to_numpy()
+    rows = []
+    for i, s in enumerate(seeds):
+        t_len = int(0.8 * n)
+        train, test = random_split(range(n), [t_len, n - t_len], generator=torch.Generator().manual_seed(int(s)))
+        part = np.empty(n, dtype=object)
+        part[list(train.indices)] = "train"
+        part[list(test.indices)] = "test"
+        rows.append(pd.DataFrame({"split": i, "seed": int(s), "image": images, "part": part}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def _check_cover(splits: pd.DataFrame, df: pd.DataFrame) -> None:
