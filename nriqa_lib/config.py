@@ -128,20 +128,84 @@ def _build(cls, raw, where: str):
         if dataclasses.is_dataclass(t):
             kw[k] = _build(t, v, pre + k)
             continue
-        base = typing.get_origin(t) or t
-        if base is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        ok = isinstance(v, base) and not (base in (int, float) and isinstance(v, bool))
-        if not ok:
-            raise ConfigError(f"params: {pre}{k} should be {getattr(base, '__name__', base)}, got {v!r}")
-        kw[k] = v
+        kw[k] = _typed(v, t, pre + k)
     return cls(**kw)
 
 
+def _typed(v, t, key: str):
+    """``v`` as type ``t`` (int, float, str, bool, list[...], dict[str, ...]), element by element."""
+    base = typing.get_origin(t) or t
+    args = typing.get_args(t)
+    name = str(t).replace("typing.", "") if args else getattr(base, "__name__", str(base))
+    if base is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, base) or (base in (int, float) and isinstance(v, bool)):
+        raise ConfigError(f"params: {key} should be {name}, got {v!r}")
+    if base is list and args:
+        return [_typed(x, args[0], f"{key}[{i}]") for i, x in enumerate(v)]
+    if base is dict and args:
+        return {str(a): _typed(b, args[1], f"{key}.{a}") for a, b in v.items()}
+    return v
+
+
+# Ranges of the numeric knobs, checked up front (one line naming the key and the allowed range). Written
+# out as a table rather than with a validation library: the dataclasses above already give types, and a
+# range table reads as the documentation of what each knob accepts.
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {   # key: (low, high, low exclusive)
+    "data.synthetic_seed": (0, None, False),
+    "splits.n_splits": (1, None, False),
+    "splits.seed": (0, None, False),
+    "features.batch_size": (1, None, False),
+    "features.threads": (1, None, False),
+    "features.chunk_size": (1, None, False),
+    "train.epochs": (1, None, False),
+    "train.lr": (0, None, True),
+    "train.batch_size": (1, None, False),
+    "train.weight_decay": (0, None, False),
+    "train.hidden": (1, None, False),
+    "train.margin_weight": (0, None, False),
+    "train.margin_scale": (0, None, False),
+    "train.micro_batch": (0, None, False),
+    "train.seed": (0, None, False),
+    "train.single_split_seeds": (1, None, False),
+    "t3.temperature": (0, None, True),
+    "t3.entropy_weight": (0, None, False),
+    "stats.alpha": (0, 0.5, True),
+    "stats.n_boot": (100, None, False),
+    "stats.seed": (0, None, False),
+}
+
+
+def _check_ranges(p: "Params") -> None:
+    for key, (lo, hi, lo_open) in RANGES.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(p, sec), name)
+        bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi)
+        if bad:
+            rng = (f"{'>' if lo_open else '>='} {lo:g}" if hi is None else
+                   f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
+            raise ConfigError(f"params: {key}={v!r} is out of range; allowed: {rng}")
+    r = p.splits.ratios
+    if len(r) not in (2, 3) or min(r) < 0 or abs(sum(r) - 1) > 1e-9:
+        raise ConfigError(f"params: splits.ratios={r!r}; use 2 (train, test) or 3 (train, val, test) non-negative "
+                          f"numbers summing to 1")
+    if len(r) == 2 and p.train.select_on == "val":
+        raise ConfigError("params: splits.ratios has no val part but train.select_on=val; add a val ratio or use "
+                          "select_on: test (P1's optimistic protocol)")
+    for k in ("lambdas", "alphas", "biases"):
+        if not getattr(p.t4, k):
+            raise ConfigError(f"params: t4.{k} is empty; give at least one value")
+
+
 def check_params(p: Params) -> None:
-    """Cross-field checks: known backbones, heads, split schemes, protocol."""
+    """Ranges (:data:`RANGES`) and cross-field checks: known backbones, heads, split schemes, protocol."""
     from .backbones import REGISTRY
     from .heads import PRESETS, ACTIVATIONS
+    _check_ranges(p)
+    if not p.features.backbones:
+        raise ConfigError("params: features.backbones is empty; list at least one backbone")
+    if not p.data.datasets:
+        raise ConfigError("params: data.datasets is empty; list at least one dataset")
     for b in p.features.backbones + p.t4.clip_models:
         if b not in REGISTRY:
             raise ConfigError(f"params: unknown backbone {b!r} in features.backbones/t4.clip_models "
@@ -179,7 +243,12 @@ def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"params file {path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     p = _build(Params, raw, "")
     if check:
         check_params(p)

@@ -3,19 +3,22 @@
 The cache key hashes everything that changes the numbers: backbone identity (name, architecture, weight
 file digest, pooling, layer, preprocessing), the test-time view policy and the manifest content (image
 paths and sha256). Features are written in chunks (``.npy``) so an interrupted run resumes; a finished
-set is ``features.npy`` + ``meta.json``.
+set is ``features.npy`` + ``images.txt`` + ``meta.json``, checked (one row per image, in order) before
+every use. Partial chunks are kept per chunk size; a file lock lets two processes share one entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from filelock import FileLock
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
@@ -53,8 +56,14 @@ def build_transform(pp: Preprocess, test_time: TestTime = "squash"):
 
 
 def load_image(path: Path) -> Image.Image:
+    """Decode an image as 8-bit RGB. 16-bit (and 32-bit integer) greyscale is scaled to 8 bits, not clipped
+    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white)."""
     try:
         with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+                return Image.fromarray(np.round(a * (255.0 / top)).clip(0, 255).astype(np.uint8), "L").convert("RGB")
             return im.convert("RGB")
     except Exception as e:
         raise ManifestError(f"unreadable or corrupt image {path}: {type(e).__name__}: {e}") from None
@@ -109,16 +118,47 @@ def extract_features(backbone: Backbone, manifest: Manifest, test_time: TestTime
         torch.set_num_threads(int(threads))
     key, ident = cache_key(backbone, manifest, test_time)
     root = Path(cache_dir) / key
-    final = root / "features.npy"
     images = list(manifest.table["image"])
-    if final.is_file() and (root / "meta.json").is_file():
-        return FeatureSet(np.load(final), images, json.loads((root / "meta.json").read_text()))
     root.mkdir(parents=True, exist_ok=True)
+    # one process fills a cache entry at a time; a second one waits, then reads the finished entry
+    with FileLock(str(root) + ".lock"):
+        done = _finished(root, images)
+        if done is not None:
+            return done
+        return _extract(backbone, manifest, test_time, batch_size, chunk_size, progress, max_chunks, root, key,
+                        ident, images)
+
+
+def _finished(root: Path, images: list[str]) -> FeatureSet | None:
+    """The cache entry if it is complete and consistent (one finite row per image, in images.txt's order);
+    None if it is absent; a broken one is removed so that it is recomputed, never used."""
+    final, meta_f, names = root / "features.npy", root / "meta.json", root / "images.txt"
+    if not (final.is_file() and meta_f.is_file()):
+        return None
+    try:
+        feats = np.load(final)
+        ok = (names.is_file() and names.read_text().splitlines() == images and feats.ndim == 2
+              and len(feats) == len(images))
+    except (ValueError, OSError):
+        ok = False
+    if not ok:
+        for f in (final, meta_f, names):
+            f.unlink(missing_ok=True)
+        return None
+    return FeatureSet(feats, images, json.loads(meta_f.read_text()))
+
+
+def _extract(backbone, manifest, test_time, batch_size, chunk_size, progress, max_chunks, root, key, ident,
+             images) -> FeatureSet:
     atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
+    # partial chunks live in a folder named after the chunk size, so a resume with another
+    # features.chunk_size never stitches chunks of two sizes together
+    part = root / f"chunks_{int(chunk_size)}"
+    part.mkdir(exist_ok=True)
     tf = build_transform(backbone.preprocess, test_time)
     paths = manifest.paths()
     n_chunks = (len(paths) + chunk_size - 1) // chunk_size
-    todo = [c for c in range(n_chunks) if not (root / f"chunk_{c:05d}.npy").is_file()]
+    todo = [c for c in range(n_chunks) if not (part / f"chunk_{c:05d}.npy").is_file()]
     bar = tqdm(total=len(paths), initial=(n_chunks - len(todo)) * chunk_size if todo else len(paths),
                desc=f"{backbone.name} on {manifest.name}", disable=not progress, unit="img")
     backbone.eval().to(memory_format=torch.channels_last)
@@ -133,18 +173,26 @@ def extract_features(backbone: Backbone, manifest: Manifest, test_time: TestTime
             for x in dl:
                 out.append(_forward(backbone, x).float().numpy())
                 bar.update(len(x))
-        with atomic_path(root / f"chunk_{c:05d}.npy") as tmp:
+        with atomic_path(part / f"chunk_{c:05d}.npy") as tmp:
             np.save(tmp, np.concatenate(out).astype(np.float32))
     bar.close()
-    feats = np.concatenate([np.load(root / f"chunk_{c:05d}.npy") for c in range(n_chunks)])
+    chunks = [np.load(part / f"chunk_{c:05d}.npy") for c in range(n_chunks)]
+    bad = [c for c, a in enumerate(chunks) if len(a) != len(paths[c * chunk_size:(c + 1) * chunk_size])]
+    if bad:
+        shutil.rmtree(part)
+        raise RuntimeError(f"feature cache {part}: chunk {bad[0]} has the wrong number of rows; removed the partial "
+                           f"entry, rerun to recompute it")
+    feats = np.concatenate(chunks)
     if not np.isfinite(feats).all():
         raise FloatingPointError(f"non-finite features from {backbone.name} on {manifest.name}")
     meta = {"key": key, **ident, "dim": int(feats.shape[1])}
-    with atomic_path(final) as tmp:
+    atomic_write_text(root / "images.txt", "\n".join(images) + "\n")
+    with atomic_path(root / "features.npy") as tmp:
         np.save(tmp, feats)
     atomic_write_text(root / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
-    for c in range(n_chunks):
-        (root / f"chunk_{c:05d}.npy").unlink(missing_ok=True)
+    shutil.rmtree(part, ignore_errors=True)
+    for old in root.glob("chunks_*"):          # partial chunks of another chunk size are now useless
+        shutil.rmtree(old, ignore_errors=True)
     return FeatureSet(feats, images, meta)
 
 

@@ -35,6 +35,20 @@ def test_committed_params_load():
     (lambda r: r["t2"].update(heads=["B", "swish9"]), r"unknown head 'swish9'"),
     (lambda r: r["splits"]["schemes"].update(clive="kfold"), r"splits\.schemes\.clive='kfold'"),
     (lambda r: r["data"]["roots"].pop("clive"), r"dataset 'clive' has no data\.roots\.clive"),
+    # meaningless values: one line naming the key and the allowed range
+    (lambda r: r["train"].update(epochs=0), r"train\.epochs=0 is out of range; allowed: >= 1"),
+    (lambda r: r["train"].update(epochs=-3), r"train\.epochs=-3 is out of range"),
+    (lambda r: r["t3"].update(temperature=0), r"t3\.temperature=0\.0 is out of range; allowed: > 0"),
+    (lambda r: r["train"].update(hidden=0), r"train\.hidden=0 is out of range"),
+    (lambda r: r["train"].update(batch_size=0), r"train\.batch_size=0 is out of range"),
+    (lambda r: r["features"].update(batch_size=0), r"features\.batch_size=0 is out of range"),
+    (lambda r: r["train"].update(lr=-0.001), r"train\.lr=-0\.001 is out of range; allowed: > 0"),
+    (lambda r: r["splits"].update(n_splits=0), r"splits\.n_splits=0 is out of range"),
+    (lambda r: r["splits"].update(ratios=[0.7, 0.2, 0.2]), r"splits\.ratios=\[0\.7, 0\.2, 0\.2\].*summing to 1"),
+    (lambda r: r["splits"].update(ratios=[0.7, "a", 0.2]), r"splits\.ratios\[1\] should be float, got 'a'"),
+    (lambda r: r["stats"].update(alpha=1.5), r"stats\.alpha=1\.5 is out of range; allowed: in \(0, 0\.5\]"),
+    (lambda r: r["features"].update(backbones=[]), r"features\.backbones is empty"),
+    (lambda r: r["train"].update(micro_batch=5), r"train\.micro_batch=5 must be 0 or divide train\.batch_size=64"),
 ])
 def test_params_typos_fail_in_one_line(tmp_path, mutate, pattern, capsys):
     f = _params(tmp_path, mutate)
@@ -71,3 +85,109 @@ def test_bad_manifest_writes_no_split_file(tmp_path, monkeypatch, capsys):
     assert cli.main(["--params", str(f), "splits", "--dataset", "toy"]) == 0
     sp = pd.read_csv(tmp_path / "splits" / "toy.csv")
     assert sp["split"].nunique() == 10 and set(sp["part"]) == {"train", "val", "test"}
+
+
+def test_broken_yaml_names_the_file_and_line(tmp_path, capsys):
+    f = tmp_path / "params.yaml"
+    f.write_text("train:\n  epochs: 12\n  lr: [0.1\n")
+    with pytest.raises(ConfigError, match=r"params file .*params.yaml line \d+, column \d+: not valid YAML"):
+        load_params(f)
+    assert cli.main(["--params", str(f), "check"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_unknown_backbone_on_the_command_line(capsys):
+    assert cli.main(["--params", str(REPO / "params.yaml"), "heads", "--dataset", "clive", "--backbone", "foo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown backbone 'foo' (--backbone)" in err and "run features" not in err and len(err.splitlines()) == 1
+    assert cli.main(["--params", str(REPO / "params.yaml"), "heads", "--dataset", "clive", "--backbone",
+                     "tf_efficientnet_lite00"]) == 2
+    assert "did you mean tf_efficientnet_lite0" in capsys.readouterr().err
+
+
+def test_corrupt_weights_file_is_named(tmp_path):
+    import timm
+    import torch
+    from nriqa_lib.backbones import WeightsError, create_backbone
+    f = tmp_path / "resnet50.pth"
+    torch.save(timm.create_model("resnet50", pretrained=False).state_dict(), f)
+    f.write_bytes(f.read_bytes()[: 1 << 20])                        # truncated download
+    with pytest.raises(WeightsError, match=r"weights for backbone 'resnet50': cannot load .*resnet50.pth .*corrupt, "
+                                           r"truncated") as e:
+        create_backbone("resnet50", weights=str(f))
+    assert "\n" not in str(e.value)
+
+
+def test_unwritable_output_fails_before_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").write_text("a file where a folder must be")
+    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1_backbones", "--out", "results/t1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write") and "results" in err and len(err.splitlines()) == 1
+
+
+def test_disk_full_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    import errno
+    import numpy as np
+    from nriqa_lib.data.splits import save_splits
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "splits" / "x.csv"))
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(OSError):
+        save_splits(pd.DataFrame({"a": [1]}), tmp_path / "splits" / "x.csv")
+    assert not list((tmp_path / "splits").iterdir())                 # the temp file is gone, no partial output
+    monkeypatch.chdir(tmp_path)
+    f = _params(tmp_path, lambda r: None)
+    monkeypatch.setenv("NRIQA_ROOT_CLIVE", str(tmp_path))
+    monkeypatch.setattr(cli, "_splits", lambda *a: full())
+    assert cli.main(["--params", str(f), "splits", "--dataset", "synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "No space left on device" in err and len(err.splitlines()) == 1
+
+
+def _tiny_notebook(tmp_path, body):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    c = new_code_cell('params_file = "params.yaml"\nout_dir = "out"')
+    c.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[c, new_code_cell(body)], metadata={"kernelspec": {"name": "python3",
+                                                                             "display_name": "Python 3", "language": "python"}})
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"c{i}"
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    nbformat.write(nb, str(tmp_path / "notebooks" / "tiny.ipynb"))
+
+
+def test_notebook_reruns_are_byte_identical_and_leave_no_temp_dirs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tiny_notebook(tmp_path, "import pandas as pd\npd.DataFrame({'srcc': [0.5, 0.25]})")
+    out = tmp_path / "res"
+    (out / ".tmp-nb-999").mkdir(parents=True)                       # left behind by a killed run
+    (out / "tmpabc").mkdir()
+    cli._notebook("tiny", str(out), "params.yaml", "x-1")
+    a = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    assert set(a) == {"tiny__x-1.ipynb", "tiny__x-1.html"}
+    assert [d for d in out.iterdir() if d.is_dir()] == []
+    cli._notebook("tiny", str(out), "params.yaml", "x-1")
+    b = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    assert a == b                                                    # no papermill timestamps left
+
+
+def test_killed_notebook_stage_leaves_no_temp_dir(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    _tiny_notebook(tmp_path, "import time\ntime.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "nriqa_lib.cli", "--params", str(REPO / "params.yaml"), "notebook",
+                             "tiny", "--out", "res"], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    t = time.time()
+    while not list((tmp_path / "res").glob(".tmp-nb-*")) and time.time() - t < 60:
+        time.sleep(0.2)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert not list((tmp_path / "res").glob(".tmp-nb-*")) and not list((tmp_path / "res").glob("*.ipynb"))

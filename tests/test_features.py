@@ -92,3 +92,60 @@ def test_corrupt_image_named_during_extraction(toy, bb, tmp_path):
     with pytest.raises(ManifestError, match="img_004.png"):
         extract_features(bb, toy, cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists() or not list((tmp_path / "c").rglob("features.npy"))
+
+
+def test_resume_with_another_chunk_size_never_stitches(toy, bb, tmp_path):
+    """Interrupted with chunk_size 3, resumed with 4: 10 rows in manifest order, equal to a clean run."""
+    full = extract_features(bb, toy, chunk_size=5, cache_dir=tmp_path / "full", progress=False)
+    with pytest.raises(InterruptedError):
+        extract_features(bb, toy, chunk_size=3, cache_dir=tmp_path / "c", progress=False, max_chunks=2)
+    resumed = extract_features(bb, toy, chunk_size=4, cache_dir=tmp_path / "c", progress=False)
+    assert resumed.features.shape == (10, bb.dim)
+    assert np.array_equal(resumed.features, full.features)
+    assert not list((tmp_path / "c").rglob("chunk_*.npy"))
+
+
+def test_a_broken_cache_entry_is_recomputed_not_used(toy, bb, tmp_path):
+    fs = extract_features(bb, toy, cache_dir=tmp_path / "c", progress=False)
+    entry = tmp_path / "c" / fs.key
+    np.save(entry / "features.npy", np.vstack([fs.features, fs.features[:3]]))      # 13 rows for 10 images
+    again = extract_features(bb, toy, cache_dir=tmp_path / "c", progress=False)
+    assert np.array_equal(again.features, fs.features)
+    (entry / "images.txt").write_text("\n".join(reversed(fs.images)) + "\n")      # another row order
+    assert np.array_equal(extract_features(bb, toy, cache_dir=tmp_path / "c", progress=False).features, fs.features)
+
+
+def test_two_processes_share_one_cache_entry(toy, tmp_path):
+    """Both fill the same key at once: one waits on the file lock, both succeed, no stray chunk files."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent(f"""
+        import numpy as np, torch
+        torch.set_num_threads(1)
+        from nriqa_lib.backbones import create_backbone
+        from nriqa_lib.data.manifest import load_dataset
+        from nriqa_lib.features import extract_features
+        m = load_dataset("toy", {{"toy": {str(toy.root)!r}}}, manifest_dir={str(tmp_path / 'm')!r})
+        fs = extract_features(create_backbone("tf_efficientnet_lite0", pretrained=False), m, chunk_size=2,
+                              cache_dir={str(tmp_path / 'shared')!r}, progress=False)
+        np.save(__import__("sys").argv[1], fs.features)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"out{i}.npy")]) for i in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    a, b = np.load(tmp_path / "out0.npy"), np.load(tmp_path / "out1.npy")
+    assert a.shape == (10, 1280) and np.array_equal(a, b)
+    assert not list((tmp_path / "shared").rglob("chunk_*")) and not list((tmp_path / "shared").rglob(".*.npy"))
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+    from nriqa_lib.features import load_image
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")               # a 16-bit greyscale PNG
+    with Image.open(tmp_path / "ramp16.png") as im:
+        assert im.mode.startswith("I")
+    got = np.asarray(load_image(tmp_path / "ramp16.png"))
+    want = np.round(ramp / 257.0).astype(np.uint8)
+    assert got.shape == (8, 64, 3) and np.array_equal(got[..., 0], want) and np.array_equal(got[..., 2], want)
+    assert (got == 255).mean() < 0.05                                   # clipping made 99.6% of the pixels white

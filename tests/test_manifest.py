@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import CLIVE_ROOT, LABELS, REPO, make_image_dataset, needs_shared, write_manifest
-from nriqa_lib.data.manifest import ManifestError, load_dataset, read_manifest, resolve_root, sha256_file
+from nriqa_lib.data.manifest import check_mos_range, ManifestError, load_dataset, read_manifest, resolve_root, sha256_file
 
 EXPECTED = {"clive": 1162, "koniq10k": 10073, "kadid10k": 10125, "spaq": 11125, "agiqa3k": 2982, "agiqa1k": 1080,
             "csiq": 866, "tid2013": 3000, "live": 779}
@@ -21,6 +21,7 @@ def test_committed_manifest_rows_and_card(name, rows):
     assert df["mos"].between(-0.15, 1.05).all()          # normalised (LIVE DMOS slightly exceeds 0-100)
     assert card["original_scale"]["direction"] in ("higher is better", "lower is better (DMOS)")
     assert len(card["label_sha256"]) == 64
+    check_mos_range(df, card, name)                          # the published labels sit in the declared range
 
 
 def test_groups_and_official_split():
@@ -69,6 +70,10 @@ def _bad(tmp_path, mutate):
     ("text", r"row 2 \(images/img_000.png\): MOS 'good' is not a finite number"),
     ("duplicate", r"row 8: duplicate image 'images/img_000.png' \(first at row 2\)"),
     ("sha", r"row 6 \(images/img_004.png\): sha256 mismatch"),
+    ("absolute", r"row 3: image path '/etc/passwd' escapes the dataset root"),
+    ("dotdot", r"row 4: image path '../outside.png' escapes the dataset root"),
+    ("header_only", r"manifest has a header but no rows"),
+    ("zero_bytes", r"empty manifest \(0 bytes\)"),
 ])
 def test_bad_manifests_fail_with_the_row(tmp_path, case, pattern):
     def mutate(df, root):
@@ -87,8 +92,16 @@ def test_bad_manifests_fail_with_the_row(tmp_path, case, pattern):
             df = pd.concat([df, df.iloc[[0]]], ignore_index=True)
         elif case == "sha":
             df.loc[4, "sha256"] = "0" * 64
+        elif case == "absolute":
+            df.loc[1, "image"] = "/etc/passwd"
+        elif case == "dotdot":
+            df.loc[2, "image"] = "../outside.png"
+        elif case == "header_only":
+            df = df.iloc[:0]
         return df
     mdir, root = _bad(tmp_path, mutate)
+    if case == "zero_bytes":
+        (mdir / "toy.csv").write_bytes(b"")
     with pytest.raises(ManifestError, match=pattern) as e:
         load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir)
     assert "\n" not in str(e.value)
@@ -103,3 +116,79 @@ def test_unknown_dataset_and_roots(tmp_path, monkeypatch):
         resolve_root("kadid10k", {"kadid10k": "/nope"})
     monkeypatch.setenv("NRIQA_ROOT_KADID10K", str(tmp_path))
     assert resolve_root("kadid10k", {"kadid10k": "/nope"}) == tmp_path
+
+
+def test_mos_outside_the_cards_range_is_refused_with_the_row(tmp_path):
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=6)
+    df["mos_raw"] = df["mos"] * 100
+    mdir = tmp_path / "manifests"
+    card = ("dataset: toy\noriginal_scale:\n  nominal_range: [0, 100]\n  direction: higher is better\n"
+            "  observed_range: [2.0, 98.0]\n")
+    write_manifest(mdir, "toy", df)
+    (mdir / "toy.yaml").write_text(card)
+    load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir)                     # in range: fine
+    bad = df.copy()
+    bad.loc[3, "mos_raw"] = 150.0
+    write_manifest(mdir, "toy", bad)
+    (mdir / "toy.yaml").write_text(card)
+    with pytest.raises(ManifestError, match=r"row 5 \(images/img_003.png\): mos_raw 150 is outside the card's "
+                                            r"declared range \[0, 100\]"):
+        load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir)
+    bad = df.copy()
+    bad.loc[0, "mos"] = 1.7
+    write_manifest(mdir, "toy", bad)
+    (mdir / "toy.yaml").write_text(card)
+    with pytest.raises(ManifestError, match=r"row 2 .*mos 1.7 is outside"):
+        load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir)
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+    from nriqa_lib.io import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644          # mkstemp alone gives 0600
+        os.umask(0o002)
+        atomic_write_text(tmp_path / "b.txt", "x")
+        assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_content_hash_follows_the_images_even_without_sha256(tmp_path, monkeypatch):
+    """A manifest without sha256: other images under the same names give another content hash (cache key)."""
+    import nriqa_lib.data.manifest as man
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=4).drop(columns="sha256")
+    mdir = tmp_path / "manifests"
+    write_manifest(mdir, "toy", df)
+    cache = tmp_path / "sha"
+    a = load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, hash_cache=cache)
+    calls = []
+    real = man.sha256_file
+    monkeypatch.setattr(man, "sha256_file", lambda p, *a: calls.append(p) or real(p))
+    b = load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, hash_cache=cache)
+    assert calls == [] and a.content_hash == b.content_hash          # unchanged files: read from the sidecar
+    make_image_dataset(root, n=4, seed=9)                              # same names, other pixels
+    calls.clear()
+    c = load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, hash_cache=cache)
+    assert len(calls) == 4 and c.content_hash != a.content_hash
+    assert load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, decode=False).table.get("sha256") is None
+
+
+def test_hash_command_records_sha256_in_the_manifest(tmp_path, monkeypatch):
+    from nriqa_lib import cli
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=4)
+    want = df["sha256"].tolist()
+    mdir = tmp_path / "manifests"
+    write_manifest(mdir, "toy", df.drop(columns="sha256"))
+    monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(mdir))
+    monkeypatch.setenv("NRIQA_ROOT_TOY", str(root))
+    assert cli.main(["--params", str(REPO / "params.yaml"), "hash", "--dataset", "toy"]) == 0
+    assert read_manifest(mdir / "toy.csv")["sha256"].tolist() == want
+    (root / df["image"][1]).write_bytes((root / df["image"][0]).read_bytes())      # swap in another image
+    with pytest.raises(ManifestError, match=r"row 3 \(images/img_001.png\): sha256 mismatch"):
+        load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir)

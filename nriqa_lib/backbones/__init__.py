@@ -15,7 +15,8 @@ from torch import nn
 
 from .weights import WeightsError, resolve_weights
 
-__all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register"]
+__all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register",
+           "unknown_backbone_message"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -116,6 +117,14 @@ class Backbone(nn.Module):
         return m.forward_head(f, pre_logits=True)     # CNN: global average pool; ViT: its own pooling
 
 
+def unknown_backbone_message(name: str, where: str = "backbone") -> str:
+    """One line: the unknown name, the closest registered names, and where the full list is."""
+    import difflib
+    close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown backbone {name!r} ({where}){hint} known: {', '.join(sorted(REGISTRY))}"
+
+
 def create_backbone(name: str, pretrained: bool = True, weights: str | None = None, pooling: Pooling | None = None,
                     layer: int | None = None, seed: int = 0, image_size: int | None = None) -> Backbone:
     """Build backbone ``name``: its model (eval mode), preprocessing and feature dimension.
@@ -125,7 +134,7 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     with none of them a :class:`WeightsError` says which file is missing and how to provide it.
     """
     if name not in REGISTRY:
-        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise KeyError(unknown_backbone_message(name))
     spec = REGISTRY[name]
     pooling = pooling or spec.pooling
     layer = layer if layer is not None else spec.layer
@@ -133,10 +142,16 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     kind, path = resolve_weights(spec, weights) if use_pretrained else ("random", None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if spec.lib == "timm":
-            model, pp = _build_timm(spec, kind, path)
-        else:
-            model, pp = _build_open_clip(spec, kind, path)
+        try:
+            model, pp = (_build_timm if spec.lib == "timm" else _build_open_clip)(spec, kind, path)
+        except WeightsError:
+            raise
+        except Exception as e:      # a truncated/corrupt/mismatched checkpoint: name the file, one line
+            if kind == "random":
+                raise
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            raise WeightsError(f"weights for backbone {name!r}: cannot load {path} ({type(e).__name__}: {msg}); "
+                               f"the file is corrupt, truncated or for another architecture") from None
     if image_size:
         pp = replace(pp, size=int(image_size))
     model.eval().requires_grad_(False)

@@ -8,6 +8,7 @@ A manifest is ``data_manifests/<name>.csv`` with columns ``image`` (path relativ
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ def _mdir(manifest_dir: Path | None) -> Path:
 REQUIRED_COLUMNS = ("image", "mos", "group")
 
 __all__ = ["ManifestError", "Manifest", "known_datasets", "manifest_path", "read_manifest",
-           "validate_manifest", "load_dataset", "resolve_root", "sha256_file"]
+           "validate_manifest", "load_dataset", "resolve_root", "sha256_file", "check_mos_range", "HashSidecar",
+           "write_sha256"]
 
 
 class ManifestError(ValueError):
@@ -100,7 +102,14 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    df = pd.read_csv(path, dtype={"image": str, "group": str}, keep_default_na=False, na_values=[""])
+    try:
+        df = pd.read_csv(path, dtype={"image": str, "group": str}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: empty manifest (0 bytes); rebuild it with `make manifests`") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: not a readable CSV ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if df.empty:
+        raise ManifestError(f"{path}: manifest has a header but no rows")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -121,20 +130,92 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         first = int(np.flatnonzero(df["image"] == df["image"].iloc[i])[0])
         raise ManifestError(f"{path} row {i + 2}: duplicate image {df['image'].iloc[i]!r} "
                             f"(first at row {first + 2})")
+    for i, rel in enumerate(df["image"]):
+        pp = Path(rel)
+        if pp.is_absolute() or ".." in pp.parts or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
+            raise ManifestError(f"{path} row {i + 2}: image path {rel!r} escapes the dataset root (use a path "
+                                f"relative to the root, without '..')")
     df["group"] = df["group"].fillna(df["image"])
     return df
 
 
-def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", decode: bool = True) -> None:
-    """Check every file exists under ``root``, matches its sha256 (if given) and decodes as an image."""
+def check_mos_range(df: pd.DataFrame, card: dict, where: str) -> None:
+    """Every MOS within the card's declared range: ``mos_raw`` within the union of the nominal range and the
+    range observed in the published labels (LIVE's realigned DMOS exceeds its nominal 0-100), and ``mos``
+    within the same range normalised the way the manifest builder does."""
+    sc = card.get("original_scale") or {}
+    ranges = [r for r in (sc.get("nominal_range"), sc.get("observed_range")) if r]
+    if not ranges:
+        return
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    n0, n1 = (sc.get("nominal_range") or ranges[0])
+    lower_better = "lower" in str(sc.get("direction", ""))
+    ends = sorted(((v - n0) / (n1 - n0)) for v in (lo, hi))
+    nlo, nhi = (1 - ends[1], 1 - ends[0]) if lower_better else (ends[0], ends[1])
+    tol = 1e-6
+    for col, (a, b) in (("mos_raw", (lo, hi)), ("mos", (nlo, nhi))):
+        if col not in df:
+            continue
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(np.isfinite(v) & ((v < a - tol) | (v > b + tol)))
+        if bad.size:
+            i = int(bad[0])
+            raise ManifestError(f"{where} row {i + 2} ({df['image'].iloc[i]}): {col} {v[i]:g} is outside the card's "
+                                f"declared range [{a:g}, {b:g}]")
+
+
+class HashSidecar:
+    """sha256 of image files, remembered per (path, size, mtime_ns) in a JSON sidecar, so each file is hashed
+    once however often it is validated; a file that changes (size or mtime) is hashed again."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path else None
+        self.known: dict = {}
+        if self.path is not None and self.path.is_file():
+            try:
+                self.known = json.loads(self.path.read_text())
+            except ValueError:
+                self.known = {}
+        self.dirty = False
+
+    def sha256(self, p: Path) -> str:
+        st = p.stat()
+        k = str(p.resolve())
+        ident = [st.st_size, st.st_mtime_ns]
+        hit = self.known.get(k)
+        if hit and hit[0] == ident:
+            return hit[1]
+        h = sha256_file(p)
+        self.known[k] = [ident, h]
+        self.dirty = True
+        return h
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            from ..io import atomic_write_text
+            atomic_write_text(self.path, json.dumps(self.known, sort_keys=True))
+            self.dirty = False
+
+
+def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", decode: bool = True,
+                      sidecar: HashSidecar | None = None) -> list[str] | None:
+    """Check every file exists under ``root``, matches its sha256 (if given) and decodes as an image.
+
+    With ``decode`` (full validation) every file's sha256 is also returned (from ``sidecar`` when the file is
+    unchanged), so caches can key on the images' content even where the manifest records no sha256.
+    """
     has_sha = "sha256" in df.columns
+    sidecar = sidecar or HashSidecar(None)
+    hashes = []
     for i, rel in enumerate(df["image"]):
         row = f"{where} row {i + 2} ({rel})"
         p = root / rel
         if not p.is_file():
             raise ManifestError(f"{row}: file missing: {p}")
+        got = sidecar.sha256(p) if decode else None
+        hashes.append(got)
         if has_sha and isinstance(df["sha256"].iloc[i], str) and df["sha256"].iloc[i]:
-            got = sha256_file(p)
+            got = got or sha256_file(p)
             if got != df["sha256"].iloc[i]:
                 raise ManifestError(f"{row}: sha256 mismatch for {p} (manifest {df['sha256'].iloc[i][:12]}..., "
                                     f"file {got[:12]}...)")
@@ -144,11 +225,16 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
                     im.load()
             except Exception as e:  # PIL raises many types for corrupt data
                 raise ManifestError(f"{row}: unreadable or corrupt image {p}: {type(e).__name__}: {e}") from None
+    sidecar.save()
+    return hashes if decode else None
 
 
 def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None,
-                 decode: bool = True) -> Manifest:
-    """Read, check and validate dataset ``name`` (manifest + card + files); raise ManifestError if bad."""
+                 decode: bool = True, hash_cache: str | os.PathLike | None = "cache/sha256") -> Manifest:
+    """Read, check and validate dataset ``name`` (manifest + card + files); raise ManifestError if bad.
+
+    With ``decode`` the table's ``sha256`` holds every file's content hash (verified where the manifest
+    has one, computed once and remembered in ``hash_cache/<name>.json`` where it has none)."""
     manifest_dir = _mdir(manifest_dir)
     path = manifest_path(name, manifest_dir)
     card = yaml.safe_load((Path(manifest_dir) / f"{name}.yaml").read_text()) or {}
@@ -158,5 +244,21 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
         where = str(path.relative_to(REPO_ROOT))
     except ValueError:
         where = str(path)
-    validate_manifest(df, root, where=where, decode=decode)
+    check_mos_range(df, card, where)
+    hashes = validate_manifest(df, root, where=where, decode=decode,
+                               sidecar=HashSidecar(Path(hash_cache) / f"{name}.json") if hash_cache else None)
+    if hashes is not None:                # full validation: the content of every file is known
+        df["sha256"] = hashes
     return Manifest(name=name, table=df, root=root, card=card)
+
+
+def write_sha256(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None) -> Path:
+    """Record every image's sha256 in ``data_manifests/<name>.csv`` (once you have the images), so later runs
+    verify that the files are the ones the manifest was made for. Rewrites the CSV atomically."""
+    from ..io import atomic_write_text
+    path = manifest_path(name, manifest_dir)
+    m = load_dataset(name, roots, manifest_dir, decode=True)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw["sha256"] = m.table["sha256"].to_numpy()
+    atomic_write_text(path, raw.to_csv(index=False, lineterminator="\n"))
+    return path
