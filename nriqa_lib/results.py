@@ -35,6 +35,7 @@ class Design:
     n_train: int = 0
     n_test: int = 0
     what: str = "splits"          # what the J heads are: "splits" | "training seeds" | "source splits"
+    head_inflation: float = 1.0   # shared: head-level variance factor (overlapping source splits: Nadeau-Bengio's)
 
 
 def split_metrics(pred: pd.DataFrame, by: Sequence[str], part: str = "test", fit: str | None = None) -> pd.DataFrame:
@@ -119,7 +120,8 @@ def summarize_groups(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], 
             s = summarize(vals.to_numpy())
             if r["metric"] == "srcc":
                 g = pred[np.logical_and.reduce([pred[c] == r[c] for c in by])]
-                b = two_level_bootstrap(*prediction_matrix(g), n_boot=n_boot, seed=seed)
+                b = two_level_bootstrap(*prediction_matrix(g), n_boot=n_boot, seed=seed,
+                                        head_inflation=d.head_inflation)
                 s.update(ci_low=b["ci_low"], ci_high=b["ci_high"],
                          ci_kind=f"two-level bootstrap ({d.what}, then test images)")
         for k in ("ci_low", "ci_high", "ci_kind"):
@@ -161,7 +163,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
                 sel = np.logical_and.reduce([pred[c] == v for c, v in tags.items()])
                 pa, mos = prediction_matrix(pred[sel & (pred[factor] == a)])
                 pb, mos_b = prediction_matrix(pred[sel & (pred[factor] == b)])
-                bt = two_level_bootstrap(pa, mos, pb, n_boot=n_boot, seed=seed)
+                bt = two_level_bootstrap(pa, mos, pb, n_boot=n_boot, seed=seed, head_inflation=d.head_inflation)
                 row.update(diff=bt["value"], ci_low=bt["ci_low"], ci_high=bt["ci_high"], se=bt["se"],
                            test=f"two-level bootstrap ({d.what}, then images)", p=bt["p"], p_wilcoxon=np.nan)
             res.append(row)

@@ -169,7 +169,8 @@ def _weighted_corr(R: np.ndarray, q: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def two_level_bootstrap(pred_a: np.ndarray, mos: Sequence[float], pred_b: np.ndarray | None = None,
-                        n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+                        n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                        head_inflation: float = 1.0) -> dict[str, float]:
     """Mean SRCC over J heads tested on the same N target images (``pred_a``: (J, N)), or the paired
     difference mean SRCC(a) - mean SRCC(b), with a two-level percentile bootstrap.
 
@@ -177,6 +178,12 @@ def two_level_bootstrap(pred_a: np.ndarray, mos: Sequence[float], pred_b: np.nda
     and b) and N target images with replacement (level 2; the same images for every head and for a and b),
     and averages the per-head SRCCs. Returns the estimate, the percentile CI, the bootstrap standard error
     and, for a difference, the two-sided bootstrap p = 2 min(P*(d <= 0), P*(d >= 0)).
+
+    ``head_inflation`` c scales the head-level variance: each replicate's statistic is the image-level mean
+    over all J heads plus sqrt(c) times the deviation of the resampled heads' mean from it. Heads trained on
+    overlapping training sets (the splits of one source dataset) are not independent draws, the same reason
+    the Nadeau-Bengio test exists, so the cross-dataset tables use c = 1 + J n_test/n_train (its variance
+    factor (1/J + n_test/n_train) over the plain 1/J); seeds on one partition use c = 1.
     """
     A = np.atleast_2d(np.asarray(pred_a, float))
     J, N = A.shape
@@ -191,11 +198,17 @@ def two_level_bootstrap(pred_a: np.ndarray, mos: Sequence[float], pred_b: np.nda
     rp, ry = _ResampleRanks(A), _ResampleRanks(y[None])
     sign = np.r_[np.ones(J), -np.ones(len(A) - J)]         # row weights: +a, -b
 
-    def stat(counts, heads):
-        rho = _weighted_corr(rp.ranks(counts), ry.ranks(counts)[0], counts)
-        return float((np.tile(heads, len(A) // J) * sign) @ rho)
+    k = np.sqrt(float(head_inflation))
+    equal = np.full(J, 1.0 / J)
 
-    est = stat(np.ones(N), np.full(J, 1.0 / J))
+    def stat(counts, heads):
+        rho = _weighted_corr(rp.ranks(counts), ry.ranks(counts)[0], counts) * sign
+        if k == 1.0:
+            return float(np.tile(heads, len(A) // J) @ rho)
+        base = np.tile(equal, len(A) // J) @ rho
+        return float(base + k * (np.tile(heads, len(A) // J) @ rho - base))
+
+    est = stat(np.ones(N), equal)
     rng = np.random.default_rng(seed)
     dist = np.empty(n_boot)
     for r in range(n_boot):

@@ -144,7 +144,14 @@ def t2_activations(p: Params, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     if cross_frames:
         cpred = pd.concat(cross_frames, ignore_index=True).assign(part="test")
         cr = split_metrics(cpred, ["dataset", "backbone", "head"])
-        cdes = {f"{a}->{b}": Design("shared", what="source splits") for a, b in pairs}
+        # source splits overlap in their training sets: their head-level variance gets Nadeau-Bengio's factor
+        cdes = {}
+        for a, b in pairs:
+            n_tr, n_te = split_sizes(load_splits(splits_path(a)))
+            J = load_splits(splits_path(a))["split"].nunique()
+            infl = 1 + J * n_te / n_tr if J > 1 else 1.0
+            cdes[f"{a}->{b}"] = Design("shared", what=f"source splits, variance x{infl:.2f} for their overlap",
+                                       head_inflation=infl)
         csum = summarize_groups(cr, cpred, ["dataset", "backbone", "head"], cdes, METRICS, p.stats.n_boot, p.stats.seed)
         # every source split's head is tested on the same whole target set: the two-level bootstrap
         # (source splits, then target images) carries both sources of variance

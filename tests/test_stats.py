@@ -177,3 +177,21 @@ def test_mde_has_the_stated_power_under_the_noncentral_t():
     power = S.nct.sf(tc, J - 1, nc) + S.nct.cdf(-tc, J - 1, nc)
     assert power == pytest.approx(0.8, abs=1e-3)
     assert stats.mde_normal(0.01, 0.05) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
+
+
+def test_head_inflation_scales_the_head_level_variance(rng):
+    """With image variation removed (one head repeated is impossible), compare the head-level spread:
+    c = 1 is the plain two-level bootstrap; c inflates the head-level deviation by sqrt(c)."""
+    y = rng.normal(size=400)
+    A = y + 0.3 * rng.normal(size=400) + rng.normal(scale=0.5, size=(8, 1)) * rng.normal(size=(8, 400))
+    plain = stats.two_level_bootstrap(A, y, n_boot=400, seed=1)
+    same = stats.two_level_bootstrap(A, y, n_boot=400, seed=1, head_inflation=1.0)
+    assert plain == same
+    wide = stats.two_level_bootstrap(A, y, n_boot=400, seed=1, head_inflation=4.0)
+    assert wide["value"] == pytest.approx(plain["value"])
+    assert wide["se"] > plain["se"] and wide["ci_high"] - wide["ci_low"] > plain["ci_high"] - plain["ci_low"]
+    # the head-level part alone: per-head SRCCs on all images, their spread over J heads
+    per_head = np.array([S.spearmanr(a, y)[0] for a in A])
+    head_var = per_head.var(ddof=0) / len(per_head)
+    img_only = plain["se"] ** 2 - head_var            # what is left is the image-level variance
+    assert wide["se"] ** 2 == pytest.approx(img_only + 4.0 * head_var, rel=0.25)
