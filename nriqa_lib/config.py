@@ -1,6 +1,7 @@
 """Typed configuration loaded from params.yaml; an unknown key, backbone or dataset is an error.
 
-Every knob of the study lives in params.yaml (the committed values are the offline default).
+The dataclasses below are the one source of every default: their values are the offline default, and the
+committed params.yaml spells out exactly these values (tests/test_config_cli.py checks that they agree).
 ``load_params`` checks the whole file before any work starts, so a typo fails in one line.
 """
 from __future__ import annotations
@@ -19,17 +20,26 @@ class ConfigError(ValueError):
     """A params.yaml problem, reported as one line naming the key."""
 
 
+class UndeclaredParam(AttributeError):
+    """A stage read a param that its declaration (and so dvc.yaml) does not list."""
+
+
 @dataclass
 class Data:
-    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
-    roots: dict[str, str] = field(default_factory=lambda: {"synthetic": "data/synthetic"})
+    datasets: list[str] = field(default_factory=lambda: ["synthetic", "clive"])
+    # per-dataset image roots (env NRIQA_ROOT_<NAME> overrides; relative = from the repository root); the
+    # /path/to placeholders are where users point the datasets they bring
+    roots: dict[str, str] = field(default_factory=lambda: {
+        "synthetic": "data/synthetic", "clive": "../shared/datasets/clive",
+        **{d: f"/path/to/{d}" for d in ("koniq10k", "kadid10k", "spaq", "agiqa3k", "agiqa1k", "csiq", "tid2013", "live")}})
     synthetic_root: str = "data/synthetic"
     synthetic_seed: int = 0
 
 
 @dataclass
 class Splits:
-    schemes: dict[str, str] = field(default_factory=dict)   # dataset -> random|official|clive_liqe|p1
+    schemes: dict[str, str] = field(default_factory=lambda: {"synthetic": "random", "clive": "clive_liqe",
+                                                             "koniq10k": "official"})   # random|official|clive_liqe|p1
     n_splits: int = 10
     ratios: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     seed: int = 0
@@ -38,9 +48,10 @@ class Splits:
 
 @dataclass
 class Features:
-    backbones: list[str] = field(default_factory=lambda: ["tf_efficientnet_lite0"])
+    backbones: list[str] = field(default_factory=lambda: ["tf_efficientnet_lite0", "tf_efficientnet_lite1",
+                                                          "tf_efficientnet_lite2", "random_tf_efficientnet_lite0"])
     test_time: str = "squash"          # squash | center_crop | multi_crop
-    batch_size: int = 32
+    batch_size: int = 8
     threads: int = 2
     chunk_size: int = 256
     weights: dict[str, str] = field(default_factory=dict)   # backbone -> local weight file
@@ -48,9 +59,9 @@ class Features:
 
 @dataclass
 class Train:
-    epochs: int = 40
+    epochs: int = 12
     lr: float = 1e-3
-    batch_size: int = 32
+    batch_size: int = 64
     weight_decay: float = 0.0
     hidden: int = 512
     margin_weight: float = 1.0
@@ -69,9 +80,9 @@ class T1:
 
 @dataclass
 class T2:
-    heads: list[str] = field(default_factory=lambda: ["B", "gelu", "sigmoid", "tanh", "leaky_relu", "B_Sig"])
+    heads: list[str] = field(default_factory=lambda: ["B", "gelu", "sigmoid", "tanh", "leaky_relu", "B_Sig", "ridge"])
     reference: str = "B"
-    cross: list[list[str]] = field(default_factory=list)   # [[train_dataset, test_dataset], ...]
+    cross: list[list[str]] = field(default_factory=lambda: [["synthetic", "clive"]])   # [[train, test], ...]
 
 
 @dataclass
@@ -199,8 +210,8 @@ def _check_ranges(p: "Params") -> None:
 
 def check_params(p: Params) -> None:
     """Ranges (:data:`RANGES`) and cross-field checks: known backbones, heads, split schemes, protocol."""
-    from .backbones import REGISTRY
-    from .heads import PRESETS, ACTIVATIONS
+    from .backbones import REGISTRY, unknown_backbone_message
+    from .heads import ACTIVATIONS, get_predictor
     _check_ranges(p)
     if not p.features.backbones:
         raise ConfigError("params: features.backbones is empty; list at least one backbone")
@@ -208,8 +219,7 @@ def check_params(p: Params) -> None:
         raise ConfigError("params: data.datasets is empty; list at least one dataset")
     for b in p.features.backbones + p.t4.clip_models:
         if b not in REGISTRY:
-            raise ConfigError(f"params: unknown backbone {b!r} in features.backbones/t4.clip_models "
-                              f"(known: {', '.join(sorted(REGISTRY))})")
+            raise ConfigError("params: " + unknown_backbone_message(b, "features.backbones/t4.clip_models"))
     for d in p.data.datasets:
         if d not in p.data.roots:
             raise ConfigError(f"params: dataset {d!r} has no data.roots.{d}")
@@ -217,8 +227,10 @@ def check_params(p: Params) -> None:
         if s not in ("random", "official", "clive_liqe", "p1"):
             raise ConfigError(f"params: splits.schemes.{d}={s!r}; use random, official, clive_liqe or p1")
     for h in [p.t1.head, *p.t2.heads, p.t2.reference]:
-        if h not in PRESETS and h not in ACTIVATIONS and h != "ridge":
-            raise ConfigError(f"params: unknown head {h!r} (presets {', '.join(PRESETS)}; or an activation)")
+        try:
+            get_predictor(h)
+        except KeyError as e:
+            raise ConfigError(f"params: {e.args[0]}") from None
     for c in p.t3.candidates:
         if c not in ACTIVATIONS:
             raise ConfigError(f"params: t3.candidates has unknown activation {c!r}")
@@ -253,3 +265,59 @@ def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
     if check:
         check_params(p)
     return p
+
+
+class _SectionView:
+    """Read-only view of one params section exposing only the declared keys."""
+
+    def __init__(self, section, name: str, keys: frozenset[str] | None, owner: str):
+        object.__setattr__(self, "_s", section)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_keys", keys)
+        object.__setattr__(self, "_owner", owner)
+
+    def __getattr__(self, k: str):
+        if self._keys is not None and k not in self._keys:
+            raise UndeclaredParam(f"{self._owner} reads {self._name}.{k}, which its PARAMS (and dvc.yaml) do not declare")
+        return getattr(self._s, k)
+
+    def __setattr__(self, k, v):
+        raise AttributeError("params are read-only inside a stage")
+
+    def __repr__(self) -> str:
+        keys = self._keys if self._keys is not None else [f.name for f in dataclasses.fields(self._s)]
+        return f"{self._name}(" + ", ".join(f"{k}={getattr(self._s, k)!r}" for k in sorted(keys)) + ")"
+
+
+class ParamsView:
+    """What one stage may read of :class:`Params`: the sections/keys it declares (``PARAMS``), nothing else.
+
+    Reading anything else raises :class:`UndeclaredParam`, so a stage cannot depend on a param that
+    dvc.yaml does not list for it (tests/test_pipeline.py runs every stage under its view).
+    """
+
+    def __init__(self, p: Params, declared, owner: str = "this stage"):
+        secs: dict[str, set[str] | None] = {}
+        for key in declared:
+            sec, _, sub = key.partition(".")
+            if sec not in {f.name for f in dataclasses.fields(Params)}:
+                raise ValueError(f"unknown params section in declaration {key!r}")
+            if not sub:
+                secs[sec] = None
+            elif secs.get(sec, set()) is not None:
+                secs.setdefault(sec, set()).add(sub)
+        object.__setattr__(self, "_p", p)
+        object.__setattr__(self, "_secs", {k: (frozenset(v) if v is not None else None) for k, v in secs.items()})
+        object.__setattr__(self, "_owner", owner)
+
+    def __getattr__(self, sec: str):
+        if sec not in self._secs:
+            raise UndeclaredParam(f"{self._owner} reads params section {sec!r}, which its PARAMS (and dvc.yaml) do "
+                                  f"not declare")
+        return _SectionView(getattr(self._p, sec), sec, self._secs[sec], self._owner)
+
+    def __setattr__(self, k, v):
+        raise AttributeError("params are read-only inside a stage")
+
+    def __repr__(self) -> str:
+        return "\n".join(repr(getattr(self, s)) for s in self._secs)

@@ -22,7 +22,7 @@ from filelock import FileLock
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .backbones import Backbone, Preprocess
 from .data.manifest import Manifest, ManifestError

@@ -66,7 +66,7 @@ def fit_logistic(pred, mos, kind: Literal["logistic4", "logistic5"]) -> np.ndarr
         with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
             params, _ = optimize.curve_fit(f, p, m, p0=p0, maxfev=20000)
-        out = f(p, *params)
+            out = f(p, *params)                  # exp may overflow to inf in a saturated tail: still finite
         if not np.isfinite(out).all():
             raise RuntimeError("non-finite fitted values")
         return out

@@ -12,6 +12,7 @@ summation order.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from scipy import stats as sstats
 from torch.func import functional_call, stack_module_state, vmap
 
+from .config import T3, Train
 from .heads import MLPHead, build_head
 
 __all__ = ["HeadJob", "TrainConfig", "iqa_loss", "micro_batched_loss", "init_head", "batch_order", "train_heads", "TrainResult",
@@ -39,23 +41,24 @@ class HeadJob:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Train):
+    """Everything ``train_heads`` needs: params.yaml's ``train`` section (:class:`nriqa_lib.config.Train`, the
+    one source of the training defaults) plus the head being trained (T3's section for the selection heads)."""
     head: str = "B"
-    hidden: int = 512
     depth: int = 3
-    candidates: Sequence[str] = ("relu", "sigmoid")
-    temperature: float = 1.0
-    hard: bool = False
-    epochs: int = 40
-    lr: float = 1e-3
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    margin_weight: float = 1.0
-    margin_scale: float = 0.25
-    margin_loss_swapped: bool = False
-    micro_batch: int = 0              # > 0: P1's gradient accumulation (micro-batches of this size per step)
+    candidates: Sequence[str] = tuple(T3().candidates)
+    temperature: float = T3().temperature
+    hard: bool = T3().hard
     entropy_weight: float = 0.0
-    select_on: str = "val"
+
+    @classmethod
+    def from_params(cls, train: Train, head: str, t3: T3 | None = None) -> "TrainConfig":
+        """The ``train`` section + one head; the K-way head's candidates, temperature, hardness and entropy
+        penalty come from ``t3`` (B_Gated and the fixed heads ignore them)."""
+        t3 = t3 or T3()
+        base = {f.name: getattr(train, f.name) for f in dataclasses.fields(Train)}
+        return cls(**base, head=head, candidates=tuple(t3.candidates), temperature=t3.temperature, hard=t3.hard,
+                   entropy_weight=t3.entropy_weight if head == "kway" else 0.0)
 
 
 def iqa_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor, margin_weight: float = 1.0,

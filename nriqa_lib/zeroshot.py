@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms as T
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .data.manifest import Manifest
 from .features import load_image
@@ -45,7 +45,8 @@ PRE_RESIZE = {"spaq": (448, 448), "agiqa1k": (224, 224)}
 
 __all__ = ["PROMPT_PAIRS", "PRE_RESIZE", "view_grid", "make_views", "encode_image", "text_features", "q_sim", "q_mag",
            "fuse", "maclip_views", "MAClipConfig", "ablation_grid", "magnitude_scores", "l2_norm_scores",
-           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "ViewEmbeddings", "score_table"]
+           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "ViewEmbeddings", "score_table", "clip_scores",
+           "dataset_scores"]
 
 
 def view_grid(height: int, width: int, size: int = 224, stride: int = 128) -> list[tuple[int, int]]:
@@ -277,3 +278,47 @@ def score_table(views: ViewEmbeddings, text: np.ndarray, scale: float,
         for name, cfg in configs.items():
             rows.append((i, name, maclip_views(f, text, scale, cfg)["score"]))
     return pd.DataFrame(rows, columns=["index", "config", "score"])
+
+
+def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_resize, lambdas, biases,
+                alphas, progress: bool = False) -> dict[str, np.ndarray]:
+    """CLIP-IQA, MA-CLIP and the ablation grid of one CLIP model on a dataset, per image in manifest order
+    (raises backbones.WeightsError when the weights are absent). The view embeddings are cached."""
+    import open_clip
+    from .backbones import REGISTRY, create_backbone
+    bb = create_backbone(model_name, weights=weights)
+    model, pp = bb.model, bb.preprocess
+    tok = open_clip.get_tokenizer(REGISTRY[model_name].arch)
+    views = clip_view_embeddings(model, manifest, pp.mean, pp.std, pre_resize, "drop", cache=Path("cache") / "maclip",
+                                 identity={"model": model_name, "weights": bb.weight_id}, progress=progress)
+    text = text_features(model, tok).numpy()
+    st = score_table(views, text, float(model.logit_scale.exp()), ablation_grid(lambdas, biases, alphas))
+    out = {"CLIP-IQA": clipiqa_scores(model, tok, manifest, pp.mean, pp.std, progress=progress)}
+    for name, g in st.groupby("config", sort=False):
+        out[name] = g.sort_values("index")["score"].to_numpy()
+    return out
+
+
+def dataset_scores(manifest: Manifest, features: dict[str, np.ndarray], clip_models: Sequence[str],
+                   weights: dict[str, str], t4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every zero-shot score on one dataset: the magnitude cue (Q_mag, lambda 0.5) and the L2 norm of each
+    backbone's pooled ``features`` (rows in manifest order), and each CLIP model's scores where its weights
+    exist. Returns (scores: source, score, image, value, mos; notes: model, note for CLIP models not run)."""
+    from .backbones import WeightsError
+    images, mos = manifest.table["image"].to_numpy(), manifest.table["mos"].to_numpy()
+    frames, notes = [], []
+
+    def add(source, score, values):
+        frames.append(pd.DataFrame({"source": source, "score": score, "image": images, "value": values, "mos": mos}))
+
+    for bb, X in features.items():
+        add(bb, "Q_mag (lambda 0.5)", magnitude_scores(X, 0.5))
+        add(bb, "L2 norm", l2_norm_scores(X))
+    for cm in clip_models:
+        try:
+            for name, vals in clip_scores(cm, manifest, weights.get(cm), t4.pre_resize.get(manifest.name), t4.lambdas,
+                                          t4.biases, t4.alphas).items():
+                add(cm, name, vals)
+        except WeightsError as e:
+            notes.append({"model": cm, "note": f"not run: {e}"})
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(notes, columns=["model", "note"])

@@ -1,52 +1,88 @@
-"""Regenerate notebooks/*.ipynb (the notebooks are the source; this keeps their shape uniform). Run from the repo root."""
-import nbformat as nbf, sys
-from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
-SHOW = {"data_overview": "P.data, P.splits", "t1_backbones": "P.t1, P.train, P.stats, P.features.backbones",
-        "t2_activations": "P.t2, P.train, P.stats", "t3_selection": "P.t3, P.train, P.stats",
-        "t4_zeroshot": "P.t4, P.stats, P.features.backbones", "report": "P.stats"}
-def nb(name, title, intro, body_cells):
-    cells = [new_markdown_cell(f"# {title}\n\n{intro}")]
-    outd = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4"}.get(name, name)
-    c = new_code_cell(f'params_file = "params.yaml"\nout_dir = "results/{outd}"')
-    c.metadata["tags"] = ["parameters"]
-    cells.append(c)
-    cells.append(new_code_cell("from pathlib import Path\nfrom IPython.display import Image, Markdown, display\n"
-                               "from nriqa_lib.config import load_params\n\nP = load_params(params_file)\nout = Path(out_dir)"))
-    cells.append(new_markdown_cell("The parameters this run used (from `params_file`):"))
-    cells.append(new_code_cell(SHOW[name]))
-    for kind, src in body_cells:
-        cells.append(new_markdown_cell(src) if kind == "md" else new_code_cell(src))
+"""Regenerate notebooks/*.ipynb (the notebooks are the source; this keeps their shape uniform and their bytes
+stable). Each holds a parameters cell, one analysis call, its tables, figures and verdict. Run from the repo root."""
+import nbformat as nbf
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+OUT = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4"}
+TEST_COLS = '["dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm", "m_family", "mde80", "significant"]'
+
+
+def nb(name, title, intro, body):
+    setup = ("from pathlib import Path\nfrom IPython.display import Image, Markdown, display\n"
+             "from nriqa_lib.config import load_params\nfrom nriqa_lib.stages import view\n"
+             "from nriqa_lib.reporting.display import folded, show, verdict\n\n"
+             f'P = view(load_params(params_file), "{name}")   # only the params this stage declares\nout = Path(out_dir)')
+    params = new_code_cell(f'params_file = "params.yaml"\nout_dir = "results/{OUT.get(name, name)}"')
+    params.metadata["tags"] = ["parameters"]
+    cells = [new_markdown_cell(f"# {title}\n\n{intro}"), params, new_code_cell(setup),
+             new_markdown_cell("<details><summary>Parameters of this run</summary>\n\nThe params this stage reads "
+                               "(and dvc.yaml declares):\n</details>"), new_code_cell("P")]
+    cells += [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in body]
     for i, c in enumerate(cells):       # stable ids: regenerating gives the same bytes
         c["id"] = f"{name[:20]}-{i:02d}"
-    n = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                                            "language_info": {"name": "python"}})
-    nbf.write(n, f"notebooks/{name}.ipynb")
+    nbf.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                  "language": "python"},
+                                                   "language_info": {"name": "python"}}), f"notebooks/{name}.ipynb")
 
-nb("data_overview", "Data overview", "Per dataset: size, MOS distribution (normalised to [0, 1], higher is better), the splits every stage uses, and sample images across the quality range. The `synthetic` set's scores are **synthetic (100 x SSIM), not human opinions**.",
-   [("code", "from nriqa_lib.tables import data_overview\n\nO = data_overview(P, out)\nO[\"summary\"]"),
-    ("code", "display(Image(out / \"figures\" / \"mos_histograms.png\"))\nfor d in P.data.datasets:\n    display(Markdown(f\"**{d}**: lowest to highest MOS\"), Image(out / \"figures\" / f\"samples_{d}.png\"))")])
-nb("t1_backbones", "T1: backbone comparison (P1)", "Every configured backbone with the identical MLP head (`t1.head`), per dataset. Cells are mean ± sd over the splits of test SRCC and raw PLCC (the caption says how the epoch was chosen). Pairwise differences are tested with the Nadeau-Bengio corrected resampled t-test and the Wilcoxon signed-rank test (a dataset with one official split: several training seeds and a two-level bootstrap over seeds and test images), Holm-adjusted within one dataset. Next to each test: the family size, Wilcoxon's smallest attainable p and the difference detectable with 80% power (`mde80`).",
-   [("code", "from nriqa_lib.tables import t1_backbones\n\nT = t1_backbones(P, out)\nT[\"table\"]"),
-    ("md", "Pairwise tests (SRCC; `diff` = a - b, `d_z` = Cohen's d of the paired differences):"),
-    ("code", "T[\"tests\"].round(4)"),
+
+def tests_cells(key, what, summary):
+    return [("code", f'display(Markdown(verdict(T["{key}"], P.stats.alpha, "{what}")))'),
+            ("code", f'folded(T["{key}"], "{summary}", {TEST_COLS})')]
+
+
+nb("data_overview", "Data overview",
+   "Per dataset: its size, MOS range (normalised to [0, 1], higher is better), the splits every stage uses, and "
+   "sample images from the lowest to the highest MOS. The `synthetic` set's scores are **synthetic (100 x SSIM), "
+   "not human opinions**; CLIVE's are human ratings.",
+   [("code", "from nriqa_lib.analysis.overview import data_overview\n\nO = data_overview(P, out)\nshow(O[\"summary\"])"),
+    ("code", "display(Image(out / \"figures\" / \"mos_histograms.png\"))\nfor d in P.data.datasets:\n"
+             "    display(Markdown(f\"**{d}**: lowest to highest MOS\"), Image(out / \"figures\" / f\"samples_{d}.png\"))")])
+nb("t1_backbones", "T1: backbone comparison (P1)",
+   "Every configured backbone with the identical MLP head (`t1.head`), per dataset: each cell is the mean ± sd over "
+   "splits of test SRCC or raw PLCC; higher is better, and the random-init control shows what the architecture "
+   "alone gives. Pairs of backbones are compared on the same splits (Nadeau-Bengio corrected t; Holm within one "
+   "dataset); the verdict below the table says which differences are significant and how large a difference "
+   "these splits could detect.",
+   [("code", "from nriqa_lib.analysis.t1 import t1_backbones\n\nT = t1_backbones(P, out)\nshow(T[\"table\"], \"T1: test SRCC / raw PLCC, mean ± sd over splits\")"),
+    *tests_cells("tests", "backbone pairs", "All pairwise tests (SRCC; diff = a - b)"),
     ("code", "Image(out / \"figures\" / \"t1_srcc.png\")")])
-nb("t2_activations", "T2: activation ablation (P1)", "The same head with ReLU, GELU, Sigmoid, Tanh, LeakyReLU in both hidden layers, and P1's B_Sig (Sigmoid then LeakyReLU), per backbone and dataset; each vs `t2.reference` on the same splits (Nadeau-Bengio and Wilcoxon; Holm within one claim: one head vs the reference over all datasets x backbones). Then the cross-dataset direction: train on one dataset, test on all of another, with a two-level bootstrap (source splits, then target images) for intervals and tests.",
-   [("code", "from nriqa_lib.tables import t2_activations\n\nT = t2_activations(P, out)\nT[\"table\"]"),
-    ("code", "T[\"tests\"].round(4)"),
+nb("t2_activations", "T2: activation ablation (P1)",
+   "The same head with ReLU (B), GELU, Sigmoid, Tanh or LeakyReLU in both hidden layers, P1's B_Sig (Sigmoid then "
+   "LeakyReLU) and a ridge baseline: test SRCC, mean ± sd over splits, per dataset and backbone. Each head is "
+   "compared with `t2.reference` on the same splits (Holm within one claim: one head over all datasets x "
+   "backbones); then the cross-dataset direction, where every source split's head predicts the whole target set "
+   "(two-level bootstrap over source splits and target images).",
+   [("code", "from nriqa_lib.analysis.t2 import t2_activations\n\nT = t2_activations(P, out)\nshow(T[\"table\"], \"T2: test SRCC, mean ± sd over splits\")"),
+    *tests_cells("tests", "head-vs-reference comparisons", "All tests vs the reference (SRCC)"),
     ("code", "Image(out / \"figures\" / \"t2_srcc.png\")"),
-    ("md", "Cross-dataset (SRCC on the whole target dataset, one value per source split; CIs and tests from the two-level bootstrap over source splits and target images):"),
-    ("code", "display(T[\"cross_summary\"].round(4), T[\"cross_tests\"].round(4)) if \"cross_summary\" in T else print(\"no t2.cross pair configured\")")])
-nb("t3_selection", "T3: learnable activation selection (P1's B_Gated and our K-way)", "B_Gated (GatedBlend of ParamSigmoid and PReLU, then PReLU) and our K-way per-channel selection against the best fixed activation of T2, picked per dataset/backbone by mean SRCC on val (on test only under the paper profile's `select_on: test`), so the test numbers stay untouched by the choice. Below: the share of channels that choose each candidate.",
-   [("code", "from nriqa_lib.tables import t3_selection\n\nT = t3_selection(P, out)\nT[\"table\"]"),
-    ("code", "T[\"tests\"].round(4)"),
-    ("code", "T[\"shares\"]"),
+    ("md", "## Cross-dataset: train on the first dataset, test on all of the second"),
+    ("code", "show(T[\"cross_table\"], \"SRCC on the whole target set, mean ± sd over source splits\") if \"cross_table\" in T else Markdown(\"No `t2.cross` pair with both datasets configured.\")"),
+    ("code", "display(Markdown(verdict(T.get(\"cross_tests\"), P.stats.alpha, \"cross-dataset comparisons\")))"),
+    ("code", f"folded(T[\"cross_tests\"], \"All cross-dataset tests (paired two-level bootstrap)\", {TEST_COLS}) if \"cross_tests\" in T else None")])
+nb("t3_selection", "T3: learnable activation selection (P1's B_Gated and our K-way)",
+   "B_Gated (GatedBlend of ParamSigmoid and PReLU, then PReLU) and our K-way per-channel selection against the best "
+   "fixed activation of T2, picked per dataset/backbone by mean SRCC on val (on test only under the paper profile's "
+   "`select_on: test`), so the test numbers stay untouched by the choice. Cells are test SRCC, mean ± sd over "
+   "splits; below, the share of channels that choose each candidate activation.",
+   [("code", "from nriqa_lib.analysis.t3 import t3_selection\n\nT = t3_selection(P, out)\nshow(T[\"table\"], \"T3: test SRCC, mean ± sd over splits; best_fixed chosen on val\")"),
+    *tests_cells("tests", "selection-vs-best-fixed comparisons", "All tests vs the best fixed head (SRCC)"),
+    ("code", "folded(T[\"shares\"].reset_index(), \"Channel shares per candidate (mean, sd over splits)\")"),
     ("code", "Image(out / \"figures\" / \"t3_shares.png\")")])
-nb("t4_zeroshot", "T4: zero-shot quality (P2: CLIP-IQA, MA-CLIP) and the magnitude cue on any backbone", "Training-free scores on whole datasets: SRCC with a 95% bootstrap CI (images resampled), raw PLCC and PLCC after P2's 5-parameter logistic, KRCC, RMSE. The magnitude cue Q_mag (P2's shifted Box-Cox, lambda 0.5) and the raw L2 norm run on every configured backbone's pooled features; CLIP-IQA, MA-CLIP and the ablation grid run for each CLIP model whose weights exist (`t4.clip_models`). Comparisons: paired bootstrap of the SRCC difference and Williams' t on PLCC, Holm-adjusted within one claim.",
-   [("code", "from nriqa_lib.tables import t4_zeroshot\n\nT = t4_zeroshot(P, out)\nT[\"table\"]"),
-    ("code", "T[\"tests\"].round(4) if len(T[\"tests\"]) else \"no comparisons\""),
-    ("code", "T[\"notes\"]"),
+nb("t4_zeroshot", "T4: zero-shot quality (P2: CLIP-IQA, MA-CLIP) and the magnitude cue on any backbone",
+   "Training-free scores on whole datasets: SRCC with a 95% bootstrap CI over images, raw PLCC and PLCC after P2's "
+   "5-parameter logistic (`fit` says where that fit failed), KRCC, RMSE. The magnitude cue (P2's shifted Box-Cox "
+   "Q_mag, lambda 0.5) and the raw L2 norm run on every backbone's pooled features; CLIP-IQA, MA-CLIP and the "
+   "ablation grid run for each CLIP model whose weights exist.",
+   [("code", "from nriqa_lib.analysis.t4 import t4_zeroshot\n\nT = t4_zeroshot(P, out)\nshow(T[\"table\"], \"T4: zero-shot scores on whole datasets\")"),
+    *tests_cells("tests", "zero-shot comparisons", "All tests (paired bootstrap over images; Williams' t on PLCC)"),
+    ("code", "show(T[\"notes\"], \"CLIP models not run\") if len(T[\"notes\"]) else Markdown(\"Every configured CLIP model ran.\")"),
     ("code", "Image(out / \"figures\" / \"t4_srcc.png\")")])
-nb("report", "nriqa report", "Gathers the four tables, the key figures, and a generated verdict on each claim of P1 and P2 on the data at hand (significant = Holm-adjusted p below `stats.alpha`).",
-   [("code", "from nriqa_lib import report\n\nC = report.claims(\"results\", P.stats.alpha)\nmd = report.gather_tables(\"results\")\nreport.write_report(out, md, C, report.gather_tables(\"results\", \"tex\"))\nC"),
-    ("code", "Markdown(md)"),
-    ("code", "F = report.key_figures(P, out)\nfor f in [\"results/t1/figures/t1_srcc.png\", \"results/t2/figures/t2_srcc.png\", \"results/t3/figures/t3_shares.png\", \"results/t4/figures/t4_srcc.png\", *F.values()]:\n    display(Image(f))")])
+nb("report", "nriqa report",
+   "Every claim of P1 and P2 tested on the data at hand, one row per dataset/backbone cell: the estimated SRCC "
+   "difference, its Holm-adjusted p and the verdict (significant = Holm-adjusted p below `stats.alpha`). Then the "
+   "four tables and the key figures.",
+   [("code", "from nriqa_lib.reporting import report\n\nC = report.claims(\"results\", P.stats.alpha)\nmd = report.gather_tables(\"results\")\n"
+             "report.write_report(out, md, C, report.gather_tables(\"results\", \"tex\"))\nshow(C, \"Claims on the data at hand\")"),
+    ("code", "display(Markdown(report.summary(C)))"),
+    ("code", "for f in report.FIGURES:\n    if Path(\"results\", f).is_file():\n        display(Image(Path(\"results\", f)))"),
+    ("code", "Markdown(md)")])

@@ -9,7 +9,7 @@ from nriqa_lib.data.manifest import load_dataset
 from nriqa_lib.data.splits import make_splits
 from nriqa_lib.features import extract_features
 from nriqa_lib.metrics import srcc
-from nriqa_lib.study import jobs_from_splits
+from nriqa_lib.protocol import jobs_from_splits
 from nriqa_lib.train import TrainConfig, train_heads
 
 

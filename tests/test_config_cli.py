@@ -6,6 +6,7 @@ import yaml
 
 from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
+from nriqa_lib.stages.notebook import run_notebook
 from nriqa_lib.config import ConfigError, load_params
 
 
@@ -139,7 +140,8 @@ def test_disk_full_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     f = _params(tmp_path, lambda r: None)
     monkeypatch.setenv("NRIQA_ROOT_CLIVE", str(tmp_path))
-    monkeypatch.setattr(cli, "_splits", lambda *a: full())
+    from nriqa_lib.stages import splits as splits_stage
+    monkeypatch.setattr(splits_stage, "run", lambda *a, **k: full())
     assert cli.main(["--params", str(f), "splits", "--dataset", "synthetic"]) == 2
     err = capsys.readouterr().err.strip()
     assert "No space left on device" in err and len(err.splitlines()) == 1
@@ -164,11 +166,11 @@ def test_notebook_reruns_are_byte_identical_and_leave_no_temp_dirs(tmp_path, mon
     out = tmp_path / "res"
     (out / ".tmp-nb-999").mkdir(parents=True)                       # left behind by a killed run
     (out / "tmpabc").mkdir()
-    cli._notebook("tiny", str(out), "params.yaml", "x-1")
+    run_notebook("tiny", str(out), "params.yaml", "x-1")
     a = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     assert set(a) == {"tiny__x-1.ipynb", "tiny__x-1.html"}
     assert [d for d in out.iterdir() if d.is_dir()] == []
-    cli._notebook("tiny", str(out), "params.yaml", "x-1")
+    run_notebook("tiny", str(out), "params.yaml", "x-1")
     b = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     assert a == b                                                    # no papermill timestamps left
 
@@ -191,3 +193,20 @@ def test_killed_notebook_stage_leaves_no_temp_dir(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert not list((tmp_path / "res").glob(".tmp-nb-*")) and not list((tmp_path / "res").glob("*.ipynb"))
+
+
+def test_paper_profile_as_experiment_overrides_reproduce_the_profile(capsys):
+    """`cli profile paper params-paper.yaml` = dvc exp run -S for each differing key; applying those -S values
+    (YAML, as DVC parses them) to params.yaml gives exactly params-paper.yaml's params."""
+    from nriqa_lib.profiles import exp_command, overrides
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    for o in overrides(REPO / "params.yaml", REPO / "params-paper.yaml"):
+        key, val = o.split("=", 1)
+        sec, k = key.split(".")
+        base[sec][k] = yaml.safe_load(val)
+    assert base == yaml.safe_load((REPO / "params-paper.yaml").read_text())
+    cmd = exp_command("paper", REPO / "params-paper.yaml", REPO / "params.yaml", queue=True)
+    assert cmd[:6] == ["dvc", "exp", "run", "-n", "paper", "--queue"] and "train.select_on=test" in cmd
+    assert cli.main(["--params", str(REPO / "params.yaml"), "profile", "paper", str(REPO / "params-paper.yaml"),
+                     "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("dvc exp run -n paper -S")

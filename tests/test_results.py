@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nriqa_lib.results import (Design, compare, export_table, format_pm, split_metrics, summarize_groups, summary_table,
-                               write_metrics_json)
+from nriqa_lib.analysis.common import Design, compare, split_metrics, summarize_groups, summary_table
+from nriqa_lib.reporting.export import export_table, format_pm, write_metrics_json
 from nriqa_lib.stats import compare_paired, holm
 
 
@@ -51,7 +51,7 @@ def test_compare_shared_design_uses_the_two_level_bootstrap():
     rows = split_metrics(pred, ["dataset", "head"])
     des = {"k": Design("shared", what="training seeds")}
     t = compare(rows, pred, ["dataset"], "head", "B", des, family=["a"], n_boot=300)
-    from nriqa_lib.results import prediction_matrix
+    from nriqa_lib.analysis.common import prediction_matrix
     from nriqa_lib.stats import two_level_bootstrap
     A, m = prediction_matrix(pred[pred["head"] == "sig"])
     B, _ = prediction_matrix(pred[pred["head"] == "B"])

@@ -40,7 +40,7 @@ def tree(tmp_path, monkeypatch):
 
 def _splits(p, scheme):
     from nriqa_lib.data.manifest import load_dataset
-    from nriqa_lib.study import splits_path
+    from nriqa_lib.paths import splits_path
     for d in p.data.datasets:
         m = load_dataset(d, p.data.roots, decode=False)
         save_splits(make_splits(m.table, scheme(d), n_splits=4), splits_path(d))
@@ -48,7 +48,7 @@ def _splits(p, scheme):
 
 def test_heads_and_cross_run_on_p1_splits_selected_on_test(tree):
     """The paper profile: P1 splits (no val part), select_on test, cross-dataset step with B_Gated."""
-    from nriqa_lib.study import cross_dataset, cross_heads, run_heads
+    from nriqa_lib.protocol import cross_dataset, cross_heads, run_heads
     _, p = tree
     p.train.select_on = "test"
     _splits(p, lambda d: "p1")
@@ -61,37 +61,70 @@ def test_heads_and_cross_run_on_p1_splits_selected_on_test(tree):
     assert set(cp["head"]) == set(heads) and cp.groupby(["head", "split"]).size().eq(45).all()
 
 
-def test_single_split_dataset_gets_seeds_and_uncertainty(tree):
-    from nriqa_lib.study import heads_dir, run_heads, save_heads
-    from nriqa_lib.tables import designs, t1_backbones, t2_activations, t3_selection
+def test_tiny_pipeline_end_to_end(tree):
+    """Every stage under its declared params (a ParamsView raises on anything else), a single-split dataset
+    with seeds, the cross and zeroshot stages, the tables, and one notebook rendered through papermill."""
+    import dataclasses
+    import shutil
+    import yaml
+    from conftest import REPO
+    from nriqa_lib import stages
+    from nriqa_lib.analysis.common import designs
+    from nriqa_lib.analysis.t1 import t1_backbones
+    from nriqa_lib.analysis.t2 import t2_activations
+    from nriqa_lib.analysis.t3 import t3_selection
+    from nriqa_lib.analysis.t4 import t4_zeroshot
+    from nriqa_lib.paths import heads_dir
+    from nriqa_lib.reporting import report
+    from nriqa_lib.stages.notebook import run_notebook
     tmp, p = tree
     p.train.single_split_seeds = 5
     p.t2.cross = [["toyb", "toya"]]
+    p.t4.clip_models = []
     _splits(p, lambda d: "official" if d == "toya" else "random")
     for d in p.data.datasets:
-        for bb in p.features.backbones:
-            save_heads(*run_heads(p, d, bb), heads_dir(d, bb))
+        stages.stage_module("heads").run(stages.view(p, "heads"), d)
+        stages.stage_module("zeroshot").run(stages.view(p, "zeroshot"), d)
+    stages.stage_module("cross").run(stages.view(p, "cross"))
     pred = pd.read_csv(heads_dir("toya", BB) / "predictions.csv")
     test = pred.query("head == 'B' and part == 'test'")
     assert test["split"].nunique() == 5                       # five seeds on the one official partition
     assert test.groupby("split")["image"].apply(frozenset).nunique() == 1
     des = designs(p.data.datasets)
     assert des["toya"].kind == "shared" and des["toyb"].kind == "splits"
-    t1 = t1_backbones(p, tmp / "results" / "t1")
+    t1 = t1_backbones(stages.view(p, "t1_backbones"), tmp / "results" / "t1")
     s = t1["summary"].query("dataset == 'toya' and metric == 'srcc'")
     assert (s["sd"] > 0).all() and s["ci_kind"].str.contains("two-level").all()
     assert (s["ci_high"] - s["ci_low"] > 0.05).all()        # seeds + test images, not +- 0.000
     t = t1["tests"].query("dataset == 'toya'")
     assert t["test"].str.startswith("two-level").all() and t["p"].between(0, 1).all()
-    t2 = t2_activations(p, tmp / "results" / "t2")
+    t2 = t2_activations(stages.view(p, "t2_activations"), tmp / "results" / "t2")
     assert "B_Gated" in set(t2["cross_tests"]["a"]) and t2["cross_tests"]["test"].str.startswith("two-level").all()
-    t3 = t3_selection(p, tmp / "results" / "t3")
+    t3 = t3_selection(stages.view(p, "t3_selection"), tmp / "results" / "t3")
     assert "highest mean val SRCC" in (tmp / "results" / "t3" / "tables" / "t3_selection.md").read_text()
     assert set(t3["best_fixed"].columns) >= {"best_fixed", "best_fixed_val_srcc"}
+    t4 = t4_zeroshot(stages.view(p, "t4_zeroshot"), tmp / "results" / "t4")
+    assert len(t4["tests"]) == 4 and set(t4["tests"]["claim"]) == {"magnitude cue: pretrained vs random-init backbone"}
+    c = report.claims(tmp / "results", p.stats.alpha)
+    assert {"ours: pretrained features beat a random-init control", "P1: sigmoid beats ReLU",
+            "P1: B_Gated generalises better than B (cross-dataset)"} <= set(c["claim"])
+    # a notebook stage through papermill, reading the same tree
+    shutil.copytree(REPO / "notebooks", tmp / "notebooks")
+    raw = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+    (tmp / "params.yaml").write_text(yaml.safe_dump(json_ready(raw)))
+    run_notebook("t1_backbones", "results/t1", "params.yaml", "e2e")
+    html = (tmp / "results" / "t1" / "t1_backbones__e2e.html").read_text()
+    assert "toya" in html and "±" in html and "Verdict:" in html and '"stderr"' not in \
+        (tmp / "results" / "t1" / "t1_backbones__e2e.ipynb").read_text()
+
+
+def json_ready(raw):
+    import dataclasses
+    return {k: dataclasses.asdict(v) for k, v in raw.items()}
 
 
 def test_t3_best_fixed_is_chosen_on_val_not_test():
-    from nriqa_lib.tables import best_fixed
+    from nriqa_lib.analysis.t3 import best_fixed
     g = np.random.default_rng(0)
     y = g.random(40)
     rows = []

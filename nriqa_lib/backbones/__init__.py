@@ -16,7 +16,7 @@ from torch import nn
 from .weights import WeightsError, resolve_weights
 
 __all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register",
-           "unknown_backbone_message"]
+           "unknown_backbone_message", "list_backbones", "is_control"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -52,8 +52,21 @@ REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
+    """Add a backbone to the registry (a duplicate name is refused: it would silently replace the other)."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered ({REGISTRY[spec.name]})")
     REGISTRY[spec.name] = spec
     return spec
+
+
+def list_backbones(family: str | None = None) -> list[str]:
+    """Registered backbone names (optionally of one family, e.g. 'CLIP', 'EfficientNet-Lite', 'control')."""
+    return sorted(n for n, s in REGISTRY.items() if family is None or s.family == family)
+
+
+def is_control(name: str) -> bool:
+    """A control backbone: the same architecture with seeded random weights (never pretrained)."""
+    return REGISTRY[name].random_init
 
 
 for _s in [

@@ -1,6 +1,6 @@
-"""The study's steps, called by the DVC stages (``python -m nriqa_lib.cli``) and the notebooks.
-
-Paths: splits/<dataset>.csv, features/<dataset>/<backbone>/, results/heads/<dataset>/<backbone>/.
+"""How heads are trained on splits (the protocol of STUDY_SPEC.md section 2), used by the heads, cross and
+figures stages: split files -> jobs (one per split, or per seed on a single split), the heads of each
+backbone, the cross-dataset step.
 """
 from __future__ import annotations
 
@@ -11,34 +11,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .backbones import REGISTRY
-from .config import Params
+from .backbones import is_control
 from .data.manifest import Manifest, load_dataset
 from .data.splits import load_splits
 from .features import FeatureSet, load_feature_set
-from .heads import selection_shares
+from .heads import SELECTION_HEADS, get_predictor, selection_shares
 from .io import atomic_path
+from .paths import features_dir, splits_path
 from .train import HeadJob, TrainConfig, ridge_predictions, train_heads
 
-__all__ = ["splits_path", "features_dir", "heads_dir", "jobs_from_splits", "heads_for", "train_config",
-           "run_heads", "load_predictions", "split_sizes", "is_control", "cross_dataset", "cross_heads",
-           "single_partition"]
-
-
-def splits_path(dataset: str) -> Path:
-    return Path("splits") / f"{dataset}.csv"
-
-
-def features_dir(dataset: str, backbone: str) -> Path:
-    return Path("features") / dataset / backbone
-
-
-def heads_dir(dataset: str, backbone: str) -> Path:
-    return Path("results") / "heads" / dataset / backbone
-
-
-def is_control(backbone: str) -> bool:
-    return REGISTRY[backbone].random_init
+__all__ = ["jobs_from_splits", "heads_for", "train_config", "run_heads", "save_heads", "cross_heads", "cross_dataset"]
 
 
 def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: int = 0,
@@ -62,33 +44,19 @@ def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: i
     return jobs
 
 
-def single_partition(dataset: str) -> bool:
-    """Whether the dataset's split file holds one partition (its per-'split' rows are training seeds)."""
-    return load_splits(splits_path(dataset))["split"].nunique() == 1
-
-
-def heads_for(p: Params, backbone: str) -> list[str]:
-    """Head specs trained for a backbone: T1's head, T2's heads, T3's B_Gated and K-way (controls: T1 only)."""
+def heads_for(p, backbone: str) -> list[str]:
+    """Head specs trained for a backbone: T1's head, T2's heads, T3's selection heads (controls: T1 only)."""
     if is_control(backbone):
         return [p.t1.head]
-    # "ridge" (a linear baseline, not an MLP) may be listed in t2.heads
-    out = []
-    for h in [p.t1.head, *p.t2.heads, p.t2.reference, "B_Gated", "kway"]:
-        if h not in out:
-            out.append(h)
-    return out
+    return list(dict.fromkeys([p.t1.head, *p.t2.heads, p.t2.reference, *SELECTION_HEADS]))
 
 
-def train_config(p: Params, head: str) -> TrainConfig:
-    t = p.train
-    return TrainConfig(head=head, hidden=t.hidden, candidates=tuple(p.t3.candidates), temperature=p.t3.temperature,
-                       hard=p.t3.hard, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, weight_decay=t.weight_decay,
-                       margin_weight=t.margin_weight, margin_scale=t.margin_scale,
-                       margin_loss_swapped=t.margin_loss_swapped, micro_batch=t.micro_batch,
-                       entropy_weight=p.t3.entropy_weight if head == "kway" else 0.0, select_on=t.select_on)
+def train_config(p, head: str) -> TrainConfig:
+    """params ``train`` (+ ``t3`` for the K-way head) -> the one training config."""
+    return TrainConfig.from_params(p.train, head, p.t3)
 
 
-def run_heads(p: Params, dataset: str, backbone: str, manifest: Manifest | None = None,
+def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
               fs: FeatureSet | None = None, splits: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every head spec on every split (each spec's splits batched together).
 
@@ -104,7 +72,7 @@ def run_heads(p: Params, dataset: str, backbone: str, manifest: Manifest | None 
     images = np.asarray(fs.images)
     preds, shares = [], []
     for head in heads_for(p, backbone):
-        if head == "ridge":       # linear baseline (closed form), alpha chosen like the heads' epoch
+        if get_predictor(head).kind == "linear":   # ridge (closed form), alpha chosen like the heads' epoch
             df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
             heads_trained, best = [], [-1] * len(jobs)
         else:
@@ -131,44 +99,13 @@ def save_heads(pred: pd.DataFrame, shares: pd.DataFrame, out_dir: Path) -> None:
         shares.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def _read_per_backbone(datasets: Sequence[str], backbones: Sequence[str], filename: str, **kw) -> pd.DataFrame:
-    """Concatenate results/heads/<dataset>/<backbone>/<filename>, tagged with dataset and backbone."""
-    frames = []
-    for d in datasets:
-        for b in backbones:
-            f = heads_dir(d, b) / filename
-            if not f.is_file():
-                raise FileNotFoundError(f"{f} missing (run `dvc repro heads`)")
-            df = pd.read_csv(f, **kw)
-            df.insert(0, "backbone", b)
-            df.insert(0, "dataset", d)
-            frames.append(df)
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_predictions(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
-    """All head predictions of the configured datasets x backbones, long format."""
-    return _read_per_backbone(datasets, backbones, "predictions.csv", dtype={"image": str})
-
-
-def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
-    """Selection shares (K-way / B_Gated) of the configured datasets x backbones, long format."""
-    return _read_per_backbone(datasets, backbones, "selection_shares.csv")
-
-
-def split_sizes(splits: pd.DataFrame) -> tuple[int, int]:
-    """Mean (train, test) sizes over splits, for the Nadeau-Bengio correction."""
-    c = splits.groupby(["split", "part"]).size().unstack(fill_value=0)
-    return int(round(c["train"].mean())), int(round(c["test"].mean()))
-
-
-def cross_heads(p: Params) -> list[str]:
+def cross_heads(p) -> list[str]:
     """Heads of the cross-dataset step: T2's MLP heads and the selection heads (P1's headline cross-dataset
     number is B_Gated KonIQ -> CLIVE)."""
-    return [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads, "B_Gated", "kway"]) if h != "ridge"]
+    return [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads, *SELECTION_HEADS]) if get_predictor(h).kind == "mlp"]
 
 
-def cross_dataset(p: Params, train_ds: str, test_ds: str, backbone: str, heads: Sequence[str]) -> pd.DataFrame:
+def cross_dataset(p, train_ds: str, test_ds: str, backbone: str, heads: Sequence[str]) -> pd.DataFrame:
     """Train on ``train_ds`` (train part of each split), test on all of ``test_ds``.
 
     The epoch is chosen as the profile says (``train.select_on``): on the source split's val part (clean

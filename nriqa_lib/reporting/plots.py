@@ -11,9 +11,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from ..io import atomic_path  # noqa: E402
 
-__all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot",
+__all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
            "sample_grid", "per_view_plot"]
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -58,9 +58,13 @@ def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None
     which interval it is (over splits, Nadeau-Bengio corrected; two-level bootstrap; bootstrap over images)."""
     s = summary[summary["metric"] == metric]
     cols = sorted(s[col].unique()) if col else [None]
-    fig, axes = plt.subplots(1, len(cols), figsize=(max(5, 1.0 * s[x].nunique() * (s[hue].nunique() if hue else 1)) * 0.6 * len(cols) + 2, 3.6),
-                             squeeze=False, sharey=True)
-    for ax, c in zip(axes[0], cols):
+    ncol = min(3, len(cols))                 # wrap panels: at most 3 per row, each wide enough to read
+    nrow = -(-len(cols) // ncol)
+    width = max(4.0, 0.45 * s[x].nunique() * (s[hue].nunique() if hue else 1) + 1.5)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, 3.6 * nrow), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(cols):]:
+        ax.axis("off")
+    for ax, c in zip(axes.ravel(), cols):
         d = s if c is None else s[s[col] == c]
         hues = list(dict.fromkeys(d[hue])) if hue else [None]
         xs = list(dict.fromkeys(d[x]))
@@ -74,7 +78,7 @@ def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None
         ax.set_xticks(np.arange(len(xs)), xs, rotation=30, ha="right")
         ax.set(title=c or "", ylabel=metric.upper())
     if hue:
-        axes[0][-1].legend(fontsize=7, loc="lower right")
+        axes.ravel()[len(cols) - 1].legend(fontsize=7, loc="lower right")
     fig.suptitle(ci_label, fontsize=8, y=0.01, va="top")
     fig.tight_layout()
     return fig
@@ -114,3 +118,16 @@ def per_view_plot(views: pd.DataFrame) -> plt.Figure:
     """Per-view Q_sim, Q_mag and w_sim (long: view, quantity, value)."""
     g = sns.catplot(data=views, x="quantity", y="value", kind="box", height=3.2, aspect=1.4)
     return g.figure
+
+
+def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
+    """Images (top row) and their Grad-CAM maps (bottom row); items: (PIL image, cam array, caption)."""
+    fig, axes = plt.subplots(2, len(items), figsize=(3 * len(items), 6), squeeze=False)
+    for k, (im, cam, cap) in enumerate(items):
+        axes[0, k].imshow(im)
+        axes[0, k].set_title(cap, fontsize=9)
+        axes[1, k].imshow(cam, cmap="jet")
+        for a in axes[:, k]:
+            a.axis("off")
+    fig.suptitle(title)
+    return fig

@@ -1,25 +1,27 @@
-"""Tidy long-format results and the tables built from them (a table is a pivot of rows, never a hand-built string).
+"""What every table shares: long rows -> per-split metrics -> summaries with design-aware CIs -> the one
+comparison helper (paired tests, Holm once within a stated family, what the family can detect).
 
 A metric row: dataset, backbone, head, split, metric, value (plus any extra tag columns).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from dataclasses import dataclass
+from ..backbones import is_control
+from ..data.splits import load_splits
+from ..metrics import all_metrics
+from ..paths import single_partition, split_sizes, splits_path
+from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
+                     two_level_bootstrap)
 
-from .io import atomic_write_text
-from .metrics import all_metrics
-from .stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
-                    two_level_bootstrap)
+__all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "real_backbones", "prediction_matrix",
+           "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs"]
 
-__all__ = ["split_metrics", "summary_table", "format_pm", "export_table", "write_metrics_json",
-           "Design", "prediction_matrix", "summarize_groups", "compare", "holm_by_family", "family_note"]
+METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
 
 @dataclass(frozen=True)
@@ -58,41 +60,6 @@ def summary_table(rows: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] 
     for key, g in rows[rows["metric"].isin(metrics)].groupby(list(by) + ["metric"], sort=True):
         out.append({**dict(zip([*by, "metric"], key)), **summarize(g.sort_values("split")["value"].to_numpy())})
     return pd.DataFrame(out)
-
-
-def format_pm(summary: pd.DataFrame, index: Sequence[str], columns: Sequence[str], digits: int = 3) -> pd.DataFrame:
-    """Pivot a summary into 'mean ± sd' cells."""
-    s = summary.copy()
-    s["cell"] = [f"{m:.{digits}f} ± {sd:.{digits}f}" for m, sd in zip(s["mean"], s["sd"])]
-    return s.pivot_table(index=list(index), columns=list(columns), values="cell", aggfunc="first")
-
-
-def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = "") -> dict[str, Path]:
-    """Write ``name``.csv / .md / .tex atomically; returns the paths."""
-    out = Path(out_dir)
-    paths = {ext: out / f"{name}.{ext}" for ext in ("csv", "md", "tex")}
-    df = df.copy()
-    if isinstance(df.index, pd.MultiIndex):        # ('clive', 'lite0') rows -> dataset, backbone columns
-        df = df.reset_index()
-    if isinstance(df.columns, pd.MultiIndex):      # ('srcc', 'lite0') -> 'srcc lite0'
-        df.columns = [" ".join(map(str, c)).strip() for c in df.columns]
-    index = not isinstance(df.index, pd.RangeIndex)
-    atomic_write_text(paths["csv"], df.to_csv(index=index, lineterminator="\n"))
-    md = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=index, floatfmt=".4g") + "\n"
-    atomic_write_text(paths["md"], md)
-    atomic_write_text(paths["tex"], df.to_latex(index=index, caption=caption or None, escape=True, float_format="%.4g"))
-    return paths
-
-
-def write_metrics_json(path: str | Path, data: dict) -> None:
-    """DVC metrics file (``dvc metrics show/diff``): nested dict of floats, rounded for stable diffs."""
-    def clean(x):
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (float, np.floating)):
-            return round(float(x), 6)
-        return x
-    atomic_write_text(path, json.dumps(clean(data), indent=1, sort_keys=True) + "\n")
 
 
 def prediction_matrix(pred: pd.DataFrame, part: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -221,3 +188,47 @@ def family_note(tests: pd.DataFrame, family_desc: str, alpha: float) -> str:
         msg += (f"; Wilcoxon's smallest attainable p with J = {j} is {min_p_wilcoxon(j):.4g}, so its Holm column "
                 + ("can" if can else "can NOT") + " reach significance")
     return msg + f"; mde80 = SRCC difference detectable with 80% power at alpha/m (alpha = {alpha:g})."
+
+
+def designs(datasets: Sequence[str]) -> dict[str, Design]:
+    """Per dataset, its design: random/published splits (Nadeau-Bengio, with mean part sizes) or one
+    partition trained with several seeds (shared test images: two-level bootstrap)."""
+    out = {}
+    for d in datasets:
+        if single_partition(d):
+            out[d] = Design("shared", what="training seeds")
+        else:
+            n_tr, n_te = split_sizes(load_splits(splits_path(d)))
+            out[d] = Design("splits", n_tr, n_te)
+    return out
+
+
+def cross_designs(pairs: Sequence[tuple[str, str]]) -> dict[str, Design]:
+    """Cross-dataset pairs: every source split's head is tested on the same whole target set (two-level
+    bootstrap); the source splits overlap in their training sets, so their head-level variance gets
+    Nadeau-Bengio's factor 1 + J n_test/n_train (STUDY_SPEC.md section 4; stats.two_level_bootstrap)."""
+    out = {}
+    for a, b in pairs:
+        sp = load_splits(splits_path(a))
+        n_tr, n_te = split_sizes(sp)
+        J = sp["split"].nunique()
+        infl = 1 + J * n_te / n_tr if J > 1 else 1.0
+        out[f"{a}->{b}"] = Design("shared", what=f"source splits, variance x{infl:.2f} for their overlap",
+                                  head_inflation=infl)
+    return out
+
+
+def protocol(select_on: str) -> str:
+    """How the epoch (and ridge's alpha) was chosen, from the params actually used."""
+    if select_on == "test":
+        return "paper-faithful protocol: epoch chosen on the test part itself (optimistic, as P1)"
+    return "clean protocol: epoch chosen on val"
+
+
+def real_backbones(backbones: Sequence[str]) -> list[str]:
+    return [b for b in backbones if not is_control(b)]
+
+
+def ci_label(summary: pd.DataFrame) -> str:
+    kinds = sorted(summary["ci_kind"].dropna().unique())
+    return "95% CI: " + ("; ".join(kinds) if kinds else "none")

@@ -1,0 +1,40 @@
+"""T1: the backbone comparison (P1) with the identical head."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..paths import load_predictions
+from ..reporting import plots
+from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
+from .common import METRICS, ci_label, compare, designs, family_note, protocol, split_metrics, summarize_groups
+
+PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t1.head", "stats")
+__all__ = ["PARAMS", "t1_backbones"]
+
+
+def t1_backbones(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """T1: every backbone with the identical head (t1.head), per dataset; pairwise tests between backbones
+    (Holm family: all backbone pairs on one dataset)."""
+    out, tdir, fdir = table_dirs(out_dir)
+    pred = load_predictions(p.data.datasets, p.features.backbones)
+    pred = pred[(pred["head"] == p.t1.head) & (pred["part"] == "test")]
+    des = designs(p.data.datasets)
+    rows = split_metrics(pred, ["dataset", "backbone"])
+    summ = summarize_groups(rows, pred, ["dataset", "backbone"], des, METRICS, p.stats.n_boot, p.stats.seed)
+    table = format_pm(summ, ["dataset"], ["metric", "backbone"])
+    tests = compare(rows, pred, ["dataset"], "backbone", None, des, ["dataset"], p.stats.alpha, p.stats.n_boot,
+                    p.stats.seed)
+    cap = (f"T1: backbones with the identical {p.t1.head} head; test SRCC and raw PLCC, mean ± sd over splits "
+           f"({protocol(p.train.select_on)}; the 95% CIs in t1_summary.csv are {', '.join(sorted(summ['ci_kind'].unique()))}).")
+    export_table(table, tdir, "t1_backbones", cap)
+    export_table(tests, tdir, "t1_tests", "T1 pairwise tests (SRCC). " + family_note(tests, "all backbone pairs on one dataset", p.stats.alpha))
+    rows.to_csv(tdir / "t1_rows.csv", index=False, lineterminator="\n")
+    summ.to_csv(tdir / "t1_summary.csv", index=False, lineterminator="\n")
+    plots.save(plots.bars_with_ci(summ, "backbone", None, "dataset", ci_label=ci_label(summ)), fdir / "t1_srcc.png")
+    write_metrics_json(out / "metrics.json", {d: {b: g.set_index("metric")["mean"].to_dict()
+                                                  for b, g in s.groupby("backbone")}
+                                              for d, s in summ.groupby("dataset")})
+    return {"rows": rows, "summary": summ, "table": table, "tests": tests}

@@ -1,0 +1,65 @@
+"""T2: the activation ablation (P1) and its cross-dataset direction (predictions of the cross stage)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..paths import load_cross, load_predictions
+from ..reporting import plots
+from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
+from .common import (METRICS, ci_label, compare, cross_designs, designs, family_note, protocol, real_backbones,
+                     split_metrics, summarize_groups)
+
+PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t2.heads", "t2.reference", "t2.cross", "stats")
+__all__ = ["PARAMS", "t2_activations"]
+
+
+def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """T2: the activation ablation per backbone and dataset, tests vs t2.reference (Holm family: one head
+    vs the reference over every dataset x backbone, i.e. one P1 claim); plus cross-dataset."""
+    out, tdir, fdir = table_dirs(out_dir)
+    backbones = real_backbones(p.features.backbones)
+    pred = load_predictions(p.data.datasets, backbones)
+    heads = list(dict.fromkeys([p.t2.reference, *p.t2.heads]))
+    pred = pred[pred["head"].isin(heads) & (pred["part"] == "test")]
+    des = designs(p.data.datasets)
+    rows = split_metrics(pred, ["dataset", "backbone", "head"])
+    summ = summarize_groups(rows, pred, ["dataset", "backbone", "head"], des, METRICS, p.stats.n_boot, p.stats.seed)
+    table = format_pm(summ[summ["metric"] == "srcc"], ["dataset", "backbone"], ["head"])
+    tests = compare(rows, pred, ["dataset", "backbone"], "head", p.t2.reference, des, ["a"], p.stats.alpha,
+                    p.stats.n_boot, p.stats.seed)
+    fam = f"one head vs {p.t2.reference} across all datasets x backbones (one claim)"
+    export_table(table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p.train.select_on)})")
+    export_table(tests, tdir, "t2_tests", f"T2: each head vs {p.t2.reference} (SRCC). " + family_note(tests, fam, p.stats.alpha))
+    rows.to_csv(tdir / "t2_rows.csv", index=False, lineterminator="\n")
+    summ.to_csv(tdir / "t2_summary.csv", index=False, lineterminator="\n")
+    plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "head", None, "where",
+                                  ci_label=ci_label(summ)), fdir / "t2_srcc.png")
+    pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
+    cross = {}
+    if pairs:
+        cpred = load_cross(pairs, backbones).assign(part="test")
+        cr = split_metrics(cpred, ["dataset", "backbone", "head"])
+        cdes = cross_designs(pairs)
+        csum = summarize_groups(cr, cpred, ["dataset", "backbone", "head"], cdes, METRICS, p.stats.n_boot, p.stats.seed)
+        # every source split's head is tested on the same whole target set: the two-level bootstrap
+        # (source splits, then target images) carries both sources of variance
+        ctests = compare(cr, cpred, ["dataset", "backbone"], "head", p.t2.reference, cdes, ["a"], p.stats.alpha,
+                         p.stats.n_boot, p.stats.seed)
+        sel = ("epoch chosen on the source split's val part" if p.train.select_on == "val"
+               else "epoch chosen on the target set itself (optimistic, as P1)")
+        ctable = format_pm(csum[csum["metric"] == "srcc"], ["dataset", "backbone"], ["head"])
+        export_table(ctable, tdir, "t2_cross",
+                     f"T2 cross-dataset: train on the first dataset (train part of each split), test on all of the "
+                     f"second; SRCC mean ± sd over source splits ({sel}); 95% CIs in t2_cross_summary.csv: two-level "
+                     f"bootstrap (source splits, then target images)")
+        export_table(ctests, tdir, "t2_cross_tests", f"T2 cross-dataset tests vs {p.t2.reference} (paired two-level "
+                     f"bootstrap). " + family_note(ctests, fam, p.stats.alpha))
+        csum.to_csv(tdir / "t2_cross_summary.csv", index=False, lineterminator="\n")
+        cross = {"cross_rows": cr, "cross_summary": csum, "cross_tests": ctests,
+                 "cross_table": ctable}
+    write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("head")["mean"].to_dict()
+                                              for (d, b), g in summ[summ["metric"] == "srcc"].groupby(["dataset", "backbone"])})
+    return {"rows": rows, "summary": summ, "table": table, "tests": tests, **cross}

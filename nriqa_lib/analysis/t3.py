@@ -1,0 +1,60 @@
+"""T3: learnable activation selection (P1's B_Gated, our K-way) vs the best fixed activation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..paths import load_predictions, load_shares
+from ..heads import SELECTION_HEADS, get_predictor
+from ..reporting import plots
+from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
+from .common import METRICS, compare, designs, family_note, protocol, real_backbones, split_metrics, summarize_groups
+
+PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t2.heads", "t2.reference", "stats")
+__all__ = ["PARAMS", "t3_selection", "best_fixed"]
+
+
+def best_fixed(pred: pd.DataFrame, fixed: list[str], select_on: str) -> pd.DataFrame:
+    """Per dataset/backbone, the fixed-activation head with the highest mean SRCC on ``select_on`` (val in
+    the clean protocol, so the test numbers of T3 stay untouched by the choice)."""
+    sel = pred[pred["head"].isin(fixed) & (pred["part"] == select_on)]
+    m = split_metrics(sel, ["dataset", "backbone", "head"], part=select_on)
+    m = m[m["metric"] == "srcc"].groupby(["dataset", "backbone", "head"], as_index=False)["value"].mean()
+    best = m.loc[m.groupby(["dataset", "backbone"])["value"].idxmax(), ["dataset", "backbone", "head", "value"]]
+    return best.rename(columns={"head": "best_fixed", "value": f"best_fixed_{select_on}_srcc"})
+
+
+def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """T3: B_Gated and the K-way selection vs the best fixed activation of T2, chosen per dataset/backbone by
+    mean SRCC on val (on test only under the paper profile's select_on: test), with per-channel selection
+    shares. Holm family: one selection head vs best fixed across datasets x backbones."""
+    out, tdir, fdir = table_dirs(out_dir)
+    backbones = real_backbones(p.features.backbones)
+    pred = load_predictions(p.data.datasets, backbones)
+    fixed = [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads]) if get_predictor(h).fixed_activation]
+    best = best_fixed(pred, fixed, p.train.select_on)
+    test = pred[pred["part"] == "test"].merge(best[["dataset", "backbone", "best_fixed"]], on=["dataset", "backbone"])
+    keep = test[test["head"].isin(SELECTION_HEADS) | (test["head"] == test["best_fixed"])].copy()
+    keep["role"] = np.where(keep["head"].isin(SELECTION_HEADS), keep["head"], "best fixed")
+    des = designs(p.data.datasets)
+    rows = split_metrics(keep, ["dataset", "backbone", "role"])
+    ksum = summarize_groups(rows, keep, ["dataset", "backbone", "role"], des, METRICS, p.stats.n_boot, p.stats.seed)
+    tests = compare(rows, keep, ["dataset", "backbone"], "role", "best fixed", des, ["a"], p.stats.alpha,
+                    p.stats.n_boot, p.stats.seed)
+    table = format_pm(ksum[ksum["metric"] == "srcc"], ["dataset", "backbone"], ["role"]).join(best.set_index(["dataset", "backbone"]))
+    shares = load_shares(p.data.datasets, backbones)
+    share_tbl = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"])["share"].agg(["mean", "std"]).round(3)
+    how = "mean val SRCC" if p.train.select_on == "val" else "mean test SRCC (paper profile: optimistic)"
+    export_table(table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
+                 f"SRCC mean ± sd over splits; best fixed = the T2 head with the highest {how} per dataset/backbone "
+                 f"({protocol(p.train.select_on)})")
+    export_table(tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
+                 + family_note(tests, "one selection head vs best fixed across all datasets x backbones", p.stats.alpha))
+    export_table(share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
+    ksum.to_csv(tdir / "t3_summary.csv", index=False, lineterminator="\n")
+    plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")
+    write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("role")["mean"].to_dict()
+                                              for (d, b), g in ksum[ksum["metric"] == "srcc"].groupby(["dataset", "backbone"])})
+    return {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl, "best_fixed": best}

@@ -1,0 +1,83 @@
+"""T4: zero-shot quality (P2's CLIP-IQA and MA-CLIP, the ablation grid, the magnitude cue on every backbone),
+from the scores of the zeroshot stage: metrics on whole datasets, bootstrap CIs, paired tests."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..backbones import is_control
+from ..metrics import LogisticFitWarning, all_metrics, plcc, srcc
+from ..paths import load_zeroshot
+from ..reporting import plots
+from ..reporting.export import export_table, table_dirs, write_metrics_json
+from ..stats import bootstrap_ci, paired_bootstrap, williams_t
+from .common import family_note, holm_by_family
+
+PARAMS = ("data.datasets", "features.backbones", "t4.clip_models", "stats")
+__all__ = ["PARAMS", "t4_zeroshot"]
+
+
+def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Metrics of one score on one whole dataset; a failed logistic fit is recorded in ``fit``, not printed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LogisticFitWarning)
+        m = all_metrics(pred, mos, fit="logistic5")
+    failed = any(issubclass(w.category, LogisticFitWarning) for w in caught)
+    ci_s = bootstrap_ci(pred, mos, srcc, n_boot=n_boot, seed=seed)
+    ci_p = bootstrap_ci(pred, mos, lambda a, b: plcc(a, b), n_boot=n_boot, seed=seed)
+    return {"dataset": dataset, "source": source, "score": score, **m, "srcc_ci_low": ci_s["ci_low"],
+            "srcc_ci_high": ci_s["ci_high"], "plcc_ci_low": ci_p["ci_low"], "plcc_ci_high": ci_p["ci_high"],
+            "fit": "raw (logistic-5 fit failed)" if failed else "logistic-5"}
+
+
+def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """T4: every zero-shot score of the zeroshot stage on whole datasets (SRCC with a 95% bootstrap CI, raw
+    and 5-parameter-logistic PLCC as P2, KRCC, RMSE); paired bootstrap of SRCC differences and Williams' t:
+    each pretrained backbone's cue vs the random control, and every MA-CLIP variant vs CLIP-IQA (Holm within
+    each claim)."""
+    out, tdir, fdir = table_dirs(out_dir)
+    n_boot, seed = p.stats.n_boot, p.stats.seed
+    scores, notes_df = load_zeroshot(p.data.datasets)
+    rows, tests, preds = [], [], {}
+    for (d, src, score), g in scores.groupby(["dataset", "source", "score"], sort=False):
+        g = g.sort_values("image")
+        vals, mos = g["value"].to_numpy(), g["mos"].to_numpy()
+        rows.append(_zs_row(d, src, score, vals, mos, n_boot, seed))
+        preds[(d, src, score)] = (vals, mos)
+    res = pd.DataFrame(rows)
+    controls = [b for b in p.features.backbones if is_control(b)]
+    for (d, src, score), (vals, mos) in preds.items():
+        refs = [(c, score) for c in controls if src not in controls]
+        claim = "magnitude cue: pretrained vs random-init backbone"
+        if src in p.t4.clip_models and score != "CLIP-IQA":
+            refs, claim = [(src, "CLIP-IQA")], "P2: zero-shot score vs CLIP-IQA"
+        for rsrc, rscore in refs:
+            if (d, rsrc, rscore) not in preds:
+                continue
+            other = preds[(d, rsrc, rscore)][0]
+            pb = paired_bootstrap(vals, other, mos, srcc, n_boot=n_boot, seed=seed)
+            r12, r13, r23 = plcc(vals, mos), plcc(other, mos), plcc(vals, other)
+            w = williams_t(r12, r13, r23, len(mos))
+            tests.append({"claim": claim, "dataset": d, "a": f"{src}: {score}", "b": f"{rsrc}: {rscore}",
+                          "srcc_diff": pb["diff"], "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "se": pb["se"],
+                          "n_splits": 1, "test": "paired bootstrap over images", "p": pb["p"],
+                          "plcc_diff": r12 - r13, "p_williams": w["p"]})
+    tests = pd.DataFrame(tests)
+    if len(tests):
+        tests = holm_by_family(tests, ["claim"], p.stats.alpha, p_cols=("p", "p_williams"))
+    table = res.set_index(["dataset", "source", "score"])[["srcc", "srcc_ci_low", "srcc_ci_high", "plcc",
+                                                           "plcc_logistic5", "krcc", "rmse", "fit"]].round(4)
+    export_table(table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
+                 "raw PLCC and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
+    export_table(tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
+                 "PLCC. " + family_note(tests, "one claim across all datasets and backbones", p.stats.alpha))
+    export_table(notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
+    fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
+    plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset",
+                                  ci_label="95% CI: percentile bootstrap over images (whole dataset)"), fdir / "t4_srcc.png")
+    write_metrics_json(out / "metrics.json", {f"{r.dataset}/{r.source}/{r.score}": {"srcc": r.srcc, "plcc": r.plcc}
+                                              for r in res.itertuples()})
+    return {"table": table, "tests": tests, "notes": notes_df, "rows": res}

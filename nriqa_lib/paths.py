@@ -1,0 +1,91 @@
+"""Where every stage reads and writes, and the readers of saved results (no computation here).
+
+splits/<dataset>.csv, features/<dataset>/<backbone>/, results/heads/<dataset>/<backbone>/,
+results/cross/<source>__<target>/<backbone>/, results/zeroshot/<dataset>/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .data.splits import load_splits
+
+__all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "load_predictions",
+           "load_shares", "load_cross", "load_zeroshot", "split_sizes", "single_partition"]
+
+
+def splits_path(dataset: str) -> Path:
+    return Path("splits") / f"{dataset}.csv"
+
+
+def features_dir(dataset: str, backbone: str) -> Path:
+    return Path("features") / dataset / backbone
+
+
+def heads_dir(dataset: str, backbone: str) -> Path:
+    return Path("results") / "heads" / dataset / backbone
+
+
+def cross_dir(source: str, target: str, backbone: str) -> Path:
+    return Path("results") / "cross" / f"{source}__{target}" / backbone
+
+
+def zeroshot_dir(dataset: str) -> Path:
+    return Path("results") / "zeroshot" / dataset
+
+
+def figures_dir() -> Path:
+    return Path("results") / "figures"
+
+
+def _read_all(dirs: dict[tuple, Path], filename: str, names: Sequence[str], stage: str, **kw) -> pd.DataFrame:
+    """Concatenate <dir>/<filename> for every key, tagged with the key's columns ``names``."""
+    frames = []
+    for key, d in dirs.items():
+        f = d / filename
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} missing (run `dvc repro {stage}`)")
+        df = pd.read_csv(f, **kw)
+        for n, v in reversed(list(zip(names, key))):
+            df.insert(0, n, v)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_predictions(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
+    """All head predictions of the configured datasets x backbones, long format."""
+    dirs = {(d, b): heads_dir(d, b) for d in datasets for b in backbones}
+    return _read_all(dirs, "predictions.csv", ["dataset", "backbone"], "heads", dtype={"image": str})
+
+
+def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
+    """Selection shares (K-way / B_Gated) of the configured datasets x backbones, long format."""
+    dirs = {(d, b): heads_dir(d, b) for d in datasets for b in backbones}
+    return _read_all(dirs, "selection_shares.csv", ["dataset", "backbone"], "heads")
+
+
+def load_cross(pairs: Sequence[tuple[str, str]], backbones: Sequence[str]) -> pd.DataFrame:
+    """Cross-dataset predictions on the whole target set; dataset column 'source->target'."""
+    dirs = {(f"{a}->{b}", bb): cross_dir(a, b, bb) for a, b in pairs for bb in backbones}
+    return _read_all(dirs, "predictions.csv", ["dataset", "backbone"], "cross", dtype={"image": str})
+
+
+def load_zeroshot(datasets: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores: dataset, source, score, image, value, mos; notes: dataset, model, note) of the zero-shot stage."""
+    dirs = {(d,): zeroshot_dir(d) for d in datasets}
+    scores = _read_all(dirs, "scores.csv", ["dataset"], "zeroshot", dtype={"image": str})
+    notes = _read_all(dirs, "notes.csv", ["dataset"], "zeroshot")
+    return scores, notes
+
+
+def split_sizes(splits: pd.DataFrame) -> tuple[int, int]:
+    """Mean (train, test) sizes over splits, for the Nadeau-Bengio correction."""
+    c = splits.groupby(["split", "part"]).size().unstack(fill_value=0)
+    return int(round(c["train"].mean())), int(round(c["test"].mean()))
+
+
+def single_partition(dataset: str) -> bool:
+    """Whether the dataset's split file holds one partition (its per-'split' rows are training seeds)."""
+    return load_splits(splits_path(dataset))["split"].nunique() == 1

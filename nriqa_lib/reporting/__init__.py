@@ -1,0 +1,1 @@
+"""Reporting: table export, figures (seaborn), the report and its generated verdicts."""

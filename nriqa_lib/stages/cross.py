@@ -1,0 +1,32 @@
+"""Stage ``cross``: train on one dataset, predict all of another (every t2.cross pair of configured datasets,
+every pretrained backbone): results/cross/<source>__<target>/<backbone>/predictions.csv."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..backbones import is_control
+from ..io import atomic_path
+from ..paths import cross_dir
+from ..protocol import cross_dataset, cross_heads
+
+PARAMS = ("data.datasets", "data.roots", "features.backbones", "features.threads", "train", "t2.heads",
+          "t2.reference", "t2.cross", "t3")
+
+
+def run(p) -> None:
+    torch.set_num_threads(p.features.threads)
+    Path("results/cross").mkdir(parents=True, exist_ok=True)
+    pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
+    for a, b in pairs:
+        for bb in (x for x in p.features.backbones if not is_control(x)):
+            t = time.time()
+            pred = cross_dataset(p, a, b, bb, cross_heads(p))
+            with atomic_path(cross_dir(a, b, bb) / "predictions.csv") as tmp:
+                pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+            print(f"cross {a}->{b} on {bb}: {pred['head'].nunique()} heads x {pred['split'].nunique()} splits "
+                  f"in {time.time() - t:.1f}s")
+    if not pairs:
+        print("cross: no t2.cross pair with both datasets in data.datasets")

@@ -1,0 +1,82 @@
+"""What each DVC stage reads, derived from the code: the params it declares and the library files it imports
+(the static closure of its module's imports, function-level imports included). tests/test_pipeline.py checks
+that dvc.yaml declares exactly these params and at least these files; ``python -m nriqa_lib.stages.declare``
+prints them."""
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+from pathlib import Path
+
+from . import NOTEBOOKS, STAGES
+
+PKG = Path(__file__).resolve().parents[1]           # nriqa_lib/
+__all__ = ["import_closure", "stage_files", "stage_params"]
+
+
+def _module_file(mod: str) -> Path | None:
+    rel = Path(*mod.split("."))
+    for cand in (PKG.parent / rel.with_suffix(".py"), PKG.parent / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _module_name(f: Path) -> str:
+    rel = f.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@lru_cache(maxsize=None)
+def _imports(f: Path) -> tuple[str, ...]:
+    name = _module_name(f)
+    pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(f.read_text())):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.startswith("nriqa_lib")]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            if not base.startswith("nriqa_lib"):
+                continue
+            out.append(base)
+            out += [f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}")]
+    return tuple(out)
+
+
+def import_closure(module: str) -> set[Path]:
+    """Every nriqa_lib file that importing ``module`` and calling its functions can load (with parents)."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        m = todo.pop()
+        parts = m.split(".")
+        for i in range(1, len(parts) + 1):           # a module loads its packages' __init__ too
+            f = _module_file(".".join(parts[:i]))
+            if f is not None and f not in seen:
+                seen.add(f)
+                todo += list(_imports(f))
+    return seen
+
+
+def stage_files(name: str) -> list[str]:
+    """Library files (relative to the repository root) that stage ``name`` depends on."""
+    mod = STAGES.get(name) or NOTEBOOKS[name]
+    files = import_closure(mod)
+    if name in NOTEBOOKS:
+        files |= import_closure("nriqa_lib.stages.notebook")
+    return sorted(str(f.relative_to(PKG.parent)) for f in files)
+
+
+def stage_params(name: str) -> tuple[str, ...]:
+    from importlib import import_module
+    return tuple(import_module(STAGES.get(name) or NOTEBOOKS[name]).PARAMS)
+
+
+if __name__ == "__main__":
+    for n in [*STAGES, *NOTEBOOKS]:
+        print(f"{n}:\n  params: {list(stage_params(n))}\n  files: {stage_files(n)}")

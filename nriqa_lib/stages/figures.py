@@ -1,0 +1,52 @@
+"""Stage ``figures``: what a trained head looks at, for the report: prediction vs MOS, t-SNE of the hidden
+layer, Grad-CAM, for the T1 head trained on split 0 of the last configured dataset with the first pretrained
+backbone (results/figures/)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backbones import create_backbone, is_control
+from ..data.manifest import load_dataset
+from ..data.splits import load_splits
+from ..explain import gradcam, hidden_embedding
+from ..features import build_transform, load_feature_set, load_image
+from ..paths import features_dir, figures_dir, splits_path
+from ..protocol import jobs_from_splits, train_config
+from ..reporting import plots
+from ..train import train_heads
+
+PARAMS = ("data.datasets", "data.roots", "features.backbones", "features.weights", "train", "t1.head", "t3",
+          "stats.seed")
+
+
+def run(p) -> dict:
+    out = figures_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    d = p.data.datasets[-1]
+    bname = next(b for b in p.features.backbones if not is_control(b))
+    fs = load_feature_set(features_dir(d, bname))
+    man = load_dataset(d, p.data.roots, decode=False)
+    mos = man.table.set_index("image").loc[fs.images, "mos"].to_numpy()
+    job = jobs_from_splits(fs.images, load_splits(splits_path(d)), seed_offset=p.train.seed * 1000)[0]
+    res = train_heads(fs.features, mos, [job], train_config(p, p.t1.head))
+    head = res.heads[0]
+    te = res.predictions[res.predictions["part"] == "test"]
+    paths = {"scatter": plots.save(plots.pred_vs_mos(te, f"{p.t1.head} head on {bname}, {d} split 0 (test)"),
+                                   out / "pred_vs_mos.png")}
+    xy = hidden_embedding(head, fs.features[job.test_idx], seed=p.stats.seed)
+    paths["tsne"] = plots.save(plots.embedding_plot(xy, mos[job.test_idx], f"t-SNE of the head's hidden layer ({d} test)"),
+                               out / "tsne_hidden.png")
+    bb = create_backbone(bname, weights=p.features.weights.get(bname))
+    if hasattr(bb.model, "forward_head") and bb.spec.pooling == "avg":
+        tf = build_transform(bb.preprocess, "squash")
+        order = np.argsort(mos[job.test_idx])
+        pick = [job.test_idx[order[0]], job.test_idx[order[len(order) // 2]], job.test_idx[order[-1]]]
+        cams = []
+        for i in pick:
+            im = load_image(man.root / fs.images[i])
+            cams.append((im.resize((bb.preprocess.size, bb.preprocess.size)), gradcam(bb, head, tf(im)[None]),
+                         f"MOS {mos[i]:.2f}"))
+        paths["gradcam"] = plots.save(plots.gradcam_grid(cams, f"Grad-CAM of the quality score ({bname}, "
+                                                               f"{p.t1.head} head)"), out / "gradcam.png")
+    print(f"figures: {', '.join(str(v) for v in paths.values())}")
+    return paths

@@ -1,0 +1,26 @@
+"""Stage ``heads@<dataset>``: every head of every backbone on every split (results/heads/<dataset>/<backbone>/)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..data.manifest import load_dataset
+from ..data.splits import load_splits
+from ..paths import heads_dir, splits_path
+from ..protocol import run_heads, save_heads
+
+PARAMS = ("data.roots", "features.backbones", "features.threads", "train", "t1.head", "t2.heads", "t2.reference",
+          "t3")
+
+
+def run(p, dataset: str, backbones: list[str] | None = None) -> None:
+    torch.set_num_threads(p.features.threads)
+    manifest = load_dataset(dataset, p.data.roots, decode=False)
+    splits = load_splits(splits_path(dataset))
+    for backbone in backbones or p.features.backbones:
+        t = time.time()
+        pred, shares = run_heads(p, dataset, backbone, manifest=manifest, splits=splits)
+        save_heads(pred, shares, heads_dir(dataset, backbone))
+        print(f"heads on {dataset}/{backbone}: {pred['head'].nunique()} specs x {pred['split'].nunique()} splits "
+              f"in {time.time() - t:.1f}s")

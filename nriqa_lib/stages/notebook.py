@@ -1,0 +1,70 @@
+"""The notebook stages (data_overview, t1_backbones ... report): run notebooks/<name>.ipynb with papermill into
+results/<dir>/<name>__<tag>.ipynb and render the same name as .html with nbconvert. Each notebook calls one
+analysis function; its params are that function's module's ``PARAMS``."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..io import umask
+
+__all__ = ["run_notebook"]
+
+
+def _deterministic(nb_path: Path, final: Path) -> None:
+    """Drop what changes between two runs of the same inputs (papermill's timestamps and durations, the
+    kernel's execution timestamps), so a rerun renders byte-identical .ipynb/.html and DVC sees no change."""
+    import nbformat
+    nb = nbformat.read(str(nb_path), as_version=4)
+    pm_meta = nb.metadata.get("papermill", {})
+    for k in ("start_time", "end_time", "duration", "exception"):
+        pm_meta.pop(k, None)
+    pm_meta["output_path"] = str(final)
+    for i, c in enumerate(nb.cells):
+        if "injected-parameters" in c.metadata.get("tags", []):
+            c["id"] = f"injected-parameters-{i}"
+        c.metadata.pop("execution", None)
+        pmc = c.metadata.get("papermill", {})
+        for k in ("start_time", "end_time", "duration", "exception", "status"):
+            pmc.pop(k, None)
+    nbformat.write(nb, str(nb_path))
+
+
+def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = None) -> None:
+    """Run notebooks/<name>.ipynb with papermill into out_dir (created) and render HTML with nbconvert.
+
+    The executed notebook is named after its parameters: <name>__<tag>.ipynb (dvc.yaml builds the tag).
+    Work happens in ``out_dir/.tmp-nb-<pid>``; leftovers of killed runs are removed first, and SIGTERM
+    (what ``kill`` and DVC send) unwinds through the same cleanup as an error.
+    """
+    import shutil
+    import signal
+    import papermill as pm
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)      # papermill does not create output folders
+    for old in list(out.glob(".tmp-nb-*")) + list(out.glob("tmp*")):
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stem = f"{name}__{tag}" if tag else name
+    target = out / f"{stem}.ipynb"
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-nb-"))
+    try:
+        nb_tmp = tmp / target.name
+        pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
+                            "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd())
+        _deterministic(nb_tmp, target)
+        from nbconvert import HTMLExporter
+        html, _ = HTMLExporter().from_filename(str(nb_tmp))
+        (tmp / f"{name}.html").write_text(html, encoding="utf-8")
+        for f in (nb_tmp, tmp / f"{name}.html"):
+            os.chmod(f, 0o666 & ~umask())
+        os.replace(nb_tmp, target)
+        os.replace(tmp / f"{name}.html", out / f"{stem}.html")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{target} and {out / (stem + '.html')}")
+
+

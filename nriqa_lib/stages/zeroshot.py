@@ -1,0 +1,27 @@
+"""Stage ``zeroshot@<dataset>``: every zero-shot score per image (the magnitude cue on every backbone's
+features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): results/zeroshot/<dataset>/."""
+from __future__ import annotations
+
+from ..data.manifest import load_dataset
+from ..features import load_feature_set
+from ..io import atomic_path
+from ..paths import features_dir, zeroshot_dir
+from ..zeroshot import dataset_scores
+
+PARAMS = ("data.roots", "features.backbones", "features.weights", "t4")
+
+
+def run(p, dataset: str) -> None:
+    man = load_dataset(dataset, p.data.roots, decode=False)
+    feats = {}
+    for bb in p.features.backbones:
+        fs = load_feature_set(features_dir(dataset, bb))
+        pos = {im: i for i, im in enumerate(fs.images)}
+        feats[bb] = fs.features[[pos[im] for im in man.table["image"]]]
+    scores, notes = dataset_scores(man, feats, p.t4.clip_models, dict(p.features.weights), p.t4)
+    out = zeroshot_dir(dataset)
+    for name, df in (("scores.csv", scores), ("notes.csv", notes)):
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.8g", lineterminator="\n")
+    print(f"zeroshot on {dataset}: {scores.groupby(['source', 'score']).ngroups} scores; "
+          f"{len(notes)} CLIP model(s) not run")
