@@ -1,7 +1,16 @@
 """Benchmark: ``python -m nriqa_lib.bench`` prints ``name: value`` lines (speed/memory targets live here,
 not in timed tests).
 
-- heads/s for 60 heads on a 1162 x 1280 feature matrix, trained batched vs one at a time (goal >= 10x);
+- heads/s for 60 heads on a 1162 x 1280 feature matrix, trained batched vs one at a time, and the heads
+  roofline: the workload's lower-bound time on this machine, measured in the same run.
+
+  Model of the bound: time >= FLOPs / F + optimizer bytes / W, where F is the measured fp32 matmul rate at
+  the heads' shapes ((B x d) @ (d x h), batched over the heads) and W the bandwidth a fused torch Adam step
+  achieves over the stacked weights (it reads param, grad, m, v and writes param, m, v: 28 bytes per
+  parameter). FLOPs per training sample of a d-h-h-1 head: forward 2(dh + h^2 + h); backward weight grads of
+  all layers + input grads of layers 2 and 3, i.e. 4dh + 6h^2 + 6h in all; plus a forward pass per
+  selection image per epoch and over all N images at the end. Elementwise work (activations, loss, the
+  pairwise margin term), gathers and Python are not in the bound: they are what the ratio measures.
 - extraction images/s for tf_efficientnet_lite0 on CLIVE (decode + transform + forward, our pipeline) vs a
   bare timm forward loop over the same, already transformed tensors (goal: within 1.3x);
 - peak resident memory.
@@ -37,7 +46,51 @@ def bench_heads(n_heads: int = 60, epochs: int = 3, n: int = 1162, d: int = 1280
         train_heads(X, y, [j], cfg)
     single = time.perf_counter() - t
     return {"heads_per_s_batched": n_heads / batched, "heads_per_s_one_at_a_time": n_heads / single,
-            "heads_speedup": single / batched, "heads_epochs": epochs}
+            "heads_speedup": single / batched, "heads_epochs": epochs, "heads_batched_s": batched}
+
+
+def heads_workload(n_heads: int, epochs: int, n_train: int, n_sel: int, n: int, d: int, h: int,
+                   batch: int) -> dict[str, float]:
+    """FLOPs and optimizer bytes of training ``n_heads`` d-h-h-1 heads (see the module docstring)."""
+    fwd = 2 * (d * h + h * h + h)
+    train = 4 * d * h + 6 * h * h + 6 * h
+    params = d * h + h + h * h + h + h + 1
+    steps = epochs * -(-n_train // batch)
+    flops = n_heads * (epochs * (n_train * train + n_sel * fwd) + n * fwd)
+    return {"flops": float(flops), "opt_bytes": float(28 * params * n_heads * steps), "steps": steps,
+            "params": params * n_heads}
+
+
+def machine_rates(n_heads: int = 60, d: int = 1280, h: int = 512, batch: int = 64, reps: int = 5) -> dict[str, float]:
+    """Measured fp32 batched-matmul GFLOP/s at the heads' shapes and the fused-Adam bandwidth (GB/s)."""
+    a, b = torch.randn(n_heads, batch, d), torch.randn(n_heads, d, h)
+    torch.bmm(a, b)
+    t = time.perf_counter()
+    for _ in range(reps):
+        torch.bmm(a, b)
+    gflops = reps * 2 * n_heads * batch * d * h / (time.perf_counter() - t) / 1e9
+    ps = [torch.zeros(n_heads, d, h, requires_grad=True), torch.zeros(n_heads, h, h, requires_grad=True)]
+    for p in ps:
+        p.grad = torch.randn_like(p) * 1e-3
+    opt = torch.optim.Adam(ps, lr=1e-3, fused=True)
+    opt.step()
+    t = time.perf_counter()
+    for _ in range(reps):
+        opt.step()
+    nbytes = 28 * sum(p.numel() for p in ps)
+    return {"matmul_gflops": gflops, "adam_gb_per_s": reps * nbytes / (time.perf_counter() - t) / 1e9}
+
+
+def bench_heads_roofline(n_heads: int = 60, epochs: int = 3, n: int = 1162, d: int = 1280, h: int = 512,
+                         batch: int = 64, measured_s: float | None = None) -> dict[str, float]:
+    rates = machine_rates(n_heads, d, h, batch)
+    w = heads_workload(n_heads, epochs, 813, 116, n, d, h, batch)
+    bound = w["flops"] / (rates["matmul_gflops"] * 1e9) + w["opt_bytes"] / (rates["adam_gb_per_s"] * 1e9)
+    out = {**rates, "heads_workload_gflop": w["flops"] / 1e9, "heads_optimizer_gb": w["opt_bytes"] / 1e9,
+           "heads_optimizer_steps": w["steps"], "heads_bound_s": bound}
+    if measured_s is not None:
+        out.update(heads_measured_s=measured_s, heads_roofline_ratio=measured_s / bound)
+    return out
 
 
 def bench_extraction(root: str, n_images: int = 256, batch_size: int = 8) -> dict[str, float]:
@@ -75,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     out = {"threads": a.threads}
     out.update(bench_heads())
+    out.update(bench_heads_roofline(measured_s=out["heads_batched_s"]))
     if os.path.isdir(a.clive):
         out.update(bench_extraction(a.clive, a.images))
     else:

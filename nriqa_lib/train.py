@@ -226,13 +226,18 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
         with torch.no_grad():
             pred_sel = batched(params, buffers, X[sel_pad]).numpy()
         base.train()
+        improved = []
         for m in range(M):
             r = _srcc(pred_sel[m, :len(sel[m])], sel_y[m])
             hist.append((m, ep, r))
             if r > best[m]:
                 best[m], best_epoch[m] = r, ep
+                improved.append(m)
+        if improved:                            # one indexed copy per parameter for all improved heads
+            ix = torch.as_tensor(improved)
+            with torch.no_grad():
                 for k in names:
-                    best_state[k][m] = params[k][m].detach()
+                    best_state[k][ix] = params[k][ix]
     for v in leaves:
         v.grad = None
         v.requires_grad_(False)
@@ -243,8 +248,9 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
         h.load_state_dict({k: best_state[k][m] for k in names} | {k: v[m] for k, v in buffers.items()})
         h.eval()
         trained.append(h)
-    with torch.no_grad():
-        final = torch.stack([h(X) for h in trained]).numpy()
+    base.eval()
+    with torch.no_grad():                       # every head on every image in one batched pass
+        final = batched(best_state, buffers, X.expand(M, *X.shape)).numpy()
     history = pd.DataFrame(hist, columns=["job", "epoch", f"{cfg.select_on}_srcc"])
     return TrainResult(trained, best_epoch, _long_predictions(list(final), y.numpy(), jobs), history)
 

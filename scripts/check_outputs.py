@@ -16,7 +16,10 @@ for stage, files in {
     "t2": ["t2_activations__*.html", "tables/t2_activations.csv", "tables/t2_tests.csv", "metrics.json"],
     "t3": ["t3_selection__*.html", "tables/t3_selection.csv", "tables/t3_shares.csv", "figures/t3_shares.png"],
     "t4": ["t4_zeroshot__*.html", "tables/t4_zeroshot.csv", "tables/t4_tests.csv", "metrics.json"],
-    "report": ["report__*.html", "report.md", "claims.tex", "tables.tex", "figures/tsne_hidden.png"],
+    "report": ["report__*.html", "report.md", "claims.tex", "tables.tex"],
+    "figures": ["tsne_hidden.png", "pred_vs_mos.png", "gradcam.png"],
+    "cross": ["synthetic__clive/tf_efficientnet_lite0/predictions.csv"],
+    "zeroshot": ["clive/scores.csv", "clive/notes.csv"],
 }.items():
     for f in files:
         if not list((Path("results") / stage).glob(f)):
@@ -33,5 +36,8 @@ if not {"p_holm", "p_wilcoxon_holm", "mde80", "min_p_wilcoxon"} <= set(tests.col
     errors.append("T2 tests lack Holm-adjusted p-values in [0, 1]")
 if "±" not in Path("results/t1/tables/t1_backbones.md").read_text():
     errors.append("T1 table has no uncertainty (mean ± sd)")
+for nb in Path("results").glob("*/*.ipynb"):
+    if '"name": "stderr"' in nb.read_text():
+        errors.append(f"{nb} shows stderr output to the reader")
 print("\n".join(errors) or "check: pipeline outputs OK")
 sys.exit(1 if errors else 0)

@@ -43,7 +43,6 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     scores, notes_df = load_zeroshot(p.data.datasets)
     rows, tests, preds = [], [], {}
     for (d, src, score), g in scores.groupby(["dataset", "source", "score"], sort=False):
-        g = g.sort_values("image")
         vals, mos = g["value"].to_numpy(), g["mos"].to_numpy()
         rows.append(_zs_row(d, src, score, vals, mos, n_boot, seed))
         preds[(d, src, score)] = (vals, mos)

@@ -30,6 +30,7 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
         out = out.reset_index()
     for c in out.columns:
         out[c] = [_fmt_value(str(c), v) for v in out[c]]
+    out.columns.name = None
     return out
 
 
@@ -48,6 +49,11 @@ def folded(df: pd.DataFrame, summary: str, columns=None):
                 + "</details>")
 
 
+def _p(p: float) -> str:
+    """A p-value for reading; 0 from a bootstrap means below its resolution."""
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
 def verdict(tests: pd.DataFrame, alpha: float, what: str = "comparisons") -> str:
     """The table's verdict in words (Markdown): which differences are significant after Holm, their sizes,
     and the smallest difference the family could have detected."""
@@ -56,7 +62,7 @@ def verdict(tests: pd.DataFrame, alpha: float, what: str = "comparisons") -> str
     diff = "diff" if "diff" in tests else "srcc_diff"
     sig = tests[tests["significant"].astype(bool)]
     where = (lambda r: "/".join(str(r[c]) for c in ("dataset", "backbone") if c in r and pd.notna(r[c])))
-    parts = [f"{r['a']} vs {r['b']} on {where(r)}: {r[diff]:+.3f} (Holm p {r['p_holm']:.3g})"
+    parts = [f"{r['a']} vs {r['b']} on {where(r)}: {r[diff]:+.3f} (Holm p {_p(r['p_holm'])})"
              for _, r in sig.sort_values(diff, key=abs, ascending=False).iterrows()]
     head = f"**Verdict:** {len(sig)} of {len(tests)} {what} are significant after Holm (alpha {alpha:g})"
     body = (": " + "; ".join(parts[:8]) + ("; ..." if len(parts) > 8 else "") + ".") if parts else "."

@@ -57,7 +57,9 @@ def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = No
                             "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd())
         _deterministic(nb_tmp, target)
         from nbconvert import HTMLExporter
-        html, _ = HTMLExporter().from_filename(str(nb_tmp))
+        # the HTML reads like a results section: outputs only (the .ipynb keeps the code)
+        html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                               exclude_output_prompt=True).from_filename(str(nb_tmp))
         (tmp / f"{name}.html").write_text(html, encoding="utf-8")
         for f in (nb_tmp, tmp / f"{name}.html"):
             os.chmod(f, 0o666 & ~umask())
