@@ -1,4 +1,5 @@
-"""Training P1's heads on cached features: many heads at once (torch.func.vmap over stacked weights).
+"""Training P1's heads on cached features: many heads at once, over stacked weights (the Linear layers as
+batched matmuls, :class:`_StackedLinear`; activations with per-channel parameters through torch.func.vmap).
 
 Loss (P1, STUDY_SPEC.md section 1): MSE + P1's pairwise margin ranking term over the pairs of a
 mini-batch (:func:`iqa_loss`). P1's code passes (prediction, target) swapped; ``margin_loss_swapped``
