@@ -30,6 +30,33 @@ def _writable(*dirs: str) -> None:
             raise OSError(errno.EACCES, "not writable (read-only file system or permissions)", str(p))
 
 
+def _weights(p, action: str, names: list[str]) -> int:
+    """``weights list|check|fetch``: where each backbone's weights come from, whether they are here, and a
+    download into the HF cache when online. check exits 2 when any is absent."""
+    from .backbones import REGISTRY, unknown_backbone_message
+    from .backbones.weights import fetch_weights, weight_source
+    names = names or list(dict.fromkeys([*p.features.backbones, *p.t4.clip_models]))
+    for n in names:
+        if n not in REGISTRY:
+            raise ConfigError(unknown_backbone_message(n, "weights"))
+    absent = []
+    for n in names:
+        if action == "fetch":
+            print(f"{n}: {fetch_weights(REGISTRY[n])}")
+            continue
+        w = weight_source(REGISTRY[n], p.features.weights.get(n))
+        size = f"{w['size_mb']} MB" if w["size_mb"] is not None else "size unknown"
+        state = "present" if w["present"] else "ABSENT"
+        print(f"{n}: {w['kind']} {w['source']} ({size}) {state}" + (f" at {w['path']}" if w["path"] else ""))
+        if not w["present"]:
+            absent.append(n)
+    if action == "check" and absent:
+        print(f"error: weights absent offline for {', '.join(absent)} (python -m nriqa_lib.cli weights fetch, or "
+              f"features.weights.<backbone>: /path/file)", file=sys.stderr)
+        return 2
+    return 0
+
+
 # stage -> the folders it writes (checked before any work)
 OUTPUTS = {"features": ("features", "cache/features"), "heads": ("results/heads",), "cross": ("results/cross",),
            "zeroshot": ("results/zeroshot", "cache/maclip"), "figures": ("results/figures",), "splits": ("splits",)}
@@ -53,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--backbone", action="append", help="restrict to this backbone (repeatable)")
     for name in ("synthetic", "cross", "figures"):
         sub.add_parser(name)
+    s = sub.add_parser("weights", help="list / check / fetch the weights of the configured backbones (features."
+                                       "backbones + t4.clip_models, or the names given)")
+    s.add_argument("action", choices=["list", "check", "fetch"])
+    s.add_argument("backbones", nargs="*")
     s = sub.add_parser("profile", help="run a params profile as a DVC experiment (dvc exp run -S ...), e.g. "
                                        "`profile paper params-paper.yaml`; params.yaml is left as it is")
     s.add_argument("name")
@@ -67,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         p = load_params(a.params)
         from . import stages
+        if a.cmd == "weights":
+            return _weights(p, a.action, a.backbones)
         if a.cmd == "profile":
             from .profiles import run_profile
             load_params(a.file)                     # the profile itself must be valid
@@ -88,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             kw = {k: v for k, v in (("dataset", getattr(a, "dataset", None)), ("stamp", getattr(a, "stamp", None)),
                                     ("backbones", getattr(a, "backbone", None))) if v is not None}
             stages.stage_module(a.cmd).run(stages.view(p, a.cmd), **kw)
-    except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:
+    except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:   # WeightsError is a FileNotFoundError
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     except OSError as e:                      # disk full, read-only file system, permissions

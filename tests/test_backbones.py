@@ -125,3 +125,45 @@ def test_openai_clip_from_local_file_uses_quickgelu(name, arch, tmp_path):
     x = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.allclose(bb(x), ref.encode_image(x), atol=1e-5)
+
+
+def _hf_cache_file(cache, repo, filename, tensors):
+    """Save ``tensors`` as a standard HF hub cache entry: models--org--name/snapshots/<rev>/<file> + refs/main."""
+    from safetensors.torch import save_file
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    d = cache / f"models--{repo.replace('/', '--')}"
+    (d / "snapshots" / rev).mkdir(parents=True)
+    (d / "refs").mkdir()
+    (d / "refs" / "main").write_text(rev)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(d / "snapshots" / rev / filename))
+
+
+@pytest.mark.parametrize("name,lib,arch,repo,filename", [
+    ("resnet50", "timm", "resnet50", "timm/resnet50.a1_in1k", "model.safetensors"),
+    ("clip_rn50", "open_clip", "RN50", "timm/resnet50_clip.openai", "open_clip_model.safetensors")])
+def test_weights_from_the_standard_hf_cache(name, lib, arch, repo, filename, tmp_path, monkeypatch, capsys):
+    """The HF-cache route, with random weights saved in the release's own format: loaded tensors equal the saved
+    ones; `weights check` says absent before and present after, offline."""
+    from nriqa_lib import cli
+    from conftest import REPO
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["--params", str(REPO / "params.yaml"), "weights", "check", name]) == 2
+    assert "ABSENT" in capsys.readouterr().out
+    torch.manual_seed(11)
+    if lib == "timm":
+        import timm
+        ref = timm.create_model(arch, pretrained=False)
+    else:
+        import open_clip
+        ref = open_clip.create_model(arch, force_quick_gelu=True)
+    sd = ref.state_dict()
+    _hf_cache_file(tmp_path / "hub", repo, filename, sd)
+    assert cli.main(["--params", str(REPO / "params.yaml"), "weights", "check", name]) == 0
+    out = capsys.readouterr().out
+    assert f"hf HF {repo}/{filename}" in out and "present" in out
+    bb = create_backbone(name)
+    assert bb.weight_id.startswith("hf:")
+    got = bb.model.state_dict()
+    for k, v in sd.items():
+        assert torch.equal(got[k], v), k

