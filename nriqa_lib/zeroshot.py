@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .data.manifest import Manifest
 from .features import load_image
-from .io import atomic_path, atomic_write_text
+from .io import atomic_path
 
 PosMode = Literal["drop", "interpolate", "keep"]
 PROMPT_PAIRS: tuple[tuple[str, str], ...] = (

@@ -1,5 +1,3 @@
-import shutil
-
 import pandas as pd
 import pytest
 import yaml
@@ -129,7 +127,6 @@ def test_unwritable_output_fails_before_work(tmp_path, monkeypatch, capsys):
 
 def test_disk_full_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     import errno
-    import numpy as np
     from nriqa_lib.data.splits import save_splits
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "splits" / "x.csv"))

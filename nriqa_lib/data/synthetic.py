@@ -8,13 +8,11 @@ Same seed -> byte-identical images (PNG) and manifest.
 """
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from PIL import Image, ImageEnhance, ImageFilter
 from skimage import data as skdata
 from skimage.color import rgb2gray
@@ -103,18 +101,3 @@ def generate(out_root: str | Path, manifest: str | Path, seed: int = 0, sources=
     df = pd.DataFrame(rows)
     atomic_write_text(manifest, df.to_csv(index=False, lineterminator="\n"))
     return df
-
-
-def main(argv: list[str] | None = None) -> None:
-    from ..config import load_params
-    ap = argparse.ArgumentParser(description="generate the embedded synthetic IQA set")
-    ap.add_argument("--params", default="params.yaml")
-    a = ap.parse_args(argv)
-    p = load_params(a.params)
-    df = generate(p.data.synthetic_root, Path("data_manifests") / "synthetic.csv", seed=p.data.synthetic_seed)
-    print(f"synthetic: {len(df)} images, {df['group'].nunique()} sources, pseudo-MOS "
-          f"{df['mos_raw'].min():.1f}-{df['mos_raw'].max():.1f} (SSIM x 100, not human opinions)")
-
-
-if __name__ == "__main__":
-    main()
