@@ -77,16 +77,17 @@ def resolve_weights(spec, weights: str | None = None) -> tuple[str, str]:
                 return "hf", got
     raise WeightsError(
         f"weights for backbone {spec.name!r} not found offline: {repo or spec.arch}/{names[0]} is not in the HF "
-        f"cache ({cache}) and no local file was given; on a machine with internet run "
+        f"cache ({hf_cache_dir(expand=False)}) and no local file was given; on a machine with internet run "
         f"`huggingface-cli download {repo} {names[0]}` and copy the cache here, or set "
         f"features.weights.{spec.name}: /path/to/{names[0]} in params.yaml")
 
 
-def hf_cache_dir() -> str:
+def hf_cache_dir(expand: bool = True) -> str:
     """The standard Hugging Face hub cache, read from the environment at call time (HF_HUB_CACHE, else
-    HF_HOME/hub, else ~/.cache/huggingface/hub)."""
-    return os.path.expanduser(os.environ.get("HF_HUB_CACHE")
-                              or os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub"))
+    HF_HOME/hub, else ~/.cache/huggingface/hub); ``expand=False`` keeps '~' (messages that end up in tables
+    then do not depend on the user's home folder)."""
+    raw = os.environ.get("HF_HUB_CACHE") or os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
+    return os.path.expanduser(raw) if expand else raw
 
 
 def weight_source(spec, weights: str | None = None) -> dict:
