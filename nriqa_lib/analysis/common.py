@@ -11,14 +11,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..backbones import is_control
 from ..data.splits import load_splits
 from ..metrics import all_metrics
 from ..paths import single_partition, split_sizes, splits_path
 from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
                      two_level_bootstrap)
 
-__all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "real_backbones", "prediction_matrix",
+__all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs"]
 
 METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
@@ -129,7 +128,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
             else:
                 sel = np.logical_and.reduce([pred[c] == v for c, v in tags.items()])
                 pa, mos = prediction_matrix(pred[sel & (pred[factor] == a)])
-                pb, mos_b = prediction_matrix(pred[sel & (pred[factor] == b)])
+                pb, _ = prediction_matrix(pred[sel & (pred[factor] == b)])
                 bt = two_level_bootstrap(pa, mos, pb, n_boot=n_boot, seed=seed, head_inflation=d.head_inflation)
                 row.update(diff=bt["value"], ci_low=bt["ci_low"], ci_high=bt["ci_high"], se=bt["se"],
                            test=f"two-level bootstrap ({d.what}, then images)", p=bt["p"], p_wilcoxon=np.nan)
@@ -223,10 +222,6 @@ def protocol(select_on: str) -> str:
     if select_on == "test":
         return "paper-faithful protocol: epoch chosen on the test part itself (optimistic, as P1)"
     return "clean protocol: epoch chosen on val"
-
-
-def real_backbones(backbones: Sequence[str]) -> list[str]:
-    return [b for b in backbones if not is_control(b)]
 
 
 def ci_label(summary: pd.DataFrame) -> str:

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..backbones import pretrained
 from ..paths import load_cross, load_predictions
 from ..reporting import plots
 from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, ci_label, compare, cross_designs, designs, family_note, protocol, real_backbones,
+from .common import (METRICS, ci_label, compare, cross_designs, designs, family_note, protocol,
                      split_metrics, summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t2.heads", "t2.reference", "t2.cross", "stats")
@@ -19,7 +20,7 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     """T2: the activation ablation per backbone and dataset, tests vs t2.reference (Holm family: one head
     vs the reference over every dataset x backbone, i.e. one P1 claim); plus cross-dataset."""
     out, tdir, fdir = table_dirs(out_dir)
-    backbones = real_backbones(p.features.backbones)
+    backbones = pretrained(p.features.backbones)
     pred = load_predictions(p.data.datasets, backbones)
     heads = list(dict.fromkeys([p.t2.reference, *p.t2.heads]))
     pred = pred[pred["head"].isin(heads) & (pred["part"] == "test")]

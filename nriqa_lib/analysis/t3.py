@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..backbones import pretrained
 from ..paths import load_predictions, load_shares
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
 from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
-from .common import METRICS, compare, designs, family_note, protocol, real_backbones, split_metrics, summarize_groups
+from .common import METRICS, compare, designs, family_note, protocol, split_metrics, summarize_groups
 
 PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t2.heads", "t2.reference", "stats")
 __all__ = ["PARAMS", "t3_selection", "best_fixed"]
@@ -31,7 +32,7 @@ def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     mean SRCC on val (on test only under the paper profile's select_on: test), with per-channel selection
     shares. Holm family: one selection head vs best fixed across datasets x backbones."""
     out, tdir, fdir = table_dirs(out_dir)
-    backbones = real_backbones(p.features.backbones)
+    backbones = pretrained(p.features.backbones)
     pred = load_predictions(p.data.datasets, backbones)
     fixed = [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads]) if get_predictor(h).fixed_activation]
     best = best_fixed(pred, fixed, p.train.select_on)

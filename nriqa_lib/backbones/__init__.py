@@ -7,7 +7,7 @@ PE = an intermediate layer, CLIP/SigLIP = the pooled image embedding, CNN = glob
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -16,7 +16,7 @@ from torch import nn
 from .weights import WeightsError, resolve_weights
 
 __all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register",
-           "unknown_backbone_message", "list_backbones", "is_control"]
+           "unknown_backbone_message", "list_backbones", "is_control", "pretrained"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -67,6 +67,11 @@ def list_backbones(family: str | None = None) -> list[str]:
 def is_control(name: str) -> bool:
     """A control backbone: the same architecture with seeded random weights (never pretrained)."""
     return REGISTRY[name].random_init
+
+
+def pretrained(names) -> list[str]:
+    """The names that are not controls, in order (the backbones T2, T3, cross and figures study)."""
+    return [n for n in names if not is_control(n)]
 
 
 for _s in [

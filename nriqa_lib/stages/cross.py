@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..backbones import is_control
+from ..backbones import pretrained
 from ..io import atomic_path
 from ..paths import cross_dir
 from ..protocol import cross_dataset, cross_heads
@@ -21,7 +21,7 @@ def run(p) -> None:
     Path("results/cross").mkdir(parents=True, exist_ok=True)
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
     for a, b in pairs:
-        for bb in (x for x in p.features.backbones if not is_control(x)):
+        for bb in pretrained(p.features.backbones):
             t = time.time()
             pred = cross_dataset(p, a, b, bb, cross_heads(p))
             with atomic_path(cross_dir(a, b, bb) / "predictions.csv") as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backbones import create_backbone, is_control
+from ..backbones import create_backbone, pretrained
 from ..data.manifest import load_dataset
 from ..data.splits import load_splits
 from ..explain import gradcam, hidden_embedding
@@ -23,7 +23,7 @@ def run(p) -> dict:
     out = figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     d = p.data.datasets[-1]
-    bname = next(b for b in p.features.backbones if not is_control(b))
+    bname = pretrained(p.features.backbones)[0]
     fs = load_feature_set(features_dir(d, bname))
     man = load_dataset(d, p.data.roots, decode=False)
     mos = man.table.set_index("image").loc[fs.images, "mos"].to_numpy()
