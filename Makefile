@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test bench manifests clean
+.PHONY: install repro test smoke bench manifests clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ repro: install
 
 test: install
 	bash scripts/test.sh
+
+# the smoke profile (random weights: checks the code path, not results) through `cli profile`, in .smoke/
+smoke: install
+	python scripts/smoke.py
 
 bench: install
 	python -m nriqa_lib.bench

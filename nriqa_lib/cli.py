@@ -58,7 +58,8 @@ def _weights(p, action: str, names: list[str]) -> int:
 
 # stage -> the folders it writes (checked before any work)
 OUTPUTS = {"features": ("features", "cache/features"), "heads": ("results/heads",), "cross": ("results/cross",),
-           "zeroshot": ("results/zeroshot", "cache/maclip"), "figures": ("results/figures",), "splits": ("splits",)}
+           "zeroshot": ("results/zeroshot", "cache/maclip"), "figures": ("results/figures",), "splits": ("splits",),
+           "finetune": ("results/finetune", "cache/finetune")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("check", help="check params.yaml and every configured dataset root")
     s.add_argument("--stamp", help="on success write this file (constant content; the DVC stage every stage "
                                    "depends on, so a bad param stops `dvc repro` before any output is removed)")
+    s.add_argument("--weights-out", help="write the identity of every configured backbone's weights here (JSON)")
     for name in ("splits", "zeroshot"):
         sub.add_parser(name).add_argument("--dataset", required=True)
     s = sub.add_parser("hash", help="write every image's sha256 into data_manifests/<dataset>.csv (once you have "
                                     "the images; later runs then verify them)")
     s.add_argument("--dataset", required=True)
-    for name in ("features", "heads"):
+    for name in ("features", "heads", "finetune"):
         s = sub.add_parser(name, help=f"{name} of every backbone in features.backbones (or --backbone) on a dataset")
         s.add_argument("--dataset", required=True)
         s.add_argument("--backbone", action="append", help="restrict to this backbone (repeatable)")
+    s.add_argument("--regime", action="append", choices=["lora", "full"], help="restrict to this regime (repeatable)")
     for name in ("synthetic", "cross", "figures"):
         sub.add_parser(name)
     s = sub.add_parser("weights", help="list / check / fetch the weights of the configured backbones (features."
@@ -118,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise ConfigError(unknown_backbone_message(b, "--backbone"))
             _writable(*OUTPUTS.get(a.cmd, ()))
             kw = {k: v for k, v in (("dataset", getattr(a, "dataset", None)), ("stamp", getattr(a, "stamp", None)),
-                                    ("backbones", getattr(a, "backbone", None))) if v is not None}
+                                    ("weights_out", getattr(a, "weights_out", None)),
+                                    ("backbones", getattr(a, "backbone", None)),
+                                    ("regimes", getattr(a, "regime", None))) if v is not None}
             stages.stage_module(a.cmd).run(stages.view(p, a.cmd), **kw)
     except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:   # WeightsError is a FileNotFoundError
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)

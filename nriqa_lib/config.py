@@ -34,6 +34,8 @@ class Data:
         **{d: f"/path/to/{d}" for d in ("koniq10k", "kadid10k", "spaq", "agiqa3k", "agiqa1k", "csiq", "tid2013", "live")}})
     synthetic_root: str = "data/synthetic"
     synthetic_seed: int = 0
+    limit: int = 0                     # > 0: a seeded sample of this many images per dataset (a quick first try)
+    limit_seed: int = 0
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Features:
     threads: int = 2
     chunk_size: int = 256
     weights: dict[str, str] = field(default_factory=dict)   # backbone -> local weight file
+    pretrained: bool = True            # false: seeded random weights everywhere (smoke profile: checks the code path)
+    image_size: int = 0                # > 0: every backbone at this input size (ViTs built for it); 0 = its own
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Train:
     select_on: str = "val"             # val (clean protocol) | test (P1's optimistic, paper-faithful only)
     seed: int = 0
     single_split_seeds: int = 5        # training seeds on a dataset with one split (KonIQ's official one)
+    # dataset -> {train key: value} where a dataset differs (P1: epochs 30 for CLIVE, 15 elsewhere)
+    per_dataset: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +109,28 @@ class T4:
 
 
 @dataclass
+class Finetune:
+    """P1's image-level regimes (STUDY_SPEC.md section 2): LoRA r 4, alpha 8, dropout 0.05 on the attention q/k
+    projections (conv LoRA on CNNs), or full fine-tuning; head, loss, epochs and batches as ``train``."""
+    regimes: list[str] = field(default_factory=list)      # lora | full; empty = off (2 CPU cores cannot afford it)
+    backbones: list[str] = field(default_factory=list)    # empty = the pretrained ones of features.backbones
+    lr_backbone: float = 5e-6          # full fine-tuning; LoRA adapters use train.lr (as P1)
+    lora_r: int = 4
+    lora_alpha: int = 8
+    lora_dropout: float = 0.05
+    max_splits: int = 0                # > 0: only the first N splits (a quick first try)
+
+
+@dataclass
+class Run:
+    """Where the work runs (never changes the protocol): device, mixed precision, data-loading workers."""
+    device: str = "auto"               # auto (cuda when available) | cpu | cuda | cuda:N
+    amp: str = "auto"                  # auto (bf16 autocast on CUDA, none on CPU) | bf16 | off
+    workers: int = 0                   # DataLoader workers (pinned memory + persistent workers when > 0 on CUDA)
+    launcher: str = "python"           # how features/finetune start: python | torchrun --nproc_per_node N | srun ...
+
+
+@dataclass
 class Stats:
     alpha: float = 0.05
     n_boot: int = 1000
@@ -119,6 +147,8 @@ class Params:
     t2: T2 = field(default_factory=T2)
     t3: T3 = field(default_factory=T3)
     t4: T4 = field(default_factory=T4)
+    finetune: Finetune = field(default_factory=Finetune)
+    run: Run = field(default_factory=Run)
     stats: Stats = field(default_factory=Stats)
 
 
@@ -164,11 +194,14 @@ def _typed(v, t, key: str):
 # range table reads as the documentation of what each knob accepts.
 RANGES: dict[str, tuple[float | None, float | None, bool]] = {   # key: (low, high, low exclusive)
     "data.synthetic_seed": (0, None, False),
+    "data.limit": (0, None, False),
+    "data.limit_seed": (0, None, False),
     "splits.n_splits": (1, None, False),
     "splits.seed": (0, None, False),
     "features.batch_size": (1, None, False),
     "features.threads": (1, None, False),
     "features.chunk_size": (1, None, False),
+    "features.image_size": (0, None, False),
     "train.epochs": (1, None, False),
     "train.lr": (0, None, True),
     "train.batch_size": (1, None, False),
@@ -179,6 +212,12 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {   # key: (low, hi
     "train.micro_batch": (0, None, False),
     "train.seed": (0, None, False),
     "train.single_split_seeds": (1, None, False),
+    "finetune.lr_backbone": (0, None, True),
+    "finetune.lora_r": (1, None, False),
+    "finetune.lora_alpha": (0, None, True),
+    "finetune.lora_dropout": (0, 1, False),
+    "finetune.max_splits": (0, None, False),
+    "run.workers": (0, None, False),
     "t3.temperature": (0, None, True),
     "t3.entropy_weight": (0, None, False),
     "stats.alpha": (0, 0.5, True),
@@ -244,6 +283,26 @@ def check_params(p: Params) -> None:
     if p.train.single_split_seeds < 1:
         raise ConfigError(f"params: train.single_split_seeds={p.train.single_split_seeds}; use an integer >= 1 (>= 5 "
                           f"gives single-split datasets a seed-to-seed spread)")
+    for d, over in p.train.per_dataset.items():
+        names = typing.get_type_hints(Train)
+        for k, v in (over or {}).items():
+            if k not in names or k == "per_dataset":
+                raise ConfigError(f"params: train.per_dataset.{d}.{k} is not a train key (known: "
+                                  f"{', '.join(n for n in names if n != 'per_dataset')})")
+            _typed(v, names[k], f"train.per_dataset.{d}.{k}")
+    for r in p.finetune.regimes:
+        if r not in ("lora", "full"):
+            raise ConfigError(f"params: finetune.regimes has {r!r}; use lora and/or full (frozen = the heads stage)")
+    for b in p.finetune.backbones:
+        if b not in p.features.backbones:
+            raise ConfigError(f"params: finetune.backbones has {b!r}, which is not in features.backbones")
+    if not (p.run.device in ("auto", "cpu", "cuda") or p.run.device.startswith("cuda:")):
+        raise ConfigError(f"params: run.device={p.run.device!r}; use auto, cpu, cuda or cuda:N")
+    if not p.run.launcher.split() or p.run.launcher.split()[0] not in ("python", "python3", "torchrun", "srun"):
+        raise ConfigError(f"params: run.launcher={p.run.launcher!r}; use python, torchrun --nproc_per_node N or "
+                          f"srun ... torchrun ... (the stage command is '<launcher> -m nriqa_lib.cli ...')")
+    if p.run.amp not in ("auto", "bf16", "off"):
+        raise ConfigError(f"params: run.amp={p.run.amp!r}; use auto, bf16 or off")
     for pair in p.t2.cross:
         if len(pair) != 2 or any(d not in p.data.roots for d in pair):
             raise ConfigError(f"params: t2.cross entry {pair!r} must name two datasets of data.roots "

@@ -25,8 +25,11 @@ from torchvision import transforms as T
 from tqdm import tqdm
 
 from .backbones import Backbone, Preprocess
+from . import dist
 from .data.manifest import Manifest, ManifestError
+from .device import autocast, loader_kwargs, resolve_device, use_bf16
 from .io import atomic_path, atomic_write_text
+from .workspace import cache_dir as workspace_cache
 
 TestTime = Literal["squash", "center_crop", "multi_crop"]
 __all__ = ["build_transform", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "save_feature_set",
@@ -91,15 +94,19 @@ class FeatureSet:
         return self.meta["key"]
 
 
-def cache_key(backbone: Backbone, manifest: Manifest, test_time: TestTime) -> tuple[str, dict]:
+def cache_key(backbone: Backbone, manifest: Manifest, test_time: TestTime, device: torch.device | None = None,
+              bf16: bool = False) -> tuple[str, dict]:
     ident = {**backbone.identity(), "test_time": test_time, "memory_format": "channels_last", "dataset": manifest.name,
              "manifest": manifest.content_hash, "n_images": int(len(manifest.table))}
+    if bf16 or (device is not None and device.type != "cpu"):     # CPU fp32 keys stay as they always were
+        ident.update(device=device.type if device is not None else "cpu", amp="bf16" if bf16 else "off")
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return key, ident
 
 
 def _forward(backbone: Backbone, x: torch.Tensor) -> torch.Tensor:
-    # channels_last: 1.5-2x faster convolutions on CPU (measured with tf_efficientnet_lite0, batch 4-8)
+    # channels_last: 1.5-2x faster convolutions on CPU (measured with tf_efficientnet_lite0, batch 4-8), the
+    # layout cuDNN's tensor-core convolutions want on a GPU
     if x.dim() == 5:                       # (B, V, C, H, W): average the features of the views
         b, v = x.shape[:2]
         return backbone(x.flatten(0, 1).contiguous(memory_format=torch.channels_last)).view(b, v, -1).mean(1)
@@ -107,26 +114,65 @@ def _forward(backbone: Backbone, x: torch.Tensor) -> torch.Tensor:
 
 
 def extract_features(backbone: Backbone, manifest: Manifest, test_time: TestTime = "squash", batch_size: int = 32,
-                     threads: int | None = None, cache_dir: str | os.PathLike = "cache/features", chunk_size: int = 256,
-                     progress: bool = True, max_chunks: int | None = None) -> FeatureSet:
+                     threads: int | None = None, cache_dir: str | os.PathLike | None = None, chunk_size: int = 256,
+                     progress: bool = True, max_chunks: int | None = None, device: str | torch.device = "cpu",
+                     amp: str = "off", workers: int = 0) -> FeatureSet:
     """Features of every manifest image (manifest order); read from the cache when the key matches.
 
     Chunks of ``chunk_size`` images are saved as they finish, so a rerun after an interruption only
-    computes the missing chunks. ``max_chunks`` stops early (used to test resuming).
+    computes the missing chunks. ``max_chunks`` stops early (used to test resuming). ``device``/``amp``/
+    ``workers`` as :mod:`nriqa_lib.device` (``run`` params): a GPU, bf16 autocast, decode processes.
+
+    Under ``torchrun`` (an initialised process group) rank r computes the missing chunks r, r + W, r + 2W, ...
+    (a padding-free partition, as DistributedSampler's without padding), each written atomically; after a
+    barrier rank 0 merges them into the same cache entry one process writes, and every rank returns it.
     """
     if threads:
         torch.set_num_threads(int(threads))
-    key, ident = cache_key(backbone, manifest, test_time)
-    root = Path(cache_dir) / key
+    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    bf16 = use_bf16(dev, amp)
+    key, ident = cache_key(backbone, manifest, test_time, dev, bf16)
+    root = Path(cache_dir or workspace_cache("features")) / key
     images = list(manifest.table["image"])
     root.mkdir(parents=True, exist_ok=True)
+    part = root / f"chunks_{int(chunk_size)}"
+    paths = manifest.paths()
+    n_chunks = (len(paths) + chunk_size - 1) // chunk_size
+    if dist.world() > 1:
+        done = dist.broadcast(_finished(root, images) is not None if dist.is_main() else None)
+        if not done:
+            if dist.is_main():
+                atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
+                part.mkdir(exist_ok=True)
+            todo = dist.broadcast(_missing(part, n_chunks) if dist.is_main() else None)
+            _compute_chunks(backbone, paths, todo[dist.rank()::dist.world()], test_time, batch_size, chunk_size,
+                            part, dev, amp, workers, progress and dist.is_main(), max_chunks, manifest.name)
+            dist.barrier()
+            if dist.is_main():
+                with FileLock(str(root) + ".lock"):
+                    if _finished(root, images) is None:
+                        _assemble(root, part, n_chunks, paths, images, key, ident, backbone.name, manifest.name)
+            dist.barrier()
+        fs = _finished(root, images)
+        if fs is None:
+            raise RuntimeError(f"feature cache {root}: not complete after every rank finished")
+        return fs
     # one process fills a cache entry at a time; a second one waits, then reads the finished entry
     with FileLock(str(root) + ".lock"):
         done = _finished(root, images)
         if done is not None:
             return done
-        return _extract(backbone, manifest, test_time, batch_size, chunk_size, progress, max_chunks, root, key,
-                        ident, images)
+        atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
+        part.mkdir(exist_ok=True)
+        _compute_chunks(backbone, paths, _missing(part, n_chunks), test_time, batch_size, chunk_size, part, dev,
+                        amp, workers, progress, max_chunks, manifest.name)
+        return _assemble(root, part, n_chunks, paths, images, key, ident, backbone.name, manifest.name)
+
+
+def _missing(part: Path, n_chunks: int) -> list[int]:
+    """Chunks not yet on disk (partial chunks live in a folder named after the chunk size, so a resume with
+    another features.chunk_size never stitches chunks of two sizes together)."""
+    return [c for c in range(n_chunks) if not (part / f"chunk_{c:05d}.npy").is_file()]
 
 
 def _finished(root: Path, images: list[str]) -> FeatureSet | None:
@@ -148,34 +194,42 @@ def _finished(root: Path, images: list[str]) -> FeatureSet | None:
     return FeatureSet(feats, images, json.loads(meta_f.read_text()))
 
 
-def _extract(backbone, manifest, test_time, batch_size, chunk_size, progress, max_chunks, root, key, ident,
-             images) -> FeatureSet:
-    atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
-    # partial chunks live in a folder named after the chunk size, so a resume with another
-    # features.chunk_size never stitches chunks of two sizes together
-    part = root / f"chunks_{int(chunk_size)}"
-    part.mkdir(exist_ok=True)
+def _compute_chunks(backbone, paths, todo, test_time, batch_size, chunk_size, part, dev, amp, workers, progress,
+                    max_chunks, dataset) -> None:
+    """Compute and atomically save the chunks ``todo`` (one loader over all of them: workers start once;
+    batches never straddle a chunk, so a chunk's features do not depend on which chunks were cached)."""
+    if max_chunks is not None and len(todo) > max_chunks:
+        stop, todo = True, todo[:max_chunks]
+    else:
+        stop = False
     tf = build_transform(backbone.preprocess, test_time)
-    paths = manifest.paths()
-    n_chunks = (len(paths) + chunk_size - 1) // chunk_size
-    todo = [c for c in range(n_chunks) if not (part / f"chunk_{c:05d}.npy").is_file()]
-    bar = tqdm(total=len(paths), initial=(n_chunks - len(todo)) * chunk_size if todo else len(paths),
-               desc=f"{backbone.name} on {manifest.name}", disable=not progress, unit="img")
-    backbone.eval().to(memory_format=torch.channels_last)
-    for done, c in enumerate(todo):
-        if max_chunks is not None and done >= max_chunks:
-            bar.close()
-            raise InterruptedError(f"stopped after {max_chunks} chunk(s) (max_chunks)")
-        sub = paths[c * chunk_size:(c + 1) * chunk_size]
-        dl = DataLoader(ImageDataset(sub, tf), batch_size=batch_size, shuffle=False, num_workers=0)
-        out = []
-        with torch.inference_mode():
-            for x in dl:
-                out.append(_forward(backbone, x).float().numpy())
-                bar.update(len(x))
-        with atomic_path(part / f"chunk_{c:05d}.npy") as tmp:
-            np.save(tmp, np.concatenate(out).astype(np.float32))
+    batches, owner = [], []
+    for c in todo:
+        lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(paths))
+        for b in range(lo, hi, batch_size):
+            batches.append(list(range(b, min(b + batch_size, hi))))
+            owner.append(c)
+    bar = tqdm(total=sum(map(len, batches)), desc=f"{backbone.name} on {dataset}", disable=not progress, unit="img")
+    backbone.eval().to(dev, memory_format=torch.channels_last)
+    dl = DataLoader(ImageDataset(paths, tf), batch_sampler=batches, **loader_kwargs(dev, workers))
+    out: list[np.ndarray] = []
+    with torch.inference_mode(), autocast(dev, amp):
+        for i, x in enumerate(dl):
+            out.append(_forward(backbone, x.to(dev, non_blocking=True)).float().cpu().numpy())
+            bar.update(len(x))
+            if i + 1 == len(batches) or owner[i + 1] != owner[i]:
+                with atomic_path(part / f"chunk_{owner[i]:05d}.npy") as tmp:
+                    np.save(tmp, np.concatenate(out).astype(np.float32))
+                out = []
     bar.close()
+    backbone.to("cpu")
+    if stop:
+        raise InterruptedError(f"stopped after {max_chunks} chunk(s) (max_chunks)")
+
+
+def _assemble(root, part, n_chunks, paths, images, key, ident, backbone_name, dataset) -> FeatureSet:
+    """Merge the chunks into the finished entry (features.npy, images.txt, meta.json), checked first."""
+    chunk_size = int(part.name.split("_")[1])
     chunks = [np.load(part / f"chunk_{c:05d}.npy") for c in range(n_chunks)]
     bad = [c for c, a in enumerate(chunks) if len(a) != len(paths[c * chunk_size:(c + 1) * chunk_size])]
     if bad:
@@ -184,7 +238,7 @@ def _extract(backbone, manifest, test_time, batch_size, chunk_size, progress, ma
                            f"entry, rerun to recompute it")
     feats = np.concatenate(chunks)
     if not np.isfinite(feats).all():
-        raise FloatingPointError(f"non-finite features from {backbone.name} on {manifest.name}")
+        raise FloatingPointError(f"non-finite features from {backbone_name} on {dataset}")
     meta = {"key": key, **ident, "dim": int(feats.shape[1])}
     atomic_write_text(root / "images.txt", "\n".join(images) + "\n")
     with atomic_path(root / "features.npy") as tmp:

@@ -1,19 +1,53 @@
-"""Image-level regimes for users with GPUs: LoRA on the backbone (peft) or full fine-tuning, with P1's head
-and loss (STUDY_SPEC.md section 2: LoRA r=4, alpha=8, dropout 0.05 on the q/k projections)."""
+"""P1's image-level regimes (STUDY_SPEC.md section 2): LoRA on the backbone (r 4, alpha 8, dropout 0.05 on the
+attention q/k projections) or full fine-tuning (backbone lr 5e-6), trained with P1's head and loss
+(:func:`nriqa_lib.train.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``.
+
+Where LoRA goes (:func:`add_lora`), by what the backbone has:
+
+* ``q_proj``/``k_proj`` Linear layers (transformers models, open_clip's RN50 attention pool): peft, on exactly
+  those (P1's ``target_modules``; a MAP pooling head's own attention is left alone, as in P1).
+* a fused ``qkv`` Linear (timm ViTs and EVA: DINOv2, DINOv3, PE, open_clip's SigLIP2 trunk): our
+  :class:`FusedQKLoRA`, because peft can only adapt the whole fused layer (q, k *and* v), where P1 adapts q, k.
+* ``nn.MultiheadAttention`` (open_clip's CLIP ViTs): our :class:`MHAQKLoRA`, a parametrization of
+  ``in_proj_weight`` (the fused kernel reads the weight, not a module), q and k rows only. Dropout cannot act
+  on the adapter's input inside that kernel: this adapter has no dropout (the one documented deviation).
+* no attention (ResNet, EfficientNet-Lite): peft's conv LoRA on the 1x1/3x3 convolutions with groups 1.
+
+Under ``torchrun`` (``run.launcher``) each global batch's micro-batches are shared among the ranks
+(DistributedDataParallel; each rank's loss x world size, so the averaged gradient is the one-process sum): the
+global batch, the protocol and the results do not depend on the number of processes up to floating-point
+reduction order (and the ranks' own dropout draws). Val/test predictions are shared out and gathered.
+
+Checkpoints (:func:`finetune_split`): the trainable tensors (LoRA adapters, or the whole backbone in full
+fine-tuning), the head, the optimiser, the RNG state and the history, written atomically after every
+epoch; an interrupted run resumes from the last finished epoch and gives the same numbers.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.utils.data import DataLoader
 
-from .train import iqa_loss
+from . import dist
+from .device import autocast, loader_kwargs
+from .features import ImageDataset, build_transform
+from .io import atomic_path
+from .train import HeadJob, TrainConfig, _srcc, batch_order, init_head, iqa_loss
 
-__all__ = ["FinetuneConfig", "ImageIQAModel", "add_lora", "finetune"]
+__all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_lora", "finetune", "finetune_split",
+           "CONV_TARGETS"]
 
-# q/k projection names across libraries: HF (q_proj/k_proj), timm ViTs (fused 'qkv': LoRA then adapts q, k and v)
-DEFAULT_TARGETS = ("q_proj", "k_proj", "qkv")
+CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl")   # ResNet bottleneck, EfficientNet(-Lite) blocks
 
 
 @dataclass
@@ -21,14 +55,16 @@ class FinetuneConfig:
     mode: Literal["lora", "full"] = "lora"
     epochs: int = 1
     lr_head: float = 1e-4
-    lr_backbone: float = 1e-5          # full fine-tuning only; LoRA adapters use lr_head (as P1)
+    lr_backbone: float = 5e-6          # full fine-tuning only; LoRA adapters use lr_head (as P1)
     lora_r: int = 4
     lora_alpha: int = 8
     lora_dropout: float = 0.05
-    target_modules: Sequence[str] = DEFAULT_TARGETS
+    target_modules: Sequence[str] | None = None     # None: by what the backbone has (module docstring)
     margin_weight: float = 1.0
     margin_scale: float = 0.25
     margin_loss_swapped: bool = False
+    micro_batch: int = 0
+    batch_size: int = 0                # the batch the accumulation count refers to (0: each batch's own size)
 
 
 class ImageIQAModel(nn.Module):
@@ -42,24 +78,107 @@ class ImageIQAModel(nn.Module):
         return self.head(self.features(x))
 
 
+def _lora_pair(n_in: int, n_out: int, r: int, k: int = 1) -> tuple[nn.Parameter, nn.Parameter]:
+    """peft's initialisation: A Kaiming-uniform (a = sqrt 5), B zero (the adapted layer starts as the base)."""
+    a = torch.empty(k, r, n_in)
+    for i in range(k):
+        nn.init.kaiming_uniform_(a[i], a=math.sqrt(5))
+    return nn.Parameter(a), nn.Parameter(torch.zeros(k, n_out, r))
+
+
+class FusedQKLoRA(nn.Module):
+    """LoRA on the q and k thirds of a fused ``qkv`` Linear: out = base(x) + [B_q A_q d(x); B_k A_k d(x); 0] *
+    alpha / r, d = dropout (Hu et al. 2021, eq. 3, applied to two of the three output blocks)."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float):
+        super().__init__()
+        if base.out_features % 3:
+            raise ValueError(f"fused qkv layer with {base.out_features} outputs (not 3 x dim)")
+        self.base, self.dim, self.scaling = base, base.out_features // 3, alpha / r
+        self.lora_A, self.lora_B = _lora_pair(base.in_features, self.dim, r, k=2)
+        self.drop = nn.Dropout(dropout)
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(x)
+        q = h @ self.lora_A[0].T @ self.lora_B[0].T
+        k = h @ self.lora_A[1].T @ self.lora_B[1].T
+        return torch.cat([q, k, torch.zeros_like(q)], -1) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.delta(x)
+
+
+class MHAQKLoRA(nn.Module):
+    """Parametrization of ``nn.MultiheadAttention.in_proj_weight``: W + [B_q A_q; B_k A_k; 0] * alpha / r."""
+
+    def __init__(self, dim: int, r: int, alpha: float):
+        super().__init__()
+        self.scaling = alpha / r
+        self.lora_A, self.lora_B = _lora_pair(dim, dim, r, k=2)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        dq = self.lora_B[0] @ self.lora_A[0]
+        dk = self.lora_B[1] @ self.lora_A[1]
+        return w + torch.cat([dq, dk, torch.zeros_like(dq)], 0).to(w.dtype) * self.scaling
+
+
+def _set(module: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(parent) if parent else module, leaf, new)
+
+
 def add_lora(module: nn.Module, cfg: FinetuneConfig) -> nn.Module:
-    """Wrap the Linear layers named in ``cfg.target_modules`` with LoRA adapters (peft); base weights frozen."""
-    from peft import LoraConfig, inject_adapter_in_model
-    names = {n.rsplit(".", 1)[-1] for n, m in module.named_modules() if isinstance(m, nn.Linear)}
-    targets = [t for t in cfg.target_modules if t in names]
-    if not targets:
-        raise ValueError(f"no Linear layer named {list(cfg.target_modules)} in the backbone; "
-                         f"its Linear layers are named {sorted(names)[:10]}")
-    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets)
-    module = inject_adapter_in_model(lcfg, module)
+    """Add LoRA adapters where the module docstring says; everything else frozen. Returns the module."""
+    module.requires_grad_(False)
+    named = dict(module.named_modules())
+    leaf = {n: n.rsplit(".", 1)[-1] for n in named}
+    lin = [n for n, m in named.items() if isinstance(m, nn.Linear)]
+    if cfg.target_modules:                       # explicit names: peft on those Linear / Conv layers
+        targets = [t for t in cfg.target_modules if any(leaf[n] == t for n, m in named.items()
+                                                         if isinstance(m, (nn.Linear, nn.Conv2d)))]
+        if not targets:
+            raise ValueError(f"no Linear/Conv2d layer named {list(cfg.target_modules)} in the backbone; its Linear "
+                             f"layers are named {sorted({leaf[n] for n in lin})[:10]}")
+        return _peft(module, cfg, targets)
+    qk = [t for t in ("q_proj", "k_proj") if any(leaf[n] == t for n in lin)]
+    fused = [n for n in lin if leaf[n] == "qkv"]
+    mha = [n for n, m in named.items() if isinstance(m, nn.MultiheadAttention)]
+    if qk:                                       # HF-style projections: peft on exactly those, as P1
+        module = _peft(module, cfg, qk)
+    elif fused or mha:
+        for n in fused:
+            parent = module.get_submodule(n.rpartition(".")[0]) if "." in n else module
+            if getattr(parent, "qkv_bias_separate", None) is False:   # EVA reads qkv.weight in F.linear: add the
+                parent.qkv_bias_separate = True                       # bias after the module (same sum)
+            _set(module, n, FusedQKLoRA(named[n], cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout))
+        for n in mha:
+            m = named[n]
+            if not m._qkv_same_embed_dim:
+                raise ValueError(f"{n}: MultiheadAttention with separate q/k/v weights is not supported")
+            parametrize.register_parametrization(m, "in_proj_weight", MHAQKLoRA(m.embed_dim, cfg.lora_r,
+                                                                                cfg.lora_alpha))
+    else:
+        convs = [t for t in CONV_TARGETS if any(leaf[n] == t and isinstance(m, nn.Conv2d) and m.groups == 1
+                                                for n, m in named.items())]
+        if not convs:
+            raise ValueError("no attention projection (q_proj/k_proj, fused qkv, nn.MultiheadAttention) and no "
+                             f"convolution named {list(CONV_TARGETS)} for LoRA in this backbone")
+        module = _peft(module, cfg, convs)
     for n, p in module.named_parameters():
         p.requires_grad_("lora_" in n)
     return module
 
 
-def finetune(features: nn.Module, head: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-             cfg: FinetuneConfig) -> tuple[ImageIQAModel, list[float]]:
-    """Train head + backbone (LoRA adapters or all weights) on (images, mos) batches; returns model, losses."""
+def _peft(module: nn.Module, cfg: FinetuneConfig, targets: list[str]) -> nn.Module:
+    from peft import LoraConfig, inject_adapter_in_model
+    # exclude depthwise convolutions that share a target name (peft's conv LoRA needs groups == 1)
+    names = [n for n, m in module.named_modules() if n.rsplit(".", 1)[-1] in targets
+             and isinstance(m, (nn.Linear, nn.Conv2d)) and getattr(m, "groups", 1) == 1]
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=names)
+    return inject_adapter_in_model(lcfg, module)
+
+
+def _groups(features: nn.Module, head: nn.Module, cfg: FinetuneConfig) -> tuple[nn.Module, list[dict]]:
     if cfg.mode == "lora":
         features = add_lora(features, cfg)
         groups = [{"params": [p for p in features.parameters() if p.requires_grad], "lr": cfg.lr_head}]
@@ -69,17 +188,149 @@ def finetune(features: nn.Module, head: nn.Module, batches: Iterable[tuple[torch
     else:
         raise ValueError(f"mode must be lora or full, got {cfg.mode!r}")
     groups.append({"params": list(head.parameters()), "lr": cfg.lr_head})
+    return features, groups
+
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, scale: float = 1.0) -> float:
+    """Forward + backward of one batch (or of this rank's micro-batches of it); with ``micro_batch`` P1's
+    accumulation: each complete micro-batch's loss / (batch_size // micro_batch), as
+    :func:`nriqa_lib.train.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
+    bounds activation memory. Under DDP only the last backward all-reduces (``no_sync`` before it)."""
+    mb = cfg.micro_batch or len(x)
+    n_acc = max((cfg.batch_size or len(x)) // mb, 1) if cfg.micro_batch else 1
+    starts = list(range(0, len(x) - mb + 1, mb))
+    total = 0.0
+    for j, i in enumerate(starts):
+        sync = j == len(starts) - 1 or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync():
+            pred = model(x[i:i + mb]).float().reshape(1, -1)
+            loss = iqa_loss(pred, y[i:i + mb].float().reshape(1, -1), torch.ones_like(pred), cfg.margin_weight,
+                            cfg.margin_scale, cfg.margin_loss_swapped).sum() / n_acc * scale
+            loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def finetune(features: nn.Module, head: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             cfg: FinetuneConfig) -> tuple[ImageIQAModel, list[float]]:
+    """Train head + backbone (LoRA adapters or all weights) on in-memory (images, mos) batches; returns the
+    model and the loss per step. The stage uses :func:`finetune_split` (data loading, selection, resume)."""
+    features, groups = _groups(features, head, cfg)
     model = ImageIQAModel(features, head).train()
     opt = torch.optim.Adam(groups)
     losses = []
     batches = list(batches)
     for _ in range(cfg.epochs):
         for x, y in batches:
-            pred = model(x)[None]
-            loss = iqa_loss(pred, y[None].float(), torch.ones_like(pred), cfg.margin_weight, cfg.margin_scale,
-                            cfg.margin_loss_swapped).sum()
             opt.zero_grad()
-            loss.backward()
+            losses.append(_loss(model, x, y, cfg))
             opt.step()
-            losses.append(float(loss.detach()))
     return model.eval(), losses
+
+
+@dataclass
+class SplitResult:
+    predictions: pd.DataFrame          # part, index, pred, mos at the selected epoch (val and test parts)
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    step_seconds: float = float("nan")
+
+
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint holds: the trained tensors (adapters or the whole backbone, and the head) plus every
+    buffer (BatchNorm statistics move in training mode); frozen base weights are rebuilt, not saved."""
+    out = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    out.update((n, b.detach().cpu().clone()) for n, b in model.named_buffers())
+    return out
+
+
+def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Sequence[Path], mos: np.ndarray,
+                   job: HeadJob, cfg: FinetuneConfig, tcfg: TrainConfig, ckpt: Path | None = None,
+                   device: torch.device = torch.device("cpu"), amp: str = "off", workers: int = 0,
+                   test_time: str = "squash", progress: Callable[[str], None] | None = None) -> SplitResult:
+    """Fine-tune a fresh backbone + P1 head on one split's train images; after every epoch predict val and
+    test and checkpoint; return the predictions of the epoch chosen on ``tcfg.select_on`` (val, or test
+    as P1). ``ckpt``: the checkpoint file (resumed when present and made for the same run)."""
+    torch.manual_seed(job.seed)
+    backbone = make_backbone()
+    head = init_head(tcfg, backbone.dim, job.seed)
+    cfg_id = {"ft": asdict(cfg), "train": {k: v for k, v in asdict(tcfg).items() if k != "per_dataset"},
+              "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
+    features, groups = _groups(backbone, head, cfg)
+    model = ImageIQAModel(features, head).to(device)
+    opt = torch.optim.Adam(groups)
+    W, R = dist.world(), dist.rank()
+    if W > 1 and not cfg.micro_batch:
+        raise ValueError("distributed fine-tuning needs train.micro_batch > 0 (P1: 2): ranks share a batch by its "
+                         "micro-batches, and a whole-batch margin loss couples all of its images")
+    order = batch_order(len(job.train_idx), tcfg.epochs, tcfg.batch_size, job.seed)
+    eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
+    parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
+    select = "val" if (tcfg.select_on == "val" and len(job.val_idx)) else "test"
+    start, history, best = 0, [], (-np.inf, -1, None)
+    if ckpt is not None and ckpt.is_file():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if st.get("cfg_id") == cfg_id:
+            model.load_state_dict({**model.state_dict(), **st["trainable"]})
+            opt.load_state_dict(st["opt"])
+            torch.set_rng_state(st["rng"])
+            start, history, best = st["epoch"] + 1, st["history"], st["best"]
+    tf = build_transform(preprocess, test_time)
+    ds = ImageDataset(list(paths), tf)
+    lk = loader_kwargs(device, workers)
+    mos_t = torch.as_tensor(mos, dtype=torch.float32)
+    step_t: list[float] = []
+    net = model
+    if W > 1:       # gradients averaged over ranks: each rank's loss x W gives the one-process sum
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    for ep in range(start, tcfg.epochs):
+        model.train()
+        batches, scales = [], []
+        for b in order[ep]:
+            idx = job.train_idx[b].tolist()
+            if W > 1:       # this rank's micro-batches of the global batch (r, r + W, ...); none: a zero-loss one
+                mbs = [idx[i:i + cfg.micro_batch] for i in range(0, len(idx) - cfg.micro_batch + 1, cfg.micro_batch)]
+                mine = mbs[R::W]
+                scales.append(float(W) if mine else 0.0)
+                idx = sum(mine or mbs[:1] or [idx[:cfg.micro_batch]], [])
+            else:
+                scales.append(1.0)
+            batches.append(idx)
+        for idx, sc, x in zip(batches, scales, DataLoader(ds, batch_sampler=batches, **lk)):
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            with autocast(device, amp):
+                _loss(net, x.to(device, non_blocking=True), mos_t[idx].to(device), cfg, scale=sc)
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step_t.append(time.perf_counter() - t0)
+        model.eval()
+        preds = []
+        mine = np.arange(len(eval_idx))[R::W]                  # this rank's share of the val + test images
+        with torch.inference_mode(), autocast(device, amp):
+            ev = [eval_idx[mine[i:i + tcfg.batch_size]].tolist() for i in range(0, len(mine), tcfg.batch_size)]
+            for x in DataLoader(ds, batch_sampler=ev, **lk):
+                preds.append(model(x.to(device, non_blocking=True)).float().reshape(-1).cpu().numpy())
+        pred = np.zeros(len(eval_idx))
+        for pos, pr in dist.gather_objects((mine, np.concatenate(preds) if preds else np.zeros(0))):
+            pred[pos] = pr
+        score = {p: _srcc(pred[parts == p], mos[eval_idx][parts == p]) if (parts == p).sum() > 1 else float("nan")
+                 for p in ("val", "test")}
+        history.append({"epoch": ep, **{f"{p}_srcc": v for p, v in score.items()}})
+        s = score[select]
+        if s > best[0] or best[2] is None:
+            best = (s if np.isfinite(s) else -np.inf, ep, pred)
+        if progress:
+            progress(f"epoch {ep + 1}/{tcfg.epochs}: val {score['val']:.3f} test {score['test']:.3f}")
+        if ckpt is not None and dist.is_main():
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(ckpt) as tmp:
+                torch.save({"cfg_id": cfg_id, "epoch": ep, "trainable": _trainable_state(model),
+                            "opt": opt.state_dict(), "rng": torch.get_rng_state(), "history": history, "best": best},
+                           tmp)
+        dist.barrier()
+    _, best_ep, pred = best
+    df = pd.DataFrame({"part": parts, "index": eval_idx, "pred": pred, "mos": mos[eval_idx]})
+    return SplitResult(df, int(best_ep), history, float(np.median(step_t)) if step_t else float("nan"))

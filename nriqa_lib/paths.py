@@ -1,7 +1,8 @@
 """Where every stage reads and writes, and the readers of saved results (no computation here).
 
 splits/<dataset>.csv, features/<dataset>/<backbone>/, results/heads/<dataset>/<backbone>/,
-results/cross/<source>__<target>/<backbone>/, results/zeroshot/<dataset>/.
+results/cross/<source>__<target>/<backbone>/, results/zeroshot/<dataset>/,
+results/finetune/<dataset>/<backbone>/<regime>/ (checkpoints: cache/finetune/<key>/).
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Sequence
 import pandas as pd
 
 from .data.splits import load_splits
+from .workspace import cache_dir
 
-__all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "load_predictions",
+__all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
+           "finetune_ckpt", "load_finetune", "load_predictions",
            "load_shares", "load_cross", "load_zeroshot", "split_sizes", "single_partition"]
 
 
@@ -34,6 +37,14 @@ def cross_dir(source: str, target: str, backbone: str) -> Path:
 
 def zeroshot_dir(dataset: str) -> Path:
     return Path("results") / "zeroshot" / dataset
+
+
+def finetune_dir(dataset: str) -> Path:
+    return Path("results") / "finetune" / dataset
+
+
+def finetune_ckpt(key: str, split: int) -> Path:
+    return cache_dir("finetune") / key / f"split_{split:03d}.pt"
 
 
 def figures_dir() -> Path:
@@ -64,6 +75,14 @@ def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFra
     """Selection shares (K-way / B_Gated) of the configured datasets x backbones, long format."""
     dirs = {(d, b): heads_dir(d, b) for d in datasets for b in backbones}
     return _read_all(dirs, "selection_shares.csv", ["dataset", "backbone"], "heads")
+
+
+def load_finetune(datasets: Sequence[str], backbones: Sequence[str], regimes: Sequence[str]) -> pd.DataFrame:
+    """Fine-tuned predictions (the heads stage's columns) + a ``regime`` column, long format."""
+    dirs = {(d, b, r): finetune_dir(d) / b / r for d in datasets for b in backbones for r in regimes}
+    if not dirs:
+        return pd.DataFrame(columns=["dataset", "backbone", "regime", "head", "split", "part", "image", "pred", "mos"])
+    return _read_all(dirs, "predictions.csv", ["dataset", "backbone", "regime"], "finetune", dtype={"image": str})
 
 
 def load_cross(pairs: Sequence[tuple[str, str]], backbones: Sequence[str]) -> pd.DataFrame:

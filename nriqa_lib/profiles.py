@@ -13,18 +13,24 @@ __all__ = ["overrides", "exp_command", "run_profile"]
 
 
 def overrides(base_file: str | Path, profile_file: str | Path) -> list[str]:
-    """``key=value`` for every top-level key of each section (``section.key``) where the profile differs
-    from the base params; values in YAML flow style (DVC parses -S values as YAML)."""
+    """DVC ``-S`` overrides (Hydra syntax) that turn the base params into the profile: ``++section.key=value`` for
+    every top-level key of each section where the profile differs (values in YAML flow style), and for a mapping
+    ``~section.key.sub`` for each entry the profile drops (Hydra merges mappings; the profile must replace them)."""
     base = yaml.safe_load(Path(base_file).read_text()) or {}
     prof = yaml.safe_load(Path(profile_file).read_text()) or {}
     out = []
     for sec, keys in prof.items():
         for k, v in (keys or {}).items():
-            if (base.get(sec) or {}).get(k) != v:
+            old = (base.get(sec) or {}).get(k)
+            if old != v:
+                if isinstance(old, dict) and isinstance(v, dict):
+                    out += [f"~{sec}.{k}.{sub}" for sub in old if sub not in v]
                 val = yaml.safe_dump(v, default_flow_style=True, width=10 ** 6).strip()
                 if val.endswith("\n...") or val.endswith("..."):
                     val = val.rsplit("\n", 1)[0].strip()
-                out.append(f"{sec}.{k}={val}")
+                if isinstance(v, str) and any(c in v for c in " =,[]{}()'\"\\:"):
+                    val = "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"    # a Hydra quoted string
+                out.append(f"++{sec}.{k}={val}")
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .backbones import is_control
-from .data.manifest import Manifest, load_dataset
+from .data.manifest import Manifest, open_dataset
 from .data.splits import load_splits
 from .features import FeatureSet, load_feature_set
 from .heads import SELECTION_HEADS, get_predictor, selection_shares
@@ -51,9 +51,10 @@ def heads_for(p, backbone: str) -> list[str]:
     return list(dict.fromkeys([p.t1.head, *p.t2.heads, p.t2.reference, *SELECTION_HEADS]))
 
 
-def train_config(p, head: str) -> TrainConfig:
-    """params ``train`` (+ ``t3`` for the K-way head) -> the one training config."""
-    return TrainConfig.from_params(p.train, head, p.t3)
+def train_config(p, head: str, dataset: str | None = None) -> TrainConfig:
+    """params ``train`` (+ ``t3`` for the K-way head, + ``train.per_dataset`` of the training dataset) -> the
+    one training config."""
+    return TrainConfig.from_params(p.train, head, p.t3, dataset)
 
 
 def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
@@ -64,7 +65,7 @@ def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
     candidate, share).
     """
     fs = fs or load_feature_set(features_dir(dataset, backbone))
-    manifest = manifest or load_dataset(dataset, p.data.roots, decode=False)
+    manifest = manifest or open_dataset(p, dataset)
     splits = splits if splits is not None else load_splits(splits_path(dataset))
     mos = manifest.table.set_index("image").loc[fs.images, "mos"].to_numpy()
     jobs = jobs_from_splits(fs.images, splits, seed_offset=p.train.seed * 1000,
@@ -76,7 +77,7 @@ def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
             df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
             heads_trained, best = [], [-1] * len(jobs)
         else:
-            res = train_heads(fs.features, mos, jobs, train_config(p, head))
+            res = train_heads(fs.features, mos, jobs, train_config(p, head, dataset))
             df, heads_trained, best = res.predictions, res.heads, res.best_epoch
         df.insert(0, "head", head)
         df["split"] = [jobs[j].tags["split"] for j in df["job"]]
@@ -113,8 +114,8 @@ def cross_dataset(p, train_ds: str, test_ds: str, backbone: str, heads: Sequence
     Returns long predictions (head, split, image, pred, mos) on the test dataset.
     """
     fa, fb = load_feature_set(features_dir(train_ds, backbone)), load_feature_set(features_dir(test_ds, backbone))
-    ma = load_dataset(train_ds, p.data.roots, decode=False).table.set_index("image")
-    mb = load_dataset(test_ds, p.data.roots, decode=False).table.set_index("image")
+    ma = open_dataset(p, train_ds).table.set_index("image")
+    mb = open_dataset(p, test_ds).table.set_index("image")
     X = np.concatenate([fa.features, fb.features])
     y = np.concatenate([ma.loc[fa.images, "mos"].to_numpy(), mb.loc[fb.images, "mos"].to_numpy()])
     base = jobs_from_splits(fa.images, load_splits(splits_path(train_ds)), seed_offset=p.train.seed * 1000,
@@ -123,7 +124,7 @@ def cross_dataset(p, train_ds: str, test_ds: str, backbone: str, heads: Sequence
     jobs = [dataclasses.replace(j, test_idx=test_ix) for j in base]
     frames = []
     for head in heads:
-        pr = train_heads(X, y, jobs, train_config(p, head)).predictions
+        pr = train_heads(X, y, jobs, train_config(p, head, train_ds)).predictions
         pr = pr[pr["part"] == "test"].copy()
         pr.insert(0, "head", head)
         pr["split"] = [jobs[j].tags["split"] for j in pr["job"]]

@@ -53,11 +53,13 @@ class TrainConfig(Train):
     entropy_weight: float = 0.0
 
     @classmethod
-    def from_params(cls, train: Train, head: str, t3: T3 | None = None) -> "TrainConfig":
+    def from_params(cls, train: Train, head: str, t3: T3 | None = None, dataset: str | None = None) -> "TrainConfig":
         """The ``train`` section + one head; the K-way head's candidates, temperature, hardness and entropy
-        penalty come from ``t3`` (B_Gated and the fixed heads ignore them)."""
+        penalty come from ``t3`` (B_Gated and the fixed heads ignore them); ``train.per_dataset[dataset]``
+        overrides keys for that dataset (P1: 30 epochs on CLIVE)."""
         t3 = t3 or T3()
         base = {f.name: getattr(train, f.name) for f in dataclasses.fields(Train)}
+        base.update((base["per_dataset"] or {}).get(dataset, {}) if dataset else {})
         return cls(**base, head=head, candidates=tuple(t3.candidates), temperature=t3.temperature, hard=t3.hard,
                    entropy_weight=t3.entropy_weight if head == "kway" else 0.0)
 

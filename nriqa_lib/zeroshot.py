@@ -31,6 +31,7 @@ from tqdm import tqdm
 from .data.manifest import Manifest
 from .features import load_image
 from .io import atomic_path
+from .workspace import cache_dir
 
 PosMode = Literal["drop", "interpolate", "keep"]
 PROMPT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -281,15 +282,16 @@ def score_table(views: ViewEmbeddings, text: np.ndarray, scale: float,
 
 
 def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_resize, lambdas, biases,
-                alphas, progress: bool = False) -> dict[str, np.ndarray]:
+                alphas, progress: bool = False, pretrained: bool = True) -> dict[str, np.ndarray]:
     """CLIP-IQA, MA-CLIP and the ablation grid of one CLIP model on a dataset, per image in manifest order
-    (raises backbones.WeightsError when the weights are absent). The view embeddings are cached."""
+    (raises backbones.WeightsError when the weights are absent; ``pretrained=False``: seeded random weights,
+    the smoke profile). The view embeddings are cached."""
     import open_clip
     from .backbones import REGISTRY, create_backbone
-    bb = create_backbone(model_name, weights=weights)
+    bb = create_backbone(model_name, pretrained=pretrained, weights=weights)
     model, pp = bb.model, bb.preprocess
     tok = open_clip.get_tokenizer(REGISTRY[model_name].arch)
-    views = clip_view_embeddings(model, manifest, pp.mean, pp.std, pre_resize, "drop", cache=Path("cache") / "maclip",
+    views = clip_view_embeddings(model, manifest, pp.mean, pp.std, pre_resize, "drop", cache=cache_dir("maclip"),
                                  identity={"model": model_name, "weights": bb.weight_id}, progress=progress)
     text = text_features(model, tok).numpy()
     st = score_table(views, text, float(model.logit_scale.exp()), ablation_grid(lambdas, biases, alphas))
@@ -300,7 +302,7 @@ def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_re
 
 
 def dataset_scores(manifest: Manifest, features: dict[str, np.ndarray], clip_models: Sequence[str],
-                   weights: dict[str, str], t4) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   weights: dict[str, str], t4, pretrained: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every zero-shot score on one dataset: the magnitude cue (Q_mag, lambda 0.5) and the L2 norm of each
     backbone's pooled ``features`` (rows in manifest order), and each CLIP model's scores where its weights
     exist. Returns (scores: source, score, image, value, mos; notes: model, note for CLIP models not run)."""
@@ -317,7 +319,7 @@ def dataset_scores(manifest: Manifest, features: dict[str, np.ndarray], clip_mod
     for cm in clip_models:
         try:
             for name, vals in clip_scores(cm, manifest, weights.get(cm), t4.pre_resize.get(manifest.name), t4.lambdas,
-                                          t4.biases, t4.alphas).items():
+                                          t4.biases, t4.alphas, pretrained=pretrained).items():
                 add(cm, name, vals)
         except WeightsError as e:
             notes.append({"model": cm, "note": f"not run: {e}"})

@@ -3,7 +3,7 @@ stable). Each holds a parameters cell, one analysis call, its tables, figures an
 import nbformat as nbf
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-OUT = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4"}
+OUT = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4", "t6_regimes": "t6"}
 TEST_COLS = '["dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm", "m_family", "mde80", "significant"]'
 
 
@@ -77,12 +77,25 @@ nb("t4_zeroshot", "T4: zero-shot quality (P2: CLIP-IQA, MA-CLIP) and the magnitu
     *tests_cells("tests", "zero-shot comparisons", "All tests (paired bootstrap over images; Williams' t on PLCC)"),
     ("code", "show(T[\"notes\"], \"CLIP models not run\") if len(T[\"notes\"]) else Markdown(\"Every configured CLIP model ran.\")"),
     ("code", "Image(out / \"figures\" / \"t4_srcc.png\")")])
+nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning",
+   "The frozen backbone with the `t1.head` head (the heads stage) against P1's image-level regimes of the finetune "
+   "stage: LoRA (r 4, alpha 8, dropout 0.05 on the attention q/k projections; conv LoRA on CNNs) and full "
+   "fine-tuning (backbone lr `finetune.lr_backbone`), with the same head, loss, epochs and epoch selection. Cells "
+   "are test SRCC, mean ± sd over the fine-tuned splits; each regime is compared with frozen on the same splits "
+   "(Holm within one claim: one regime over all datasets x backbones). Off in the offline default "
+   "(`finetune.regimes: []`).",
+   [("code", "from nriqa_lib.analysis.t6 import t6_regimes\n\nT = t6_regimes(P, out)\nshow(T[\"table\"], \"T6: test SRCC, mean ± sd over splits\")"),
+    ("code", "display(Markdown(verdict(T[\"tests\"], P.stats.alpha, \"regime-vs-frozen comparisons\"))) if len(T[\"tests\"]) else None"),
+    ("code", f"folded(T[\"tests\"], \"All tests vs frozen (SRCC)\", {TEST_COLS}) if len(T[\"tests\"]) else None"),
+    ("code", "Image(out / \"figures\" / \"t6_srcc.png\") if (out / \"figures\" / \"t6_srcc.png\").is_file() else None")])
 nb("report", "nriqa report",
    "Every claim of P1 and P2 tested on the data at hand, one row per dataset/backbone cell: the estimated SRCC "
    "difference, its Holm-adjusted p and the verdict (significant = Holm-adjusted p below `stats.alpha`). Then the "
    "four tables and the key figures.",
    [("code", "from nriqa_lib.reporting import report\n\nC = report.claims(\"results\", P.stats.alpha)\nmd = report.gather_tables(\"results\")\n"
-             "report.write_report(out, md, C, report.gather_tables(\"results\", \"tex\"))\nshow(C, \"Claims on the data at hand\")"),
+             "banner = \"\" if P.features.pretrained else report.RANDOM_WEIGHTS\n"
+             "report.write_report(out, md, C, report.gather_tables(\"results\", \"tex\"), banner)\n"
+             "display(Markdown(f\"**{banner}**\")) if banner else None\nshow(C, \"Claims on the data at hand\")"),
     ("code", "display(Markdown(report.summary(C)))"),
     ("code", "for f in report.FIGURES:\n    if Path(\"results\", f).is_file():\n        display(Image(Path(\"results\", f)))"),
     ("code", "Markdown(md)")])

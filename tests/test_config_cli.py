@@ -1,3 +1,5 @@
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
@@ -192,19 +194,20 @@ def test_killed_notebook_stage_leaves_no_temp_dir(tmp_path):
     assert not list((tmp_path / "res").glob(".tmp-nb-*")) and not list((tmp_path / "res").glob("*.ipynb"))
 
 
-def test_paper_profile_as_experiment_overrides_reproduce_the_profile(capsys):
-    """`cli profile paper params-paper.yaml` = dvc exp run -S for each differing key; applying those -S values
-    (YAML, as DVC parses them) to params.yaml gives exactly params-paper.yaml's params."""
+@pytest.mark.parametrize("profile", ["params-paper.yaml", "params-smoke.yaml"])
+def test_profile_as_experiment_overrides_reproduce_the_profile(capsys, tmp_path, profile):
+    """`cli profile NAME FILE` = dvc exp run -S for each differing key; DVC's own override function (Hydra,
+    which merges mappings) applied to params.yaml gives exactly the profile's params."""
+    from dvc.utils.hydra import apply_overrides
+
     from nriqa_lib.profiles import exp_command, overrides
-    base = yaml.safe_load((REPO / "params.yaml").read_text())
-    for o in overrides(REPO / "params.yaml", REPO / "params-paper.yaml"):
-        key, val = o.split("=", 1)
-        sec, k = key.split(".")
-        base[sec][k] = yaml.safe_load(val)
-    assert base == yaml.safe_load((REPO / "params-paper.yaml").read_text())
-    cmd = exp_command("paper", REPO / "params-paper.yaml", REPO / "params.yaml", queue=True)
-    assert cmd[:6] == ["dvc", "exp", "run", "-n", "paper", "--queue"] and "train.select_on=test" in cmd
-    assert cli.main(["--params", str(REPO / "params.yaml"), "profile", "paper", str(REPO / "params-paper.yaml"),
+    f = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", f)
+    apply_overrides(str(f), overrides(REPO / "params.yaml", REPO / profile))
+    assert yaml.safe_load(f.read_text()) == yaml.safe_load((REPO / profile).read_text())
+    cmd = exp_command("paper", REPO / profile, REPO / "params.yaml", queue=True)
+    assert cmd[:6] == ["dvc", "exp", "run", "-n", "paper", "--queue"] and "++train.select_on=test" in cmd
+    assert cli.main(["--params", str(REPO / "params.yaml"), "profile", "paper", str(REPO / profile),
                      "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("dvc exp run -n paper -S")
 

@@ -1,11 +1,17 @@
 import copy
 
+import numpy as np
+import open_clip
 import pytest
 import timm
 import torch
+from PIL import Image
+from torch import nn
 
-from nriqa_lib.finetune import FinetuneConfig, finetune
+from nriqa_lib.backbones import Preprocess
+from nriqa_lib.finetune import FinetuneConfig, FusedQKLoRA, MHAQKLoRA, add_lora, finetune, finetune_split
 from nriqa_lib.heads import build_head
+from nriqa_lib.train import HeadJob, TrainConfig
 
 
 def _tiny():
@@ -19,6 +25,79 @@ def _tiny():
     return vit, head, [(x, y)]
 
 
+def _randomise_b(module):
+    g = torch.Generator().manual_seed(1)
+    for n, p in module.named_parameters():
+        if "lora_B" in n:
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def test_fused_qk_lora_adapts_q_and_k_only_as_the_lora_equation():
+    torch.manual_seed(0)
+    base = nn.Linear(12, 36)
+    m = FusedQKLoRA(copy.deepcopy(base), r=4, alpha=8, dropout=0.05).eval()
+    _randomise_b(m)
+    x = torch.randn(5, 12)
+    A, B = m.lora_A.detach(), m.lora_B.detach()
+    ref = base(x).detach().clone()
+    ref[:, :12] += x @ (B[0] @ A[0]).T * (8 / 4)          # W_q + (alpha / r) B_q A_q
+    ref[:, 12:24] += x @ (B[1] @ A[1]).T * (8 / 4)
+    torch.testing.assert_close(m(x), ref)                  # v block untouched
+    torch.testing.assert_close(m(x)[:, 24:], base(x)[:, 24:])
+
+
+def test_mha_lora_equals_an_attention_with_merged_q_k_weights():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 2, batch_first=True).eval()
+    ref = copy.deepcopy(mha)
+    lora = MHAQKLoRA(16, r=4, alpha=8)
+    torch.nn.utils.parametrize.register_parametrization(mha, "in_proj_weight", lora)
+    _randomise_b(lora)
+    with torch.no_grad():
+        d = torch.cat([lora.lora_B[0] @ lora.lora_A[0], lora.lora_B[1] @ lora.lora_A[1], torch.zeros(16, 16)]) * 2
+        ref.in_proj_weight += d
+    x = torch.randn(3, 7, 16)
+    torch.testing.assert_close(mha(x, x, x, need_weights=False)[0], ref(x, x, x, need_weights=False)[0])
+
+
+def test_eva_attention_reading_qkv_weight_still_gets_the_adapter():
+    """DINOv3/PE (timm EVA) read qkv.weight in F.linear when q/v biases exist; the adapter must not be bypassed."""
+    torch.manual_seed(0)
+    m = timm.create_model("vit_base_patch16_dinov3", pretrained=False, depth=1, img_size=32, num_classes=0).eval()
+    ref = copy.deepcopy(m)
+    x = torch.randn(2, 3, 32, 32)
+    m = add_lora(m, FinetuneConfig()).eval()
+    torch.testing.assert_close(m(x), ref(x))               # B = 0: the base model
+    _randomise_b(m)
+    lo = m.blocks[0].attn.qkv
+    with torch.no_grad():
+        d = torch.cat([lo.lora_B[0] @ lo.lora_A[0], lo.lora_B[1] @ lo.lora_A[1], torch.zeros(lo.dim, lo.dim)]) * 2
+        ref.blocks[0].attn.qkv.weight += d
+    torch.testing.assert_close(m(x), ref(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("build,kind,where", [
+    (lambda: timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, img_size=32), FusedQKLoRA, "qkv"),
+    (lambda: open_clip.create_model("ViT-B-32", pretrained=None).visual, MHAQKLoRA, "attn"),
+    (lambda: open_clip.create_model("RN50", pretrained=None).visual, None, "attnpool.q_proj"),
+    (lambda: timm.create_model("resnet18", pretrained=False), None, "conv2"),
+    (lambda: timm.create_model("tf_efficientnet_lite0", pretrained=False), None, "conv_pw"),
+])
+def test_lora_goes_to_attention_q_k_or_to_convolutions(build, kind, where):
+    torch.manual_seed(0)
+    m = add_lora(build(), FinetuneConfig())
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any(where in n for n in trainable)
+    assert not any("v_proj" in n or "conv_dw" in n for n in trainable)    # P1 adapts q and k; depthwise skipped
+    if kind is not None:
+        assert any(isinstance(x, kind) for x in m.modules())
+    lora_a = [p for n, p in m.named_parameters() if "lora_A" in n]
+    r = {p.shape[-2] if p.dim() == 3 else p.shape[0] for p in lora_a}
+    assert r == {4}
+
+
 def test_lora_changes_only_adapters_and_head_and_learns():
     vit, head, batches = _tiny()
     base = copy.deepcopy(vit.state_dict())
@@ -30,11 +109,9 @@ def test_lora_changes_only_adapters_and_head_and_learns():
     assert lora and all("qkv" in k for k in lora)                       # timm's fused q/k/v projection
     assert any(not torch.equal(sd[k], torch.zeros_like(sd[k])) for k in lora if "lora_B" in k)
     for k, v in base.items():                                           # frozen base weights
-        k2 = k.replace("qkv.weight", "qkv.base_layer.weight").replace("qkv.bias", "qkv.base_layer.bias")
+        k2 = k.replace("qkv.weight", "qkv.base.weight").replace("qkv.bias", "qkv.base.bias")
         assert torch.equal(sd[k2], v), k
     assert any(not torch.equal(head.state_dict()[k], v) for k, v in head0.items())
-    lcfg = next(m for m in model.features.modules() if hasattr(m, "r") and isinstance(m.r, dict))
-    assert lcfg.r["default"] == 4 and lcfg.lora_alpha["default"] == 8
 
 
 def test_full_finetune_updates_backbone_with_its_own_lr():
@@ -46,5 +123,58 @@ def test_full_finetune_updates_backbone_with_its_own_lr():
     assert "blocks.0.attn.qkv.weight" in changed
     delta = (model.features.state_dict()["blocks.0.attn.qkv.weight"] - base["blocks.0.attn.qkv.weight"]).abs().max()
     assert delta < 5 * 1e-4 * 5 + 1e-6                                 # Adam moves each weight <= ~lr per step
-    with pytest.raises(ValueError, match="no Linear layer named"):
+    with pytest.raises(ValueError, match="no Linear/Conv2d layer named"):
         finetune(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), head, batches, FinetuneConfig(target_modules=("q_proj",)))
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1, embed_dim=32, num_heads=2,
+                                       img_size=32, num_classes=0)
+        self.dim = 32
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def _images(tmp_path, n=14):
+    rng = np.random.default_rng(0)
+    paths, mos = [], []
+    for i in range(n):
+        a = (rng.random((40, 40, 3)) * 255 * (i + 1) / n).astype(np.uint8)
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(a).save(paths[-1])
+        mos.append(i / n)
+    return paths, np.asarray(mos)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(tmp_path, mode):
+    paths, mos = _images(tmp_path)
+    pp = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    job = HeadJob(np.arange(0, 8), np.arange(8, 11), np.arange(11, 14), seed=3)
+    tcfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, hidden=8, micro_batch=2)
+    cfg = FinetuneConfig(mode=mode, epochs=3, lr_head=1e-3, lr_backbone=1e-4, micro_batch=2)
+    whole = finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg, ckpt=tmp_path / "a.pt")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(msg):
+        if msg.startswith("epoch 1/"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg, ckpt=tmp_path / "b.pt", progress=stop_after_first)
+    resumed = finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg, ckpt=tmp_path / "b.pt")
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    np.testing.assert_array_equal(resumed.predictions["pred"], whole.predictions["pred"])
+    assert resumed.best_epoch == whole.best_epoch
+    val = [h["val_srcc"] for h in whole.history]
+    assert whole.best_epoch == int(np.argmax(val))                       # selection on val (clean protocol)
+    assert set(whole.predictions["part"]) == {"val", "test"} and len(whole.predictions) == 6
+    # a checkpoint made for another run is not resumed
+    other = finetune_split(_Tiny, pp, paths, mos, HeadJob(job.train_idx, job.val_idx, job.test_idx, seed=4), cfg,
+                           tcfg, ckpt=tmp_path / "b.pt")
+    assert [h["epoch"] for h in other.history] == [0, 1, 2]

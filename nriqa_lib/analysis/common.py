@@ -14,11 +14,13 @@ import pandas as pd
 from ..data.splits import load_splits
 from ..metrics import all_metrics
 from ..paths import single_partition, split_sizes, splits_path
+from ..reporting.export import RANDOM_WEIGHTS, export_table
 from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
                      two_level_bootstrap)
 
 __all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
-           "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs"]
+           "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
+           "RANDOM_WEIGHTS", "weights_label", "export"]
 
 METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
@@ -227,3 +229,13 @@ def protocol(select_on: str) -> str:
 def ci_label(summary: pd.DataFrame) -> str:
     kinds = sorted(summary["ci_kind"].dropna().unique())
     return "95% CI: " + ("; ".join(kinds) if kinds else "none")
+
+
+def weights_label(p) -> str:
+    """The label every table of a random-weights run carries (``features.pretrained: false``, the smoke profile)."""
+    return "" if p.features.pretrained else f" [{RANDOM_WEIGHTS}]"
+
+
+def export(p, df: pd.DataFrame, out_dir, name: str, caption: str = ""):
+    """:func:`export_table` with the run's weights label appended to the caption."""
+    return export_table(df, out_dir, name, caption + weights_label(p))

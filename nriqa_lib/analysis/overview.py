@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.manifest import load_dataset
+from ..data.manifest import open_dataset
 from ..data.splits import load_splits
 from ..paths import splits_path
 from ..reporting import plots
 from ..reporting.export import export_table, table_dirs
 
-PARAMS = ("data.datasets", "data.roots", "splits.schemes")
+PARAMS = ("data.datasets", "data.roots", "data.limit", "data.limit_seed", "splits.schemes")
 __all__ = ["PARAMS", "data_overview"]
 
 
@@ -21,7 +21,7 @@ def data_overview(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     out, tdir, fdir = table_dirs(out_dir)
     tables, rows = {}, []
     for d in p.data.datasets:
-        m = load_dataset(d, p.data.roots, decode=False)
+        m = open_dataset(p, d)
         tables[d] = m.table
         sp = load_splits(splits_path(d))
         sizes = sp.groupby(["split", "part"]).size().unstack(fill_value=0).mean().round(1)

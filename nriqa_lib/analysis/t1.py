@@ -7,10 +7,10 @@ import pandas as pd
 
 from ..paths import load_predictions
 from ..reporting import plots
-from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
-from .common import METRICS, ci_label, compare, designs, family_note, protocol, split_metrics, summarize_groups
+from ..reporting.export import format_pm, table_dirs, write_metrics_json
+from .common import METRICS, ci_label, compare, designs, export, family_note, protocol, split_metrics, summarize_groups
 
-PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t1.head", "stats")
+PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t1.head", "stats")
 __all__ = ["PARAMS", "t1_backbones"]
 
 
@@ -28,8 +28,8 @@ def t1_backbones(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                     p.stats.seed)
     cap = (f"T1: backbones with the identical {p.t1.head} head; test SRCC and raw PLCC, mean ± sd over splits "
            f"({protocol(p.train.select_on)}; the 95% CIs in t1_summary.csv are {', '.join(sorted(summ['ci_kind'].unique()))}).")
-    export_table(table, tdir, "t1_backbones", cap)
-    export_table(tests, tdir, "t1_tests", "T1 pairwise tests (SRCC). " + family_note(tests, "all backbone pairs on one dataset", p.stats.alpha))
+    export(p, table, tdir, "t1_backbones", cap)
+    export(p, tests, tdir, "t1_tests", "T1 pairwise tests (SRCC). " + family_note(tests, "all backbone pairs on one dataset", p.stats.alpha))
     rows.to_csv(tdir / "t1_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t1_summary.csv", index=False, lineterminator="\n")
     plots.save(plots.bars_with_ci(summ, "backbone", None, "dataset", ci_label=ci_label(summ)), fdir / "t1_srcc.png")

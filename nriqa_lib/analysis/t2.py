@@ -8,11 +8,11 @@ import pandas as pd
 from ..backbones import pretrained
 from ..paths import load_cross, load_predictions
 from ..reporting import plots
-from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, ci_label, compare, cross_designs, designs, family_note, protocol,
-                     split_metrics, summarize_groups)
+from ..reporting.export import format_pm, table_dirs, write_metrics_json
+from .common import (METRICS, ci_label, compare, cross_designs, designs, export, family_note, protocol, split_metrics,
+                     summarize_groups)
 
-PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t2.heads", "t2.reference", "t2.cross", "stats")
+PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "t2.cross", "stats")
 __all__ = ["PARAMS", "t2_activations"]
 
 
@@ -31,8 +31,8 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     tests = compare(rows, pred, ["dataset", "backbone"], "head", p.t2.reference, des, ["a"], p.stats.alpha,
                     p.stats.n_boot, p.stats.seed)
     fam = f"one head vs {p.t2.reference} across all datasets x backbones (one claim)"
-    export_table(table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p.train.select_on)})")
-    export_table(tests, tdir, "t2_tests", f"T2: each head vs {p.t2.reference} (SRCC). " + family_note(tests, fam, p.stats.alpha))
+    export(p, table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p.train.select_on)})")
+    export(p, tests, tdir, "t2_tests", f"T2: each head vs {p.t2.reference} (SRCC). " + family_note(tests, fam, p.stats.alpha))
     rows.to_csv(tdir / "t2_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t2_summary.csv", index=False, lineterminator="\n")
     plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "head", None, "where",
@@ -51,11 +51,11 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
         sel = ("epoch chosen on the source split's val part" if p.train.select_on == "val"
                else "epoch chosen on the target set itself (optimistic, as P1)")
         ctable = format_pm(csum[csum["metric"] == "srcc"], ["dataset", "backbone"], ["head"])
-        export_table(ctable, tdir, "t2_cross",
+        export(p, ctable, tdir, "t2_cross",
                      f"T2 cross-dataset: train on the first dataset (train part of each split), test on all of the "
                      f"second; SRCC mean ± sd over source splits ({sel}); 95% CIs in t2_cross_summary.csv: two-level "
                      f"bootstrap (source splits, then target images)")
-        export_table(ctests, tdir, "t2_cross_tests", f"T2 cross-dataset tests vs {p.t2.reference} (paired two-level "
+        export(p, ctests, tdir, "t2_cross_tests", f"T2 cross-dataset tests vs {p.t2.reference} (paired two-level "
                      f"bootstrap). " + family_note(ctests, fam, p.stats.alpha))
         csum.to_csv(tdir / "t2_cross_summary.csv", index=False, lineterminator="\n")
         cross = {"cross_rows": cr, "cross_summary": csum, "cross_tests": ctests,

@@ -10,10 +10,10 @@ from ..backbones import pretrained
 from ..paths import load_predictions, load_shares
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
-from ..reporting.export import export_table, format_pm, table_dirs, write_metrics_json
-from .common import METRICS, compare, designs, family_note, protocol, split_metrics, summarize_groups
+from ..reporting.export import format_pm, table_dirs, write_metrics_json
+from .common import METRICS, compare, designs, export, family_note, protocol, split_metrics, summarize_groups
 
-PARAMS = ("data.datasets", "features.backbones", "train.select_on", "t2.heads", "t2.reference", "stats")
+PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "stats")
 __all__ = ["PARAMS", "t3_selection", "best_fixed"]
 
 
@@ -48,12 +48,12 @@ def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     shares = load_shares(p.data.datasets, backbones)
     share_tbl = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"])["share"].agg(["mean", "std"]).round(3)
     how = "mean val SRCC" if p.train.select_on == "val" else "mean test SRCC (paper profile: optimistic)"
-    export_table(table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
+    export(p, table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
                  f"SRCC mean ± sd over splits; best fixed = the T2 head with the highest {how} per dataset/backbone "
                  f"({protocol(p.train.select_on)})")
-    export_table(tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
+    export(p, tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
                  + family_note(tests, "one selection head vs best fixed across all datasets x backbones", p.stats.alpha))
-    export_table(share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
+    export(p, share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
     ksum.to_csv(tdir / "t3_summary.csv", index=False, lineterminator="\n")
     plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("role")["mean"].to_dict()

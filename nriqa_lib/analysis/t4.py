@@ -12,11 +12,11 @@ from ..backbones import is_control
 from ..metrics import LogisticFitWarning, all_metrics, plcc, srcc
 from ..paths import load_zeroshot
 from ..reporting import plots
-from ..reporting.export import export_table, table_dirs, write_metrics_json
+from ..reporting.export import table_dirs, write_metrics_json
 from ..stats import bootstrap_ci, paired_bootstrap, williams_t
-from .common import family_note, holm_by_family
+from .common import export, family_note, holm_by_family
 
-PARAMS = ("data.datasets", "features.backbones", "t4.clip_models", "stats")
+PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "t4.clip_models", "stats")
 __all__ = ["PARAMS", "t4_zeroshot"]
 
 
@@ -69,11 +69,11 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
         tests = holm_by_family(tests, ["claim"], p.stats.alpha, p_cols=("p", "p_williams"))
     table = res.set_index(["dataset", "source", "score"])[["srcc", "srcc_ci_low", "srcc_ci_high", "plcc",
                                                            "plcc_logistic5", "krcc", "rmse", "fit"]].round(4)
-    export_table(table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
+    export(p, table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
                  "raw PLCC and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
-    export_table(tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
+    export(p, tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
                  "PLCC. " + family_note(tests, "one claim across all datasets and backbones", p.stats.alpha))
-    export_table(notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
+    export(p, notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
     fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
     plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset",
                                   ci_label="95% CI: percentile bootstrap over images (whole dataset)"), fdir / "t4_srcc.png")

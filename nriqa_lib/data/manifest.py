@@ -18,6 +18,8 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from ..workspace import cache_dir, repo_path
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_DIR = REPO_ROOT / "data_manifests"
 
@@ -29,7 +31,7 @@ REQUIRED_COLUMNS = ("image", "mos", "group")
 
 __all__ = ["ManifestError", "Manifest", "known_datasets", "manifest_path", "read_manifest",
            "validate_manifest", "load_dataset", "resolve_root", "sha256_file", "check_mos_range", "HashSidecar",
-           "write_sha256"]
+           "write_sha256", "open_dataset", "sample_rows"]
 
 
 class ManifestError(ValueError):
@@ -81,16 +83,15 @@ def manifest_path(name: str, manifest_dir: Path | None = None) -> Path:
 def resolve_root(name: str, roots: dict[str, str] | None = None, base: Path = REPO_ROOT) -> Path:
     """Data root of ``name``: env ``NRIQA_ROOT_<NAME>`` beats ``roots[name]`` (params.yaml data.roots).
 
-    Relative paths are taken from the repository root.
+    Relative paths are taken from the repository root; inside a DVC experiment workspace (``dvc exp run
+    --temp``, ``dvc queue``) a relative root that is not in the copy is taken from the user's repository.
     """
     env = os.environ.get(f"NRIQA_ROOT_{name.upper()}")
     raw = env if env else (roots or {}).get(name)
     if not raw:
         raise ManifestError(f"no data root for dataset {name!r}: set data.roots.{name} in params.yaml "
                             f"or the environment variable NRIQA_ROOT_{name.upper()}")
-    root = Path(raw).expanduser()
-    if not root.is_absolute():
-        root = (base / root).resolve()
+    root = repo_path(raw, base)
     if not root.is_dir():
         src = f"NRIQA_ROOT_{name.upper()}" if env else f"data.roots.{name}"
         raise ManifestError(f"data root of {name!r} ({src}={raw}) is not a directory: {root}")
@@ -229,12 +230,23 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
     return hashes if decode else None
 
 
+def sample_rows(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of ``limit`` rows in manifest order (all rows when ``limit`` is 0 or >= the size)."""
+    if not limit or limit >= len(df):
+        return df
+    keep = np.sort(np.random.default_rng(seed).choice(len(df), size=int(limit), replace=False))
+    return df.iloc[keep].reset_index(drop=True)
+
+
 def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None,
-                 decode: bool = True, hash_cache: str | os.PathLike | None = "cache/sha256") -> Manifest:
+                 decode: bool = True, hash_cache: str | os.PathLike | None = "", limit: int = 0,
+                 limit_seed: int = 0) -> Manifest:
     """Read, check and validate dataset ``name`` (manifest + card + files); raise ManifestError if bad.
 
     With ``decode`` the table's ``sha256`` holds every file's content hash (verified where the manifest
-    has one, computed once and remembered in ``hash_cache/<name>.json`` where it has none)."""
+    has one, computed once and remembered in ``hash_cache/<name>.json`` where it has none; default
+    cache/sha256, None: not remembered). ``limit`` > 0
+    keeps a seeded sample of that many images (``data.limit``: a quick first try of any profile)."""
     manifest_dir = _mdir(manifest_dir)
     path = manifest_path(name, manifest_dir)
     card = yaml.safe_load((Path(manifest_dir) / f"{name}.yaml").read_text()) or {}
@@ -245,11 +257,20 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     except ValueError:
         where = str(path)
     check_mos_range(df, card, where)
+    df = sample_rows(df, limit, limit_seed)
     hashes = validate_manifest(df, root, where=where, decode=decode,
-                               sidecar=HashSidecar(Path(hash_cache) / f"{name}.json") if hash_cache else None)
+                               sidecar=HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{name}.json")
+                               if hash_cache is not None else None)
     if hashes is not None:                # full validation: the content of every file is known
         df["sha256"] = hashes
     return Manifest(name=name, table=df, root=root, card=card)
+
+
+def open_dataset(p, name: str, decode: bool = False, limited: bool = True) -> Manifest:
+    """``load_dataset`` with the params' roots and sample (``data.roots``, ``data.limit``, ``data.limit_seed``);
+    ``limited=False`` gives the whole dataset (published splits are made on it, then restricted)."""
+    return load_dataset(name, p.data.roots, decode=decode, limit=p.data.limit if limited else 0,
+                        limit_seed=p.data.limit_seed)
 
 
 def write_sha256(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None) -> Path:

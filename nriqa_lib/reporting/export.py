@@ -13,6 +13,9 @@ from ..io import atomic_write_text
 __all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs"]
 
 
+# the label of every table and report of a random-weights run (features.pretrained: false, the smoke profile)
+RANDOM_WEIGHTS = "random weights: checks the code path, not results"
+
 def format_pm(summary: pd.DataFrame, index: Sequence[str], columns: Sequence[str], digits: int = 3) -> pd.DataFrame:
     """Pivot a summary into 'mean ± sd' cells."""
     s = summary.copy()

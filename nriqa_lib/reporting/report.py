@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 from ..backbones import REGISTRY, is_control
 from ..io import atomic_write_text
+from .export import RANDOM_WEIGHTS
 
-PARAMS = ("stats.alpha",)
-__all__ = ["PARAMS", "claims", "summary", "gather_tables", "write_report", "FIGURES"]
+PARAMS = ("stats.alpha", "features.pretrained")
+__all__ = ["PARAMS", "claims", "summary", "gather_tables", "write_report", "FIGURES", "RANDOM_WEIGHTS"]
 
 # the report's figures, in order: the tables' own figures and the figures stage's
 FIGURES = ("t1/figures/t1_srcc.png", "t2/figures/t2_srcc.png", "t3/figures/t3_shares.png", "t4/figures/t4_srcc.png",
+           "t6/figures/t6_srcc.png",
            "figures/pred_vs_mos.png", "figures/tsne_hidden.png", "figures/gradcam.png")
 
 
@@ -63,6 +65,10 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
             name = "ours: the magnitude cue of a pretrained backbone beats that of a random one"
         out.append((name, f"{r.dataset}: {r.a} vs {r.b}", r.srcc_diff, r.p_holm,
                     _verdict(r.srcc_diff, r.p_holm, alpha)))
+    t6 = _read(results, "t6/tables/t6_tests.csv")
+    for r in t6.itertuples() if "a" in t6 else []:
+        out.append((f"P1: {r.a} fine-tuning beats a frozen backbone", f"{r.dataset}/{r.backbone}", r.diff, r.p_holm,
+                    _verdict(r.diff, r.p_holm, alpha)))
     t4n = _read(results, "t4/tables/t4_notes.csv")
     for r in t4n.itertuples():
         out.append(("P2: MA-CLIP beats CLIP-IQA", f"{r.dataset}/{r.model}", np.nan, np.nan,
@@ -95,17 +101,21 @@ def gather_tables(results: str | Path, ext: str = "md") -> str:
     parts = []
     for rel in ("t1/tables/t1_backbones", "t1/tables/t1_tests", "t2/tables/t2_activations",
                 "t2/tables/t2_tests", "t2/tables/t2_cross", "t3/tables/t3_selection", "t3/tables/t3_tests",
-                "t4/tables/t4_zeroshot", "t4/tables/t4_tests", "t4/tables/t4_notes"):
+                "t4/tables/t4_zeroshot", "t4/tables/t4_tests", "t4/tables/t4_notes", "t6/tables/t6_regimes",
+                "t6/tables/t6_tests"):
         f = results / f"{rel}.{ext}"
         if f.is_file():
             parts.append(f.read_text())
     return "\n\n".join(parts)
 
 
-def write_report(out_dir: str | Path, tables_md: str, claims_df: pd.DataFrame, tables_tex: str = "") -> Path:
-    """report.md (claims + tables), claims.tex and tables.tex (every table's LaTeX, in order)."""
+def write_report(out_dir: str | Path, tables_md: str, claims_df: pd.DataFrame, tables_tex: str = "",
+                 banner: str = "") -> Path:
+    """report.md (claims + tables), claims.tex and tables.tex (every table's LaTeX, in order); ``banner`` (e.g.
+    the random-weights label of the smoke profile) heads the report."""
     out = Path(out_dir)
-    text = ("# nriqa report\n\n## Claims on the data at hand\n\n" + claims_df.to_markdown(index=False)
+    text = ("# nriqa report\n\n" + (f"**{banner}**\n\n" if banner else "") + "## Claims on the data at hand\n\n"
+            + claims_df.to_markdown(index=False)
             + "\n\n## Tables\n\n" + tables_md + "\n")
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "claims.tex", claims_df.to_latex(index=False, escape=True))

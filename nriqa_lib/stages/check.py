@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from ..backbones import REGISTRY, WeightsError
-from ..backbones.weights import weight_source
+import json
+
+from ..backbones.weights import weight_identity, weight_source
 from ..data.manifest import manifest_path, resolve_root
 from ..io import atomic_write_text
 
-PARAMS = ("data", "splits", "features", "train", "t1", "t2", "t3", "t4", "stats")
+PARAMS = ("data", "splits", "features", "train", "t1", "t2", "t3", "t4", "finetune", "run", "stats")
 
 
-def run(p, stamp: str | None = None) -> None:
+def run(p, stamp: str | None = None, weights_out: str | None = None) -> None:
     """Params were checked when loaded (types, ranges, names); here the manifests, the roots and every
     configured backbone's weights (offline, before any stage starts: a missing SigLIP2 would otherwise fail
     after the other backbones' extraction). With ``stamp`` write a file of constant content that every stage
@@ -19,10 +21,14 @@ def run(p, stamp: str | None = None) -> None:
             manifest_path(d)
             resolve_root(d, p.data.roots)
     absent = [w["source"] + f" ({b})" for b in p.features.backbones
-              if not (w := weight_source(REGISTRY[b], p.features.weights.get(b)))["present"]]
+              if p.features.pretrained and not (w := weight_source(REGISTRY[b], p.features.weights.get(b)))["present"]]
     if absent:
         raise WeightsError(f"weights absent offline for features.backbones: {'; '.join(absent)} "
                            f"(`python -m nriqa_lib.cli weights fetch`, or features.weights.<backbone>: /path/file)")
     print(f"params OK: datasets {p.data.datasets}, backbones {p.features.backbones}")
     if stamp:
         atomic_write_text(stamp, "params OK\n")
+    if weights_out:     # the identity of every weight file used: DVC reruns what depends on a changed one
+        ids = {b: weight_identity(REGISTRY[b], p.features.weights.get(b), p.features.pretrained)
+               for b in dict.fromkeys([*p.features.backbones, *p.t4.clip_models])}
+        atomic_write_text(weights_out, json.dumps(ids, indent=1, sort_keys=True) + "\n")

@@ -1,24 +1,36 @@
-"""Stage ``features@<dataset>``: features/<dataset>/<backbone>/ for every backbone (content-addressed cache)."""
+"""Stage ``features@<dataset>``: features/<dataset>/<backbone>/ for every backbone (content-addressed cache).
+
+Under ``torchrun --nproc_per_node N -m nriqa_lib.cli features ...`` (``run.launcher``) the ranks share the
+images (``extract_features``); rank 0 writes the outputs."""
 from __future__ import annotations
 
 import sys
 import time
 
-from ..backbones import create_backbone
-from ..data.manifest import load_dataset
+from .. import dist
+from ..backbones import backbone_from_params
+from ..data.manifest import open_dataset
+from ..device import resolve_device, run_info, set_deterministic
 from ..features import extract_features, save_feature_set
 from ..paths import features_dir
 
-PARAMS = ("data.roots", "features")
+PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features", "run")
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:
-    m = load_dataset(dataset, p.data.roots)          # validates files (existence, sha256, decoding) first
+    m = open_dataset(p, dataset, decode=True)        # validates files (existence, sha256, decoding) first
+    dev = dist.init(resolve_device(p.run.device))
+    set_deterministic(dev)
     for backbone in backbones or p.features.backbones:
-        bb = create_backbone(backbone, weights=p.features.weights.get(backbone))
+        bb = backbone_from_params(p, backbone)
         t = time.time()
         fs = extract_features(bb, m, test_time=p.features.test_time, batch_size=p.features.batch_size,
                               threads=p.features.threads, chunk_size=p.features.chunk_size,
-                              progress=sys.stderr.isatty())
+                              progress=sys.stderr.isatty(), device=dev, amp=p.run.amp, workers=p.run.workers)
+        if not dist.is_main():
+            continue
+        fs.meta["run"] = {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}
         save_feature_set(fs, features_dir(dataset, backbone))
-        print(f"{backbone} on {dataset}: {fs.features.shape} in {time.time() - t:.1f}s (key {fs.key})")
+        dt = time.time() - t
+        print(f"{backbone} on {dataset}: {fs.features.shape} in {dt:.1f}s ({len(m.table) / max(dt, 1e-9):.1f} img/s, "
+              f"{dev}) (key {fs.key})")

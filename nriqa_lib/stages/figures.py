@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backbones import create_backbone, pretrained
-from ..data.manifest import load_dataset
+from ..backbones import backbone_from_params, pretrained
+from ..data.manifest import open_dataset
 from ..data.splits import load_splits
 from ..explain import gradcam, hidden_embedding
 from ..features import build_transform, load_feature_set, load_image
@@ -15,7 +15,7 @@ from ..protocol import jobs_from_splits, train_config
 from ..reporting import plots
 from ..train import train_heads
 
-PARAMS = ("data.datasets", "data.roots", "features.backbones", "features.weights", "train", "t1.head", "t3",
+PARAMS = ("data.datasets", "data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "features.image_size", "train", "t1.head", "t3",
           "stats.seed")
 
 
@@ -25,10 +25,10 @@ def run(p) -> dict:
     d = p.data.datasets[-1]
     bname = pretrained(p.features.backbones)[0]
     fs = load_feature_set(features_dir(d, bname))
-    man = load_dataset(d, p.data.roots, decode=False)
+    man = open_dataset(p, d)
     mos = man.table.set_index("image").loc[fs.images, "mos"].to_numpy()
     job = jobs_from_splits(fs.images, load_splits(splits_path(d)), seed_offset=p.train.seed * 1000)[0]
-    res = train_heads(fs.features, mos, [job], train_config(p, p.t1.head))
+    res = train_heads(fs.features, mos, [job], train_config(p, p.t1.head, d))
     head = res.heads[0]
     te = res.predictions[res.predictions["part"] == "test"]
     paths = {"scatter": plots.save(plots.pred_vs_mos(te, f"{p.t1.head} head on {bname}, {d} split 0 (test)"),
@@ -36,7 +36,7 @@ def run(p) -> dict:
     xy = hidden_embedding(head, fs.features[job.test_idx], seed=p.stats.seed)
     paths["tsne"] = plots.save(plots.embedding_plot(xy, mos[job.test_idx], f"t-SNE of the head's hidden layer ({d} test)"),
                                out / "tsne_hidden.png")
-    bb = create_backbone(bname, weights=p.features.weights.get(bname))
+    bb = backbone_from_params(p, bname)
     if hasattr(bb.model, "forward_head") and bb.spec.pooling == "avg":
         tf = build_transform(bb.preprocess, "squash")
         order = np.argsort(mos[job.test_idx])

@@ -5,18 +5,18 @@ import time
 
 import torch
 
-from ..data.manifest import load_dataset
+from ..data.manifest import open_dataset
 from ..data.splits import load_splits
 from ..paths import heads_dir, splits_path
 from ..protocol import run_heads, save_heads
 
-PARAMS = ("data.roots", "features.backbones", "features.threads", "train", "t1.head", "t2.heads", "t2.reference",
+PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t1.head", "t2.heads", "t2.reference",
           "t3")
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     torch.set_num_threads(p.features.threads)
-    manifest = load_dataset(dataset, p.data.roots, decode=False)
+    manifest = open_dataset(p, dataset)
     splits = load_splits(splits_path(dataset))
     for backbone in backbones or p.features.backbones:
         t = time.time()

@@ -2,23 +2,24 @@
 features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): results/zeroshot/<dataset>/."""
 from __future__ import annotations
 
-from ..data.manifest import load_dataset
+from ..data.manifest import open_dataset
 from ..features import load_feature_set
 from ..io import atomic_path
 from ..paths import features_dir, zeroshot_dir
 from ..zeroshot import dataset_scores
 
-PARAMS = ("data.roots", "features.backbones", "features.weights", "t4")
+PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "t4")
 
 
 def run(p, dataset: str) -> None:
-    man = load_dataset(dataset, p.data.roots, decode=False)
+    man = open_dataset(p, dataset)
     feats = {}
     for bb in p.features.backbones:
         fs = load_feature_set(features_dir(dataset, bb))
         pos = {im: i for i, im in enumerate(fs.images)}
         feats[bb] = fs.features[[pos[im] for im in man.table["image"]]]
-    scores, notes = dataset_scores(man, feats, p.t4.clip_models, dict(p.features.weights), p.t4)
+    scores, notes = dataset_scores(man, feats, p.t4.clip_models, dict(p.features.weights), p.t4,
+                                   pretrained=p.features.pretrained)
     out = zeroshot_dir(dataset)
     for name, df in (("scores.csv", scores), ("notes.csv", notes)):
         with atomic_path(out / name) as tmp:

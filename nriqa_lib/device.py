@@ -1,0 +1,69 @@
+"""Where work runs: device choice, bf16 autocast, DataLoader settings and the determinism record.
+
+Nothing here changes the protocol; it changes where and in which precision the same computation runs.
+bf16 autocast (``run.amp: auto`` on CUDA) covers the matmuls and convolutions of every family we use
+(CLIP/SigLIP2/DINOv2/DINOv3/PE ViTs, ResNet, EfficientNet-Lite): all were trained or are served in
+mixed precision by their authors; norms and softmax stay fp32 under autocast. Features extracted in bf16
+get their own cache key (``device``, ``amp`` in the key), so they never mix with fp32 ones.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+
+import torch
+
+__all__ = ["resolve_device", "use_bf16", "autocast", "loader_kwargs", "set_deterministic", "run_info"]
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda``/``cuda:N`` fail in one line without a GPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"run.device={spec!r} but torch sees no CUDA device (torch {torch.__version__}); "
+                           f"use run.device: auto or cpu")
+    return dev
+
+
+def use_bf16(device: torch.device, amp: str = "auto") -> bool:
+    """bf16 autocast on: ``amp: bf16`` anywhere, ``auto`` on CUDA only (CPU results stay bit-identical fp32)."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
+def autocast(device: torch.device, amp: str = "auto"):
+    """``torch.autocast`` in bf16 where :func:`use_bf16` says so, else a no-op context."""
+    if use_bf16(device, amp):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def loader_kwargs(device: torch.device, workers: int = 0) -> dict:
+    """DataLoader settings: ``workers`` decode processes; pinned memory on CUDA; persistent workers."""
+    kw: dict = {"num_workers": int(workers), "pin_memory": device.type == "cuda"}
+    if workers > 0:
+        kw.update(persistent_workers=True, prefetch_factor=4)
+    return kw
+
+
+def set_deterministic(device: torch.device) -> None:
+    """cuDNN without autotuning, deterministic algorithms where torch has them (warn where it has not)."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def run_info(device: torch.device, amp: str = "auto", workers: int = 0) -> dict:
+    """What a stage records about where it ran (written next to its outputs)."""
+    info = {"device": str(device), "bf16_autocast": use_bf16(device, amp), "workers": int(workers),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

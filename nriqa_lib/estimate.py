@@ -1,0 +1,108 @@
+"""Back-of-envelope cost of a profile on GPUs, from counted FLOPs (an ESTIMATE, not a measurement).
+
+``python -m nriqa_lib.estimate [params-paper.yaml] [--gpus 1 8 32]`` counts each backbone's forward FLOPs at its
+input size with torch's FlopCounterMode (one real forward of random weights on the CPU, batch 1), then
+
+* features  = N images x forward FLOPs / (MFU x peak)  vs  decode = N x megapixels / (workers x decode MP/s);
+  the stage takes the larger (extraction is decode-bound for SPAQ's ~12 MP photos);
+* finetune  = splits x epochs x (n_train x k x forward + n_test x forward) / (MFU x peak), k = 3 for full
+  fine-tuning (forward, activation and weight gradients), 2 for LoRA (no gradients for frozen weights), plus
+  decoding every image every epoch;
+* heads, cross, zeroshot-magnitude and the tables are seconds to minutes on a CPU (measured in the default study).
+
+Defaults: H100 SXM bf16 dense peak 989 TFLOP/s; MFU 0.40 for inference and 0.30 for training (typical for
+ViT-B/L at batch 32-128 under bf16 autocast); decode 18 MP/s per worker (measured here: CLIVE decode + resize,
+145 img/s of 0.25 MP on 2 cores); 16 workers per GPU. Work splits evenly across GPUs (torchrun ranks own
+disjoint images or splits), so wall time on G GPUs is the total / G plus one model load per rank.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["forward_gflops", "DATASET_IMAGES", "Assumptions", "estimate", "main"]
+
+# images and typical megapixels per image of each dataset (manifests; the releases' image sizes)
+DATASET_IMAGES = {"clive": (1162, 0.25), "koniq10k": (10073, 0.79), "spaq": (11125, 12.0), "agiqa3k": (2982, 0.6),
+                  "agiqa1k": (1080, 0.5), "kadid10k": (10125, 0.2), "csiq": (866, 0.26), "tid2013": (3000, 0.2),
+                  "live": (779, 0.4), "synthetic": (208, 0.26)}
+
+
+@dataclass
+class Assumptions:
+    peak_tflops: float = 989.0       # H100 SXM, bf16 dense
+    mfu_infer: float = 0.40
+    mfu_train: float = 0.30
+    decode_mp_s: float = 18.0        # per worker
+    workers: int = 16
+
+
+def forward_gflops(backbone, size: int | None = None) -> float:
+    """Forward GFLOPs of one image (a Backbone from create_backbone), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+    s = size or backbone.preprocess.size
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        backbone(torch.zeros(1, 3, s, s))
+    return fc.get_total_flops() / 1e9
+
+
+def estimate(p, gflops: dict[str, float], a: Assumptions = Assumptions()) -> list[dict]:
+    """Seconds per stage item on one GPU (features per dataset x backbone; finetune per dataset x backbone x
+    regime), from the profile's datasets, splits, epochs and ratios."""
+    rows = []
+    train_frac = p.splits.ratios[0]
+    n_splits = 3 if all(s == "p1" for s in p.splits.schemes.values()) else p.splits.n_splits
+    for d in p.data.datasets:
+        n, mp = DATASET_IMAGES.get(d, (1000, 1.0))
+        decode_s = n * mp / (a.decode_mp_s * a.workers)
+        epochs = (p.train.per_dataset.get(d) or {}).get("epochs", p.train.epochs)
+        for b in p.features.backbones:
+            g = gflops[b]
+            comp = n * g * 1e9 / (a.mfu_infer * a.peak_tflops * 1e12)
+            rows.append({"stage": "features", "dataset": d, "backbone": b, "regime": "", "gflops_per_image": g,
+                         "compute_s": comp, "decode_s": decode_s, "seconds": max(comp, decode_s)})
+        ft = list(p.finetune.backbones) or [b for b in p.features.backbones if not b.startswith("random_")]
+        for b in ft:
+            for r in p.finetune.regimes:
+                k = 3 if r == "full" else 2
+                n_tr = n * train_frac
+                fl = n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
+                comp = fl / (a.mfu_train * a.peak_tflops * 1e12)
+                dec = n_splits * epochs * decode_s
+                rows.append({"stage": "finetune", "dataset": d, "backbone": b, "regime": r,
+                             "gflops_per_image": gflops[b], "compute_s": comp, "decode_s": dec,
+                             "seconds": max(comp, dec)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pandas as pd
+
+    from .backbones import create_backbone
+    from .config import load_params
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("params", nargs="?", default="params-paper.yaml")
+    ap.add_argument("--gpus", type=int, nargs="*", default=[1, 8, 32])
+    a = ap.parse_args(argv)
+    p = load_params(a.params)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    gf = {}
+    for b in dict.fromkeys([*p.features.backbones, *p.finetune.backbones]):
+        bb = create_backbone(b, pretrained=False, image_size=p.features.image_size or None)
+        gf[b] = forward_gflops(bb)
+        print(f"{b}: {gf[b]:.1f} GFLOP per image at {bb.preprocess.size} px")
+    df = pd.DataFrame(estimate(p, gf))
+    pd.set_option("display.width", 200)
+    print("ESTIMATE (FLOPs at the stated MFU, decode at the stated rate), GPU-hours on one H100:")
+    print(df.groupby(["stage", "regime"])["seconds"].sum().div(3600).round(2).to_string())
+    print(df.groupby(["stage", "dataset"])["seconds"].sum().div(3600).round(2).to_string())
+    total = df["seconds"].sum() / 3600
+    for g in a.gpus:
+        print(f"wall time on {g} GPU(s): {total / g:.1f} h (total {total:.1f} GPU-h split evenly)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Stage ``finetune@<dataset>``: P1's image-level regimes (``finetune.regimes``: lora, full) for every backbone of
+``finetune.backbones`` (empty: the pretrained ones of ``features.backbones``) on every split:
+results/finetune/<dataset>/<backbone>/<regime>/predictions.csv (the heads stage's columns) + run.json.
+
+Each (backbone, regime, split) checkpoints after every epoch under cache/finetune/, so an interrupted stage
+resumes where it stopped. With ``finetune.regimes`` empty (the offline default) the stage only writes
+results/finetune/<dataset>/status.json saying so. The frozen regime is the heads stage's ``t1.head``. Under
+``torchrun`` (``run.launcher``) the ranks share each batch (DistributedDataParallel); rank 0 writes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import dist
+from ..backbones import backbone_from_params, pretrained
+from ..data.manifest import open_dataset
+from ..data.splits import load_splits
+from ..device import resolve_device, run_info, set_deterministic
+from ..finetune import FinetuneConfig, finetune_split
+from ..io import atomic_path, atomic_write_text
+from ..paths import finetune_ckpt, finetune_dir, splits_path
+from ..protocol import jobs_from_splits
+from ..train import TrainConfig
+
+PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained",
+          "features.image_size", "features.test_time", "features.threads", "train", "t1.head", "finetune", "run")
+
+
+def finetune_backbones(p) -> list[str]:
+    return list(p.finetune.backbones) or pretrained(p.features.backbones)
+
+
+def _clean(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] | None = None) -> None:
+    out_root = finetune_dir(dataset)
+    regimes = regimes or list(p.finetune.regimes)
+    todo = [(b, r) for b in (backbones or finetune_backbones(p)) for r in regimes]
+    out_root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_root / "status.json", json.dumps(
+        {"regimes": regimes, "backbones": list(dict.fromkeys(b for b, _ in todo)),
+         "note": "finetune.regimes is empty: nothing fine-tuned (on in params-paper.yaml)" if not todo else ""},
+        indent=1, sort_keys=True) + "\n")
+    if not todo:
+        print(f"finetune on {dataset}: finetune.regimes is empty, nothing to do")
+        return
+    torch.set_num_threads(p.features.threads)
+    dev = dist.init(resolve_device(p.run.device))
+    set_deterministic(dev)
+    man = open_dataset(p, dataset)
+    images = list(man.table["image"])
+    mos = man.table["mos"].to_numpy(dtype=np.float64)
+    paths = man.paths()
+    jobs = jobs_from_splits(images, load_splits(splits_path(dataset)), seed_offset=p.train.seed * 1000,
+                            single_split_seeds=p.train.single_split_seeds)
+    if p.finetune.max_splits:
+        jobs = jobs[:p.finetune.max_splits]
+    tcfg = TrainConfig.from_params(p.train, p.t1.head, None, dataset)   # P1's head (t3 only for K-way)
+    for bname, regime in todo:
+        probe = backbone_from_params(p, bname)
+        cfg = FinetuneConfig(mode=regime, epochs=tcfg.epochs, lr_head=tcfg.lr, lr_backbone=p.finetune.lr_backbone,
+                             lora_r=p.finetune.lora_r, lora_alpha=p.finetune.lora_alpha,
+                             lora_dropout=p.finetune.lora_dropout, margin_weight=tcfg.margin_weight,
+                             margin_scale=tcfg.margin_scale, margin_loss_swapped=tcfg.margin_loss_swapped,
+                             micro_batch=tcfg.micro_batch, batch_size=tcfg.batch_size)
+        ident = json.dumps({"dataset": dataset, "manifest": man.content_hash, "backbone": probe.identity(),
+                            "regime": regime, "test_time": p.features.test_time}, sort_keys=True)
+        key = hashlib.sha256(ident.encode()).hexdigest()[:20]
+        frames, hist, steps = [], [], []
+        t = time.time()
+        for job in jobs:
+            k = job.tags["split"]
+            log = (lambda msg, k=k: print(f"  {bname}/{regime} split {k}: {msg}", file=sys.stderr, flush=True)
+                   if dist.is_main() else None)
+            res = finetune_split(lambda: backbone_from_params(p, bname), probe.preprocess, paths, mos, job, cfg, tcfg,
+                                 ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp, workers=p.run.workers,
+                                 test_time=p.features.test_time, progress=log)
+            df = res.predictions.assign(head=p.t1.head, split=k, best_epoch=res.best_epoch)
+            df["image"] = np.asarray(images)[df["index"].to_numpy()]
+            frames.append(df)
+            hist += [{"split": k, **{a: _clean(b) for a, b in h.items()}} for h in res.history]
+            steps.append(res.step_seconds)
+        if not dist.is_main():
+            continue
+        pred = pd.concat(frames, ignore_index=True)[["head", "split", "part", "image", "pred", "mos", "best_epoch"]]
+        out = out_root / bname / regime
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "predictions.csv") as tmp:
+            pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+        info = {"regime": regime, "backbone": bname, "weights": probe.weight_id, "splits": len(jobs),
+                "epochs": tcfg.epochs, "batch_size": tcfg.batch_size, "micro_batch": tcfg.micro_batch,
+                "lr_head": tcfg.lr, "lr_backbone": cfg.lr_backbone if regime == "full" else None,
+                "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout} if regime == "lora"
+                else None, "history": hist, "run": {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}}
+        atomic_write_text(out / "run.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+        step = float(np.nanmedian(steps)) if steps else float("nan")
+        print(f"finetune {bname}/{regime} on {dataset}: {len(jobs)} split(s) x {tcfg.epochs} epoch(s) in "
+              f"{time.time() - t:.1f}s (median step {step:.3f}s, batch {tcfg.batch_size}, {dev})")

