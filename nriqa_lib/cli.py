@@ -59,7 +59,8 @@ def _weights(p, action: str, names: list[str]) -> int:
 # stage -> the folders it writes (checked before any work)
 OUTPUTS = {"features": ("features", "cache/features"), "heads": ("results/heads",), "cross": ("results/cross",),
            "zeroshot": ("results/zeroshot", "cache/maclip"), "figures": ("results/figures",), "splits": ("splits",),
-           "finetune": ("results/finetune", "cache/finetune")}
+           "finetune": ("results/finetune", "cache/finetune"),
+           "resolution": ("results/resolution", "cache/features")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("hash", help="write every image's sha256 into data_manifests/<dataset>.csv (once you have "
                                     "the images; later runs then verify them)")
     s.add_argument("--dataset", required=True)
-    for name in ("features", "heads", "finetune"):
+    for name in ("features", "heads", "finetune", "resolution"):
         s = sub.add_parser(name, help=f"{name} of every backbone in features.backbones (or --backbone) on a dataset")
         s.add_argument("--dataset", required=True)
         s.add_argument("--backbone", action="append", help="restrict to this backbone (repeatable)")

@@ -109,6 +109,17 @@ class T4:
 
 
 @dataclass
+class T5:
+    """Input resolution and test-time views as a controlled factor: every policy of ``policies`` on the same
+    splits, with the same heads, against ``features.test_time`` (the policy of T1-T4)."""
+    policies: list[str] = field(default_factory=lambda: ["squash", "center_crop", "squash_384"])
+    # squash | center_crop | multi_crop | squash_<N> (larger squash) | native (the image as is) | grid (MA-CLIP views)
+    backbones: list[str] = field(default_factory=lambda: ["tf_efficientnet_lite0"])   # empty = pretrained ones
+    datasets: list[str] = field(default_factory=lambda: ["clive"])
+    heads: list[str] = field(default_factory=lambda: ["ridge", "B_Sig"])
+
+
+@dataclass
 class Finetune:
     """P1's image-level regimes (STUDY_SPEC.md section 2): LoRA r 4, alpha 8, dropout 0.05 on the attention q/k
     projections (conv LoRA on CNNs), or full fine-tuning; head, loss, epochs and batches as ``train``."""
@@ -147,6 +158,7 @@ class Params:
     t2: T2 = field(default_factory=T2)
     t3: T3 = field(default_factory=T3)
     t4: T4 = field(default_factory=T4)
+    t5: T5 = field(default_factory=T5)
     finetune: Finetune = field(default_factory=Finetune)
     run: Run = field(default_factory=Run)
     stats: Stats = field(default_factory=Stats)
@@ -290,6 +302,26 @@ def check_params(p: Params) -> None:
                 raise ConfigError(f"params: train.per_dataset.{d}.{k} is not a train key (known: "
                                   f"{', '.join(n for n in names if n != 'per_dataset')})")
             _typed(v, names[k], f"train.per_dataset.{d}.{k}")
+    import re
+    for pol in p.t5.policies:
+        if not re.fullmatch(r"squash|center_crop|multi_crop|native|grid|squash_\d+", pol):
+            raise ConfigError(f"params: t5.policies has {pol!r}; use squash, center_crop, multi_crop, squash_<N>, "
+                              f"native or grid")
+    if p.features.test_time not in p.t5.policies:
+        raise ConfigError(f"params: t5.policies must include features.test_time={p.features.test_time!r} (the "
+                          f"reference every policy is compared with)")
+    for d in p.t5.datasets:
+        if d not in p.data.roots:
+            raise ConfigError(f"params: t5.datasets has {d!r}, which has no data.roots.{d} (those not in "
+                              f"data.datasets are skipped)")
+    for b in p.t5.backbones:
+        if b not in REGISTRY:
+            raise ConfigError("params: " + unknown_backbone_message(b, "t5.backbones"))
+    for h in p.t5.heads:
+        try:
+            get_predictor(h)
+        except KeyError as e:
+            raise ConfigError(f"params: t5.heads: {e.args[0]}") from None
     for r in p.finetune.regimes:
         if r not in ("lora", "full"):
             raise ConfigError(f"params: finetune.regimes has {r!r}; use lora and/or full (frozen = the heads stage)")

@@ -39,12 +39,14 @@ class Assumptions:
     workers: int = 16
 
 
-def forward_gflops(backbone, size: int | None = None) -> float:
-    """Forward GFLOPs of one image (a Backbone from create_backbone), counted by torch's FlopCounterMode."""
+def forward_gflops(backbone, size: int | None = None, x: torch.Tensor | None = None) -> float:
+    """Forward GFLOPs of one image (a Backbone from create_backbone; ``x`` a (1, 3, H, W) input, else a square
+    of ``size`` or the backbone's size), counted by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
     s = size or backbone.preprocess.size
+    x = torch.zeros(1, 3, s, s) if x is None else x
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
-        backbone(torch.zeros(1, 3, s, s))
+        backbone(x)
     return fc.get_total_flops() / 1e9
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from filelock import FileLock
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -31,8 +32,8 @@ from .device import autocast, loader_kwargs, resolve_device, use_bf16
 from .io import atomic_path, atomic_write_text
 from .workspace import cache_dir as workspace_cache
 
-TestTime = Literal["squash", "center_crop", "multi_crop"]
-__all__ = ["build_transform", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "save_feature_set",
+TestTime = Literal["squash", "center_crop", "multi_crop", "native", "grid"]
+__all__ = ["build_transform", "view_grid", "make_views", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "save_feature_set",
            "load_feature_set", "load_image"]
 
 
@@ -41,11 +42,32 @@ def _interp(name: str) -> T.InterpolationMode:
             "nearest": T.InterpolationMode.NEAREST}[name]
 
 
+def view_grid(height: int, width: int, size: int = 224, stride: int = 128) -> list[tuple[int, int]]:
+    """Top-left corners of all size x size windows on a stride grid from (0, 0); remainders dropped."""
+    if height < size or width < size:
+        raise ValueError(f"image {width}x{height} is smaller than the {size}x{size} view; pre-resize it "
+                         f"(t4.pre_resize.<dataset>: [w, h]) so both sides are >= {size}")
+    return [(t, l) for t in range(0, height - size + 1, stride) for l in range(0, width - size + 1, stride)]
+
+
+def make_views(x: torch.Tensor, size: int = 224, stride: int = 128) -> torch.Tensor:
+    """(C, H, W) normalised image -> (V, C, size, size): the grid crops, then the bilinear global view."""
+    crops = [x[:, t:t + size, l:l + size] for t, l in view_grid(x.shape[1], x.shape[2], size, stride)]
+    glob = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    return torch.stack([*crops, glob])
+
+
 def build_transform(pp: Preprocess, test_time: TestTime = "squash"):
     """Test-time views used by P1/P2: ``squash`` (whole image resized to size x size, aspect not kept,
     as P1 does), ``center_crop`` (timm eval: short side to size/crop_pct, centre crop), ``multi_crop``
-    (same resize, five crops: four corners + centre, features averaged). Returns (C,H,W) or (5,C,H,W)."""
+    (same resize, five crops: four corners + centre, features averaged), ``native`` (the image as it is:
+    CNNs and dynamic-size ViTs), ``grid`` (P2's MA-CLIP views: 224 crops on a stride-128 grid + the global
+    view, features averaged). Returns (C,H,W) or (V,C,H,W)."""
     norm = [T.ToTensor(), T.Normalize(pp.mean, pp.std)]
+    if test_time == "native":
+        return T.Compose(norm)
+    if test_time == "grid":
+        return T.Compose([*norm, T.Lambda(make_views)])
     if test_time == "squash":
         return T.Compose([T.Resize((pp.size, pp.size), interpolation=_interp(pp.interpolation), antialias=True), *norm])
     short = int(round(pp.size / pp.crop_pct))

@@ -15,7 +15,7 @@ from .data.splits import load_splits
 from .workspace import cache_dir
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
-           "finetune_ckpt", "load_finetune", "load_predictions",
+           "finetune_ckpt", "load_finetune", "resolution_dir", "load_resolution", "load_predictions",
            "load_shares", "load_cross", "load_zeroshot", "split_sizes", "single_partition"]
 
 
@@ -37,6 +37,16 @@ def cross_dir(source: str, target: str, backbone: str) -> Path:
 
 def zeroshot_dir(dataset: str) -> Path:
     return Path("results") / "zeroshot" / dataset
+
+
+def resolution_dir(dataset: str) -> Path:
+    return Path("results") / "resolution" / dataset
+
+
+def load_resolution(datasets: Sequence[str], backbones: Sequence[str], policies: Sequence[str]) -> pd.DataFrame:
+    """T5 predictions (the heads stage's columns) + a ``policy`` column, long format."""
+    dirs = {(d, b, q): resolution_dir(d) / b / q for d in datasets for b in backbones for q in policies}
+    return _read_all(dirs, "predictions.csv", ["dataset", "backbone", "policy"], "resolution", dtype={"image": str})
 
 
 def finetune_dir(dataset: str) -> Path:

@@ -58,8 +58,10 @@ def train_config(p, head: str, dataset: str | None = None) -> TrainConfig:
 
 
 def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
-              fs: FeatureSet | None = None, splits: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train every head spec on every split (each spec's splits batched together).
+              fs: FeatureSet | None = None, splits: pd.DataFrame | None = None,
+              heads: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train every head spec (``heads``, default :func:`heads_for`) on every split (each spec's splits batched
+    together).
 
     Returns (predictions: head, split, part, image, pred, mos, best_epoch; shares: head, split, layer,
     candidate, share).
@@ -72,7 +74,7 @@ def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
                             single_split_seeds=p.train.single_split_seeds)
     images = np.asarray(fs.images)
     preds, shares = [], []
-    for head in heads_for(p, backbone):
+    for head in heads or heads_for(p, backbone):
         if get_predictor(head).kind == "linear":   # ridge (closed form), alpha chosen like the heads' epoch
             df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
             heads_trained, best = [], [-1] * len(jobs)

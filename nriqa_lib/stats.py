@@ -24,7 +24,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 __all__ = ["summarize", "nadeau_bengio", "wilcoxon", "compare_paired", "holm", "bootstrap_ci", "williams_t",
-           "paired_bootstrap", "two_level_bootstrap", "min_p_wilcoxon", "mde_nadeau_bengio", "mde_normal"]
+           "paired_bootstrap", "two_level_bootstrap", "min_p_wilcoxon", "mde_nadeau_bengio", "mde_normal",
+           "random_effects", "splits_for_power"]
 
 
 def summarize(values: Sequence[float], level: float = 0.95, n_train: int | None = None,
@@ -249,3 +250,57 @@ def mde_normal(se: float, alpha: float, power: float = 0.8) -> float:
     """Smallest true difference a two-sided z-type (bootstrap) test with standard error ``se`` detects with
     ``power`` at level ``alpha``: (z_{1-alpha/2} + z_{power}) se."""
     return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
+
+
+def random_effects(effects: Sequence[float], ses: Sequence[float], level: float = 0.95) -> dict[str, float]:
+    """DerSimonian & Laird (1986) random-effects pooling of per-cell differences with standard errors ``ses``:
+    Q = sum w (y - y_fe)^2 with w = 1/se^2, tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w)), weights
+    1/(se^2 + tau^2); normal CI and two-sided p; I^2 = max(0, (Q - (k - 1)) / Q). Equals statsmodels'
+    ``combine_effects(method_re="dl")`` except that tau^2 is truncated at 0 as in DerSimonian & Laird
+    (statsmodels lets it go negative when Q < k - 1)."""
+    y, v = np.asarray(effects, float), np.asarray(ses, float) ** 2
+    ok = np.isfinite(y) & np.isfinite(v) & (v > 0)
+    y, v = y[ok], v[ok]
+    k = int(y.size)
+    if k == 0:
+        return {"k": 0, "estimate": float("nan"), "se": float("nan"), "ci_low": float("nan"),
+                "ci_high": float("nan"), "z": float("nan"), "p": float("nan"), "tau2": float("nan"),
+                "i2": float("nan"), "q": float("nan")}
+    w = 1 / v
+    fe = float((w * y).sum() / w.sum())
+    q = float((w * (y - fe) ** 2).sum())
+    c = float(w.sum() - (w ** 2).sum() / w.sum())
+    tau2 = max(0.0, (q - (k - 1)) / c) if k > 1 and c > 0 else 0.0
+    wr = 1 / (v + tau2)
+    est = float((wr * y).sum() / wr.sum())
+    se = float(np.sqrt(1 / wr.sum()))
+    zc = stats.norm.ppf(0.5 + level / 2)
+    z = est / se
+    return {"k": k, "estimate": est, "se": se, "ci_low": est - zc * se, "ci_high": est + zc * se, "z": float(z),
+            "p": float(2 * stats.norm.sf(abs(z))), "tau2": float(tau2),
+            "i2": float(max(0.0, (q - (k - 1)) / q)) if q > 0 else 0.0, "q": q}
+
+
+def splits_for_power(delta: float, sd_diff: float, n_train: int, n_test: int, alpha: float, power: float = 0.8,
+                     max_splits: int = 1000) -> float:
+    """Smallest number of splits J at which the Nadeau-Bengio test detects a true difference ``delta`` with
+    ``power`` at level ``alpha`` (statsmodels' TTestPower with the corrected effect size, as
+    :func:`mde_nadeau_bengio`); inf when even ``max_splits`` do not (the correction's n_test/n_train term
+    keeps the variance from shrinking below sd^2 n_test/n_train however many splits there are)."""
+    from statsmodels.stats.power import TTestPower
+    if not (np.isfinite(delta) and np.isfinite(sd_diff)) or sd_diff <= 0 or delta == 0:
+        return float("nan") if not np.isfinite(delta) or not np.isfinite(sd_diff) else float("inf")
+
+    def pw(J: int) -> float:
+        es = abs(delta) / (sd_diff * np.sqrt(1 + J * n_test / n_train))
+        return float(TTestPower().power(effect_size=es, nobs=J, alpha=alpha, alternative="two-sided"))
+
+    if pw(max_splits) < power:
+        return float("inf")
+    lo, hi = 2, max_splits                     # power grows with J: bisect for the first J that reaches it
+    if pw(lo) >= power:
+        return float(lo)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if pw(mid) < power else (lo, mid)
+    return float(hi)

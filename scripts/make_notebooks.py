@@ -3,7 +3,7 @@ stable). Each holds a parameters cell, one analysis call, its tables, figures an
 import nbformat as nbf
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-OUT = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4", "t6_regimes": "t6"}
+OUT = {"t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3", "t4_zeroshot": "t4", "t5_resolution": "t5", "t6_regimes": "t6"}
 TEST_COLS = '["dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm", "m_family", "mde80", "significant"]'
 
 
@@ -30,6 +30,16 @@ def tests_cells(key, what, summary):
             ("code", f'folded(T["{key}"], "{summary}", {TEST_COLS})')]
 
 
+def pooled_cells(key, fig):
+    """The pooled verdict per claim (random effects over cells) and the forest plot of the per-cell differences."""
+    return [("md", "**Pooled verdicts**: one random-effects estimate per claim over all its cells (95% CI, p "
+                   "Holm-adjusted over the claims of this table), its heterogeneity I², and `splits_80`, the number of "
+                   "splits that would detect the pooled effect with 80% power."),
+            ("code", f'show(T["{key}"], "Pooled over cells (DerSimonian-Laird random effects)") if len(T["{key}"]) '
+                     f'else Markdown("No comparison to pool.")'),
+            ("code", f'Image(out / "figures" / "{fig}") if (out / "figures" / "{fig}").is_file() else None')]
+
+
 nb("data_overview", "Data overview",
    "Per dataset: its size, MOS range (normalised to [0, 1], higher is better), the splits every stage uses, and "
    "sample images from the lowest to the highest MOS. The `synthetic` set's scores are **synthetic (100 x SSIM), "
@@ -45,7 +55,7 @@ nb("t1_backbones", "T1: backbone comparison (P1)",
    "these splits could detect.",
    [("code", "from nriqa_lib.analysis.t1 import t1_backbones\n\nT = t1_backbones(P, out)\nshow(T[\"table\"], \"T1: test SRCC / raw PLCC, mean ± sd over splits\")"),
     *tests_cells("tests", "backbone pairs", "All pairwise tests (SRCC; diff = a - b)"),
-    ("code", "Image(out / \"figures\" / \"t1_srcc.png\")")])
+    ("code", "Image(out / \"figures\" / \"t1_srcc.png\")"), *pooled_cells("pooled", "t1_forest.png")])
 nb("t2_activations", "T2: activation ablation (P1)",
    "The same head with ReLU (B), GELU, Sigmoid, Tanh or LeakyReLU in both hidden layers, P1's B_Sig (Sigmoid then "
    "LeakyReLU) and a ridge baseline: test SRCC, mean ± sd over splits, per dataset and backbone. Each head is "
@@ -54,11 +64,13 @@ nb("t2_activations", "T2: activation ablation (P1)",
    "(two-level bootstrap over source splits and target images).",
    [("code", "from nriqa_lib.analysis.t2 import t2_activations\n\nT = t2_activations(P, out)\nshow(T[\"table\"], \"T2: test SRCC, mean ± sd over splits\")"),
     *tests_cells("tests", "head-vs-reference comparisons", "All tests vs the reference (SRCC)"),
-    ("code", "Image(out / \"figures\" / \"t2_srcc.png\")"),
+    *pooled_cells("pooled", "t2_forest.png"),
     ("md", "## Cross-dataset: train on the first dataset, test on all of the second"),
     ("code", "show(T[\"cross_table\"], \"SRCC on the whole target set, mean ± sd over source splits\") if \"cross_table\" in T else Markdown(\"No `t2.cross` pair with both datasets configured.\")"),
     ("code", "display(Markdown(verdict(T.get(\"cross_tests\"), P.stats.alpha, \"cross-dataset comparisons\")))"),
-    ("code", f"folded(T[\"cross_tests\"], \"All cross-dataset tests (paired two-level bootstrap)\", {TEST_COLS}) if \"cross_tests\" in T else None")])
+    ("code", f"folded(T[\"cross_tests\"], \"All cross-dataset tests (paired two-level bootstrap)\", {TEST_COLS}) if \"cross_tests\" in T else None"),
+    ("code", "show(T[\"cross_pooled\"], \"Cross-dataset, pooled over cells\") if \"cross_pooled\" in T else None"),
+    ("code", "Image(out / \"figures\" / \"t2_cross_forest.png\") if (out / \"figures\" / \"t2_cross_forest.png\").is_file() else None")])
 nb("t3_selection", "T3: learnable activation selection (P1's B_Gated and our K-way)",
    "B_Gated (GatedBlend of ParamSigmoid and PReLU, then PReLU) and our K-way per-channel selection against the best "
    "fixed activation of T2, picked per dataset/backbone by mean SRCC on val (on test only under the paper profile's "
@@ -66,6 +78,7 @@ nb("t3_selection", "T3: learnable activation selection (P1's B_Gated and our K-w
    "splits; below, the share of channels that choose each candidate activation.",
    [("code", "from nriqa_lib.analysis.t3 import t3_selection\n\nT = t3_selection(P, out)\nshow(T[\"table\"], \"T3: test SRCC, mean ± sd over splits; best_fixed chosen on val\")"),
     *tests_cells("tests", "selection-vs-best-fixed comparisons", "All tests vs the best fixed head (SRCC)"),
+    *pooled_cells("pooled", "t3_forest.png"),
     ("code", "folded(T[\"shares\"].reset_index(), \"Channel shares per candidate (mean, sd over splits)\")"),
     ("code", "Image(out / \"figures\" / \"t3_shares.png\")")])
 nb("t4_zeroshot", "T4: zero-shot quality (P2: CLIP-IQA, MA-CLIP) and the magnitude cue on any backbone",
@@ -76,7 +89,19 @@ nb("t4_zeroshot", "T4: zero-shot quality (P2: CLIP-IQA, MA-CLIP) and the magnitu
    [("code", "from nriqa_lib.analysis.t4 import t4_zeroshot\n\nT = t4_zeroshot(P, out)\nshow(T[\"table\"], \"T4: zero-shot scores on whole datasets\")"),
     *tests_cells("tests", "zero-shot comparisons", "All tests (paired bootstrap over images; Williams' t on PLCC)"),
     ("code", "show(T[\"notes\"], \"CLIP models not run\") if len(T[\"notes\"]) else Markdown(\"Every configured CLIP model ran.\")"),
-    ("code", "Image(out / \"figures\" / \"t4_srcc.png\")")])
+    ("code", "Image(out / \"figures\" / \"t4_srcc.png\")"), *pooled_cells("pooled", "t4_forest.png")])
+nb("t5_resolution", "T5: input resolution and test-time views (beyond P1)",
+   "P1 squashes every image to its backbone's input size, so backbone and resolution are confounded. Here the "
+   "input policy is the factor: the same backbone, splits and heads (`t5.heads`) with each policy of "
+   "`t5.policies` (squash = T1-T4's, centre crop, a larger squash `squash_<N>`, the image at its native size, "
+   "MA-CLIP's 224-px view grid averaged). Cells are test SRCC, mean ± sd over splits; each policy is compared "
+   "with `features.test_time` on the same splits (Holm within one claim), pooled per policy, and its cost is "
+   "given in forward GFLOPs per image (counted) and images/s (measured on this machine).",
+   [("code", "from nriqa_lib.analysis.t5 import t5_resolution\n\nT = t5_resolution(P, out)\nshow(T[\"table\"], \"T5: test SRCC, mean ± sd over splits\")"),
+    *tests_cells("tests", "policy-vs-squash comparisons", "All tests vs the reference policy (SRCC)"),
+    *pooled_cells("pooled", "t5_forest.png"),
+    ("code", "show(T[\"cost\"], \"Cost per policy (GFLOPs per image, counted)\")"),
+    ("code", "Markdown(\"Measured on this run (not part of the tables: timings vary): \" + \"; \".join(f\"{k} {v['images_per_s']} img/s\" + (\" (cache hit)\" if v['cached'] else \"\") for t in T[\"timing\"].values() for k, v in t.items()))")])
 nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning",
    "The frozen backbone with the `t1.head` head (the heads stage) against P1's image-level regimes of the finetune "
    "stage: LoRA (r 4, alpha 8, dropout 0.05 on the attention q/k projections; conv LoRA on CNNs) and full "
@@ -87,7 +112,7 @@ nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning"
    [("code", "from nriqa_lib.analysis.t6 import t6_regimes\n\nT = t6_regimes(P, out)\nshow(T[\"table\"], \"T6: test SRCC, mean ± sd over splits\")"),
     ("code", "display(Markdown(verdict(T[\"tests\"], P.stats.alpha, \"regime-vs-frozen comparisons\"))) if len(T[\"tests\"]) else None"),
     ("code", f"folded(T[\"tests\"], \"All tests vs frozen (SRCC)\", {TEST_COLS}) if len(T[\"tests\"]) else None"),
-    ("code", "Image(out / \"figures\" / \"t6_srcc.png\") if (out / \"figures\" / \"t6_srcc.png\").is_file() else None")])
+    *pooled_cells("pooled", "t6_forest.png")])
 nb("report", "nriqa report",
    "Every claim of P1 and P2 tested on the data at hand, one row per dataset/backbone cell: the estimated SRCC "
    "difference, its Holm-adjusted p and the verdict (significant = Holm-adjusted p below `stats.alpha`). Then the "

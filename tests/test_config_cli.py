@@ -217,7 +217,7 @@ def test_check_stage_refuses_absent_weights_before_any_stage(tmp_path, monkeypat
     f = _params(tmp_path, lambda r: r["features"].update(backbones=["tf_efficientnet_lite0", "siglip2_vit_b16"]))
     assert cli.main(["--params", str(f), "check", "--stamp", str(tmp_path / "ok.txt")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "weights absent offline for features.backbones: HF timm/ViT-B-16-SigLIP2/" in err and len(err.splitlines()) == 1
+    assert "weights absent offline for features.backbones / t5.backbones: HF timm/ViT-B-16-SigLIP2/" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "ok.txt").exists()
     assert cli.main(["--params", str(REPO / "params.yaml"), "check", "--stamp", str(tmp_path / "ok.txt")]) == 0
     assert (tmp_path / "ok.txt").read_text() == "params OK\n"

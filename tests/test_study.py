@@ -35,6 +35,7 @@ def tree(tmp_path, monkeypatch):
     p.t2.heads, p.t2.reference = ["B", "sigmoid"], "B"
     p.t3.candidates = ["relu", "sigmoid"]
     p.stats.n_boot = 200
+    p.t5.datasets, p.t5.backbones, p.t5.policies = ["toyb"], [BB], ["squash", "center_crop", "squash_96"]
     return tmp_path, p
 
 
@@ -105,7 +106,16 @@ def test_tiny_pipeline_end_to_end(tree):
     assert set(t3["best_fixed"].columns) >= {"best_fixed", "best_fixed_val_srcc"}
     t4 = t4_zeroshot(stages.view(p, "t4_zeroshot"), tmp / "results" / "t4")
     assert len(t4["tests"]) == 4 and set(t4["tests"]["claim"]) == {"magnitude cue: pretrained vs random-init backbone"}
+    stages.stage_module("resolution").run(stages.view(p, "resolution"), "toyb")
+    from nriqa_lib.analysis.t5 import t5_resolution
+    t5 = t5_resolution(stages.view(p, "t5_resolution"), tmp / "results" / "t5")
+    assert set(t5["tests"]["a"]) == {"center_crop", "squash_96"} and set(t5["tests"]["head"]) == {"ridge", "B_Sig"}
+    assert len(t5["pooled"]) == 2 and (t5["pooled"]["k"] == 2).all()
+    assert t5["cost"].set_index("policy")["gflops_per_image"]["squash_96"] < \
+        t5["cost"].set_index("policy")["gflops_per_image"]["squash"]        # 96 px < lite0's 224 px
     c = report.claims(tmp / "results", p.stats.alpha)
+    assert "ours: input policy center_crop beats squash" in set(c["claim"])
+    assert c["where"].str.contains("pooled over").any()
     assert {"ours: pretrained features beat a random-init control", "P1: sigmoid beats ReLU",
             "P1: B_Gated generalises better than B (cross-dataset)"} <= set(c["claim"])
     # a notebook stage through papermill, reading the same tree

@@ -10,17 +10,24 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..data.splits import load_splits
 from ..metrics import all_metrics
 from ..paths import single_partition, split_sizes, splits_path
+from ..reporting import plots
 from ..reporting.export import RANDOM_WEIGHTS, export_table
-from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
-                     two_level_bootstrap)
+from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, random_effects,
+                     splits_for_power, summarize, two_level_bootstrap)
 
 __all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
-           "RANDOM_WEIGHTS", "weights_label", "export"]
+           "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs"]
+
+POOLED_NOTE = ("pooled = DerSimonian-Laird random-effects estimate of the per-cell differences (each weighted by "
+               "1/(se^2 + tau^2); se from the cell's corrected t or bootstrap), normal 95% CI and p; I^2 = share of "
+               "the spread that is heterogeneity; splits_80 = splits the Nadeau-Bengio test needs for 80% power "
+               "at the pooled effect (median cell sd; inf: the n_test/n_train floor keeps it from ever reaching it)")
 
 METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
@@ -126,7 +133,10 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
             row = {**tags, "a": a, "b": b, "metric": "srcc", "n_splits": len(both)}
             if d.kind == "splits":
                 c = compare_paired(both[a].to_numpy(), both[b].to_numpy(), d.n_train, d.n_test)
-                row.update(c, test="Nadeau-Bengio corrected t", p=c["p_nb"], se=np.nan)
+                se = c["sd_diff"] * np.sqrt(1 / len(both) + d.n_test / d.n_train)      # the corrected t's scale
+                tq = stats.t.ppf(0.975, len(both) - 1)
+                row.update(c, test="Nadeau-Bengio corrected t", p=c["p_nb"], se=se, ci_low=c["diff"] - tq * se,
+                           ci_high=c["diff"] + tq * se)
             else:
                 sel = np.logical_and.reduce([pred[c] == v for c, v in tags.items()])
                 pa, mos = prediction_matrix(pred[sel & (pred[factor] == a)])
@@ -239,3 +249,44 @@ def weights_label(p) -> str:
 def export(p, df: pd.DataFrame, out_dir, name: str, caption: str = ""):
     """:func:`export_table` with the run's weights label appended to the caption."""
     return export_table(df, out_dir, name, caption + weights_label(p))
+
+
+def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] | None = None, alpha: float = 0.05,
+           diff: str = "diff") -> pd.DataFrame:
+    """One pooled verdict per claim (rows of ``tests`` sharing the ``claim`` columns, e.g. one head vs the
+    reference over every dataset x backbone): random-effects estimate, CI, p and heterogeneity
+    (:func:`nriqa_lib.stats.random_effects`), and for split designs the number of splits that would detect
+    the pooled effect with 80% power at ``alpha`` (:func:`nriqa_lib.stats.splits_for_power`)."""
+    out = []
+    if not len(tests):
+        return pd.DataFrame(columns=[*claim, "k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2",
+                                     "splits_80", "p_holm", "significant"])
+    for key, g in tests.groupby(list(claim), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        re = random_effects(g[diff].to_numpy(), g["se"].to_numpy())
+        row = {**dict(zip(claim, key)), **{k: re[k] for k in ("k", "estimate", "se", "ci_low", "ci_high", "p",
+                                                               "tau2", "i2")}}
+        nb = g[g["test"].astype(str).str.startswith("Nadeau")] if "test" in g else g.iloc[:0]
+        if len(nb) and design is not None:
+            d = design[nb["dataset"].iloc[0]]
+            row["splits_80"] = splits_for_power(re["estimate"], float(nb["sd_diff"].median()), d.n_train, d.n_test,
+                                                alpha)
+        else:
+            row["splits_80"] = np.nan
+        out.append(row)
+    df = pd.DataFrame(out)
+    df["p_holm"] = holm(df["p"].fillna(1.0).to_numpy(), alpha)[1]     # Holm over the table's claims
+    df["significant"] = df["p_holm"] < alpha
+    return df
+
+
+def pooled_outputs(p, tests: pd.DataFrame, claim: str, cell: Sequence[str], design: dict[str, Design] | None,
+                   tdir, fdir, name: str, what: str, diff: str = "diff") -> pd.DataFrame:
+    """The pooled verdicts of a test table (``<name>_pooled``: one row per ``claim`` level) and its forest
+    plot (``<name>_forest.png``: every cell's difference with its CI, and the pooled diamond)."""
+    pool = pooled(tests, [claim], design, p.stats.alpha, diff)
+    export(p, pool, tdir, f"{name}_pooled", f"{what}: pooled over cells. " + POOLED_NOTE)
+    if len(tests):
+        plots.save(plots.forest(tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of "
+                                f"each cell's test) and the pooled random-effects estimate"), fdir / f"{name}_forest.png")
+    return pool

@@ -9,8 +9,8 @@ from ..backbones import pretrained
 from ..paths import load_cross, load_predictions
 from ..reporting import plots
 from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, ci_label, compare, cross_designs, designs, export, family_note, protocol, split_metrics,
-                     summarize_groups)
+from .common import (METRICS, ci_label, compare, cross_designs, designs, export, family_note, pooled_outputs, protocol,
+                     split_metrics, summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "t2.cross", "stats")
 __all__ = ["PARAMS", "t2_activations"]
@@ -33,10 +33,10 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     fam = f"one head vs {p.t2.reference} across all datasets x backbones (one claim)"
     export(p, table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p.train.select_on)})")
     export(p, tests, tdir, "t2_tests", f"T2: each head vs {p.t2.reference} (SRCC). " + family_note(tests, fam, p.stats.alpha))
+    pool = pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t2",
+                          f"T2 each head vs {p.t2.reference}")
     rows.to_csv(tdir / "t2_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t2_summary.csv", index=False, lineterminator="\n")
-    plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "head", None, "where",
-                                  ci_label=ci_label(summ)), fdir / "t2_srcc.png")
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
     cross = {}
     if pairs:
@@ -58,8 +58,10 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
         export(p, ctests, tdir, "t2_cross_tests", f"T2 cross-dataset tests vs {p.t2.reference} (paired two-level "
                      f"bootstrap). " + family_note(ctests, fam, p.stats.alpha))
         csum.to_csv(tdir / "t2_cross_summary.csv", index=False, lineterminator="\n")
+        cpool = pooled_outputs(p, ctests, "a", ["dataset", "backbone"], None, tdir, fdir, "t2_cross",
+                               f"T2 cross-dataset, each head vs {p.t2.reference}")
         cross = {"cross_rows": cr, "cross_summary": csum, "cross_tests": ctests,
-                 "cross_table": ctable}
+                 "cross_table": ctable, "cross_pooled": cpool}
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("head")["mean"].to_dict()
                                               for (d, b), g in summ[summ["metric"] == "srcc"].groupby(["dataset", "backbone"])})
-    return {"rows": rows, "summary": summ, "table": table, "tests": tests, **cross}
+    return {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool, **cross}

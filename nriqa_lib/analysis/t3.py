@@ -11,7 +11,8 @@ from ..paths import load_predictions, load_shares
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
 from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import METRICS, compare, designs, export, family_note, protocol, split_metrics, summarize_groups
+from .common import (METRICS, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
+                     summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "stats")
 __all__ = ["PARAMS", "t3_selection", "best_fixed"]
@@ -55,7 +56,10 @@ def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                  + family_note(tests, "one selection head vs best fixed across all datasets x backbones", p.stats.alpha))
     export(p, share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
     ksum.to_csv(tdir / "t3_summary.csv", index=False, lineterminator="\n")
+    pool = pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t3",
+                          "T3 each selection head vs best fixed")
     plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("role")["mean"].to_dict()
                                               for (d, b), g in ksum[ksum["metric"] == "srcc"].groupby(["dataset", "backbone"])})
-    return {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl, "best_fixed": best}
+    return {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl, "best_fixed": best,
+            "pooled": pool}

@@ -14,7 +14,7 @@ from ..paths import load_zeroshot
 from ..reporting import plots
 from ..reporting.export import table_dirs, write_metrics_json
 from ..stats import bootstrap_ci, paired_bootstrap, williams_t
-from .common import export, family_note, holm_by_family
+from .common import export, family_note, holm_by_family, pooled_outputs
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "t4.clip_models", "stats")
 __all__ = ["PARAMS", "t4_zeroshot"]
@@ -74,9 +74,10 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     export(p, tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
                  "PLCC. " + family_note(tests, "one claim across all datasets and backbones", p.stats.alpha))
     export(p, notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
+    pool = pooled_outputs(p, tests, "claim", ["dataset", "a"], None, tdir, fdir, "t4", "T4 claims", diff="srcc_diff")
     fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
     plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset",
                                   ci_label="95% CI: percentile bootstrap over images (whole dataset)"), fdir / "t4_srcc.png")
     write_metrics_json(out / "metrics.json", {f"{r.dataset}/{r.source}/{r.score}": {"srcc": r.srcc, "plcc": r.plcc}
                                               for r in res.itertuples()})
-    return {"table": table, "tests": tests, "notes": notes_df, "rows": res}
+    return {"table": table, "tests": tests, "notes": notes_df, "rows": res, "pooled": pool}

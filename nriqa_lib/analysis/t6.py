@@ -9,7 +9,8 @@ from ..backbones import pretrained
 from ..paths import load_finetune, load_predictions
 from ..reporting import plots
 from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import METRICS, ci_label, compare, designs, export, family_note, protocol, split_metrics, summarize_groups
+from .common import (METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
+                     summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t1.head", "finetune",
           "stats")
@@ -28,7 +29,7 @@ def t6_regimes(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                                       "(params-paper.yaml runs lora and full)"]})
         export(p, note, tdir, "t6_regimes", "T6: training regimes (not run)")
         write_metrics_json(out / "metrics.json", {})
-        return {"table": note, "tests": pd.DataFrame(), "summary": pd.DataFrame()}
+        return {"table": note, "tests": pd.DataFrame(), "summary": pd.DataFrame(), "pooled": pd.DataFrame()}
     ft = load_finetune(p.data.datasets, backbones, regimes)
     frozen = load_predictions(p.data.datasets, backbones)
     frozen = frozen[frozen["head"] == p.t1.head].assign(regime="frozen")
@@ -46,10 +47,9 @@ def t6_regimes(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                  f"mean ± sd over splits ({protocol(p.train.select_on)})")
     export(p, tests, tdir, "t6_tests", "T6: each regime vs frozen (SRCC). "
                  + family_note(tests, "one regime vs frozen across all datasets x backbones (one claim)", p.stats.alpha))
+    pool = pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t6", "T6 each regime vs frozen")
     rows.to_csv(tdir / "t6_rows.csv", index=False, lineterminator="\n")
     summ.to_csv(tdir / "t6_summary.csv", index=False, lineterminator="\n")
-    plots.save(plots.bars_with_ci(summ.assign(where=summ["dataset"] + "/" + summ["backbone"]), "regime", None,
-                                  "where", ci_label=ci_label(summ)), fdir / "t6_srcc.png")
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("regime")["mean"].to_dict()
                                               for (d, b), g in summ[summ["metric"] == "srcc"].groupby(["dataset", "backbone"])})
-    return {"rows": rows, "summary": summ, "table": table, "tests": tests}
+    return {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool}

@@ -148,10 +148,12 @@ def unknown_backbone_message(name: str, where: str = "backbone") -> str:
 
 
 def create_backbone(name: str, pretrained: bool = True, weights: str | None = None, pooling: Pooling | None = None,
-                    layer: int | None = None, seed: int = 0, image_size: int | None = None) -> Backbone:
+                    layer: int | None = None, seed: int = 0, image_size: int | None = None,
+                    dynamic_size: bool = False) -> Backbone:
     """Build backbone ``name``: its model (eval mode), preprocessing and feature dimension.
 
     ``pretrained=False`` gives the same architecture with seeded random weights (what the tests use).
+    ``dynamic_size``: any input size (CNNs always; timm ViTs interpolate their position embeddings).
     Weights come from the packaged offline checkpoint, the local file ``weights``, or the HF cache;
     with none of them a :class:`WeightsError` says which file is missing and how to provide it.
     """
@@ -165,7 +167,10 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            model, pp = _BUILDERS[spec.lib](spec, kind, path, image_size)
+            if dynamic_size and spec.lib != "timm":
+                raise ValueError(f"{name}: native-size input needs a timm model (CNN or dynamic-size ViT); "
+                                 f"{spec.lib} models take one input size")
+            model, pp = _BUILDERS[spec.lib](spec, kind, path, image_size, dynamic_size)
         except WeightsError:
             raise
         except Exception as e:      # a truncated/corrupt/mismatched checkpoint: name the file, one line
@@ -192,7 +197,8 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     return bb
 
 
-def _build_timm(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None):
+def _build_timm(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
+                dynamic_size: bool = False):
     """timm model; a file or HF-cache checkpoint goes through timm's own loader, so its ``checkpoint_filter_fn``
     converts the original releases (Meta's DINOv2/DINOv3/PE ``.pth`` keys) and resamples position embeddings
     when ``image_size`` differs from the checkpoint's."""
@@ -200,8 +206,9 @@ def _build_timm(spec: BackboneSpec, kind: str, path: str | None, image_size: int
     # the tag selects the pretrained config (input size, mean/std, interpolation) even for random weights
     arch = spec.arch if spec.tag is None else f"{spec.arch}.{spec.tag}"
     kw = {"pretrained": True, "pretrained_cfg_overlay": {"file": path}} if kind in ("file", "hf") else {}
+    vit = {**({"img_size": int(image_size)} if image_size else {}), **({"dynamic_img_size": True} if dynamic_size else {})}
     try:       # ViTs are built for the requested size (position embeddings); CNNs take any size as they are
-        model = timm.create_model(arch, **kw, **({"img_size": int(image_size)} if image_size else {}))
+        model = timm.create_model(arch, **kw, **vit)
     except TypeError:
         model = timm.create_model(arch, **kw)
     if kind == "pypi":
@@ -236,7 +243,8 @@ def _load_open_clip_weights(model: nn.Module, path: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None):
+def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
+                     dynamic_size: bool = False):
     """open_clip model with the architecture options and preprocessing of its pretrained tag.
 
     OpenAI-tagged weights were trained with QuickGELU: the tag's config says ``quick_gelu`` and the model
@@ -262,7 +270,8 @@ _HF_VISION = {"google/siglip2-so400m-patch16-512": {"hidden_size": 1152, "interm
                                                      "patch_size": 16, "image_size": 512}}
 
 
-def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None):
+def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
+                        dynamic_size: bool = False):
     """The vision tower of a transformers checkpoint folder (config.json + model.safetensors, what
     ``save_pretrained`` and the HF cache hold), as P1 loads SigLIP2 with ``AutoModel``; preprocessing from its
     preprocessor_config.json (SigLIP: 0.5/0.5, bilinear). Random weights: the release's config."""
@@ -292,8 +301,10 @@ def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_s
 _BUILDERS = {"timm": _build_timm, "open_clip": _build_open_clip, "transformers": _build_transformers}
 
 
-def backbone_from_params(p, name: str) -> Backbone:
+def backbone_from_params(p, name: str, image_size: int | None = None, dynamic_size: bool = False) -> Backbone:
     """``create_backbone`` as the params say: ``features.weights`` (local file), ``features.pretrained`` (false:
-    seeded random weights, the smoke profile) and ``features.image_size`` (0: the backbone's own size)."""
+    seeded random weights, the smoke profile) and ``features.image_size`` (0: the backbone's own size; the
+    ``image_size`` argument overrides it, T5's larger squash)."""
     f = p.features
-    return create_backbone(name, pretrained=f.pretrained, weights=f.weights.get(name), image_size=f.image_size or None)
+    return create_backbone(name, pretrained=f.pretrained, weights=f.weights.get(name),
+                           image_size=image_size or f.image_size or None, dynamic_size=dynamic_size)

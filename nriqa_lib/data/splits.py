@@ -131,7 +131,10 @@ def _check_cover(splits: pd.DataFrame, df: pd.DataFrame) -> None:
 
 def make_splits(df: pd.DataFrame, scheme: str, *, n_splits: int = 10, ratios: Sequence[float] = (0.7, 0.1, 0.2),
                 seed: int = 0, liqe_folder: str | Path | None = None) -> pd.DataFrame:
-    """Dispatch on ``scheme`` (random | official | clive_liqe | p1); the result is checked to partition."""
+    """Dispatch on ``scheme`` (random | official | clive_liqe | p1); the result is checked to partition.
+
+    ``clive_liqe`` gives the first ``n_splits`` of the 10 published splits (seed -1) and, beyond 10, our own
+    seeded random splits with ``ratios`` (seed >= 0), e.g. for the power a pooled effect needs."""
     if scheme == "random":
         out = random_splits(df, n_splits=n_splits, ratios=ratios, seed=seed)
     elif scheme == "official":
@@ -140,6 +143,12 @@ def make_splits(df: pd.DataFrame, scheme: str, *, n_splits: int = 10, ratios: Se
         if liqe_folder is None:
             raise ManifestError("scheme clive_liqe needs splits.liqe_folder (../shared/labels/clive_liqe_splits)")
         out = clive_liqe_splits(df, liqe_folder)
+        if n_splits < 10:
+            out = out[out["split"] < n_splits].reset_index(drop=True)
+        elif n_splits > 10:     # ours beyond the 10 published: seeded random 70/10/20, labelled by seed >= 0
+            extra = random_splits(df, n_splits - 10, ratios, seed=seed)
+            extra["split"] += 10
+            out = pd.concat([out, extra], ignore_index=True)
     elif scheme == "p1":
         out = p1_splits(df)
     else:

@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
 __all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
-           "sample_grid", "per_view_plot"]
+           "sample_grid", "per_view_plot", "forest"]
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -130,4 +130,33 @@ def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
         for a in axes[:, k]:
             a.axis("off")
     fig.suptitle(title)
+    return fig
+
+
+def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str], diff: str = "diff",
+           title: str = "") -> plt.Figure:
+    """Forest plot, one panel per claim: each cell's paired difference with its 95% CI (the cell's own test:
+    Nadeau-Bengio t or bootstrap), and the pooled random-effects estimate as a diamond, as in clinical
+    meta-analyses; the dashed line is no difference."""
+    claims = list(dict.fromkeys(tests[claim]))
+    n = max((tests[claim] == c).sum() for c in claims) if claims else 1
+    fig, axes = plt.subplots(1, max(len(claims), 1), figsize=(4.2 * max(len(claims), 1), 0.32 * n + 1.6),
+                             squeeze=False, sharex=True)
+    for ax, c in zip(axes.ravel(), claims):
+        g = tests[tests[claim] == c].reset_index(drop=True)
+        labels = g[cell].astype(str).agg("/".join, axis=1).tolist()
+        y = np.arange(len(g))[::-1] + 1.5
+        ax.errorbar(g[diff], y, xerr=[g[diff] - g["ci_low"], g["ci_high"] - g[diff]], fmt="s", ms=4, capsize=2,
+                    color="0.25")
+        pr = pool[pool[claim] == c]
+        if len(pr):
+            r = pr.iloc[0]
+            ax.fill([r.ci_low, r.estimate, r.ci_high, r.estimate], [0.5, 0.8, 0.5, 0.2], color="C3")
+            labels = labels + [f"pooled (k={int(r.k)}, I²={r.i2:.0%})"]
+            y = np.append(y, 0.5)
+        ax.axvline(0, ls="--", color="0.5", lw=1)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set(title=str(c), xlabel=f"{diff} (SRCC)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return fig

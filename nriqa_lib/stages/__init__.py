@@ -15,11 +15,12 @@ __all__ = ["STAGES", "NOTEBOOKS", "stage_module", "notebook_module", "view"]
 
 # dvc.yaml stage -> module computing it
 STAGES = {name: f"nriqa_lib.stages.{name}" for name in
-          ("check", "synthetic", "splits", "features", "heads", "cross", "zeroshot", "figures", "finetune")}
+          ("check", "synthetic", "splits", "features", "heads", "cross", "zeroshot", "figures", "finetune", "resolution")}
 # notebook stage -> (notebook, module of its analysis function)
 NOTEBOOKS = {"data_overview": "nriqa_lib.analysis.overview", "t1_backbones": "nriqa_lib.analysis.t1",
              "t2_activations": "nriqa_lib.analysis.t2", "t3_selection": "nriqa_lib.analysis.t3",
-             "t4_zeroshot": "nriqa_lib.analysis.t4", "t6_regimes": "nriqa_lib.analysis.t6",
+             "t4_zeroshot": "nriqa_lib.analysis.t4", "t5_resolution": "nriqa_lib.analysis.t5",
+             "t6_regimes": "nriqa_lib.analysis.t6",
              "report": "nriqa_lib.reporting.report"}
 
 

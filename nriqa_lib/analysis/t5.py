@@ -1,0 +1,61 @@
+"""T5: input resolution and test-time views as a controlled factor (beyond P1, which squashes every image to
+its backbone's size, so that backbone and resolution are confounded)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import load_resolution, resolution_dir
+from ..reporting.export import format_pm, table_dirs, write_metrics_json
+from .common import (METRICS, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
+                     summarize_groups)
+
+PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "features.test_time", "train.select_on",
+          "t5", "stats")
+__all__ = ["PARAMS", "t5_resolution"]
+
+
+def t5_resolution(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """T5: test SRCC per input policy (same splits, same heads), each policy vs ``features.test_time`` (Holm
+    family: one policy vs the reference over every dataset x backbone x head, one claim), pooled per policy,
+    and the cost of each policy (forward GFLOPs per image, counted; images/s measured, in timing.json)."""
+    from ..backbones import pretrained
+    out, tdir, fdir = table_dirs(out_dir)
+    datasets = [d for d in p.t5.datasets if d in p.data.datasets]
+    backbones = list(p.t5.backbones) or pretrained(p.features.backbones)
+    if not datasets:
+        note = pd.DataFrame({"note": ["no dataset of t5.datasets is in data.datasets: T5 not run"]})
+        export(p, note, tdir, "t5_resolution", "T5: input resolution (not run)")
+        write_metrics_json(out / "metrics.json", {})
+        return {"table": note, "tests": pd.DataFrame(), "pooled": pd.DataFrame(), "cost": pd.DataFrame(),
+                "timing": {}, "summary": pd.DataFrame()}
+    pred = load_resolution(datasets, backbones, p.t5.policies)
+    pred = pred[pred["part"] == "test"]
+    des = designs(datasets)
+    by = ["dataset", "backbone", "head", "policy"]
+    rows = split_metrics(pred, by)
+    summ = summarize_groups(rows, pred, by, des, METRICS, p.stats.n_boot, p.stats.seed)
+    table = format_pm(summ[summ["metric"] == "srcc"], ["dataset", "backbone", "head"], ["policy"])
+    tests = compare(rows, pred, ["dataset", "backbone", "head"], "policy", p.features.test_time, des, ["a"],
+                    p.stats.alpha, p.stats.n_boot, p.stats.seed)
+    cost = pd.concat([pd.read_csv(resolution_dir(d) / "cost.csv").assign(dataset=d) for d in datasets],
+                     ignore_index=True)
+    timing = {d: json.loads((resolution_dir(d) / "timing.json").read_text()) for d in datasets}
+    export(p, table, tdir, "t5_resolution", f"T5: test SRCC per input policy, mean ± sd over splits, same splits and "
+           f"heads ({protocol(p.train.select_on)}); reference policy {p.features.test_time} (T1-T4's)")
+    export(p, tests, tdir, "t5_tests", f"T5: each policy vs {p.features.test_time} (SRCC). " + family_note(
+        tests, f"one policy vs {p.features.test_time} across all datasets x backbones x heads (one claim)",
+        p.stats.alpha))
+    export(p, cost.set_index(["dataset", "backbone", "policy"]), tdir, "t5_cost",
+           "T5: cost per policy: input size, views and forward GFLOPs per image (counted on the first image)")
+    pool = pooled_outputs(p, tests.assign(cell=tests["head"]) if len(tests) else tests, "a",
+                          ["dataset", "backbone", "head"], des, tdir, fdir, "t5",
+                          f"T5 each policy vs {p.features.test_time}")
+    summ.to_csv(tdir / "t5_summary.csv", index=False, lineterminator="\n")
+    write_metrics_json(out / "metrics.json", {f"{d}/{b}/{h}": g.set_index("policy")["mean"].to_dict()
+                                              for (d, b, h), g in summ[summ["metric"] == "srcc"].groupby(
+                                                  ["dataset", "backbone", "head"])})
+    return {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool, "cost": cost,
+            "timing": timing}
