@@ -12,7 +12,10 @@ not in timed tests).
   selection image per epoch and over all N images at the end. Elementwise work (activations, loss, the
   pairwise margin term), gathers and Python are not in the bound: they are what the ratio measures.
 - extraction images/s for tf_efficientnet_lite0 on CLIVE (decode + transform + forward, our pipeline) vs a
-  bare timm forward loop over the same, already transformed tensors (goal: within 1.3x);
+  bare timm forward loop over the same, already transformed tensors (goal: within 1.3x), and its roofline:
+  forward FLOPs per image (counted, FlopCounterMode) at the measured matmul GFLOP/s, in series with the measured
+  decode + transform rate (one process decodes, then runs the model): ``extract_roofline_ratio`` = that bound /
+  measured images/s (depthwise convolutions run far below the matmul rate, so a ratio > 1 is expected);
 - peak resident memory.
 """
 from __future__ import annotations
@@ -115,8 +118,16 @@ def bench_extraction(root: str, n_images: int = 256, batch_size: int = 8) -> dic
         for i in range(0, n_images, batch_size):
             bare.forward_head(bare.forward_features(xs[i:i + batch_size]), pre_logits=True)
     bare_ips = n_images / (time.perf_counter() - t)
+    # roofline: forward FLOPs per image (counted) at the machine's measured matmul rate, then decode in series
+    from .estimate import forward_gflops
+    gf = forward_gflops(bb)
+    rate = machine_rates()["matmul_gflops"]
+    compute_bound = rate / gf
+    bound = 1 / (1 / compute_bound + 1 / decode)          # workers=0: decode and forward take turns
     return {"extract_images_per_s_ours": ours, "extract_images_per_s_bare_timm_on_tensors": bare_ips,
-            "decode_transform_images_per_s": decode, "extract_ratio_bare_over_ours": bare_ips / ours}
+            "decode_transform_images_per_s": decode, "extract_ratio_bare_over_ours": bare_ips / ours,
+            "extract_forward_gflop_per_image": gf, "extract_compute_bound_images_per_s": compute_bound,
+            "extract_bound_images_per_s": bound, "extract_roofline_ratio": bound / ours}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from statsmodels.stats.multitest import multipletests
 
 __all__ = ["summarize", "nadeau_bengio", "wilcoxon", "compare_paired", "holm", "bootstrap_ci", "williams_t",
            "paired_bootstrap", "two_level_bootstrap", "min_p_wilcoxon", "mde_nadeau_bengio", "mde_normal",
-           "random_effects", "splits_for_power"]
+           "random_effects", "splits_for_power", "nb_power"]
 
 
 def summarize(values: Sequence[float], level: float = 0.95, n_train: int | None = None,
@@ -281,19 +281,25 @@ def random_effects(effects: Sequence[float], ses: Sequence[float], level: float 
             "i2": float(max(0.0, (q - (k - 1)) / q)) if q > 0 else 0.0, "q": q}
 
 
+def nb_power(delta: float, sd_diff: float, n_splits: int, n_train: int, n_test: int, alpha: float) -> float:
+    """Power of the two-sided Nadeau-Bengio test with J = ``n_splits`` against a true difference ``delta``:
+    statsmodels' TTestPower with the corrected effect size delta / (sd sqrt(1 + J n_test/n_train))."""
+    from statsmodels.stats.power import TTestPower
+    es = abs(delta) / (sd_diff * np.sqrt(1 + n_splits * n_test / n_train))
+    return float(TTestPower().power(effect_size=es, nobs=n_splits, alpha=alpha, alternative="two-sided"))
+
+
 def splits_for_power(delta: float, sd_diff: float, n_train: int, n_test: int, alpha: float, power: float = 0.8,
                      max_splits: int = 1000) -> float:
     """Smallest number of splits J at which the Nadeau-Bengio test detects a true difference ``delta`` with
     ``power`` at level ``alpha`` (statsmodels' TTestPower with the corrected effect size, as
     :func:`mde_nadeau_bengio`); inf when even ``max_splits`` do not (the correction's n_test/n_train term
     keeps the variance from shrinking below sd^2 n_test/n_train however many splits there are)."""
-    from statsmodels.stats.power import TTestPower
     if not (np.isfinite(delta) and np.isfinite(sd_diff)) or sd_diff <= 0 or delta == 0:
         return float("nan") if not np.isfinite(delta) or not np.isfinite(sd_diff) else float("inf")
 
     def pw(J: int) -> float:
-        es = abs(delta) / (sd_diff * np.sqrt(1 + J * n_test / n_train))
-        return float(TTestPower().power(effect_size=es, nobs=J, alpha=alpha, alternative="two-sided"))
+        return nb_power(delta, sd_diff, J, n_train, n_test, alpha)
 
     if pw(max_splits) < power:
         return float("inf")

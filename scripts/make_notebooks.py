@@ -37,7 +37,9 @@ def pooled_cells(key, fig):
                    "splits that would detect the pooled effect with 80% power."),
             ("code", f'show(T["{key}"], "Pooled over cells (DerSimonian-Laird random effects)") if len(T["{key}"]) '
                      f'else Markdown("No comparison to pool.")'),
-            ("code", f'Image(out / "figures" / "{fig}") if (out / "figures" / "{fig}").is_file() else None')]
+            ("code", f'Image(out / "figures" / "{fig}") if (out / "figures" / "{fig}").is_file() else None'),
+            ("code", f'Image(out / "figures" / "{fig.replace("forest", "power")}") '
+                     f'if (out / "figures" / "{fig.replace("forest", "power")}").is_file() else None')]
 
 
 nb("data_overview", "Data overview",
@@ -101,7 +103,8 @@ nb("t5_resolution", "T5: input resolution and test-time views (beyond P1)",
     *tests_cells("tests", "policy-vs-squash comparisons", "All tests vs the reference policy (SRCC)"),
     *pooled_cells("pooled", "t5_forest.png"),
     ("code", "show(T[\"cost\"], \"Cost per policy (GFLOPs per image, counted)\")"),
-    ("code", "Markdown(\"Measured on this run (not part of the tables: timings vary): \" + \"; \".join(f\"{k} {v['images_per_s']} img/s\" + (\" (cache hit)\" if v['cached'] else \"\") for t in T[\"timing\"].values() for k, v in t.items()))")])
+    ("md", "Measured images/s per policy are in `results/resolution/<dataset>/timing.json` (and the stage's log), "
+           "not here: timings vary from run to run, and this notebook renders the same bytes for the same inputs.")])
 nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning",
    "The frozen backbone with the `t1.head` head (the heads stage) against P1's image-level regimes of the finetune "
    "stage: LoRA (r 4, alpha 8, dropout 0.05 on the attention q/k projections; conv LoRA on CNNs) and full "

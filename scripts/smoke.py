@@ -53,7 +53,7 @@ def check(ws: Path, prof: dict) -> list[str]:
             bad.append(f"splits/{d}.csv is not P1's 3 x 80/20")
         if sp.groupby("split").size().max() != prof["data"]["limit"]:
             bad.append(f"splits/{d}.csv does not hold data.limit images per split")
-    for t in ("t1", "t2", "t3", "t4", "t6"):
+    for t in ("t1", "t2", "t3", "t4", "t5", "t6"):
         for md in sorted((res / t / "tables").glob("*.md")):
             if LABEL not in md.read_text():
                 bad.append(f"{md.relative_to(ws)} lacks the random-weights label")
@@ -78,7 +78,11 @@ def check(ws: Path, prof: dict) -> list[str]:
                 f = res / "finetune" / d / b / r / "predictions.csv"
                 if not f.is_file():
                     bad.append(f"{f.relative_to(ws)} missing")
-    for nb in ("t1", "t2", "t3", "t4", "t6"):
+    t5 = res / "t5" / "tables" / "t5_resolution.csv"
+    for pol in prof["t5"]["policies"]:
+        if not t5.is_file() or pol not in t5.read_text():
+            bad.append(f"T5 has no {pol} column")
+    for nb in ("t1", "t2", "t3", "t4", "t5", "t6"):
         if not list((res / nb).glob("*.html")):
             bad.append(f"results/{nb}: no rendered notebook")
     return bad
@@ -93,7 +97,9 @@ def main() -> int:
     ws = REPO / ".smoke"
     t0 = time.time()
     copy_tree(ws)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # stage commands run `python -m nriqa_lib.cli`: the interpreter running this script (the venv) comes first
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     # relative data roots name folders beside *this* checkout (../shared); the copy lives one level deeper
     for name, root in prof["data"]["roots"].items():
         if root.startswith(".."):

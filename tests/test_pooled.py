@@ -47,6 +47,10 @@ def test_splits_for_power_against_scipys_noncentral_t():
     assert splits_for_power(0.03, 0.03, 813, 232, 0.05) == float("inf")      # nc never exceeds 1.87
     # the corrected variance never falls below sd^2 n_test/n_train: a small effect is out of reach
     assert splits_for_power(0.005, 0.05, 813, 232, 0.05) == float("inf")
+    from nriqa_lib.stats import nb_power
+    for J in (3, 10, 40):
+        assert nb_power(0.04, 0.03, J, 813, 232, 0.05) == pytest.approx(_nb_power(0.04, 0.03, J, 813, 232, 0.05),
+                                                                          abs=1e-6)
 
 
 def test_pooled_rows_and_forest(tmp_path):
@@ -69,6 +73,11 @@ def test_pooled_rows_and_forest(tmp_path):
     (tmp_path / "f").mkdir()
     pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tmp_path, tmp_path / "f", "tx", "TX")
     assert (tmp_path / "tx_pooled.csv").is_file() and (tmp_path / "f" / "tx_forest.png").stat().st_size > 1000
+    assert (tmp_path / "f" / "tx_power.png").stat().st_size > 1000
+    from nriqa_lib.analysis.common import power_curves
+    cur = power_curves(pool, "a", 0.05)
+    s10 = cur[(cur["a"] == "sigmoid") & (cur["n_splits"] == 10)].iloc[0]
+    assert s10["used"] and s10["power"] == pytest.approx(_nb_power(sig["estimate"], 0.02, 10, 813, 232, 0.05), abs=1e-6)
 
 
 def test_nadeau_bengio_rows_carry_a_ci_that_agrees_with_their_p():

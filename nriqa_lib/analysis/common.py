@@ -22,7 +22,8 @@ from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_
 
 __all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
-           "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs"]
+           "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs",
+           "power_curves"]
 
 POOLED_NOTE = ("pooled = DerSimonian-Laird random-effects estimate of the per-cell differences (each weighted by "
                "1/(se^2 + tau^2); se from the cell's corrected t or bootstrap), normal 95% CI and p; I^2 = share of "
@@ -260,7 +261,7 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     out = []
     if not len(tests):
         return pd.DataFrame(columns=[*claim, "k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2",
-                                     "splits_80", "p_holm", "significant"])
+                                     "splits_80", "sd_diff", "n_splits", "n_train", "n_test", "p_holm", "significant"])
     for key, g in tests.groupby(list(claim), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         re = random_effects(g[diff].to_numpy(), g["se"].to_numpy())
@@ -269,10 +270,11 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
         nb = g[g["test"].astype(str).str.startswith("Nadeau")] if "test" in g else g.iloc[:0]
         if len(nb) and design is not None:
             d = design[nb["dataset"].iloc[0]]
-            row["splits_80"] = splits_for_power(re["estimate"], float(nb["sd_diff"].median()), d.n_train, d.n_test,
-                                                alpha)
+            sd = float(nb["sd_diff"].median())
+            row.update(splits_80=splits_for_power(re["estimate"], sd, d.n_train, d.n_test, alpha), sd_diff=sd,
+                       n_splits=int(nb["n_splits"].median()), n_train=d.n_train, n_test=d.n_test)
         else:
-            row["splits_80"] = np.nan
+            row.update(splits_80=np.nan, sd_diff=np.nan, n_splits=np.nan, n_train=np.nan, n_test=np.nan)
         out.append(row)
     df = pd.DataFrame(out)
     df["p_holm"] = holm(df["p"].fillna(1.0).to_numpy(), alpha)[1]     # Holm over the table's claims
@@ -289,4 +291,22 @@ def pooled_outputs(p, tests: pd.DataFrame, claim: str, cell: Sequence[str], desi
     if len(tests):
         plots.save(plots.forest(tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of "
                                 f"each cell's test) and the pooled random-effects estimate"), fdir / f"{name}_forest.png")
+    curves = power_curves(pool, claim, p.stats.alpha)
+    if len(curves):
+        plots.save(plots.power_plot(curves, claim, f"{what}: power of the Nadeau-Bengio test at the pooled effect "
+                                    f"vs number of splits (dot: the splits used)"), fdir / f"{name}_power.png")
     return pool
+
+
+def power_curves(pool: pd.DataFrame, claim: str, alpha: float, max_splits: int = 60) -> pd.DataFrame:
+    """Power vs number of splits at each claim's pooled effect (split designs; :func:`nriqa_lib.stats.nb_power`
+    with the claim's median per-cell sd and its dataset's part sizes)."""
+    from ..stats import nb_power
+    rows = []
+    for r in pool.itertuples():
+        if not (np.isfinite(getattr(r, "sd_diff", np.nan)) and r.sd_diff > 0 and np.isfinite(r.estimate)):
+            continue
+        for J in range(2, max_splits + 1):
+            rows.append({claim: getattr(r, claim), "n_splits": J, "used": J == int(r.n_splits),
+                         "power": nb_power(r.estimate, r.sd_diff, J, int(r.n_train), int(r.n_test), alpha)})
+    return pd.DataFrame(rows)

@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
 __all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
-           "sample_grid", "per_view_plot", "forest"]
+           "sample_grid", "per_view_plot", "forest", "power_plot"]
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -158,5 +158,19 @@ def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str],
         ax.set_yticks(y, labels, fontsize=7)
         ax.set(title=str(c), xlabel=f"{diff} (SRCC)")
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def power_plot(curves: pd.DataFrame, claim: str, title: str = "") -> plt.Figure:
+    """Power vs number of splits, one line per claim (at its pooled effect), 80% marked, the splits used dotted."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    sns.lineplot(data=curves, x="n_splits", y="power", hue=claim, ax=ax)
+    used = curves[curves["used"]]
+    ax.scatter(used["n_splits"], used["power"], color="k", zorder=3, s=18)
+    ax.axhline(0.8, ls="--", color="0.5", lw=1)
+    ax.set(ylim=(0, 1.02), xlabel="number of splits J", ylabel="power (alpha as stats.alpha)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig

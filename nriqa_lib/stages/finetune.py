@@ -15,26 +15,15 @@ import math
 import sys
 import time
 
-import numpy as np
-import pandas as pd
-import torch
-
-from .. import dist
-from ..backbones import backbone_from_params, pretrained
-from ..data.manifest import open_dataset
-from ..data.splits import load_splits
-from ..device import resolve_device, run_info, set_deterministic
-from ..finetune import FinetuneConfig, finetune_split
 from ..io import atomic_path, atomic_write_text
 from ..paths import finetune_ckpt, finetune_dir, splits_path
-from ..protocol import jobs_from_splits
-from ..train import TrainConfig
 
 PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained",
           "features.image_size", "features.test_time", "features.threads", "train", "t1.head", "finetune", "run")
 
 
 def finetune_backbones(p) -> list[str]:
+    from ..backbones import pretrained
     return list(p.finetune.backbones) or pretrained(p.features.backbones)
 
 
@@ -45,7 +34,7 @@ def _clean(v):
 def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] | None = None) -> None:
     out_root = finetune_dir(dataset)
     regimes = regimes or list(p.finetune.regimes)
-    todo = [(b, r) for b in (backbones or finetune_backbones(p)) for r in regimes]
+    todo = [(b, r) for b in (backbones or (finetune_backbones(p) if regimes else [])) for r in regimes]
     out_root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_root / "status.json", json.dumps(
         {"regimes": regimes, "backbones": list(dict.fromkeys(b for b, _ in todo)),
@@ -54,6 +43,19 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     if not todo:
         print(f"finetune on {dataset}: finetune.regimes is empty, nothing to do")
         return
+    # the heavy imports only when there is work (the offline default runs this stage as a no-op)
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from .. import dist
+    from ..backbones import backbone_from_params
+    from ..data.manifest import open_dataset
+    from ..data.splits import load_splits
+    from ..device import resolve_device, run_info, set_deterministic
+    from ..finetune import FinetuneConfig, finetune_split
+    from ..protocol import jobs_from_splits
+    from ..train import TrainConfig
     torch.set_num_threads(p.features.threads)
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)

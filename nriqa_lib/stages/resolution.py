@@ -10,17 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-import pandas as pd
-import torch
-
-from ..backbones import backbone_from_params, pretrained
-from ..data.manifest import open_dataset
-from ..data.splits import load_splits
-from ..estimate import forward_gflops
-from ..features import build_transform, extract_features, load_image
 from ..io import atomic_path, atomic_write_text
 from ..paths import resolution_dir, splits_path
-from ..protocol import run_heads
 
 PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights",
           "features.pretrained", "features.image_size", "features.batch_size", "features.threads",
@@ -35,6 +26,7 @@ def policy_spec(policy: str) -> tuple[int | None, str, bool]:
 
 
 def t5_backbones(p) -> list[str]:
+    from ..backbones import pretrained
     return list(p.t5.backbones) or pretrained(p.features.backbones)
 
 
@@ -45,6 +37,16 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
         atomic_write_text(out / "status.json", json.dumps({"note": f"{dataset} is not in t5.datasets"}) + "\n")
         print(f"T5: {dataset} is not in t5.datasets, nothing to do")
         return
+    # the heavy imports only when there is work (datasets outside t5.datasets are a no-op)
+    import pandas as pd
+    import torch
+
+    from ..backbones import backbone_from_params
+    from ..data.manifest import open_dataset
+    from ..data.splits import load_splits
+    from ..estimate import forward_gflops
+    from ..features import build_transform, extract_features, load_image
+    from ..protocol import run_heads
     torch.set_num_threads(p.features.threads)
     man = open_dataset(p, dataset, decode=True)
     splits = load_splits(splits_path(dataset))
