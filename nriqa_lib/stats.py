@@ -252,15 +252,19 @@ def mde_normal(se: float, alpha: float, power: float = 0.8) -> float:
     return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
 
 
-def random_effects(effects: Sequence[float], ses: Sequence[float], level: float = 0.95) -> dict[str, float]:
+def random_effects(effects: Sequence[float], ses: Sequence[float], level: float = 0.95,
+                   corr: np.ndarray | None = None) -> dict[str, float]:
     """DerSimonian & Laird (1986) random-effects pooling of per-cell differences with standard errors ``ses``:
     Q = sum w (y - y_fe)^2 with w = 1/se^2, tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w)), weights
     1/(se^2 + tau^2); normal CI and two-sided p; I^2 = max(0, (Q - (k - 1)) / Q). Equals statsmodels'
     ``combine_effects(method_re="dl")`` except that tau^2 is truncated at 0 as in DerSimonian & Laird
-    (statsmodels lets it go negative when Q < k - 1)."""
+    (statsmodels lets it go negative when Q < k - 1). ``corr``: the cells' sampling correlation (cells that
+    share splits are not independent); the pooled variance is then w' (tau^2 I + D R D) w / (sum w)^2 with
+    D = diag(se), the weights and tau^2 as above (identity R: the formula above)."""
     y, v = np.asarray(effects, float), np.asarray(ses, float) ** 2
     ok = np.isfinite(y) & np.isfinite(v) & (v > 0)
-    y, v = y[ok], v[ok]
+    R = np.eye(len(y)) if corr is None else np.asarray(corr, float)
+    y, v, R = y[ok], v[ok], R[np.ix_(ok, ok)]
     k = int(y.size)
     if k == 0:
         return {"k": 0, "estimate": float("nan"), "se": float("nan"), "ci_low": float("nan"),
@@ -273,7 +277,9 @@ def random_effects(effects: Sequence[float], ses: Sequence[float], level: float 
     tau2 = max(0.0, (q - (k - 1)) / c) if k > 1 and c > 0 else 0.0
     wr = 1 / (v + tau2)
     est = float((wr * y).sum() / wr.sum())
-    se = float(np.sqrt(1 / wr.sum()))
+    sd = np.sqrt(v)
+    cov = tau2 * np.eye(k) + R * np.outer(sd, sd)
+    se = float(np.sqrt(wr @ cov @ wr) / wr.sum())
     zc = stats.norm.ppf(0.5 + level / 2)
     z = est / se
     return {"k": k, "estimate": est, "se": se, "ci_low": est - zc * se, "ci_high": est + zc * se, "z": float(z),

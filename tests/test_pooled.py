@@ -132,3 +132,23 @@ def test_t5_policies_views_and_native_size():
         assert vit(torch.zeros(1, 3, 98, 140)).shape == (1, 768)     # any size: position embeddings interpolated
     with pytest.raises(ValueError, match="native-size input needs a timm model"):
         create_backbone("clip_rn50", pretrained=False, dynamic_size=True)
+
+
+def test_cells_sharing_splits_are_pooled_with_their_correlation():
+    """Two cells whose per-split differences are identical (same splits, correlation 1) carry one cell's
+    information: the pooled se is that cell's se, not se / sqrt(2); independent cells give se / sqrt(2)."""
+    from nriqa_lib.analysis.common import Design, compare, pooled
+    r = random_effects([0.05, 0.05], [0.02, 0.02], corr=np.array([[1.0, 1.0], [1.0, 1.0]]))
+    assert r["se"] == pytest.approx(0.02)
+    assert random_effects([0.05, 0.05], [0.02, 0.02])["se"] == pytest.approx(0.02 / np.sqrt(2))
+    rng = np.random.default_rng(1)
+    rows = []
+    for split in range(10):
+        base, d = 0.6 + rng.normal(0, 0.02), 0.02 + rng.normal(0, 0.02)
+        for bb in ("l0", "l1"):                       # the same per-split difference on both backbones
+            rows += [("clive", bb, "B", split, "srcc", base), ("clive", bb, "sigmoid", split, "srcc", base + d)]
+    rows = pd.DataFrame(rows, columns=["dataset", "backbone", "head", "split", "metric", "value"])
+    des = {"clive": Design("splits", 813, 232)}
+    t = compare(rows, pd.DataFrame(), ["dataset", "backbone"], "head", "B", des, ["a"])
+    pool = pooled(t.assign(x=1), ["a"], des).iloc[0]              # attrs survive assign
+    assert pool["se"] == pytest.approx(t["se"].iloc[0]) and pool["k"] == 2

@@ -23,10 +23,12 @@ from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_
 __all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
            "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs",
-           "power_curves"]
+           "power_curves", "cell_correlation"]
 
 POOLED_NOTE = ("pooled = DerSimonian-Laird random-effects estimate of the per-cell differences (each weighted by "
-               "1/(se^2 + tau^2); se from the cell's corrected t or bootstrap), normal 95% CI and p; I^2 = share of "
+               "1/(se^2 + tau^2); se from the cell's corrected t or bootstrap; cells of one dataset share its splits, "
+               "so their covariance, estimated from the per-split differences, enters the pooled se), normal 95% CI "
+               "and p; I^2 = share of "
                "the spread that is heterogeneity; splits_80 = splits the Nadeau-Bengio test needs for 80% power "
                "at the pooled effect (median cell sd; inf: the n_test/n_train floor keeps it from ever reaching it)")
 
@@ -115,7 +117,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
     bootstrap (``p``). Then Holm within each family (:func:`holm_by_family`), with what each family can
     detect: Wilcoxon's smallest attainable p and the minimum detectable difference at 80% power.
     """
-    res = []
+    res, split_diffs = [], {}
     r = rows[rows["metric"] == "srcc"]
     for key, g in r.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -134,6 +136,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
             row = {**tags, "a": a, "b": b, "metric": "srcc", "n_splits": len(both)}
             if d.kind == "splits":
                 c = compare_paired(both[a].to_numpy(), both[b].to_numpy(), d.n_train, d.n_test)
+                split_diffs[len(res)] = both[a] - both[b]          # for the pooled verdict's covariance
                 se = c["sd_diff"] * np.sqrt(1 / len(both) + d.n_test / d.n_train)      # the corrected t's scale
                 tq = stats.t.ppf(0.975, len(both) - 1)
                 row.update(c, test="Nadeau-Bengio corrected t", p=c["p_nb"], se=se, ci_low=c["diff"] - tq * se,
@@ -149,7 +152,25 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
     df = pd.DataFrame(res)
     if len(df):
         df = holm_by_family(df, family, alpha, design)
+    df.attrs["split_diffs"] = split_diffs      # row -> per-split differences (Nadeau-Bengio rows)
     return df
+
+
+def cell_correlation(g: pd.DataFrame, split_diffs: dict) -> np.ndarray:
+    """Sampling correlation of the cells (rows of ``g``): cells of one dataset tested on the same splits are
+    correlated as their per-split differences are (Pearson over the common splits); other pairs 0."""
+    idx = list(g.index)
+    R = np.eye(len(idx))
+    for i, a in enumerate(idx):
+        for j in range(i + 1, len(idx)):
+            b = idx[j]
+            da, db = split_diffs.get(a), split_diffs.get(b)
+            if da is None or db is None or g.loc[a, "dataset"] != g.loc[b, "dataset"]:
+                continue
+            both = pd.concat([da, db], axis=1, join="inner").dropna()
+            if len(both) > 2 and both.std().min() > 0:
+                R[i, j] = R[j, i] = float(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1])
+    return R
 
 
 def holm_by_family(tests: pd.DataFrame, family: Sequence[str], alpha: float,
@@ -264,7 +285,8 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
                                      "splits_80", "sd_diff", "n_splits", "n_train", "n_test", "p_holm", "significant"])
     for key, g in tests.groupby(list(claim), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        re = random_effects(g[diff].to_numpy(), g["se"].to_numpy())
+        re = random_effects(g[diff].to_numpy(), g["se"].to_numpy(),
+                            corr=cell_correlation(g, tests.attrs.get("split_diffs", {})))
         row = {**dict(zip(claim, key)), **{k: re[k] for k in ("k", "estimate", "se", "ci_low", "ci_high", "p",
                                                                "tau2", "i2")}}
         nb = g[g["test"].astype(str).str.startswith("Nadeau")] if "test" in g else g.iloc[:0]
