@@ -130,23 +130,14 @@ def weight_source(spec, weights: str | None = None) -> dict:
 
 
 def _sha256_cached(path: Path) -> str:
-    """Full sha256 of a file, remembered per (path, size, mtime) in cache/sha256/weights.json."""
-    import json
-    st = path.stat()
+    """Full sha256 of a weight file, remembered per (path, size, mtime) by the images' sidecar
+    (data.manifest.HashSidecar) in cache/sha256/weights.json."""
+    from ..data.manifest import HashSidecar
     from ..workspace import cache_dir
-    memo_f = cache_dir("sha256") / "weights.json"
-    memo = json.loads(memo_f.read_text()) if memo_f.is_file() else {}
-    k = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    if k not in memo:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        memo[k] = h.hexdigest()
-        from ..io import atomic_write_text
-        memo_f.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(memo_f, json.dumps(memo, indent=1, sort_keys=True))
-    return memo[k]
+    side = HashSidecar(cache_dir("sha256") / "weights.json")
+    digest = side.sha256(Path(path))
+    side.save()
+    return digest
 
 
 def weight_identity(spec, weights: str | None = None, pretrained: bool = True) -> str:
