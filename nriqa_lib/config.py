@@ -59,6 +59,9 @@ class Features:
     weights: dict[str, str] = field(default_factory=dict)   # backbone -> local weight file
     pretrained: bool = True            # false: seeded random weights everywhere (smoke profile: checks the code path)
     image_size: int = 0                # > 0: every backbone at this input size (ViTs built for it); 0 = its own
+    # JPEGs decoded at 1/2, 1/4 or 1/8 scale (PIL draft mode) where that leaves >= this many times the view's
+    # size (squash / center_crop / multi_crop); 0 = always full decode. CLIVE (500 px) is never drafted.
+    jpeg_draft: float = 2.0
 
 
 @dataclass

@@ -8,6 +8,7 @@ every use. Partial chunks are kept per chunk size; a file lock lets two processe
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +34,8 @@ from .io import atomic_path, atomic_write_text
 from .workspace import cache_dir as workspace_cache
 
 TestTime = Literal["squash", "center_crop", "multi_crop", "native", "grid"]
-__all__ = ["build_transform", "view_grid", "make_views", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "save_feature_set",
+__all__ = ["build_transform", "view_grid", "make_views", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "extract_many",
+           "draft_request", "draft_scale", "jpeg_sizes_of", "SharedDecodeDataset", "save_feature_set",
            "load_feature_set", "load_image"]
 
 
@@ -80,11 +82,41 @@ def build_transform(pp: Preprocess, test_time: TestTime = "squash"):
     raise ValueError(f"unknown test_time {test_time!r}; use squash, center_crop or multi_crop")
 
 
-def load_image(path: Path) -> Image.Image:
+DRAFTABLE = ("squash", "center_crop", "multi_crop")      # views made by resizing the whole image down
+
+
+def draft_request(size: tuple[int, int], pp: Preprocess, test_time: TestTime, margin: float) -> tuple[int, int] | None:
+    """The smallest (w, h) a ``size`` = (W, H) image may be decoded at for this view policy: ``margin`` times
+    what the view's resize produces (squash: size x size; center/multi crop: short side size/crop_pct).
+    None where the view needs every pixel (native, grid) or ``margin`` is 0."""
+    if not margin or test_time not in DRAFTABLE:
+        return None
+    if test_time == "squash":
+        side = int(np.ceil(margin * pp.size))
+        return side, side
+    r = margin * round(pp.size / pp.crop_pct) / min(size)
+    return int(np.ceil(size[0] * r)), int(np.ceil(size[1] * r))
+
+
+def draft_scale(size: tuple[int, int], request: tuple[int, int] | None) -> int:
+    """PIL's JPEG draft choice (JpegImagePlugin.draft): the largest of 8, 4, 2, 1 that leaves the decoded
+    image at least ``request``; libjpeg then decodes at 1/scale in the DCT domain (IDCT scaling)."""
+    if request is None:
+        return 1
+    most = min(size[0] // max(request[0], 1), size[1] // max(request[1], 1))
+    return next(s for s in (8, 4, 2, 1) if most >= s)
+
+
+def load_image(path: Path, draft: int = 1) -> Image.Image:
     """Decode an image as 8-bit RGB. 16-bit (and 32-bit integer) greyscale is scaled to 8 bits, not clipped
-    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white)."""
+    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white).
+
+    ``draft`` > 1: a JPEG is decoded at 1/draft of its size (PIL's draft mode, libjpeg's scaled IDCT: about
+    draft^2 fewer pixels to decode); other formats ignore it. Tolerance: see :func:`draft_request` users."""
     try:
         with Image.open(path) as im:
+            if draft > 1 and im.format == "JPEG":
+                im.draft("RGB", ((im.size[0] + draft - 1) // draft, (im.size[1] + draft - 1) // draft))
             if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
                 a = np.asarray(im, dtype=np.float64)
                 top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
@@ -105,6 +137,36 @@ class ImageDataset(Dataset):
         return self.transform(load_image(self.paths[i]))
 
 
+class SharedDecodeDataset(Dataset):
+    """Image i for several backbones at once: decoded once per distinct JPEG draft scale among them (once
+    in all where no draft applies), then each backbone's own transform. Returns {backbone slot: tensor}
+    for the slots ``needed(i)`` names (the backbones whose cache misses the chunk of image i)."""
+
+    def __init__(self, paths: list[Path], transforms: list, requests: list, needed):
+        self.paths, self.transforms, self.requests, self.needed = paths, transforms, requests, needed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[int, torch.Tensor]:
+        ks = self.needed(i)
+        scales = {k: 1 for k in ks}
+        if any(self.requests[k] is not None for k in ks):
+            try:
+                with Image.open(self.paths[i]) as im:            # header only: size and format
+                    size, jpeg = im.size, im.format == "JPEG"
+            except Exception:
+                size, jpeg = None, False                         # load_image raises the one-line error
+            if jpeg:
+                scales = {k: draft_scale(size, self.requests[k] and self.requests[k](size)) for k in ks}
+        out, decoded = {}, {}
+        for k in ks:
+            if scales[k] not in decoded:
+                decoded[scales[k]] = load_image(self.paths[i], scales[k])
+            out[k] = self.transforms[k](decoded[scales[k]])
+        return out
+
+
 @dataclass
 class FeatureSet:
     features: np.ndarray          # (N, D) float32, rows in manifest order
@@ -117,13 +179,37 @@ class FeatureSet:
 
 
 def cache_key(backbone: Backbone, manifest: Manifest, test_time: TestTime, device: torch.device | None = None,
-              bf16: bool = False) -> tuple[str, dict]:
+              bf16: bool = False, jpeg_draft: float = 0.0,
+              jpeg_sizes: list[tuple[int, int] | None] | None = None) -> tuple[str, dict]:
+    """The cache entry's key and identity. ``jpeg_draft`` enters only where it changes a decode (some image is
+    a JPEG large enough to be drafted), so entries without drafted images keep their keys; ``jpeg_sizes``:
+    the images' :func:`jpeg_sizes_of` when the caller has them."""
     ident = {**backbone.identity(), "test_time": test_time, "memory_format": "channels_last", "dataset": manifest.name,
              "manifest": manifest.content_hash, "n_images": int(len(manifest.table))}
     if bf16 or (device is not None and device.type != "cpu"):     # CPU fp32 keys stay as they always were
         ident.update(device=device.type if device is not None else "cpu", amp="bf16" if bf16 else "off")
+    if jpeg_draft and test_time in DRAFTABLE and _drafted(backbone.preprocess, test_time, jpeg_draft,
+                                                          jpeg_sizes or jpeg_sizes_of(manifest.paths())):
+        ident["jpeg_draft"] = float(jpeg_draft)
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return key, ident
+
+
+def jpeg_sizes_of(paths: list[Path]) -> list[tuple[int, int] | None]:
+    """(W, H) of every JPEG (header only; None for other formats and unreadable files)."""
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(im.size if im.format == "JPEG" else None)
+        except Exception:
+            out.append(None)
+    return out
+
+
+def _drafted(pp: Preprocess, test_time: TestTime, margin: float, sizes: list) -> int:
+    """How many of the images (``sizes`` from :func:`jpeg_sizes_of`) a backbone would decode in draft mode."""
+    return sum(draft_scale(sz, draft_request(sz, pp, test_time, margin)) > 1 for sz in sizes if sz)
 
 
 def _forward(backbone: Backbone, x: torch.Tensor) -> torch.Tensor:
@@ -138,57 +224,92 @@ def _forward(backbone: Backbone, x: torch.Tensor) -> torch.Tensor:
 def extract_features(backbone: Backbone, manifest: Manifest, test_time: TestTime = "squash", batch_size: int = 32,
                      threads: int | None = None, cache_dir: str | os.PathLike | None = None, chunk_size: int = 256,
                      progress: bool = True, max_chunks: int | None = None, device: str | torch.device = "cpu",
-                     amp: str = "off", workers: int = 0) -> FeatureSet:
+                     amp: str = "off", workers: int = 0, jpeg_draft: float = 0.0) -> FeatureSet:
     """Features of every manifest image (manifest order); read from the cache when the key matches.
+    :func:`extract_many` for one backbone (see there)."""
+    return extract_many([backbone], manifest, test_time, batch_size, threads, cache_dir, chunk_size, progress,
+                        max_chunks, device, amp, workers, jpeg_draft)[0]
+
+
+def extract_many(backbones: list[Backbone], manifest: Manifest, test_time: TestTime = "squash", batch_size: int = 32,
+                 threads: int | None = None, cache_dir: str | os.PathLike | None = None, chunk_size: int = 256,
+                 progress: bool = True, max_chunks: int | None = None, device: str | torch.device = "cpu",
+                 amp: str = "off", workers: int = 0, jpeg_draft: float = 0.0) -> list[FeatureSet]:
+    """Features of every manifest image for each backbone, read from the cache where the key matches; the
+    backbones still to compute share one pass over the images (each image decoded once for all of them,
+    :class:`SharedDecodeDataset`), with the numbers each would get alone.
 
     Chunks of ``chunk_size`` images are saved as they finish, so a rerun after an interruption only
     computes the missing chunks. ``max_chunks`` stops early (used to test resuming). ``device``/``amp``/
     ``workers`` as :mod:`nriqa_lib.device` (``run`` params): a GPU, bf16 autocast, decode processes.
+    ``jpeg_draft`` > 0: JPEGs are decoded at 1/2, 1/4 or 1/8 scale where that leaves at least ``jpeg_draft``
+    times the view's size (:func:`draft_request`); it enters the key only of entries with drafted images.
 
     Under ``torchrun`` (an initialised process group) rank r computes the missing chunks r, r + W, r + 2W, ...
-    (a padding-free partition, as DistributedSampler's without padding), each written atomically; after a
-    barrier rank 0 merges them into the same cache entry one process writes, and every rank returns it.
+    of the union over backbones (a padding-free partition, as DistributedSampler's without padding), each
+    written atomically; after a barrier rank 0 merges them into the same cache entries one process writes,
+    and every rank returns them.
     """
     if threads:
         torch.set_num_threads(int(threads))
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     bf16 = use_bf16(dev, amp)
-    key, ident = cache_key(backbone, manifest, test_time, dev, bf16)
-    root = Path(cache_dir or workspace_cache("features")) / key
+    entries = []
+    sizes = jpeg_sizes_of(manifest.paths()) if jpeg_draft and test_time in DRAFTABLE else None
+    for bb in backbones:
+        key, ident = cache_key(bb, manifest, test_time, dev, bf16, jpeg_draft, sizes)
+        root = Path(cache_dir or workspace_cache("features")) / key
+        root.mkdir(parents=True, exist_ok=True)
+        entries.append((bb, key, ident, root, root / f"chunks_{int(chunk_size)}"))
     images = list(manifest.table["image"])
-    root.mkdir(parents=True, exist_ok=True)
-    part = root / f"chunks_{int(chunk_size)}"
     paths = manifest.paths()
     n_chunks = (len(paths) + chunk_size - 1) // chunk_size
+    job = dict(paths=paths, test_time=test_time, batch_size=batch_size, chunk_size=chunk_size, dev=dev, amp=amp,
+               workers=workers, max_chunks=max_chunks, dataset=manifest.name, jpeg_draft=jpeg_draft)
+
+    def assemble(e):
+        bb, key, ident, root, part = e
+        return _assemble(root, part, n_chunks, paths, images, key, ident, bb.name, manifest.name)
+
     if dist.world() > 1:
-        done = dist.broadcast(_finished(root, images) is not None if dist.is_main() else None)
-        if not done:
+        done = dist.broadcast([_finished(e[3], images) is not None for e in entries] if dist.is_main() else None)
+        todo = [e for e, d in zip(entries, done) if not d]
+        if todo:
             if dist.is_main():
+                for bb, key, ident, root, part in todo:
+                    atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
+                    part.mkdir(exist_ok=True)
+            missing = dist.broadcast([_missing(e[4], n_chunks) for e in todo] if dist.is_main() else None)
+            mine = sorted(set().union(*map(set, missing)))[dist.rank()::dist.world()]
+            _compute_chunks([e[0] for e in todo], [[c for c in m if c in mine] for m in missing],
+                            [e[4] for e in todo], progress=progress and dist.is_main(), **job)
+            dist.barrier()
+            if dist.is_main():
+                for e in todo:
+                    with FileLock(str(e[3]) + ".lock"):
+                        if _finished(e[3], images) is None:
+                            assemble(e)
+            dist.barrier()
+        out = [_finished(e[3], images) for e in entries]
+        if any(fs is None for fs in out):
+            raise RuntimeError(f"feature cache {entries[out.index(None)][3]}: not complete after every rank finished")
+        return out
+    # one process fills a cache entry at a time; a second one waits, then reads the finished entry
+    # (locks taken in key order, so two processes with overlapping backbone lists cannot deadlock)
+    with contextlib.ExitStack() as locks:
+        for e in sorted(entries, key=lambda e: e[1]):
+            locks.enter_context(FileLock(str(e[3]) + ".lock"))
+        out = [_finished(e[3], images) for e in entries]
+        todo = [e for e, fs in zip(entries, out) if fs is None]
+        if todo:
+            for bb, key, ident, root, part in todo:
                 atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
                 part.mkdir(exist_ok=True)
-            todo = dist.broadcast(_missing(part, n_chunks) if dist.is_main() else None)
-            _compute_chunks(backbone, paths, todo[dist.rank()::dist.world()], test_time, batch_size, chunk_size,
-                            part, dev, amp, workers, progress and dist.is_main(), max_chunks, manifest.name)
-            dist.barrier()
-            if dist.is_main():
-                with FileLock(str(root) + ".lock"):
-                    if _finished(root, images) is None:
-                        _assemble(root, part, n_chunks, paths, images, key, ident, backbone.name, manifest.name)
-            dist.barrier()
-        fs = _finished(root, images)
-        if fs is None:
-            raise RuntimeError(f"feature cache {root}: not complete after every rank finished")
-        return fs
-    # one process fills a cache entry at a time; a second one waits, then reads the finished entry
-    with FileLock(str(root) + ".lock"):
-        done = _finished(root, images)
-        if done is not None:
-            return done
-        atomic_write_text(root / "identity.json", json.dumps(ident, indent=1, sort_keys=True))
-        part.mkdir(exist_ok=True)
-        _compute_chunks(backbone, paths, _missing(part, n_chunks), test_time, batch_size, chunk_size, part, dev,
-                        amp, workers, progress, max_chunks, manifest.name)
-        return _assemble(root, part, n_chunks, paths, images, key, ident, backbone.name, manifest.name)
+            _compute_chunks([e[0] for e in todo], [_missing(e[4], n_chunks) for e in todo], [e[4] for e in todo],
+                            progress=progress, **job)
+            made = iter(assemble(e) for e in todo)
+            out = [fs if fs is not None else next(made) for fs in out]
+        return out
 
 
 def _missing(part: Path, n_chunks: int) -> list[int]:
@@ -216,35 +337,50 @@ def _finished(root: Path, images: list[str]) -> FeatureSet | None:
     return FeatureSet(feats, images, json.loads(meta_f.read_text()))
 
 
-def _compute_chunks(backbone, paths, todo, test_time, batch_size, chunk_size, part, dev, amp, workers, progress,
-                    max_chunks, dataset) -> None:
-    """Compute and atomically save the chunks ``todo`` (one loader over all of them: workers start once;
-    batches never straddle a chunk, so a chunk's features do not depend on which chunks were cached)."""
-    if max_chunks is not None and len(todo) > max_chunks:
-        stop, todo = True, todo[:max_chunks]
+def _compute_chunks(backbones, todo, parts, paths, test_time, batch_size, chunk_size, dev, amp, workers, progress,
+                    max_chunks, dataset, jpeg_draft) -> None:
+    """Compute and atomically save, for backbone k, the chunks ``todo[k]`` into ``parts[k]``: one loader over
+    the union of the chunks (workers start once; each image decoded once for the backbones that need it);
+    batches never straddle a chunk, so a chunk's features do not depend on which chunks were cached or which
+    other backbones shared the pass."""
+    if max_chunks is not None:
+        stop = any(len(t) > max_chunks for t in todo)
+        todo = [t[:max_chunks] for t in todo]
     else:
         stop = False
-    tf = build_transform(backbone.preprocess, test_time)
+    need = {}
+    for k, t in enumerate(todo):
+        for c in t:
+            need.setdefault(c, []).append(k)
     batches, owner = [], []
-    for c in todo:
+    for c in sorted(need):
         lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(paths))
         for b in range(lo, hi, batch_size):
             batches.append(list(range(b, min(b + batch_size, hi))))
             owner.append(c)
-    bar = tqdm(total=sum(map(len, batches)), desc=f"{backbone.name} on {dataset}", disable=not progress, unit="img")
-    backbone.eval().to(dev, memory_format=torch.channels_last)
-    dl = DataLoader(ImageDataset(paths, tf), batch_sampler=batches, **loader_kwargs(dev, workers))
-    out: list[np.ndarray] = []
+    names = " + ".join(bb.name for bb in backbones)
+    bar = tqdm(total=sum(map(len, batches)), desc=f"{names} on {dataset}", disable=not progress, unit="img")
+    for bb in backbones:
+        bb.eval().to(dev, memory_format=torch.channels_last)
+    tfs = [build_transform(bb.preprocess, test_time) for bb in backbones]
+    reqs = [(lambda size, pp=bb.preprocess: draft_request(size, pp, test_time, jpeg_draft))
+            if jpeg_draft and test_time in DRAFTABLE else None for bb in backbones]
+    ds = SharedDecodeDataset(paths, tfs, reqs, lambda i: need[i // chunk_size])
+    dl = DataLoader(ds, batch_sampler=batches, **loader_kwargs(dev, workers))
+    out: dict[int, list[np.ndarray]] = {}
     with torch.inference_mode(), autocast(dev, amp):
-        for i, x in enumerate(dl):
-            out.append(_forward(backbone, x.to(dev, non_blocking=True)).float().cpu().numpy())
-            bar.update(len(x))
+        for i, xs in enumerate(dl):
+            for k, x in xs.items():
+                out.setdefault(k, []).append(_forward(backbones[k], x.to(dev, non_blocking=True)).float().cpu().numpy())
+            bar.update(len(batches[i]))
             if i + 1 == len(batches) or owner[i + 1] != owner[i]:
-                with atomic_path(part / f"chunk_{owner[i]:05d}.npy") as tmp:
-                    np.save(tmp, np.concatenate(out).astype(np.float32))
-                out = []
+                for k, rows in out.items():
+                    with atomic_path(parts[k] / f"chunk_{owner[i]:05d}.npy") as tmp:
+                        np.save(tmp, np.concatenate(rows).astype(np.float32))
+                out = {}
     bar.close()
-    backbone.to("cpu")
+    for bb in backbones:
+        bb.to("cpu")
     if stop:
         raise InterruptedError(f"stopped after {max_chunks} chunk(s) (max_chunks)")
 

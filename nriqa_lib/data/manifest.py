@@ -167,7 +167,8 @@ def check_mos_range(df: pd.DataFrame, card: dict, where: str) -> None:
 
 class HashSidecar:
     """sha256 of image files, remembered per (path, size, mtime_ns) in a JSON sidecar, so each file is hashed
-    once however often it is validated; a file that changes (size or mtime) is hashed again."""
+    once however often it is validated; a file that changes (size or mtime) is hashed again. It also remembers
+    that a file decoded, so validation decodes each unchanged file once, not once per stage and run."""
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path else None
@@ -190,6 +191,18 @@ class HashSidecar:
         self.known[k] = [ident, h]
         self.dirty = True
         return h
+
+    def decoded(self, p: Path) -> bool:
+        """Whether ``p``, unchanged since it was hashed, is known to decode."""
+        hit = self.known.get(str(p.resolve()))
+        st = p.stat()
+        return bool(hit and hit[0] == [st.st_size, st.st_mtime_ns] and len(hit) > 2 and hit[2])
+
+    def mark_decoded(self, p: Path) -> None:
+        hit = self.known.get(str(p.resolve()))
+        if hit is not None and self.path is not None:
+            self.known[str(p.resolve())] = [hit[0], hit[1], True]
+            self.dirty = True
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
@@ -220,12 +233,13 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
             if got != df["sha256"].iloc[i]:
                 raise ManifestError(f"{row}: sha256 mismatch for {p} (manifest {df['sha256'].iloc[i][:12]}..., "
                                     f"file {got[:12]}...)")
-        if decode:
+        if decode and not sidecar.decoded(p):
             try:
                 with Image.open(p) as im:
                     im.load()
             except Exception as e:  # PIL raises many types for corrupt data
                 raise ManifestError(f"{row}: unreadable or corrupt image {p}: {type(e).__name__}: {e}") from None
+            sidecar.mark_decoded(p)
     sidecar.save()
     return hashes if decode else None
 

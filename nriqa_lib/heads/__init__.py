@@ -6,8 +6,28 @@ import difflib
 from dataclasses import dataclass
 from typing import Literal
 
-from .activations import ACTIVATIONS, GatedBlend, KWaySelection, ParamSigmoid, get_activation
-from .mlp import PRESETS, MLPHead, build_head, selection_shares
+# the names import no torch (params checks and analyses only need names; torch's import costs 1.8 s per
+# process); the modules they name are built by .activations / .mlp, loaded on first use (PEP 562 below)
+ACTIVATIONS = ("relu", "gelu", "sigmoid", "tanh", "leaky_relu", "silu", "identity", "param_sigmoid", "prelu")
+
+# preset -> (act1, act2); STUDY_SPEC.md section 1. "kway" uses the candidate list given to build_head.
+PRESETS: dict[str, tuple[str, str]] = {
+    "B": ("relu", "relu"),
+    "B_Sig": ("sigmoid", "leaky_relu"),
+    "B_Gated": ("gated_blend", "prelu"),
+    "B_Gated_gamma": ("gated_blend_gamma", "prelu"),
+    "kway": ("kway", "kway"),
+}
+
+_LAZY = {"GatedBlend": "activations", "KWaySelection": "activations", "ParamSigmoid": "activations",
+         "get_activation": "activations", "MLPHead": "mlp", "build_head": "mlp", "selection_shares": "mlp"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import activations, mlp          # written out: stages/declare.py's import scan sees them
+        return getattr({"activations": activations, "mlp": mlp}[_LAZY[name]], name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["ACTIVATIONS", "GatedBlend", "KWaySelection", "ParamSigmoid", "get_activation", "PRESETS", "MLPHead",
            "build_head", "selection_shares", "SELECTION_HEADS", "PredictorSpec", "get_predictor", "list_predictors", "register_predictor"]

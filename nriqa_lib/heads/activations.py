@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from . import ACTIVATIONS as _NAMES
+
 __all__ = ["ACTIVATIONS", "get_activation", "ParamSigmoid", "GatedBlend", "KWaySelection"]
 
 
@@ -41,6 +43,7 @@ _FIXED = {
     "identity": nn.Identity,
 }
 ACTIVATIONS = (*_FIXED, "param_sigmoid", "prelu")
+assert ACTIVATIONS == _NAMES, "nriqa_lib.heads.ACTIVATIONS (the torch-free names) must list the same activations"
 
 
 def get_activation(name: str, channels: int) -> nn.Module:

@@ -6,19 +6,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .activations import ACTIVATIONS, GatedBlend, KWaySelection, get_activation
+from . import ACTIVATIONS, PRESETS
+from .activations import GatedBlend, KWaySelection, get_activation
 
 __all__ = ["MLPHead", "PRESETS", "build_head", "selection_shares"]
-
-# preset -> (act1, act2); STUDY_SPEC.md section 1. "kway" uses the candidate list given to build_head.
-PRESETS: dict[str, tuple[str, str]] = {
-    "B": ("relu", "relu"),
-    "B_Sig": ("sigmoid", "leaky_relu"),
-    "B_Gated": ("gated_blend", "prelu"),
-    "B_Gated_gamma": ("gated_blend_gamma", "prelu"),
-    "kway": ("kway", "kway"),
-}
-
 
 class MLPHead(nn.Module):
     """score = W3 act2(W2 act1(W1 x + b1) + b2) + b3 (more layers with longer ``widths``)."""

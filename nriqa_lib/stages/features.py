@@ -11,7 +11,7 @@ from .. import dist
 from ..backbones import backbone_from_params
 from ..data.manifest import open_dataset
 from ..device import resolve_device, run_info, set_deterministic
-from ..features import extract_features, save_feature_set
+from ..features import extract_many, save_feature_set
 from ..paths import features_dir
 
 PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features", "run")
@@ -21,16 +21,19 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     m = open_dataset(p, dataset, decode=True)        # validates files (existence, sha256, decoding) first
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)
-    for backbone in backbones or p.features.backbones:
-        bb = backbone_from_params(p, backbone)
-        t = time.time()
-        fs = extract_features(bb, m, test_time=p.features.test_time, batch_size=p.features.batch_size,
-                              threads=p.features.threads, chunk_size=p.features.chunk_size,
-                              progress=sys.stderr.isatty(), device=dev, amp=p.run.amp, workers=p.run.workers)
-        if not dist.is_main():
-            continue
+    names = list(backbones or p.features.backbones)
+    t = time.time()
+    # one pass over the images for every backbone whose features are not cached (each image decoded once)
+    sets = extract_many([backbone_from_params(p, b) for b in names], m, test_time=p.features.test_time,
+                        batch_size=p.features.batch_size, threads=p.features.threads,
+                        chunk_size=p.features.chunk_size, progress=sys.stderr.isatty(), device=dev, amp=p.run.amp,
+                        workers=p.run.workers, jpeg_draft=p.features.jpeg_draft)
+    dt = time.time() - t
+    if not dist.is_main():
+        return
+    for backbone, fs in zip(names, sets):
         fs.meta["run"] = {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}
         save_feature_set(fs, features_dir(dataset, backbone))
-        dt = time.time() - t
-        print(f"{backbone} on {dataset}: {fs.features.shape} in {dt:.1f}s ({len(m.table) / max(dt, 1e-9):.1f} img/s, "
-              f"{dev}) (key {fs.key})")
+        print(f"{backbone} on {dataset}: {fs.features.shape} (key {fs.key})")
+    print(f"{len(names)} backbone(s) on {dataset} in {dt:.1f}s ({len(m.table) / max(dt, 1e-9):.1f} img/s for all of "
+          f"them, cache hits included; {dev})")

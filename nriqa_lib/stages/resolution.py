@@ -15,7 +15,7 @@ from ..paths import resolution_dir, splits_path
 
 PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights",
           "features.pretrained", "features.image_size", "features.batch_size", "features.threads",
-          "features.chunk_size", "train", "t3", "t5")
+          "features.chunk_size", "features.jpeg_draft", "train", "t3", "t5")
 
 
 def policy_spec(policy: str) -> tuple[int | None, str, bool]:
@@ -58,7 +58,8 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
             one_by_one = policy in ("native", "grid")        # image sizes (and view counts) differ
             t = time.time()
             fs = extract_features(bb, man, test_time=tt, batch_size=1 if one_by_one else p.features.batch_size,
-                                  chunk_size=p.features.chunk_size, progress=False)
+                                  chunk_size=p.features.chunk_size, progress=False,
+                                  jpeg_draft=p.features.jpeg_draft)
             dt = time.time() - t
             pred, _ = run_heads(p, dataset, bname, manifest=man, fs=fs, splits=splits, heads=list(p.t5.heads))
             d = out / bname / policy
