@@ -104,7 +104,7 @@ def draft_scale(size: tuple[int, int], request: tuple[int, int] | None) -> int:
     if request is None:
         return 1
     most = min(size[0] // max(request[0], 1), size[1] // max(request[1], 1))
-    return next(s for s in (8, 4, 2, 1) if most >= s)
+    return next((s for s in (8, 4, 2) if most >= s), 1)            # smaller than the request: full size
 
 
 def load_image(path: Path, draft: int = 1) -> Image.Image:

@@ -36,7 +36,8 @@ def mixed(tmp_path):
     return load_dataset("mixed", {"mixed": str(root)}, manifest_dir=tmp_path / "m", hash_cache=tmp_path / "sha")
 
 
-@pytest.mark.parametrize("request_wh", [(448, 448), (224, 224), (120, 120), (700, 500), (1600, 1200), (100, 900)])
+@pytest.mark.parametrize("request_wh", [(448, 448), (224, 224), (120, 120), (700, 500), (1600, 1200), (100, 900),
+                                        (1700, 1300), (2000, 100)])
 def test_draft_scale_is_pils_choice(tmp_path, request_wh):
     p = tmp_path / "a.jpg"
     _photo(1600, 1200, 0).save(p, quality=90)
@@ -55,6 +56,7 @@ def test_draft_request_per_policy():
     assert F.draft_request((1600, 1200), pp, "native", 2.0) is None
     assert F.draft_request((1600, 1200), pp, "squash", 0) is None
     assert F.draft_scale((1600, 1200), (448, 448)) == 2 and F.draft_scale((500, 500), (448, 448)) == 1
+    assert F.draft_scale((300, 200), (448, 448)) == 1                          # smaller than the request
 
 
 def test_one_pass_decodes_each_image_once_and_equals_each_backbone_alone(mixed, tmp_path, monkeypatch):
