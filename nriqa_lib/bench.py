@@ -16,6 +16,8 @@ not in timed tests).
   forward FLOPs per image (counted, FlopCounterMode) at the measured matmul GFLOP/s, in series with the measured
   decode + transform rate (one process decodes, then runs the model): ``extract_roofline_ratio`` = that bound /
   measured images/s (depthwise convolutions run far below the matmul rate, so a ratio > 1 is expected);
+- decode: images/s of SPAQ-sized (4000 x 3000) JPEGs decoded in full vs in draft mode (``features.jpeg_draft``),
+  and three backbones extracted with one shared decode pass (``extract_many``) vs one pass each;
 - peak resident memory.
 """
 from __future__ import annotations
@@ -134,6 +136,52 @@ def bench_extraction(root: str, n_images: int = 256, batch_size: int = 8) -> dic
             "extract_bound_images_per_s": bound, "extract_roofline_ratio": bound / ours}
 
 
+def bench_decode(root: str, n_images: int = 32, n_shared: int = 128) -> dict[str, float]:
+    """Decode throughput of large JPEGs with and without draft mode, and one shared decode pass for three
+    backbones vs one pass each.
+
+    Large JPEGs: CLIVE images upscaled (bicubic) to SPAQ's typical 4000 x 3000 and saved at quality 90 (no
+    SPAQ images here); ``squash`` to 224 px with ``features.jpeg_draft`` 2 decodes them at 1/4 scale.
+    Shared pass: tf_efficientnet_lite0/1/2 (random weights: the same FLOPs) on ``n_shared`` CLIVE images,
+    ``extract_many`` vs three ``extract_features``.
+    """
+    from PIL import Image
+    from .backbones import create_backbone
+    from .data.manifest import load_dataset
+    from .features import build_transform, draft_request, draft_scale, extract_features, extract_many, load_image
+    m = load_dataset("clive", {"clive": root}, decode=False)
+    bb = create_backbone("random_tf_efficientnet_lite0")
+    tf = build_transform(bb.preprocess, "squash")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        big = []
+        for i, p in enumerate(m.paths()[:n_images]):
+            f = os.path.join(tmp, f"big_{i}.jpg")
+            load_image(p).resize((4000, 3000), Image.BICUBIC).save(f, quality=90)
+            big.append(f)
+        req = draft_request((4000, 3000), bb.preprocess, "squash", 2.0)
+        for name, scale in (("full", 1), ("draft", draft_scale((4000, 3000), req))):
+            t = time.perf_counter()
+            for f in big:
+                tf(load_image(f, scale))
+            out[f"decode_4000x3000_{name}_images_per_s"] = n_images / (time.perf_counter() - t)
+        out["decode_4000x3000_draft_scale"] = draft_scale((4000, 3000), req)
+        out["decode_draft_speedup"] = (out["decode_4000x3000_draft_images_per_s"]
+                                       / out["decode_4000x3000_full_images_per_s"])
+        sub = type(m)(m.name, m.table.iloc[:n_shared].reset_index(drop=True), m.root, m.card)
+        bbs = [create_backbone(f"tf_efficientnet_lite{k}", pretrained=False) for k in range(3)]
+        t = time.perf_counter()
+        for k, b in enumerate(bbs):
+            extract_features(b, sub, batch_size=8, cache_dir=os.path.join(tmp, f"one{k}"), progress=False)
+        separate = time.perf_counter() - t
+        t = time.perf_counter()
+        extract_many(bbs, sub, batch_size=8, cache_dir=os.path.join(tmp, "shared"), progress=False)
+        shared = time.perf_counter() - t
+    out.update(extract_3_backbones_separate_s=separate, extract_3_backbones_shared_decode_s=shared,
+               extract_shared_decode_speedup=separate / shared)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clive", default=os.environ.get("NRIQA_ROOT_CLIVE", "../shared/datasets/clive"))
@@ -146,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     out.update(bench_heads_roofline(measured_s=out["heads_batched_s"]))
     if os.path.isdir(a.clive):
         out.update(bench_extraction(a.clive, a.images))
+        out.update(bench_decode(a.clive))
     else:
         print(f"note: CLIVE not found at {a.clive}; extraction benchmark skipped")
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

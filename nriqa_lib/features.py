@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from filelock import FileLock
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms as T
 from tqdm import tqdm
 
 from .backbones import Backbone, Preprocess
@@ -39,7 +38,8 @@ __all__ = ["build_transform", "view_grid", "make_views", "ImageDataset", "Featur
            "load_feature_set", "load_image"]
 
 
-def _interp(name: str) -> T.InterpolationMode:
+def _interp(name: str):
+    from torchvision import transforms as T
     return {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
             "nearest": T.InterpolationMode.NEAREST}[name]
 
@@ -65,6 +65,9 @@ def build_transform(pp: Preprocess, test_time: TestTime = "squash"):
     (same resize, five crops: four corners + centre, features averaged), ``native`` (the image as it is:
     CNNs and dynamic-size ViTs), ``grid`` (P2's MA-CLIP views: 224 crops on a stride-128 grid + the global
     view, features averaged). Returns (C,H,W) or (V,C,H,W)."""
+    # torchvision here, not at import: it pulls in torch._dynamo (1-2 s), which the stages that only read
+    # cached features (heads, cross, figures) never need
+    from torchvision import transforms as T
     norm = [T.ToTensor(), T.Normalize(pp.mean, pp.std)]
     if test_time == "native":
         return T.Compose(norm)
