@@ -9,4 +9,30 @@ The flow, one folder per role:
   config paths io metrics stats      params, file layout, atomic writes, metrics, statistics
 See README.md and ../shared/docs/STUDY_SPEC.md.
 """
+import os as _os
+
 __version__ = "0.1.0"
+
+
+def pin_cpu_kernels() -> dict[str, str]:
+    """Make torch's CPU results the same on every x86 CPU with AVX2 (AVX-512 ones included): ATen's vectorised
+    kernels, MKL's BLAS branch and oneDNN's convolutions all use their AVX2 code paths (ATEN_CPU_CAPABILITY,
+    MKL_CBWR, ONEDNN_MAX_CPU_ISA; a value the user exported wins). Measured on this project's CPU: each knob
+    changes head training or Lite0 features in their last bits when set to another path, and the AVX2 values
+    reproduce the default results bit for bit. Nothing is set on CPUs without AVX2 (torch would crash on a
+    capability the CPU lacks) or outside Linux; NRIQA_NATIVE_KERNELS=1 keeps each library's own choice.
+    Must run before torch computes anything: this package sets it on import. Returns what it set."""
+    if _os.environ.get("NRIQA_NATIVE_KERNELS") == "1":
+        return {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return {}
+    if "avx2" not in flags or "fma" not in flags:
+        return {}
+    want = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    return {k: _os.environ.setdefault(k, v) for k, v in want.items()}
+
+
+pin_cpu_kernels()

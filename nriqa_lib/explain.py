@@ -4,15 +4,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["hidden_embedding", "gradcam"]
+__all__ = ["hidden_embedding", "gradcam", "sq_distances"]
+
+
+def sq_distances(X: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of the rows of X in float64, one row at a time with numpy's own sums.
+
+    Why not sklearn's euclidean_distances: it expands |x|^2 + |y|^2 - 2 x.y with a BLAS product, whose last bits
+    depend on the CPU's BLAS kernel; t-SNE amplifies those bits into a different layout (measured: three
+    OpenBLAS kernels gave three different pictures of the same head)."""
+    X = np.asarray(X, np.float64)
+    return np.stack([((X - x) ** 2).sum(axis=1) for x in X])
 
 
 def hidden_embedding(head: torch.nn.Module, X: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE (scikit-learn) of the head's last hidden layer."""
+    """2-D t-SNE (scikit-learn, Barnes-Hut) of the head's last hidden layer, the same on any CPU: distances
+    from :func:`sq_distances` and a seeded random start instead of the PCA start (an SVD, BLAS again)."""
     from sklearn.manifold import TSNE
     with torch.no_grad():
         h = head.hidden(torch.as_tensor(X, dtype=torch.float32)).numpy()
-    return TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(h) - 1)).fit_transform(h)
+    return TSNE(n_components=2, init="random", metric="precomputed", random_state=seed,
+                perplexity=min(30, len(h) - 1)).fit_transform(sq_distances(h))
 
 
 def gradcam(backbone, head: torch.nn.Module, x: torch.Tensor) -> np.ndarray:

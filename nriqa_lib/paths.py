@@ -15,8 +15,9 @@ from .data.splits import load_splits
 from .workspace import cache_dir
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
-           "finetune_ckpt", "load_finetune", "resolution_dir", "load_resolution", "load_predictions",
-           "load_shares", "load_cross", "load_zeroshot", "split_sizes", "single_partition"]
+           "finetune_ckpt", "load_finetune", "timing_dir", "resolution_dir", "load_resolution", "load_predictions",
+           "load_shares", "load_cross", "load_zeroshot", "split_sizes", "single_partition", "NOT_HUMAN_RATED",
+           "SYNTHETIC_LABEL", "human_rated"]
 
 
 def splits_path(dataset: str) -> Path:
@@ -47,6 +48,11 @@ def load_resolution(datasets: Sequence[str], backbones: Sequence[str], policies:
     """T5 predictions (the heads stage's columns) + a ``policy`` column, long format."""
     dirs = {(d, b, q): resolution_dir(d) / b / q for d in datasets for b in backbones for q in policies}
     return _read_all(dirs, "predictions.csv", ["dataset", "backbone", "policy"], "resolution", dtype={"image": str})
+
+
+def timing_dir() -> Path:
+    """Measured speeds (vary run to run): not a DVC output and not in git, so they never make a rerun differ."""
+    return Path("results") / "timing"
 
 
 def finetune_dir(dataset: str) -> Path:
@@ -118,3 +124,15 @@ def split_sizes(splits: pd.DataFrame) -> tuple[int, int]:
 def single_partition(dataset: str) -> bool:
     """Whether the dataset's split file holds one partition (its per-'split' rows are training seeds)."""
     return load_splits(splits_path(dataset))["split"].nunique() == 1
+
+
+# Datasets whose scores are not human opinions (their card in data_manifests/ says so; tests/test_pooled.py
+# checks the two agree). Pooled verdicts on the papers' claims pool human-rated datasets only; these are shown
+# beside them, labelled.
+NOT_HUMAN_RATED = frozenset({"synthetic"})
+SYNTHETIC_LABEL = "synthetic set (100 x SSIM proxy, not human opinions)"
+
+
+def human_rated(dataset: str) -> bool:
+    """Whether ``dataset``'s scores are human opinions (MOS/DMOS), i.e. not in :data:`NOT_HUMAN_RATED`."""
+    return dataset not in NOT_HUMAN_RATED

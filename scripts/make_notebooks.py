@@ -10,7 +10,7 @@ TEST_COLS = '["dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "c
 def nb(name, title, intro, body):
     setup = ("from pathlib import Path\nfrom IPython.display import Image, Markdown, display\n"
              "from nriqa_lib.config import load_params\nfrom nriqa_lib.stages import view\n"
-             "from nriqa_lib.reporting.display import folded, show, verdict\n\n"
+             "from nriqa_lib.reporting.display import POOLED_VIEW, folded, show, verdict\n\n"
              f'P = view(load_params(params_file), "{name}")   # only the params this stage declares\nout = Path(out_dir)')
     params = new_code_cell(f'params_file = "params.yaml"\nout_dir = "results/{OUT.get(name, name)}"')
     params.metadata["tags"] = ["parameters"]
@@ -32,11 +32,15 @@ def tests_cells(key, what, summary):
 
 def pooled_cells(key, fig):
     """The pooled verdict per claim (random effects over cells) and the forest plot of the per-cell differences."""
-    return [("md", "**Pooled verdicts**: one random-effects estimate per claim over all its cells (95% CI, p "
-                   "Holm-adjusted over the claims of this table), its heterogeneity I², and `splits_80`, the number of "
-                   "splits that would detect the pooled effect with 80% power."),
-            ("code", f'show(T["{key}"], "Pooled over cells (DerSimonian-Laird random effects)") if len(T["{key}"]) '
-                     f'else Markdown("No comparison to pool.")'),
+    return [("md", "**Pooled verdicts**, one claim per row: the cells of one dataset (backbones, heads) share its "
+                   "images and splits, so they are combined into one test per dataset first (the Nadeau-Bengio t on "
+                   "their mean per-split difference, or the mean of their bootstrap replicates); human-rated datasets "
+                   "are then pooled (mean over datasets, one-sample t on k - 1 df; k = 1: the dataset's own test), and the "
+                   "synthetic set (an SSIM proxy, not human opinions) keeps rows of its own. p is Holm-adjusted over "
+                   "the table's human-rated rows; `mde80` / `splits_80`: the difference detectable with 80% power / "
+                   "the splits that would detect the estimate, at the level its test faces."),
+            ("code", f'show(T["{key}"][[c for c in POOLED_VIEW if c in T["{key}"]]], "Pooled verdicts (diagnostics '
+                     f'in the CSV)") if len(T["{key}"]) else Markdown("No comparison to pool.")'),
             ("code", f'Image(out / "figures" / "{fig}") if (out / "figures" / "{fig}").is_file() else None'),
             ("code", f'Image(out / "figures" / "{fig.replace("forest", "power")}") '
                      f'if (out / "figures" / "{fig.replace("forest", "power")}").is_file() else None')]
@@ -71,7 +75,7 @@ nb("t2_activations", "T2: activation ablation (P1)",
     ("code", "show(T[\"cross_table\"], \"SRCC on the whole target set, mean ± sd over source splits\") if \"cross_table\" in T else Markdown(\"No `t2.cross` pair with both datasets configured.\")"),
     ("code", "display(Markdown(verdict(T.get(\"cross_tests\"), P.stats.alpha, \"cross-dataset comparisons\")))"),
     ("code", f"folded(T[\"cross_tests\"], \"All cross-dataset tests (paired two-level bootstrap)\", {TEST_COLS}) if \"cross_tests\" in T else None"),
-    ("code", "show(T[\"cross_pooled\"], \"Cross-dataset, pooled over cells\") if \"cross_pooled\" in T else None"),
+    ("code", "show(T[\"cross_pooled\"][[c for c in POOLED_VIEW if c in T[\"cross_pooled\"]]], \"Cross-dataset, pooled (diagnostics in the CSV)\") if \"cross_pooled\" in T and len(T[\"cross_pooled\"]) else None"),
     ("code", "Image(out / \"figures\" / \"t2_cross_forest.png\") if (out / \"figures\" / \"t2_cross_forest.png\").is_file() else None")])
 nb("t3_selection", "T3: learnable activation selection (P1's B_Gated and our K-way)",
    "B_Gated (GatedBlend of ParamSigmoid and PReLU, then PReLU) and our K-way per-channel selection against the best "
@@ -98,13 +102,14 @@ nb("t5_resolution", "T5: input resolution and test-time views (beyond P1)",
    "`t5.policies` (squash = T1-T4's, centre crop, a larger squash `squash_<N>`, the image at its native size, "
    "MA-CLIP's 224-px view grid averaged). Cells are test SRCC, mean ± sd over splits; each policy is compared "
    "with `features.test_time` on the same splits (Holm within one claim), pooled per policy, and its cost is "
-   "given in forward GFLOPs per image (counted) and images/s (measured on this machine).",
+   "given in forward GFLOPs per image (counted, mean over the dataset).",
    [("code", "from nriqa_lib.analysis.t5 import t5_resolution\n\nT = t5_resolution(P, out)\nshow(T[\"table\"], \"T5: test SRCC, mean ± sd over splits\")"),
     *tests_cells("tests", "policy-vs-squash comparisons", "All tests vs the reference policy (SRCC)"),
     *pooled_cells("pooled", "t5_forest.png"),
     ("code", "show(T[\"cost\"], \"Cost per policy (GFLOPs per image, counted)\")"),
-    ("md", "Measured images/s per policy are in `results/resolution/<dataset>/timing.json` (and the stage's log), "
-           "not here: timings vary from run to run, and this notebook renders the same bytes for the same inputs.")])
+    ("md", "Measured images/s per policy (decode + transform + forward on 32 images, never from the feature cache) "
+           "are in `results/timing/resolution_<dataset>.json` and the stage's log, not here: timings vary from run "
+           "to run, and this notebook renders the same bytes for the same inputs on any machine.")])
 nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning",
    "The frozen backbone with the `t1.head` head (the heads stage) against P1's image-level regimes of the finetune "
    "stage: LoRA (r 4, alpha 8, dropout 0.05 on the attention q/k projections; conv LoRA on CNNs) and full "
@@ -117,9 +122,11 @@ nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning"
     ("code", f"folded(T[\"tests\"], \"All tests vs frozen (SRCC)\", {TEST_COLS}) if len(T[\"tests\"]) else None"),
     *pooled_cells("pooled", "t6_forest.png")])
 nb("report", "nriqa report",
-   "Every claim of P1 and P2 tested on the data at hand, one row per dataset/backbone cell: the estimated SRCC "
-   "difference, its Holm-adjusted p and the verdict (significant = Holm-adjusted p below `stats.alpha`). Then the "
-   "four tables and the key figures.",
+   "Every claim of P1 and P2 tested on the data at hand: one row per dataset/backbone cell (its table's Holm p, "
+   "`p_holm`, decides its verdict), then each claim's pooled row on human-rated data, whose verdict uses `p_study`, "
+   "Holm over every pooled human-rated row of the study (one family: the verdicts below), and the synthetic set's "
+   "rows, labelled as a proxy. Significant = the adjusted p below `stats.alpha`. Then the six tables and the key "
+   "figures.",
    [("code", "from nriqa_lib.reporting import report\n\nC = report.claims(\"results\", P.stats.alpha)\nmd = report.gather_tables(\"results\")\n"
              "banner = \"\" if P.features.pretrained else report.RANDOM_WEIGHTS\n"
              "report.write_report(out, md, C, report.gather_tables(\"results\", \"tex\"), banner)\n"

@@ -4,6 +4,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import nriqa_lib  # noqa: E402,F401  (pins torch's CPU kernels before torch computes anything)
+
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402

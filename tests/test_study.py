@@ -105,17 +105,27 @@ def test_tiny_pipeline_end_to_end(tree):
     assert "highest mean val SRCC" in (tmp / "results" / "t3" / "tables" / "t3_selection.md").read_text()
     assert set(t3["best_fixed"].columns) >= {"best_fixed", "best_fixed_val_srcc"}
     t4 = t4_zeroshot(stages.view(p, "t4_zeroshot"), tmp / "results" / "t4")
-    assert len(t4["tests"]) == 4 and set(t4["tests"]["claim"]) == {"magnitude cue: pretrained vs random-init backbone"}
+    assert len(t4["tests"]) == 4 and t4["tests"]["claim"].str.startswith("magnitude cue (").all()
+    for claim, g in t4["tests"].groupby("claim"):            # one claim, one score
+        assert g["a"].str.split(": ").str[1].nunique() == 1 and g["a"].str.split(": ").str[1].iloc[0] in claim
+    assert set(t4["pooled"]["claim"]) == set(t4["tests"]["claim"]) and (t4["pooled"]["k"] == 2).all()
     stages.stage_module("resolution").run(stages.view(p, "resolution"), "toyb")
     from nriqa_lib.analysis.t5 import t5_resolution
     t5 = t5_resolution(stages.view(p, "t5_resolution"), tmp / "results" / "t5")
     assert set(t5["tests"]["a"]) == {"center_crop", "squash_96"} and set(t5["tests"]["head"]) == {"ridge", "B_Sig"}
-    assert len(t5["pooled"]) == 2 and (t5["pooled"]["k"] == 2).all()
+    assert len(t5["pooled"]) == 2 and (t5["pooled"]["k"] == 1).all() and (t5["pooled"]["cells"] == 2).all()
     assert t5["cost"].set_index("policy")["gflops_per_image"]["squash_96"] < \
         t5["cost"].set_index("policy")["gflops_per_image"]["squash"]        # 96 px < lite0's 224 px
     c = report.claims(tmp / "results", p.stats.alpha)
     assert "ours: input policy center_crop beats squash" in set(c["claim"])
-    assert c["where"].str.contains("pooled over").any()
+    # every pooled row of every table reaches the claims and the summary (issue 21: T4's did not)
+    npooled = sum(len(pd.read_csv(f)) for f in (tmp / "results").glob("t*/tables/*_pooled.csv"))
+    pooled_claims = c[c["scope"] != "cell"]
+    assert npooled > 0 and len(pooled_claims) == npooled
+    text = report.summary(c)
+    for claim in pooled_claims["claim"].unique():
+        assert f"**{claim}**" in text and "pooled (human-rated; " in text.split(f"**{claim}**")[1].split("\n")[0]
+    assert pooled_claims["p_study"].notna().all() and (pooled_claims["p_study"] >= pooled_claims["p_holm"] - 1e-12).all()
     assert {"ours: pretrained features beat a random-init control", "P1: sigmoid beats ReLU",
             "P1: B_Gated generalises better than B (cross-dataset)"} <= set(c["claim"])
     # a notebook stage through papermill, reading the same tree

@@ -14,23 +14,28 @@ from scipy import stats
 
 from ..data.splits import load_splits
 from ..metrics import all_metrics
-from ..paths import single_partition, split_sizes, splits_path
+from ..paths import SYNTHETIC_LABEL, human_rated, single_partition, split_sizes, splits_path
 from ..reporting import plots
 from ..reporting.export import RANDOM_WEIGHTS, export_table
-from ..stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, random_effects,
-                     splits_for_power, summarize, two_level_bootstrap)
+from ..stats import (bootstrap_cells_test, compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon,
+                     pool_datasets, split_cells_test, splits_for_power, summarize, two_level_bootstrap)
 
 __all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
            "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs",
-           "power_curves", "cell_correlation"]
+           "power_curves", "dataset_cells", "POOLED_COLUMNS",
+           "splits_provenance", "design_note"]
 
-POOLED_NOTE = ("pooled = DerSimonian-Laird random-effects estimate of the per-cell differences (each weighted by "
-               "1/(se^2 + tau^2); se from the cell's corrected t or bootstrap; cells of one dataset share its splits, "
-               "so their covariance, estimated from the per-split differences, enters the pooled se), normal 95% CI "
-               "and p; I^2 = share of "
-               "the spread that is heterogeneity; splits_80 = splits the Nadeau-Bengio test needs for 80% power "
-               "at the pooled effect (median cell sd; inf: the n_test/n_train floor keeps it from ever reaching it)")
+POOLED_NOTE = ("pooled: the cells of one dataset (backbones, heads) share its images and splits, so they are first "
+               "combined into one test per dataset (Nadeau-Bengio corrected t on the cells' mean per-split difference; "
+               "bootstrap cells: the mean of their replicates from the same resamples); human-rated datasets are then "
+               "pooled as the mean over datasets with a one-sample t on k - 1 df (random effects by summary "
+               "statistics; DerSimonian-Laird tau^2 and I^2 describe the heterogeneity; k = 1: that dataset's own test); the synthetic set (an SSIM proxy, not human opinions) is shown on its own rows, "
+               "never pooled with them. p_holm: Holm over the table's human-rated rows (the synthetic rows are a "
+               "family of their own); p_below: no bootstrap replicate on one side, p < 1/n_boot. mde80 / splits_80 "
+               "(one-dataset Nadeau-Bengio rows): the difference detectable with 80% power / the splits that would "
+               "detect the estimate with 80% power, at alpha/m of the row's Holm family; inf: never (the "
+               "n_test/n_train term of the correction); I^2: heterogeneity between datasets (- for k = 1)")
 
 METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
@@ -49,6 +54,7 @@ class Design:
     n_test: int = 0
     what: str = "splits"          # what the J heads are: "splits" | "training seeds" | "source splits"
     head_inflation: float = 1.0   # shared: head-level variance factor (overlapping source splits: Nadeau-Bengio's)
+    provenance: str = ""          # where the splits come from: "10 published + 2 ours (seeded)", ...
 
 
 def split_metrics(pred: pd.DataFrame, by: Sequence[str], part: str = "test", fit: str | None = None) -> pd.DataFrame:
@@ -117,7 +123,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
     bootstrap (``p``). Then Holm within each family (:func:`holm_by_family`), with what each family can
     detect: Wilcoxon's smallest attainable p and the minimum detectable difference at 80% power.
     """
-    res, split_diffs = [], {}
+    res, split_diffs, boot_dists = [], {}, {}
     r = rows[rows["metric"] == "srcc"]
     for key, g in r.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -146,31 +152,17 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
                 pa, mos = prediction_matrix(pred[sel & (pred[factor] == a)])
                 pb, _ = prediction_matrix(pred[sel & (pred[factor] == b)])
                 bt = two_level_bootstrap(pa, mos, pb, n_boot=n_boot, seed=seed, head_inflation=d.head_inflation)
+                boot_dists[len(res)] = bt["dist"]          # same seed, J and N: the same resamples in every cell
                 row.update(diff=bt["value"], ci_low=bt["ci_low"], ci_high=bt["ci_high"], se=bt["se"],
-                           test=f"two-level bootstrap ({d.what}, then images)", p=bt["p"], p_wilcoxon=np.nan)
+                           test=f"two-level bootstrap ({d.what}, then images)", p=bt["p"], p_below=bt["p_below"],
+                           p_wilcoxon=np.nan)
             res.append(row)
     df = pd.DataFrame(res)
     if len(df):
         df = holm_by_family(df, family, alpha, design)
     df.attrs["split_diffs"] = split_diffs      # row -> per-split differences (Nadeau-Bengio rows)
+    df.attrs["boot_dists"] = boot_dists        # row -> bootstrap replicates (bootstrap rows)
     return df
-
-
-def cell_correlation(g: pd.DataFrame, split_diffs: dict) -> np.ndarray:
-    """Sampling correlation of the cells (rows of ``g``): cells of one dataset tested on the same splits are
-    correlated as their per-split differences are (Pearson over the common splits); other pairs 0."""
-    idx = list(g.index)
-    R = np.eye(len(idx))
-    for i, a in enumerate(idx):
-        for j in range(i + 1, len(idx)):
-            b = idx[j]
-            da, db = split_diffs.get(a), split_diffs.get(b)
-            if da is None or db is None or g.loc[a, "dataset"] != g.loc[b, "dataset"]:
-                continue
-            both = pd.concat([da, db], axis=1, join="inner").dropna()
-            if len(both) > 2 and both.std().min() > 0:
-                R[i, j] = R[j, i] = float(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1])
-    return R
 
 
 def holm_by_family(tests: pd.DataFrame, family: Sequence[str], alpha: float,
@@ -228,12 +220,29 @@ def designs(datasets: Sequence[str]) -> dict[str, Design]:
     partition trained with several seeds (shared test images: two-level bootstrap)."""
     out = {}
     for d in datasets:
+        sp = load_splits(splits_path(d))
         if single_partition(d):
-            out[d] = Design("shared", what="training seeds")
+            out[d] = Design("shared", what="training seeds", provenance=f"one official partition, "
+                                                                        f"{sp['split'].nunique()} training seeds")
         else:
-            n_tr, n_te = split_sizes(load_splits(splits_path(d)))
-            out[d] = Design("splits", n_tr, n_te)
+            n_tr, n_te = split_sizes(sp)
+            out[d] = Design("splits", n_tr, n_te, provenance=splits_provenance(sp))
     return out
+
+
+def splits_provenance(sp: pd.DataFrame) -> str:
+    """What a split file holds, for captions: published splits carry seed -1, ours a seed >= 0."""
+    seeds = sp.groupby("split")["seed"].first()
+    pub, ours = int((seeds < 0).sum()), int((seeds >= 0).sum())
+    if pub and ours:
+        return f"{pub} published + {ours} ours (seeded)"
+    return f"{pub} published splits" if pub else f"{ours} random splits (ours, seeded)"
+
+
+def design_note(design: dict[str, "Design"]) -> str:
+    """One clause for a caption: each dataset's splits and where they come from."""
+    parts = [f"{d}: {x.provenance}" for d, x in design.items() if x.provenance]
+    return f" Splits: {'; '.join(parts)}." if parts else ""
 
 
 def cross_designs(pairs: Sequence[tuple[str, str]]) -> dict[str, Design]:
@@ -273,62 +282,141 @@ def export(p, df: pd.DataFrame, out_dir, name: str, caption: str = ""):
     return export_table(df, out_dir, name, caption + weights_label(p))
 
 
+def _dataset_human(key: str) -> bool:
+    """A cell's dataset key ("clive", or "source->target" for cross-dataset pairs) rests on human opinions only if
+    every dataset in it does."""
+    return all(human_rated(d) for d in str(key).split("->"))
+
+
+def dataset_cells(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] | None = None,
+                  diff: str = "diff") -> pd.DataFrame:
+    """Per claim and dataset, one test for all of its cells (backbones, heads, ...): cells of one dataset share
+    its test images and splits, so they are combined before anything is pooled. Nadeau-Bengio cells: the
+    per-split differences averaged over cells, one corrected t (:func:`nriqa_lib.stats.split_cells_test`);
+    bootstrap cells: the replicates (same resamples) averaged over cells
+    (:func:`nriqa_lib.stats.bootstrap_cells_test`). One cell: that cell's own test, unchanged."""
+    split_diffs, boot = tests.attrs.get("split_diffs", {}), tests.attrs.get("boot_dists", {})
+    out = []
+    for key, g in tests.groupby([*claim, "dataset"], sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        ds = key[-1]
+        row = {**dict(zip(claim, key[:-1])), "dataset": ds, "cells": len(g), "human_rated": _dataset_human(ds)}
+        if all(i in split_diffs for i in g.index) and design is not None and ds in design:
+            d = design[ds]
+            D = pd.concat([split_diffs[i] for i in g.index], axis=1, join="inner").dropna()
+            r = split_cells_test(D.to_numpy().T, d.n_train, d.n_test)
+            row.update(r, test="Nadeau-Bengio corrected t on the cells' mean per-split difference",
+                       n_train=d.n_train, n_test=d.n_test, p_below=False)
+        elif all(i in boot for i in g.index):
+            r = bootstrap_cells_test(np.stack([boot[i] for i in g.index]), g[diff].to_numpy())
+            row.update(r, test=("paired bootstrap" if len(g) == 1 else "paired bootstrap of the cells' mean "
+                                "difference (same resamples)"), sd_diff=np.nan, n_splits=np.nan, n_train=np.nan,
+                       n_test=np.nan)
+        elif len(g) == 1:
+            c = g.iloc[0]
+            row.update(estimate=c[diff], se=c["se"], ci_low=c["ci_low"], ci_high=c["ci_high"], p=c["p"],
+                       df=np.nan, test=str(c.get("test", "")), p_below=bool(c.get("p_below", False)),
+                       sd_diff=c.get("sd_diff", np.nan), n_splits=c.get("n_splits", np.nan), n_train=np.nan,
+                       n_test=np.nan)
+        else:
+            raise ValueError(f"claim {key[:-1]} on {ds}: {len(g)} cells without per-split differences or bootstrap "
+                             f"replicates cannot be combined (build the tests with compare(), or attach "
+                             f"tests.attrs['boot_dists'])")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+POOLED_COLUMNS = ("scope", "k", "cells", "estimate", "ci_low", "ci_high", "p", "p_holm", "significant", "test", "se",
+                  "df", "tau2", "i2", "p_below", "datasets", "splits_80", "mde80", "sd_diff", "n_splits", "n_train",
+                  "n_test")
+
+
 def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] | None = None, alpha: float = 0.05,
            diff: str = "diff") -> pd.DataFrame:
-    """One pooled verdict per claim (rows of ``tests`` sharing the ``claim`` columns, e.g. one head vs the
-    reference over every dataset x backbone): random-effects estimate, CI, p and heterogeneity
-    (:func:`nriqa_lib.stats.random_effects`), and for split designs the number of splits that would detect
-    the pooled effect with 80% power at ``alpha`` (:func:`nriqa_lib.stats.splits_for_power`)."""
-    out = []
+    """The pooled verdicts of a test table, per claim (rows sharing the ``claim`` columns; one claim = one
+    score, one comparison): first one test per dataset (:func:`dataset_cells`), then
+    - scope "human-rated": the human-rated datasets pooled, k = 1: that dataset's test itself; k >= 2: the mean
+      over datasets with a one-sample t on k - 1 df (:func:`nriqa_lib.stats.pool_datasets`; DerSimonian-Laird
+      tau^2 and I^2 describe the heterogeneity, ``estimate_ivw`` is the inverse-variance estimate);
+    - one row per dataset that is not human-rated (the synthetic set), labelled, never pooled with the others.
+    Holm runs over the human-rated rows of the table (``p_holm``; the synthetic rows are a family of their own).
+    For a one-dataset Nadeau-Bengio row: ``mde80``, the difference detectable with 80% power, and
+    ``splits_80``, the splits that would detect the estimate with 80% power, both at alpha/m (m = rows of its
+    Holm family, the threshold its first test faces), on that dataset's part sizes and its sd of differences."""
     if not len(tests):
-        return pd.DataFrame(columns=[*claim, "k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2",
-                                     "splits_80", "sd_diff", "n_splits", "n_train", "n_test", "p_holm", "significant"])
-    for key, g in tests.groupby(list(claim), sort=False):
+        return pd.DataFrame(columns=[*claim, *POOLED_COLUMNS])
+    cells = dataset_cells(tests, claim, design, diff)
+    out = []
+    for key, g in cells.groupby(list(claim), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        re = random_effects(g[diff].to_numpy(), g["se"].to_numpy(),
-                            corr=cell_correlation(g, tests.attrs.get("split_diffs", {})))
-        row = {**dict(zip(claim, key)), **{k: re[k] for k in ("k", "estimate", "se", "ci_low", "ci_high", "p",
-                                                               "tau2", "i2")}}
-        nb = g[g["test"].astype(str).str.startswith("Nadeau")] if "test" in g else g.iloc[:0]
-        if len(nb) and design is not None:
-            d = design[nb["dataset"].iloc[0]]
-            sd = float(nb["sd_diff"].median())
-            row.update(splits_80=splits_for_power(re["estimate"], sd, d.n_train, d.n_test, alpha), sd_diff=sd,
-                       n_splits=int(nb["n_splits"].median()), n_train=d.n_train, n_test=d.n_test)
-        else:
-            row.update(splits_80=np.nan, sd_diff=np.nan, n_splits=np.nan, n_train=np.nan, n_test=np.nan)
-        out.append(row)
+        tags = dict(zip(claim, key))
+        hum = g[g["human_rated"]]
+        if len(hum) == 1:
+            out.append({**tags, **hum.iloc[0].to_dict(), "scope": "human-rated", "k": 1, "tau2": np.nan,
+                        "i2": np.nan, "datasets": hum.iloc[0]["dataset"]})
+        elif len(hum) > 1:
+            re = pool_datasets(hum["estimate"].to_numpy(), hum["se"].to_numpy())
+            out.append({**tags, "scope": "human-rated", "cells": int(hum["cells"].sum()), "p_below": False,
+                        "test": f"mean over {len(hum)} datasets, one-sample t ({len(hum) - 1} df)",
+                        "datasets": ", ".join(hum["dataset"]),
+                        **{k: re[k] for k in ("k", "estimate", "se", "ci_low", "ci_high", "p", "df", "tau2", "i2",
+                                              "estimate_ivw")}})
+        for r in g[~g["human_rated"]].to_dict("records"):
+            out.append({**tags, **r, "scope": f"{SYNTHETIC_LABEL}: {r['dataset']}", "k": 1, "tau2": np.nan,
+                        "i2": np.nan, "datasets": r["dataset"]})
     df = pd.DataFrame(out)
-    df["p_holm"] = holm(df["p"].fillna(1.0).to_numpy(), alpha)[1]     # Holm over the table's claims
+    df["p_holm"] = np.nan
+    for hum in (True, False):
+        sel = (df["scope"] == "human-rated") == hum
+        if sel.any():
+            df.loc[sel, "p_holm"] = holm(df.loc[sel, "p"].fillna(1.0).to_numpy(), alpha)[1]
+            df.loc[sel, "m_family"] = int(sel.sum())
     df["significant"] = df["p_holm"] < alpha
-    return df
+    df["splits_80"], df["mde80"] = np.nan, np.nan
+    for i, r in df.iterrows():
+        if r["k"] == 1 and np.isfinite(r.get("sd_diff", np.nan)) and np.isfinite(r.get("n_train", np.nan)):
+            a = alpha / r["m_family"]
+            df.loc[i, "splits_80"] = splits_for_power(r["estimate"], r["sd_diff"], r["n_train"], r["n_test"], a)
+            df.loc[i, "mde80"] = mde_nadeau_bengio(r["sd_diff"], int(r["n_splits"]), r["n_train"], r["n_test"], a)
+    for c in ("k", "cells", "m_family"):
+        df[c] = df[c].astype(int)
+    df["p_below"] = df["p_below"].fillna(False).astype(bool)
+    cols = [*claim, *POOLED_COLUMNS, "m_family"]
+    return df[[c for c in cols if c in df.columns]].reset_index(drop=True)
 
 
 def pooled_outputs(p, tests: pd.DataFrame, claim: str, cell: Sequence[str], design: dict[str, Design] | None,
                    tdir, fdir, name: str, what: str, diff: str = "diff") -> pd.DataFrame:
-    """The pooled verdicts of a test table (``<name>_pooled``: one row per ``claim`` level) and its forest
-    plot (``<name>_forest.png``: every cell's difference with its CI, and the pooled diamond)."""
+    """The pooled verdicts of a test table (``<name>_pooled``: rows per ``claim`` level, :func:`pooled`), its
+    forest plot (``<name>_forest.png``: every cell's difference with its CI, and the pooled diamonds) and power
+    curves per claim and dataset (``<name>_power.png``)."""
     pool = pooled(tests, [claim], design, p.stats.alpha, diff)
-    export(p, pool, tdir, f"{name}_pooled", f"{what}: pooled over cells. " + POOLED_NOTE)
+    export(p, pool, tdir, f"{name}_pooled", f"{what}: pooled. " + POOLED_NOTE + "."
+           + (design_note(design) if design else ""))
     if len(tests):
         plots.save(plots.forest(tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of "
-                                f"each cell's test) and the pooled random-effects estimate"), fdir / f"{name}_forest.png")
+                                f"each cell's test) and the pooled estimates"), fdir / f"{name}_forest.png")
     curves = power_curves(pool, claim, p.stats.alpha)
     if len(curves):
-        plots.save(plots.power_plot(curves, claim, f"{what}: power of the Nadeau-Bengio test at the pooled effect "
-                                    f"vs number of splits (dot: the splits used)"), fdir / f"{name}_power.png")
+        plots.save(plots.power_plot(curves, "claim on dataset", f"{what}: power of the Nadeau-Bengio test at the "
+                                    f"estimate vs number of splits, per claim and dataset, at alpha/m of its Holm "
+                                    f"family (dot: the splits used)"), fdir / f"{name}_power.png")
     return pool
 
 
 def power_curves(pool: pd.DataFrame, claim: str, alpha: float, max_splits: int = 60) -> pd.DataFrame:
-    """Power vs number of splits at each claim's pooled effect (split designs; :func:`nriqa_lib.stats.nb_power`
-    with the claim's median per-cell sd and its dataset's part sizes)."""
+    """Power vs number of splits at each one-dataset row's estimate (Nadeau-Bengio rows of :func:`pooled`;
+    :func:`nriqa_lib.stats.nb_power` with that dataset's sd of the mean per-split difference and part sizes, at
+    alpha/m of the row's Holm family, the level its test faces)."""
     from ..stats import nb_power
     rows = []
     for r in pool.itertuples():
-        if not (np.isfinite(getattr(r, "sd_diff", np.nan)) and r.sd_diff > 0 and np.isfinite(r.estimate)):
+        if r.k != 1 or not (np.isfinite(getattr(r, "sd_diff", np.nan)) and r.sd_diff > 0 and np.isfinite(r.estimate)
+                            and np.isfinite(getattr(r, "n_train", np.nan))):
             continue
+        a = alpha / r.m_family
         for J in range(2, max_splits + 1):
-            rows.append({claim: getattr(r, claim), "n_splits": J, "used": J == int(r.n_splits),
-                         "power": nb_power(r.estimate, r.sd_diff, J, int(r.n_train), int(r.n_test), alpha)})
+            rows.append({claim: getattr(r, claim), "dataset": r.datasets, "claim on dataset":
+                         f"{getattr(r, claim)} on {r.datasets}", "n_splits": J, "used": J == int(r.n_splits),
+                         "power": nb_power(r.estimate, r.sd_diff, J, int(r.n_train), int(r.n_test), a)})
     return pd.DataFrame(rows)

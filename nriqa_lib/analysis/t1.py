@@ -7,8 +7,8 @@ import pandas as pd
 
 from ..paths import load_predictions
 from ..reporting import plots
-from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
+from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
+from .common import (design_note, METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
                      summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t1.head", "stats")
@@ -29,12 +29,12 @@ def t1_backbones(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                     p.stats.seed)
     cap = (f"T1: backbones with the identical {p.t1.head} head; test SRCC and raw PLCC, mean ± sd over splits "
            f"({protocol(p.train.select_on)}; the 95% CIs in t1_summary.csv are {', '.join(sorted(summ['ci_kind'].unique()))}).")
-    export(p, table, tdir, "t1_backbones", cap)
+    export(p, table, tdir, "t1_backbones", cap + design_note(des))
     export(p, tests, tdir, "t1_tests", "T1 pairwise tests (SRCC). " + family_note(tests, "all backbone pairs on one dataset", p.stats.alpha))
     pool = pooled_outputs(p, tests.assign(pair=tests["a"] + " - " + tests["b"]) if len(tests) else tests, "pair",
                           ["dataset"], des, tdir, fdir, "t1", "T1 backbone pairs")
-    rows.to_csv(tdir / "t1_rows.csv", index=False, lineterminator="\n")
-    summ.to_csv(tdir / "t1_summary.csv", index=False, lineterminator="\n")
+    write_csv(rows, tdir / "t1_rows.csv")
+    write_csv(summ, tdir / "t1_summary.csv")
     plots.save(plots.bars_with_ci(summ, "backbone", None, "dataset", ci_label=ci_label(summ)), fdir / "t1_srcc.png")
     write_metrics_json(out / "metrics.json", {d: {b: g.set_index("metric")["mean"].to_dict()
                                                   for b, g in s.groupby("backbone")}

@@ -8,8 +8,8 @@ import pandas as pd
 from ..backbones import pretrained
 from ..paths import load_cross, load_predictions
 from ..reporting import plots
-from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, ci_label, compare, cross_designs, designs, export, family_note, pooled_outputs, protocol,
+from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
+from .common import (design_note, METRICS, ci_label, compare, cross_designs, designs, export, family_note, pooled_outputs, protocol,
                      split_metrics, summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "t2.cross", "stats")
@@ -31,12 +31,12 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     tests = compare(rows, pred, ["dataset", "backbone"], "head", p.t2.reference, des, ["a"], p.stats.alpha,
                     p.stats.n_boot, p.stats.seed)
     fam = f"one head vs {p.t2.reference} across all datasets x backbones (one claim)"
-    export(p, table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p.train.select_on)})")
+    export(p, table, tdir, "t2_activations", f"T2: activation ablation, test SRCC mean ± sd over splits ({protocol(p.train.select_on)})" + design_note(des))
     export(p, tests, tdir, "t2_tests", f"T2: each head vs {p.t2.reference} (SRCC). " + family_note(tests, fam, p.stats.alpha))
     pool = pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t2",
                           f"T2 each head vs {p.t2.reference}")
-    rows.to_csv(tdir / "t2_rows.csv", index=False, lineterminator="\n")
-    summ.to_csv(tdir / "t2_summary.csv", index=False, lineterminator="\n")
+    write_csv(rows, tdir / "t2_rows.csv")
+    write_csv(summ, tdir / "t2_summary.csv")
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
     cross = {}
     if pairs:
@@ -57,7 +57,7 @@ def t2_activations(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                      f"bootstrap (source splits, then target images)")
         export(p, ctests, tdir, "t2_cross_tests", f"T2 cross-dataset tests vs {p.t2.reference} (paired two-level "
                      f"bootstrap). " + family_note(ctests, fam, p.stats.alpha))
-        csum.to_csv(tdir / "t2_cross_summary.csv", index=False, lineterminator="\n")
+        write_csv(csum, tdir / "t2_cross_summary.csv")
         cpool = pooled_outputs(p, ctests, "a", ["dataset", "backbone"], None, tdir, fdir, "t2_cross",
                                f"T2 cross-dataset, each head vs {p.t2.reference}")
         cross = {"cross_rows": cr, "cross_summary": csum, "cross_tests": ctests,

@@ -10,8 +10,8 @@ from ..backbones import pretrained
 from ..paths import load_predictions, load_shares
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
-from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
+from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
+from .common import (design_note, METRICS, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
                      summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "stats")
@@ -51,11 +51,11 @@ def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     how = "mean val SRCC" if p.train.select_on == "val" else "mean test SRCC (paper profile: optimistic)"
     export(p, table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
                  f"SRCC mean ± sd over splits; best fixed = the T2 head with the highest {how} per dataset/backbone "
-                 f"({protocol(p.train.select_on)})")
+                 f"({protocol(p.train.select_on)})" + design_note(des))
     export(p, tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
                  + family_note(tests, "one selection head vs best fixed across all datasets x backbones", p.stats.alpha))
     export(p, share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
-    ksum.to_csv(tdir / "t3_summary.csv", index=False, lineterminator="\n")
+    write_csv(ksum, tdir / "t3_summary.csv")
     pool = pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t3",
                           "T3 each selection head vs best fixed")
     plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")

@@ -41,7 +41,7 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     out, tdir, fdir = table_dirs(out_dir)
     n_boot, seed = p.stats.n_boot, p.stats.seed
     scores, notes_df = load_zeroshot(p.data.datasets)
-    rows, tests, preds = [], [], {}
+    rows, tests, preds, dists = [], [], {}, {}
     for (d, src, score), g in scores.groupby(["dataset", "source", "score"], sort=False):
         vals, mos = g["value"].to_numpy(), g["mos"].to_numpy()
         rows.append(_zs_row(d, src, score, vals, mos, n_boot, seed))
@@ -50,23 +50,27 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     controls = [b for b in p.features.backbones if is_control(b)]
     for (d, src, score), (vals, mos) in preds.items():
         refs = [(c, score) for c in controls if src not in controls]
-        claim = "magnitude cue: pretrained vs random-init backbone"
+        claim = f"magnitude cue ({score}): pretrained vs random-init backbone"      # one claim per score
         if src in p.t4.clip_models and score != "CLIP-IQA":
-            refs, claim = [(src, "CLIP-IQA")], "P2: zero-shot score vs CLIP-IQA"
+            refs, claim = [(src, "CLIP-IQA")], f"P2: {score} vs CLIP-IQA"
         for rsrc, rscore in refs:
             if (d, rsrc, rscore) not in preds:
                 continue
             other = preds[(d, rsrc, rscore)][0]
             pb = paired_bootstrap(vals, other, mos, srcc_along, n_boot=n_boot, seed=seed, vectorized=True)
-            r12, r13, r23 = plcc(vals, mos), plcc(other, mos), plcc(vals, other)
+            # both PLCCs with the MOS in one row-wise call: identical scores give r12 == r13 exactly on any CPU
+            r12, r13 = (float(r) for r in plcc_along(np.stack([vals, other]), np.stack([mos, mos])))
+            r23 = plcc(vals, other)
             w = williams_t(r12, r13, r23, len(mos))
+            dists[len(tests)] = pb["dist"]      # same seed and images: the same resamples in every cell of d
             tests.append({"claim": claim, "dataset": d, "a": f"{src}: {score}", "b": f"{rsrc}: {rscore}",
                           "srcc_diff": pb["diff"], "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "se": pb["se"],
                           "n_splits": 1, "test": "paired bootstrap over images", "p": pb["p"],
-                          "plcc_diff": r12 - r13, "p_williams": w["p"]})
+                          "p_below": pb["p_below"], "plcc_diff": r12 - r13, "p_williams": w["p"]})
     tests = pd.DataFrame(tests)
     if len(tests):
         tests = holm_by_family(tests, ["claim"], p.stats.alpha, p_cols=("p", "p_williams"))
+    tests.attrs["boot_dists"] = dists
     table = res.set_index(["dataset", "source", "score"])[["srcc", "srcc_ci_low", "srcc_ci_high", "plcc",
                                                            "plcc_logistic5", "krcc", "rmse", "fit"]].round(4)
     export(p, table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "

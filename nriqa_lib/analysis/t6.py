@@ -8,8 +8,8 @@ import pandas as pd
 from ..backbones import pretrained
 from ..paths import load_finetune, load_predictions
 from ..reporting import plots
-from ..reporting.export import format_pm, table_dirs, write_metrics_json
-from .common import (METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
+from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
+from .common import (design_note, METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
                      summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t1.head", "finetune",
@@ -44,12 +44,12 @@ def t6_regimes(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     tests = compare(rows, pred, ["dataset", "backbone"], "regime", "frozen", des, ["a"], p.stats.alpha,
                     p.stats.n_boot, p.stats.seed)
     export(p, table, tdir, "t6_regimes", f"T6: frozen vs LoRA vs full fine-tuning ({p.t1.head} head), test SRCC "
-                 f"mean ± sd over splits ({protocol(p.train.select_on)})")
+                 f"mean ± sd over splits ({protocol(p.train.select_on)})" + design_note(des))
     export(p, tests, tdir, "t6_tests", "T6: each regime vs frozen (SRCC). "
                  + family_note(tests, "one regime vs frozen across all datasets x backbones (one claim)", p.stats.alpha))
     pool = pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t6", "T6 each regime vs frozen")
-    rows.to_csv(tdir / "t6_rows.csv", index=False, lineterminator="\n")
-    summ.to_csv(tdir / "t6_summary.csv", index=False, lineterminator="\n")
+    write_csv(rows, tdir / "t6_rows.csv")
+    write_csv(summ, tdir / "t6_summary.csv")
     write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("regime")["mean"].to_dict()
                                               for (d, b), g in summ[summ["metric"] == "srcc"].groupby(["dataset", "backbone"])})
     return {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool}

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["formatted", "show", "folded", "verdict", "KEY_TEST_COLUMNS"]
+__all__ = ["formatted", "show", "folded", "verdict", "KEY_TEST_COLUMNS", "POOLED_VIEW"]
 
 KEY_TEST_COLUMNS = ("dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm",
                     "m_family", "mde80", "significant")
+
+
+# what a reader needs of a pooled table (the CSV keeps the diagnostics: se, df, tau2, sd_diff, part sizes)
+POOLED_VIEW = ("a", "pair", "claim", "scope", "k", "cells", "estimate", "ci_low", "ci_high", "p", "p_holm", "i2",
+               "mde80", "splits_80", "significant")
 
 
 def _fmt_value(col: str, v):
@@ -16,7 +21,13 @@ def _fmt_value(col: str, v):
         return "✱ yes" if (col == "significant" and v) else ("no" if col == "significant" else str(v))
     if isinstance(v, (float, np.floating)):
         if np.isnan(v):
-            return ""
+            return "-" if col in ("i2", "tau2") else ""        # k = 1: no heterogeneity to speak of
+        if col == "mde80" and abs(v) > 2:                     # SRCC differences live in [-2, 2]
+            return "not detectable with these splits"
+        if col == "splits_80" and np.isinf(v):
+            return "never (n_test/n_train floor)"
+        if col in ("k", "cells", "n_splits", "m_family") and float(v).is_integer():
+            return str(int(v))
         if col == "p" or col.startswith("p_") or col.startswith("min_p") or col == "holm_first_threshold":
             return f"{v:.3g}"
         return f"{v:.3f}"
@@ -28,8 +39,13 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     if isinstance(out.index, pd.MultiIndex) or out.index.name:
         out = out.reset_index()
+    below = out["p_below"].fillna(False).astype(bool).to_numpy() if "p_below" in out else np.zeros(len(out), bool)
     for c in out.columns:
-        out[c] = [_fmt_value(str(c), v) for v in out[c]]
+        vals = [_fmt_value(str(c), v) for v in out[c]]
+        if c == "p":        # a bootstrap p with no replicate on one side: below the method's resolution 1/n_boot
+            vals = [f"< {v}" if b and v else v for v, b in zip(vals, below)]
+        out[c] = vals
+    out = out.drop(columns=[c for c in ("p_below",) if c in out])
     out.columns.name = None
     return out
 

@@ -10,11 +10,46 @@ import pandas as pd
 
 from ..io import atomic_write_text
 
-__all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs"]
+__all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs", "round_sig", "write_csv", "TABLE_DIGITS"]
 
 
 # the label of every table and report of a random-weights run (features.pretrained: false, the smoke profile)
 RANDOM_WEIGHTS = "random weights: checks the code path, not results"
+
+# Significant digits of every float a table file stores. The last bits of a float depend on the CPU's BLAS
+# kernel (OpenBLAS picks SkylakeX, Haswell, Zen, ... by CPU), so full-precision tables differ between machines
+# although every result agrees far below any reported uncertainty; 6 significant digits (a relative 5e-7) make
+# the committed tables byte-identical across CPUs except for a value within 1e-16 of a rounding boundary.
+TABLE_DIGITS = 6
+
+
+def round_sig(df: pd.DataFrame, digits: int = TABLE_DIGITS) -> pd.DataFrame:
+    """A copy with every float cell rounded to ``digits`` significant digits (via its decimal string, so the
+    value written is exactly the rounded one); integers, text and non-finite values unchanged."""
+    out = df.copy()
+
+    def r(x):
+        if isinstance(x, (float, np.floating)) and np.isfinite(x):
+            return float(f"{float(x):.{digits}g}")
+        return x
+
+    for c in out.columns:
+        col = out[c]
+        if pd.api.types.is_float_dtype(col.dtype):
+            out[c] = col.map(r).astype(col.dtype)
+        elif col.dtype == object:
+            out[c] = col.map(r)
+    if isinstance(out.index, pd.MultiIndex) or pd.api.types.is_float_dtype(out.index.dtype):
+        out.index = out.index.map(lambda k: tuple(map(r, k)) if isinstance(k, tuple) else r(k))
+    return out
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, index: bool = False, digits: int = TABLE_DIGITS) -> Path:
+    """A table CSV, floats at ``digits`` significant digits (:func:`round_sig`), written atomically."""
+    path = Path(path)
+    atomic_write_text(path, round_sig(df, digits).to_csv(index=index, lineterminator="\n"))
+    return path
+
 
 def format_pm(summary: pd.DataFrame, index: Sequence[str], columns: Sequence[str], digits: int = 3) -> pd.DataFrame:
     """Pivot a summary into 'mean ± sd' cells."""
@@ -33,6 +68,7 @@ def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str 
     if isinstance(df.columns, pd.MultiIndex):      # ('srcc', 'lite0') -> 'srcc lite0'
         df.columns = [" ".join(map(str, c)).strip() for c in df.columns]
     index = not isinstance(df.index, pd.RangeIndex)
+    df = round_sig(df)
     atomic_write_text(paths["csv"], df.to_csv(index=index, lineterminator="\n"))
     md = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=index, floatfmt=".4g") + "\n"
     atomic_write_text(paths["md"], md)

@@ -134,26 +134,33 @@ def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
 
 
 def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str], diff: str = "diff",
-           title: str = "") -> plt.Figure:
-    """Forest plot, one panel per claim: each cell's paired difference with its 95% CI (the cell's own test:
-    Nadeau-Bengio t or bootstrap), and the pooled random-effects estimate as a diamond, as in clinical
-    meta-analyses; the dashed line is no difference."""
+           title: str = "", ncol: int = 3) -> plt.Figure:
+    """Forest plot, one panel per claim (wrapped, ``ncol`` per row): each cell's paired difference with its 95% CI
+    (the cell's own test), and each pooled row (human-rated datasets; the synthetic set on its own) as a diamond,
+    as in clinical meta-analyses; the dashed line is no difference. Intervals are clipped to [-2, 2], the
+    range of an SRCC difference."""
     claims = list(dict.fromkeys(tests[claim]))
-    n = max((tests[claim] == c).sum() for c in claims) if claims else 1
-    fig, axes = plt.subplots(1, max(len(claims), 1), figsize=(4.2 * max(len(claims), 1), 0.32 * n + 1.6),
-                             squeeze=False, sharex=True)
+    n = max(((tests[claim] == c).sum() + (pool[claim] == c).sum() for c in claims), default=1)
+    nc = max(1, min(ncol, len(claims)))
+    nr = max(1, -(-len(claims) // nc))
+    fig, axes = plt.subplots(nr, nc, figsize=(4.6 * nc, (0.32 * n + 1.4) * nr), squeeze=False, sharex=True)
+    for ax in axes.ravel()[len(claims):]:
+        ax.axis("off")
     for ax, c in zip(axes.ravel(), claims):
         g = tests[tests[claim] == c].reset_index(drop=True)
         labels = g[cell].astype(str).agg("/".join, axis=1).tolist()
-        y = np.arange(len(g))[::-1] + 1.5
-        ax.errorbar(g[diff], y, xerr=[g[diff] - g["ci_low"], g["ci_high"] - g[diff]], fmt="s", ms=4, capsize=2,
-                    color="0.25")
-        pr = pool[pool[claim] == c]
-        if len(pr):
-            r = pr.iloc[0]
-            ax.fill([r.ci_low, r.estimate, r.ci_high, r.estimate], [0.5, 0.8, 0.5, 0.2], color="C3")
-            labels = labels + [f"pooled (k={int(r.k)}, I²={r.i2:.0%})"]
-            y = np.append(y, 0.5)
+        pr = pool[pool[claim] == c].reset_index(drop=True)
+        y = np.arange(len(g))[::-1] + 1.0 + len(pr)
+        lo, hi = np.clip(g["ci_low"], -2, 2), np.clip(g["ci_high"], -2, 2)
+        ax.errorbar(g[diff], y, xerr=[g[diff] - lo, hi - g[diff]], fmt="s", ms=4, capsize=2, color="0.25")
+        for j, r in pr.iterrows():
+            yc = len(pr) - j - 0.5
+            human = r.scope == "human-rated"
+            ax.fill([max(r.ci_low, -2), r.estimate, min(r.ci_high, 2), r.estimate], [yc, yc + 0.3, yc, yc - 0.3],
+                    color="C3" if human else "0.6")
+            i2 = "" if not np.isfinite(r.i2) else f", I²={r.i2:.0%}"
+            labels.append(f"pooled, human-rated (k={int(r.k)}{i2})" if human else f"{r.datasets} (synthetic)")
+            y = np.append(y, yc)
         ax.axvline(0, ls="--", color="0.5", lw=1)
         ax.set_yticks(y, labels, fontsize=7)
         ax.set(title=str(c), xlabel=f"{diff} (SRCC)")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from ..backbones import REGISTRY, is_control
 from ..io import atomic_write_text
+from ..stats import holm
 from .export import RANDOM_WEIGHTS
 
 PARAMS = ("stats.alpha", "features.pretrained")
@@ -60,10 +61,8 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
         out.append((name, f"{r.dataset}/{r.backbone}", r.diff, r.p_holm, _verdict(r.diff, r.p_holm, alpha)))
     t4 = _read(results, "t4/tables/t4_tests.csv")
     for r in t4.itertuples():
-        if "CLIP-IQA" in str(r.b):
-            name = f"P2: {str(r.a).split(': ', 1)[1]} beats CLIP-IQA"
-        else:
-            name = "ours: the magnitude cue of a pretrained backbone beats that of a random one"
+        score = str(r.a).split(': ', 1)[1]
+        name = f"P2: {score} beats CLIP-IQA" if "CLIP-IQA" in str(r.b) else _cue_claim(score)
         out.append((name, f"{r.dataset}: {r.a} vs {r.b}", r.srcc_diff, r.p_holm,
                     _verdict(r.srcc_diff, r.p_holm, alpha)))
     t5 = _read(results, "t5/tables/t5_tests.csv")
@@ -78,9 +77,44 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     for r in t4n.itertuples():
         out.append(("P2: MA-CLIP beats CLIP-IQA", f"{r.dataset}/{r.model}", np.nan, np.nan,
                     "not testable here (CLIP weights absent)"))
-    out += _pooled_claims(results, alpha)
-    df = pd.DataFrame(out, columns=["claim", "where", "srcc_diff", "p_holm", "verdict"])
-    return df.round({"srcc_diff": 4, "p_holm": 4})
+    df = pd.DataFrame(out, columns=["claim", "where", "srcc_diff", "p_holm", "verdict"]).assign(
+        scope="cell", p_study=np.nan, p_below=False)
+    pool = _pooled_claims(results, alpha)
+    if len(pool):
+        df = pd.concat([df, pool], ignore_index=True)
+    df["p_below"] = df["p_below"].astype(bool)
+    return df[["claim", "scope", "where", "srcc_diff", "p_holm", "p_study", "p_below", "verdict"]].round(
+        {"srcc_diff": 4, "p_holm": 4, "p_study": 4})
+
+
+def _default_claim(rel: str, key: str) -> str:
+    """The claim name of a pooled row that no paper states (every pooled row reaches the report)."""
+    if rel.startswith("t4/"):
+        return _t4_claim(key)
+    if rel.startswith("t5/"):
+        return f"ours: input policy {key} beats squash"
+    if rel.startswith("t2/tables/t2_cross"):
+        return f"ours: {key} generalises better than the reference head (cross-dataset)"
+    if rel.startswith("t2/"):
+        return f"ours: {key} beats the reference head"
+    if rel.startswith("t3/"):
+        return f"ours: {key} beats the best fixed activation"
+    if rel.startswith("t6/"):
+        return f"P1: {key} fine-tuning beats a frozen backbone"
+    return key
+
+
+def _cue_claim(score: str) -> str:
+    return f"ours: the magnitude cue ({score}) of a pretrained backbone beats that of a random one"
+
+
+def _t4_claim(key: str) -> str:
+    """T4's pooled claim names (one per score, analysis.t4) -> the per-cell rows' claim names."""
+    if key.startswith("magnitude cue (") and "): pretrained vs" in key:
+        return _cue_claim(key[len("magnitude cue ("):key.index("): pretrained vs")])
+    if key.startswith("P2: ") and key.endswith(" vs CLIP-IQA"):
+        return f"{key[:-len(' vs CLIP-IQA')]} beats CLIP-IQA"
+    return key
 
 
 # pooled tables: (file, claim column, {level: claim name}); a level absent here keeps its own name
@@ -98,51 +132,81 @@ _POOLED = (("t2/tables/t2_pooled.csv", "a", {"sigmoid": "P1: sigmoid beats ReLU"
                                              "full": "P1: full fine-tuning beats a frozen backbone"}))
 
 
-def _pooled_claims(results: Path, alpha: float) -> list[tuple]:
-    """One pooled row per claim (random effects over its cells; Holm over the pooled rows of each table)."""
+def _fmt_p(p: float, below: bool) -> str:
+    return f"< {p:.3g}" if below else f"{p:.3g}"
+
+
+def _pooled_claims(results: Path, alpha: float) -> pd.DataFrame:
+    """Every pooled row of every table (human-rated pools and the synthetic set's own rows), as claims. The
+    human-rated rows are one family across the whole study: ``p_study`` is Holm over all of them, and their
+    verdict uses it; the synthetic rows keep their table's Holm p and say they are not human opinions."""
     out = []
     for rel, col, names in _POOLED:
         t = _read(results, rel)
         for r in t.itertuples() if len(t) and col in t else []:
-            key = getattr(r, col)
-            if names and key not in names:       # a head no claim is about (tanh vs B, ...): its table has it
-                continue
-            name = names.get(key, f"ours: input policy {key} beats squash" if rel.startswith("t5/") else str(key))
-            out.append((name, f"pooled over {int(r.k)} cell(s), random effects (I2 {r.i2:.0%})", r.estimate,
-                        r.p_holm, _verdict(r.estimate, r.p_holm, alpha)))
+            key = str(getattr(r, col))
+            out.append(_pooled_row(names.get(key) or _default_claim(rel, key), r, 1.0, alpha))
     t1 = _read(results, "t1/tables/t1_pooled.csv")
     for r in t1.itertuples() if len(t1) else []:
         a, b = str(r.pair).split(" - ", 1)
         a_ctrl, b_ctrl = (x in REGISTRY and is_control(x) for x in (a, b))
         if a_ctrl != b_ctrl:
-            sign = -1 if a_ctrl else 1
-            out.append(("ours: pretrained features beat a random-init control",
-                        f"{b if a_ctrl else a}: pooled over {int(r.k)} dataset(s) (I2 {r.i2:.0%})", sign * r.estimate,
-                        r.p_holm, _verdict(sign * r.estimate, r.p_holm, alpha)))
-    return out
+            out.append(_pooled_row("ours: pretrained features beat a random-init control", r, -1.0 if a_ctrl else 1.0,
+                                   alpha, f"{b if a_ctrl else a}: "))
+        else:                                  # two pretrained backbones: P1's ranking, one pair at a time
+            out.append(_pooled_row(f"P1: backbones differ ({a} vs {b})", r, 1.0, alpha))
+    df = pd.DataFrame(out, columns=["claim", "scope", "where", "srcc_diff", "p_holm", "p_study", "verdict", "p_below"])
+    if not len(df):
+        return df
+    hum = df["scope"] == "pooled, human-rated"
+    if hum.any():
+        df.loc[hum, "p_study"] = holm(df.loc[hum, "p_study"].to_numpy(), alpha)[1]
+        df.loc[hum, "verdict"] = [_verdict(d, p, alpha) for d, p in zip(df.loc[hum, "srcc_diff"], df.loc[hum, "p_study"])]
+    df.loc[~hum, "p_study"] = np.nan
+    return df
+
+
+def _pooled_row(name: str, r, sign: float, alpha: float, prefix: str = "") -> tuple:
+    """One pooled table row as a claim row: human-rated pools carry their raw p in p_study (Holm-adjusted over
+    the study afterwards); synthetic rows their table's Holm p and a verdict marked as not about human opinions."""
+    below = bool(getattr(r, "p_below", False))
+    p = f"p {_fmt_p(r.p, below)}"
+    if str(r.scope) == "human-rated":
+        i2 = "" if not np.isfinite(r.i2) else f", I2 {r.i2:.0%}"
+        where = (f"{prefix}{r.datasets}: {int(r.cells)} cell(s), {int(r.k)} dataset(s){i2}; {r.test}; {p}")
+        return (name, "pooled, human-rated", where, sign * r.estimate, r.p_holm, r.p, "", below)
+    where = f"{prefix}{r.datasets}: {int(r.cells)} cell(s); {r.test}; {p}"
+    return (name, "synthetic set (SSIM proxy, not human opinions)", where, sign * r.estimate, r.p_holm, np.nan,
+            _verdict(sign * r.estimate, r.p_holm, alpha) + " (synthetic proxy)", below)
 
 
 def summary(claims_df: pd.DataFrame) -> str:
-    """One line per claim (Markdown): in how many cells it holds, is reversed, or is not significant."""
+    """One line per claim (Markdown): in how many cells it holds, is reversed, or is not significant, then its
+    pooled verdict on human-rated data (study-wide Holm p) and its synthetic-set rows. Every pooled row appears,
+    also for a claim that has no per-cell row under the same name."""
     if not len(claims_df):
         return "No claim could be tested with the current params."
     lines = []
     for claim, g in claims_df.groupby("claim", sort=False):
-        pool = g[g["where"].str.contains("pooled")]
-        g = g[~g["where"].str.contains("pooled")]
-        if not len(g):
-            continue
-        v = g["verdict"].value_counts()
-        n = len(g)
-        parts = [f"{v.get(k, 0)} {label}" for k, label in (("holds (significant)", "hold"),
-                 ("reversed (significant)", "reversed"), ("not significant", "not significant"))
-                 if v.get(k, 0)]
-        other = n - sum(v.get(k, 0) for k in ("holds (significant)", "reversed (significant)", "not significant"))
-        if other:
-            parts.append(f"{other} not testable here")
-        pooled_txt = "; ".join(f"pooled {r.srcc_diff:+.3f}, {r.verdict}" for r in pool.itertuples())
-        lines.append(f"- **{claim}**: {', '.join(parts)} (of {n} cell{'s' if n > 1 else ''})"
-                     + (f"; {pooled_txt}" if pooled_txt else ""))
+        cells = g[g["scope"] == "cell"]
+        parts = []
+        if len(cells):
+            v = cells["verdict"].value_counts()
+            n = len(cells)
+            parts = [f"{v.get(k, 0)} {label}" for k, label in (("holds (significant)", "hold"),
+                     ("reversed (significant)", "reversed"), ("not significant", "not significant"))
+                     if v.get(k, 0)]
+            other = n - sum(v.get(k, 0) for k in ("holds (significant)", "reversed (significant)", "not significant"))
+            if other:
+                parts.append(f"{other} not testable here")
+            parts = [f"{', '.join(parts)} (of {n} cell{'s' if n > 1 else ''})"]
+        for r in g[g["scope"] == "pooled, human-rated"].itertuples():
+            le = "<=" if r.p_below else ""        # Holm of a bootstrap p that is a bound (< 1/n_boot) is a bound too
+            parts.append(f"pooled (human-rated; {r.where.split(';')[0]}) {r.srcc_diff:+.3f}, study-wide Holm p "
+                         f"{le}{r.p_study:.3g}: {r.verdict}")
+        for r in g[g["scope"].str.startswith("synthetic")].itertuples():
+            parts.append(f"synthetic set ({r.where.split(';')[0]}) {r.srcc_diff:+.3f}: {r.verdict}")
+        lines.append(f"- **{claim}**: " + "; ".join(parts))
     return "\n".join(lines)
 
 

@@ -1,0 +1,201 @@
+"""Results that hold on any CPU (issue 19): identical inputs give exact zeros by construction, and the tables
+a run writes do not depend on the last bits of a BLAS reduction (rounded to TABLE_DIGITS significant digits).
+
+The cross-kernel test runs the same computations under every OpenBLAS kernel this CPU can execute
+(OPENBLAS_CORETYPE, set only in the child processes) and compares the bytes of what they write.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nriqa_lib import stats
+from nriqa_lib.metrics import srcc_along
+from nriqa_lib.reporting.export import export_table, round_sig, write_csv
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_predictions(seed: int = 3, J: int = 6, n: int = 60) -> pd.DataFrame:
+    """Per-split test predictions of three backbones on one dataset (one overlapping random split each)."""
+    g = np.random.default_rng(seed)
+    y = g.random(n)
+    rows = []
+    for j in range(J):
+        te = g.permutation(n)[: n // 4]
+        for k, b in enumerate(("b0", "b1", "b2")):
+            pred = y[te] + (0.3 + 0.1 * k) * g.normal(size=te.size)
+            rows += [{"dataset": "d", "backbone": b, "split": j, "image": f"i{i}", "pred": p, "mos": y[i],
+                      "part": "test"} for i, p in zip(te, pred)]
+    return pd.DataFrame(rows)
+
+
+def _write_tables(pred: pd.DataFrame, out: Path) -> dict[str, str]:
+    """The T1 path on fake predictions: per-split metrics, design-aware summaries, pairwise tests, pooled
+    verdicts; every file written, returned as name -> sha256."""
+    from nriqa_lib.analysis.common import Design, compare, pooled, split_metrics, summarize_groups
+    des = {"d": Design("splits", 45, 15)}
+    rows = split_metrics(pred, ["dataset", "backbone"])
+    summ = summarize_groups(rows, pred, ["dataset", "backbone"], des, n_boot=200)
+    tests = compare(rows, pred, ["dataset"], "backbone", None, des, ["dataset"], n_boot=200)
+    pool = pooled(tests.assign(pair=tests["a"] + " - " + tests["b"]), ["pair"], des)
+    export_table(tests, out, "tests")
+    export_table(pool, out, "pooled")
+    write_csv(rows, out / "rows.csv")
+    write_csv(summ, out / "summary.csv")
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(out.iterdir())}
+
+
+def test_identical_inputs_give_exact_zero_in_every_paired_statistic(rng):
+    y = rng.normal(size=257)
+    A = y + rng.normal(size=(7, 257))
+    for c in (1.0, 2.3):
+        same = stats.two_level_bootstrap(A, y, A.copy(), n_boot=100, seed=1, head_inflation=c)
+        assert same["value"] == 0.0 and same["p"] == 1.0 and same["ci_low"] == 0.0 == same["ci_high"]
+    pb = stats.paired_bootstrap(A[0], A[0].copy(), y, srcc_along, n_boot=200, vectorized=True)
+    assert pb["diff"] == 0.0 and pb["p"] == 1.0 and pb["ci_low"] == 0.0 == pb["ci_high"]
+    nb = stats.nadeau_bengio(A[:, 0], A[:, 0].copy(), 80, 20)
+    assert nb["t"] == 0.0 and nb["p"] == 1.0
+    assert stats.wilcoxon(A[0], A[0].copy())["p"] == 1.0
+    r = float(np.corrcoef(A[0], y)[0, 1])
+    assert stats.williams_t(r, r, 0.7, 257)["p"] == 1.0
+
+
+def test_two_level_bootstrap_unchanged_by_the_row_order_of_its_inputs(rng):
+    """Correlations no longer come from a BLAS matrix-vector product: a head's SRCC does not depend on where
+    its row sits, so swapping a and b exactly negates every replicate."""
+    y = rng.normal(size=301)
+    A, B = y + rng.normal(size=(5, 301)), y + 1.3 * rng.normal(size=(5, 301))
+    ab = stats.two_level_bootstrap(A, y, B, n_boot=150, seed=4)
+    ba = stats.two_level_bootstrap(B, y, A, n_boot=150, seed=4)
+    assert ab["value"] == -ba["value"] and ab["p"] == ba["p"]
+    # every replicate negated exactly; the percentiles only up to np.quantile's interpolation rounding
+    assert ab["ci_low"] == pytest.approx(-ba["ci_high"], abs=1e-15)
+    assert ab["ci_high"] == pytest.approx(-ba["ci_low"], abs=1e-15)
+
+
+def test_round_sig_by_hand():
+    df = pd.DataFrame({"x": [0.123456789, 1234567.89, -2.5e-9, np.nan, np.inf], "n": [1, 2, 3, 4, 5],
+                       "s": ["a", "b", "c", "d", "e"]})
+    r = round_sig(df)
+    assert r["x"].tolist()[:3] == [0.123457, 1234570.0, -2.5e-09]
+    assert np.isnan(r["x"][3]) and r["x"][4] == np.inf
+    assert r["n"].dtype == df["n"].dtype and r["s"].tolist() == df["s"].tolist()
+
+
+def test_tables_from_predictions_perturbed_by_one_ulp_are_byte_identical(tmp_path):
+    pred = _fake_predictions()
+    base = _write_tables(pred, tmp_path / "a")
+    up = pred.assign(pred=np.nextafter(pred["pred"].to_numpy(), np.inf))
+    down = pred.assign(pred=np.nextafter(pred["pred"].to_numpy(), -np.inf))
+    assert _write_tables(up, tmp_path / "b") == base
+    assert _write_tables(down, tmp_path / "c") == base
+    # the rounding is what makes this hold: at full precision some value moves
+    full = pd.read_csv(tmp_path / "a" / "summary.csv")
+    assert (full.select_dtypes(float).map(lambda v: len(repr(v)) <= 12 or not np.isfinite(v))).all().all()
+
+
+# OpenBLAS kernels and the CPU flag each needs (lscpu's names); a kernel the CPU lacks would not run
+KERNELS = {"SkylakeX": "avx512f", "Haswell": "avx2", "Zen": "avx2", "Sandybridge": "avx", "Prescott": "sse3"}
+
+_CHILD = r"""
+import hashlib, json, sys, tempfile
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_determinism import _fake_predictions, _write_tables
+from threadpoolctl import threadpool_info
+from nriqa_lib import stats
+from nriqa_lib.metrics import srcc_along
+y = np.random.default_rng(0).normal(size=300)
+A = y + np.random.default_rng(1).normal(size=(10, 300))
+tl = stats.two_level_bootstrap(A, y, A.copy(), n_boot=100)
+pb = stats.paired_bootstrap(A[0], A[0].copy(), y, srcc_along, n_boot=100, vectorized=True)
+with tempfile.TemporaryDirectory() as d:
+    h = _write_tables(_fake_predictions(), Path(d))
+cores = sorted({i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"})
+print(json.dumps({"zero": [tl["value"], tl["p"], pb["diff"], pb["p"]], "tables": h, "cores": cores}))
+"""
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
+def test_same_tables_and_exact_zeros_under_every_openblas_kernel_this_cpu_runs():
+    flags = _cpu_flags()
+    kernels = [k for k, f in KERNELS.items() if f in flags or (f == "sse3" and "pni" in flags)]
+    if len(kernels) < 2:
+        pytest.skip(f"this CPU runs fewer than two of {sorted(KERNELS)}")
+    out = {}
+    for k in kernels:
+        env = {**os.environ, "OPENBLAS_CORETYPE": k}
+        env.pop("OPENBLAS_L2_SIZE", None)
+        r = subprocess.run([sys.executable, "-c", _CHILD, str(Path(__file__).parent)], env=env, capture_output=True,
+                           text=True, timeout=300, cwd=REPO)
+        assert r.returncode == 0, f"{k}: {r.stderr[-2000:]}"
+        out[k] = json.loads(r.stdout.strip().splitlines()[-1])
+    for k, o in out.items():
+        assert o["zero"] == [0.0, 1.0, 0.0, 1.0], (k, o["zero"])
+        assert o["tables"] == out[kernels[0]]["tables"], f"tables differ between {kernels[0]} and {k}"
+    # at least two different kernels really ran (Zen reuses Haswell's; otherwise this test would prove nothing)
+    assert len({tuple(o["cores"]) for o in out.values()}) >= 2, {k: o["cores"] for k, o in out.items()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
+def test_torch_cpu_kernels_are_pinned_to_avx2_where_the_cpu_has_it():
+    """`import nriqa_lib` pins ATen, MKL and oneDNN to their AVX2 paths (before torch computes anything), so an
+    AVX-512 machine trains and extracts as an AVX2 one does; a value the user exported wins."""
+    code = ("import os, nriqa_lib, torch; print(torch.backends.cpu.get_cpu_capability(), "
+            "os.environ.get('MKL_CBWR'), os.environ.get('ONEDNN_MAX_CPU_ISA'))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "NRIQA_NATIVE_KERNELS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
+                         timeout=120).stdout.split()
+    flags = _cpu_flags()
+    if "avx2" in flags and "fma" in flags:
+        assert out == ["AVX2", "AVX2", "AVX2"]
+    else:
+        assert out[1:] == ["None", "None"]
+    mine = subprocess.run([sys.executable, "-c", code], env={**env, "MKL_CBWR": "COMPATIBLE"}, capture_output=True,
+                          text=True, cwd=REPO, timeout=120).stdout.split()
+    assert mine[1] == "COMPATIBLE"
+    off = subprocess.run([sys.executable, "-c", code], env={**env, "NRIQA_NATIVE_KERNELS": "1"},
+                         capture_output=True, text=True, cwd=REPO, timeout=120).stdout.split()
+    assert off[1:] == ["None", "None"]
+
+
+def test_tsne_layout_is_the_same_under_every_openblas_kernel():
+    """The figures stage's t-SNE: distances without BLAS and a seeded random start give the same embedding
+    under every OpenBLAS kernel the CPU runs (with sklearn's defaults three kernels gave three layouts)."""
+    flags = _cpu_flags()
+    kernels = [k for k, f in KERNELS.items() if f in flags or (f == "sse3" and "pni" in flags)]
+    if len(kernels) < 2:
+        pytest.skip("fewer than two OpenBLAS kernels on this CPU")
+    code = ("import hashlib, numpy as np, torch, nriqa_lib\n"
+            "from nriqa_lib.heads.mlp import build_head\nfrom nriqa_lib.explain import hidden_embedding\n"
+            "torch.manual_seed(0); head = build_head('B', 64, hidden=32)\n"
+            "X = np.random.default_rng(0).normal(size=(120, 64)).astype(np.float32)\n"
+            "print(hashlib.sha256(hidden_embedding(head, X, seed=0).tobytes()).hexdigest())")
+    hashes = set()
+    for k in kernels:
+        env = {**os.environ, "OPENBLAS_CORETYPE": k}
+        env.pop("OPENBLAS_L2_SIZE", None)
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        hashes.add(r.stdout.strip())
+    assert len(hashes) == 1
