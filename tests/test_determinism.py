@@ -208,3 +208,12 @@ def test_tsne_layout_is_the_same_under_every_openblas_kernel():
         assert r.returncode == 0, r.stderr[-2000:]
         hashes.add(r.stdout.strip())
     assert len(hashes) == 1
+
+
+def test_a_bootstrap_p_below_resolution_reads_as_a_bound_in_markdown_and_latex(tmp_path):
+    df = pd.DataFrame({"claim": ["x", "y"], "p": [0.001, 0.25], "p_below": [True, False]})
+    export_table(df, tmp_path, "t")
+    md, tex = (tmp_path / "t.md").read_text(), (tmp_path / "t.tex").read_text()
+    assert "< 0.001" in md and "0.25" in md and "0.0000" not in md
+    assert "< 0.001" in tex
+    assert pd.read_csv(tmp_path / "t.csv")["p"].tolist() == [0.001, 0.25]

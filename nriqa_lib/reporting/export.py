@@ -70,10 +70,23 @@ def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str 
     index = not isinstance(df.index, pd.RangeIndex)
     df = round_sig(df)
     atomic_write_text(paths["csv"], df.to_csv(index=index, lineterminator="\n"))
-    md = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=index, floatfmt=".4g") + "\n"
+    shown = _bounded_p(df)
+    md = (f"{caption}\n\n" if caption else "") + shown.to_markdown(index=index, floatfmt=".4g") + "\n"
     atomic_write_text(paths["md"], md)
-    atomic_write_text(paths["tex"], df.to_latex(index=index, caption=caption or None, escape=True, float_format="%.4g"))
+    atomic_write_text(paths["tex"], shown.to_latex(index=index, caption=caption or None, escape=True,
+                                                   float_format="%.4g"))
     return paths
+
+
+def _bounded_p(df: pd.DataFrame) -> pd.DataFrame:
+    """For reading (Markdown/LaTeX): a bootstrap p below its resolution (``p_below``: no replicate on one side) is
+    printed "< 1/n_boot"; the CSV keeps the number (the bound) and the flag."""
+    if "p" not in df or "p_below" not in df or not df["p_below"].fillna(False).astype(bool).any():
+        return df
+    out = df.copy()
+    below = out["p_below"].fillna(False).astype(bool)
+    out["p"] = [(f"< {v:.4g}" if b else f"{v:.4g}") if pd.notna(v) else "" for v, b in zip(out["p"], below)]
+    return out
 
 
 def write_metrics_json(path: str | Path, data: dict) -> None:
