@@ -107,7 +107,7 @@ nb("t5_resolution", "T5: input resolution and test-time views (beyond P1)",
     *tests_cells("tests", "policy-vs-squash comparisons", "All tests vs the reference policy (SRCC)"),
     *pooled_cells("pooled", "t5_forest.png"),
     ("code", "show(T[\"cost\"], \"Cost per policy (GFLOPs per image, counted)\")"),
-    ("md", "Measured images/s per policy (decode + transform + forward on 32 images, never from the feature cache) "
+    ("md", "Measured images/s per policy (decode + transform + forward on 32 images, 8 for native and grid, never from the feature cache) "
            "are in `results/timing/resolution_<dataset>.json` and the stage's log, not here: timings vary from run "
            "to run, and this notebook renders the same bytes for the same inputs on any machine.")])
 nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning",

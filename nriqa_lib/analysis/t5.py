@@ -54,7 +54,7 @@ def t5_resolution(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     export(p, cost.set_index(["dataset", "backbone", "policy"]), tdir, "t5_cost",
            "T5: cost per policy: forward GFLOPs per image, mean over the dataset (counted once per distinct input "
            "shape), the most common input size and the mean number of views. Measured images/s (decode + transform "
-           "+ forward on 32 images, no cache) are in results/timing/resolution_<dataset>.json: they vary run to run, "
+           "+ forward on 32 images, 8 for native and grid, no cache) are in results/timing/resolution_<dataset>.json: they vary run to run, "
            "so no table holds them")
     pool = pooled_outputs(p, tests.assign(cell=tests["head"]) if len(tests) else tests, "a",
                           ["dataset", "backbone", "head"], des, tdir, fdir, "t5",

@@ -69,7 +69,10 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
                 pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
             c = dataset_cost(bb, man, tt, forward_gflops, build_transform)
             cost.append({"backbone": bname, "policy": policy, **c})
-            speed = measured_speed(bb, man, tt, build_transform, load_image, one_by_one, p.features.batch_size)
+            # one image at a time (native sizes, view grids) is slow on a CPU: 32 such images took 40 s (native)
+            # and 79 s (grid) for ResNet-152 in the smoke profile, so those policies time 8
+            speed = measured_speed(bb, man, tt, build_transform, load_image, one_by_one, p.features.batch_size,
+                                   sample=8 if one_by_one else 32)
             timing[f"{bname}/{policy}"] = {"pipeline_seconds": round(dt, 2), "cached": dt < 0.5,
                                            **speed}
             print(f"T5 {bname}/{policy} on {dataset}: {fs.features.shape}, {c['gflops_per_image']:.2f} GFLOP/image "
@@ -118,7 +121,8 @@ def dataset_cost(bb, man, test_time: str, forward_gflops, build_transform) -> di
 
 def measured_speed(bb, man, test_time: str, build_transform, load_image, one_by_one: bool, batch_size: int,
                    sample: int = 32) -> dict:
-    """Images/s of decode + transform + forward on the first ``sample`` images of the manifest, never from the
+    """Images/s of decode + transform + forward on the first ``sample`` images of the manifest (8 for the policies
+    that run one image at a time, 32 otherwise), never from the
     feature cache (the squash policy's features are usually cached by the features stage: timing that pipeline
     measures nothing)."""
     import torch
