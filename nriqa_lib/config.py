@@ -36,6 +36,9 @@ class Data:
     synthetic_seed: int = 0
     limit: int = 0                     # > 0: a seeded sample of this many images per dataset (a quick first try)
     limit_seed: int = 0
+    # dataset -> the manifest it reads (data_manifests/<name>.csv; default its own): P1's rows and layouts in the
+    # paper profile, e.g. {clive: clive_p1 (all 1169 rows, release order), koniq10k: koniq10k_512x384}
+    manifests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +78,11 @@ class Train:
     margin_scale: float = 0.25
     margin_loss_swapped: bool = False
     micro_batch: int = 0               # > 0: P1's gradient accumulation, micro-batches of this size (P1: 2 of 12)
+    # batch: each batch of batch_size is one optimiser step | p1: P1's loop (train.py l.382-420): one pass of
+    # micro-batches (last incomplete one dropped), a step every batch_size/micro_batch of them counted across
+    # epochs (the counter never resets), gradients zeroed at each epoch start (a partial window is dropped)
+    accumulation: str = "batch"
+    report_last: bool = False          # also write the last epoch's predictions (P1's code writes those)
     select_on: str = "val"             # val (clean protocol) | test (P1's optimistic, paper-faithful only)
     seed: int = 0
     single_split_seeds: int = 5        # training seeds on a dataset with one split (KonIQ's official one)
@@ -122,11 +130,22 @@ class T5:
     heads: list[str] = field(default_factory=lambda: ["ridge", "B_Sig"])
 
 
+# how tables name each training regime (T6, run.json)
+REGIME_LABELS = {"frozen": "frozen backbone + head", "lora": "LoRA adapters only (ours)",
+                 "full": "full fine-tuning at lr_backbone (ours)",
+                 "p1": "P1's regime: LoRA adapters + full backbone"}
+
+
 @dataclass
 class Finetune:
     """P1's image-level regimes (STUDY_SPEC.md section 2): LoRA r 4, alpha 8, dropout 0.05 on the attention q/k
     projections (conv LoRA on CNNs), or full fine-tuning; head, loss, epochs and batches as ``train``."""
-    regimes: list[str] = field(default_factory=list)      # lora | full; empty = off (2 CPU cores cannot afford it)
+    # lora (adapters only) | full (every backbone weight at lr_backbone) | p1 (P1's regime: LoRA adapters + the whole
+    # backbone, one Adam at train.lr, P1's precision); empty = off (2 CPU cores cannot afford it)
+    regimes: list[str] = field(default_factory=list)
+    heads: list[str] = field(default_factory=lambda: ["B"])   # heads fine-tuned with each regime (P1's Table 5: B, B_Sig, B_Gated)
+    p1_precision: str = "bf16"         # the p1 regime: bf16 (P1: bf16 backbone and head, parametric activations fp32,
+                                       # bf16 autocast) | fp32 (no autocast: the equivalence test's setting)
     backbones: list[str] = field(default_factory=list)    # empty = the pretrained ones of features.backbones
     lr_backbone: float = 5e-6          # full fine-tuning; LoRA adapters use train.lr (as P1)
     lora_r: int = 4
@@ -326,8 +345,30 @@ def check_params(p: Params) -> None:
         except KeyError as e:
             raise ConfigError(f"params: t5.heads: {e.args[0]}") from None
     for r in p.finetune.regimes:
-        if r not in ("lora", "full"):
-            raise ConfigError(f"params: finetune.regimes has {r!r}; use lora and/or full (frozen = the heads stage)")
+        if r not in ("lora", "full", "p1"):
+            raise ConfigError(f"params: finetune.regimes has {r!r}; use lora, full and/or p1 (frozen = the heads stage)")
+    for h in p.finetune.heads:
+        try:
+            spec = get_predictor(h)
+        except KeyError as e:
+            raise ConfigError(f"params: finetune.heads: {e.args[0]}") from None
+        if spec.kind != "mlp":
+            raise ConfigError(f"params: finetune.heads has {h!r}, which is not an MLP head (fine-tuning trains the "
+                              f"backbone through the head's gradient)")
+    if p.finetune.regimes and not p.finetune.heads:
+        raise ConfigError("params: finetune.heads is empty but finetune.regimes is not; list the heads to fine-tune")
+    if p.finetune.p1_precision not in ("bf16", "fp32"):
+        raise ConfigError(f"params: finetune.p1_precision={p.finetune.p1_precision!r}; use bf16 (P1) or fp32")
+    if p.train.accumulation not in ("batch", "p1"):
+        raise ConfigError(f"params: train.accumulation={p.train.accumulation!r}; use batch or p1 (P1's loop)")
+    if p.train.accumulation == "p1" and not p.train.micro_batch:
+        raise ConfigError("params: train.accumulation=p1 needs train.micro_batch > 0 (P1: 2, with batch_size 12)")
+    from .data.manifest import known_datasets
+    cards = known_datasets()
+    for d, m in p.data.manifests.items():
+        if m not in cards:
+            raise ConfigError(f"params: data.manifests.{d}={m!r} has no card data_manifests/{m}.yaml (known: "
+                              f"{', '.join(cards)})")
     for b in p.finetune.backbones:
         if b not in p.features.backbones:
             raise ConfigError(f"params: finetune.backbones has {b!r}, which is not in features.backbones")

@@ -5,8 +5,9 @@ input size with torch's FlopCounterMode (one real forward of random weights on t
 
 * features  = N images x forward FLOPs / (MFU x peak)  vs  decode = N x megapixels / (workers x decode MP/s);
   the stage takes the larger (extraction is decode-bound for SPAQ's ~12 MP photos);
-* finetune  = splits x epochs x (n_train x k x forward + n_test x forward) / (MFU x peak), k = 3 for full
-  fine-tuning (forward, activation and weight gradients), 2 for LoRA (no gradients for frozen weights), plus
+* finetune  = heads x splits x epochs x (n_train x k x forward + n_test x forward) / (MFU x peak), k = 3 for full
+  fine-tuning and P1's regime (forward, activation and weight gradients), 2 for LoRA (no gradients for frozen
+  weights), plus
   decoding every image every epoch;
 * heads, cross, zeroshot-magnitude and the tables are seconds to minutes on a CPU (measured in the default study).
 
@@ -68,9 +69,9 @@ def estimate(p, gflops: dict[str, float], a: Assumptions = Assumptions()) -> lis
         ft = list(p.finetune.backbones) or [b for b in p.features.backbones if not b.startswith("random_")]
         for b in ft:
             for r in p.finetune.regimes:
-                k = 3 if r == "full" else 2
+                k = 3 if r in ("full", "p1") else 2      # p1 trains every backbone weight, as full does
                 n_tr = n * train_frac
-                fl = n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
+                fl = len(p.finetune.heads) * n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
                 comp = fl / (a.mfu_train * a.peak_tflops * 1e12)
                 dec = n_splits * epochs * decode_s
                 rows.append({"stage": "finetune", "dataset": d, "backbone": b, "regime": r,

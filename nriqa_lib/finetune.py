@@ -1,6 +1,13 @@
-"""P1's image-level regimes (STUDY_SPEC.md section 2): LoRA on the backbone (r 4, alpha 8, dropout 0.05 on the
-attention q/k projections) or full fine-tuning (backbone lr 5e-6), trained with P1's head and loss
-(:func:`nriqa_lib.train.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``.
+"""P1's image-level regimes (STUDY_SPEC.md section 2), trained with P1's head and loss
+(:func:`nriqa_lib.train.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``:
+
+* ``p1``: what P1's train.py actually runs (l.260-319): LoRA adapters (r 4, alpha 8, dropout 0.05 on q/k) *and*
+  every backbone weight trained (``model.requires_grad_(True)``), one Adam over all of them and the head at
+  ``train.lr``; with ``precision="bf16"`` P1's dtypes: backbone and head weights bf16, the adapters fp32 (peft's
+  ``get_peft_model`` upcasts them), the head's parametric activations (ParamSigmoid, PReLU) fp32, training under
+  bf16 autocast, evaluation on an fp32 copy under bf16 autocast (P1's ``evaluate``).
+* ``lora`` (ours): the adapters only, the backbone frozen; ``full`` (ours): every backbone weight at
+  ``lr_backbone`` (5e-6), no adapters.
 
 Where LoRA goes (:func:`add_lora`), by what the backbone has:
 
@@ -25,6 +32,7 @@ epoch; an interrupted run resumes from the last finished epoch and gives the sam
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,18 +49,19 @@ from torch.utils.data import DataLoader
 from . import dist
 from .device import autocast, loader_kwargs
 from .features import ImageDataset, build_transform
+from .config import REGIME_LABELS
 from .io import atomic_path
-from .train import HeadJob, TrainConfig, _srcc, batch_order, init_head, iqa_loss
+from .train import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
 
 __all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_lora", "finetune", "finetune_split",
-           "CONV_TARGETS"]
+           "CONV_TARGETS", "REGIME_LABELS", "check_bf16", "p1_dtypes"]
 
 CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl")   # ResNet bottleneck, EfficientNet(-Lite) blocks
 
 
 @dataclass
 class FinetuneConfig:
-    mode: Literal["lora", "full"] = "lora"
+    mode: Literal["lora", "full", "p1"] = "lora"
     epochs: int = 1
     lr_head: float = 1e-4
     lr_backbone: float = 5e-6          # full fine-tuning only; LoRA adapters use lr_head (as P1)
@@ -65,6 +74,33 @@ class FinetuneConfig:
     margin_loss_swapped: bool = False
     micro_batch: int = 0
     batch_size: int = 0                # the batch the accumulation count refers to (0: each batch's own size)
+    precision: Literal["fp32", "bf16"] = "fp32"     # the p1 regime's weights and autocast (P1: bf16)
+
+
+
+
+def check_bf16(device: torch.device) -> None:
+    """Refuse, in one line, a bf16 run where the device cannot do bf16 (never fp32 under a bf16 label)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError(f"finetune.p1_precision=bf16 but {device} has no bf16 support; "
+                           f"use a GPU with bf16 (Ampere or newer) or finetune.p1_precision: fp32 (not P1's dtypes)")
+    if device.type not in ("cuda", "cpu"):
+        raise RuntimeError(f"finetune.p1_precision=bf16 is supported on cuda and cpu, not {device.type}")
+
+
+def p1_dtypes(features: nn.Module, head: nn.Module) -> None:
+    """P1's dtypes in place (train.py l.260, 294-298 and peft's adapter upcast): every weight bf16 except the LoRA
+    adapters and the head's parametric activations (our ParamSigmoid / PReLU = P1's ParamSigmoid2 /
+    ParamLeakyReLU2), which stay fp32. GatedBlend's gate g is bf16 in P1 too (GatedBlend is not in its list)."""
+    from .heads.activations import ParamSigmoid
+    features.to(torch.bfloat16)
+    for n, prm in features.named_parameters():
+        if "lora_" in n:
+            prm.data = prm.data.float()
+    head.to(torch.bfloat16)
+    for m in head.modules():
+        if isinstance(m, (ParamSigmoid, nn.PReLU)):
+            m.float()
 
 
 class ImageIQAModel(nn.Module):
@@ -185,8 +221,18 @@ def _groups(features: nn.Module, head: nn.Module, cfg: FinetuneConfig) -> tuple[
     elif cfg.mode == "full":
         features.requires_grad_(True)
         groups = [{"params": list(features.parameters()), "lr": cfg.lr_backbone}]
+    elif cfg.mode == "p1":        # P1: get_peft_model, then model.requires_grad_(True): adapters + every weight
+        if cfg.precision == "bf16":
+            features.to(torch.bfloat16)          # P1 loads the backbone in bf16, then adds the adapters
+        features = add_lora(features, cfg)
+        if cfg.precision == "bf16":
+            p1_dtypes(features, head)
+        features.requires_grad_(True)
+        head.requires_grad_(True)
+        # one Adam group over the backbone and the head at train.lr (P1 l.315-319)
+        return features, [{"params": list(features.parameters()) + list(head.parameters()), "lr": cfg.lr_head}]
     else:
-        raise ValueError(f"mode must be lora or full, got {cfg.mode!r}")
+        raise ValueError(f"mode must be lora, full or p1, got {cfg.mode!r}")
     groups.append({"params": list(head.parameters()), "lr": cfg.lr_head})
     return features, groups
 
@@ -234,6 +280,7 @@ class SplitResult:
     best_epoch: int
     history: list[dict] = field(default_factory=list)
     step_seconds: float = float("nan")
+    last_predictions: pd.DataFrame | None = None   # the same columns at the last epoch (what P1's code writes)
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -250,7 +297,14 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
                    test_time: str = "squash", progress: Callable[[str], None] | None = None) -> SplitResult:
     """Fine-tune a fresh backbone + P1 head on one split's train images; after every epoch predict val and
     test and checkpoint; return the predictions of the epoch chosen on ``tcfg.select_on`` (val, or test
-    as P1). ``ckpt``: the checkpoint file (resumed when present and made for the same run)."""
+    as P1) and those of the last epoch. ``ckpt``: the checkpoint file (resumed when present and made for the
+    same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.train.p1_windows`);
+    the p1 regime runs in ``cfg.precision`` whatever ``amp`` says (bf16: P1's dtypes and autocast, refused where
+    the device has no bf16; fp32: no autocast)."""
+    if cfg.mode == "p1":
+        if cfg.precision == "bf16":
+            check_bf16(device)
+        amp = "bf16" if cfg.precision == "bf16" else "off"
     torch.manual_seed(job.seed)
     backbone = make_backbone()
     head = init_head(tcfg, backbone.dim, job.seed)
@@ -263,18 +317,18 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     if W > 1 and not cfg.micro_batch:
         raise ValueError("distributed fine-tuning needs train.micro_batch > 0 (P1: 2): ranks share a batch by its "
                          "micro-batches, and a whole-batch margin loss couples all of its images")
-    order = batch_order(len(job.train_idx), tcfg.epochs, tcfg.batch_size, job.seed)
+    order = train_order(len(job.train_idx), tcfg, job.seed)
     eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
     parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
     select = "val" if (tcfg.select_on == "val" and len(job.val_idx)) else "test"
-    start, history, best = 0, [], (-np.inf, -1, None)
+    start, history, best, last = 0, [], (-np.inf, -1, None), None
     if ckpt is not None and ckpt.is_file():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         if st.get("cfg_id") == cfg_id:
             model.load_state_dict({**model.state_dict(), **st["trainable"]})
             opt.load_state_dict(st["opt"])
             torch.set_rng_state(st["rng"])
-            start, history, best = st["epoch"] + 1, st["history"], st["best"]
+            start, history, best, last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
     tf = build_transform(preprocess, test_time)
     ds = ImageDataset(list(paths), tf)
     lk = loader_kwargs(device, workers)
@@ -307,12 +361,15 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
                 torch.cuda.synchronize(device)
             step_t.append(time.perf_counter() - t0)
         model.eval()
+        # P1's evaluate() scores an fp32 copy of the bf16-trained weights under bf16 autocast
+        evalm = copy.deepcopy(model).float() if cfg.mode == "p1" and cfg.precision == "bf16" else model
         preds = []
         mine = np.arange(len(eval_idx))[R::W]                  # this rank's share of the val + test images
         with torch.inference_mode(), autocast(device, amp):
             ev = [eval_idx[mine[i:i + tcfg.batch_size]].tolist() for i in range(0, len(mine), tcfg.batch_size)]
             for x in DataLoader(ds, batch_sampler=ev, **lk):
-                preds.append(model(x.to(device, non_blocking=True)).float().reshape(-1).cpu().numpy())
+                preds.append(evalm(x.to(device, non_blocking=True)).float().reshape(-1).cpu().numpy())
+        del evalm
         pred = np.zeros(len(eval_idx))
         for pos, pr in dist.gather_objects((mine, np.concatenate(preds) if preds else np.zeros(0))):
             pred[pos] = pr
@@ -322,15 +379,18 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         s = score[select]
         if s > best[0] or best[2] is None:
             best = (s if np.isfinite(s) else -np.inf, ep, pred)
+        last = (ep, pred)
         if progress:
             progress(f"epoch {ep + 1}/{tcfg.epochs}: val {score['val']:.3f} test {score['test']:.3f}")
         if ckpt is not None and dist.is_main():
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
                 torch.save({"cfg_id": cfg_id, "epoch": ep, "trainable": _trainable_state(model),
-                            "opt": opt.state_dict(), "rng": torch.get_rng_state(), "history": history, "best": best},
-                           tmp)
+                            "opt": opt.state_dict(), "rng": torch.get_rng_state(), "history": history, "best": best,
+                            "last": last}, tmp)
         dist.barrier()
     _, best_ep, pred = best
     df = pd.DataFrame({"part": parts, "index": eval_idx, "pred": pred, "mos": mos[eval_idx]})
-    return SplitResult(df, int(best_ep), history, float(np.median(step_t)) if step_t else float("nan"))
+    last_df = (pd.DataFrame({"part": parts, "index": eval_idx, "pred": last[1], "mos": mos[eval_idx]})
+               if last is not None else None)
+    return SplitResult(df, int(best_ep), history, float(np.median(step_t)) if step_t else float("nan"), last_df)

@@ -81,10 +81,12 @@ def _read_all(dirs: dict[tuple, Path], filename: str, names: Sequence[str], stag
     return pd.concat(frames, ignore_index=True)
 
 
-def load_predictions(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
-    """All head predictions of the configured datasets x backbones, long format."""
+def load_predictions(datasets: Sequence[str], backbones: Sequence[str], last: bool = False) -> pd.DataFrame:
+    """All head predictions of the configured datasets x backbones, long format (``last``: the last epoch's,
+    written with ``train.report_last``)."""
     dirs = {(d, b): heads_dir(d, b) for d in datasets for b in backbones}
-    return _read_all(dirs, "predictions.csv", ["dataset", "backbone"], "heads", dtype={"image": str})
+    return _read_all(dirs, "predictions_last.csv" if last else "predictions.csv", ["dataset", "backbone"], "heads",
+                     dtype={"image": str})
 
 
 def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFrame:
@@ -93,12 +95,15 @@ def load_shares(datasets: Sequence[str], backbones: Sequence[str]) -> pd.DataFra
     return _read_all(dirs, "selection_shares.csv", ["dataset", "backbone"], "heads")
 
 
-def load_finetune(datasets: Sequence[str], backbones: Sequence[str], regimes: Sequence[str]) -> pd.DataFrame:
-    """Fine-tuned predictions (the heads stage's columns) + a ``regime`` column, long format."""
+def load_finetune(datasets: Sequence[str], backbones: Sequence[str], regimes: Sequence[str],
+                  last: bool = False) -> pd.DataFrame:
+    """Fine-tuned predictions (the heads stage's columns) + a ``regime`` column, long format (``last``: the last
+    epoch's, written with ``train.report_last``)."""
     dirs = {(d, b, r): finetune_dir(d) / b / r for d in datasets for b in backbones for r in regimes}
     if not dirs:
         return pd.DataFrame(columns=["dataset", "backbone", "regime", "head", "split", "part", "image", "pred", "mos"])
-    return _read_all(dirs, "predictions.csv", ["dataset", "backbone", "regime"], "finetune", dtype={"image": str})
+    return _read_all(dirs, "predictions_last.csv" if last else "predictions.csv", ["dataset", "backbone", "regime"],
+                     "finetune", dtype={"image": str})
 
 
 def load_cross(pairs: Sequence[tuple[str, str]], backbones: Sequence[str]) -> pd.DataFrame:

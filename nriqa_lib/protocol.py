@@ -64,7 +64,8 @@ def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
     together).
 
     Returns (predictions: head, split, part, image, pred, mos, best_epoch; shares: head, split, layer,
-    candidate, share).
+    candidate, share). With ``train.report_last`` the predictions' ``attrs["last"]`` holds the same rows at
+    the last epoch (best_epoch = the last epoch's index; ridge has no epochs: its own rows).
     """
     fs = fs or load_feature_set(features_dir(dataset, backbone))
     manifest = manifest or open_dataset(p, dataset)
@@ -73,31 +74,50 @@ def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
     jobs = jobs_from_splits(fs.images, splits, seed_offset=p.train.seed * 1000,
                             single_split_seeds=p.train.single_split_seeds)
     images = np.asarray(fs.images)
-    preds, shares = [], []
-    for head in heads or heads_for(p, backbone):
-        if get_predictor(head).kind == "linear":   # ridge (closed form), alpha chosen like the heads' epoch
-            df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
-            heads_trained, best = [], [-1] * len(jobs)
-        else:
-            res = train_heads(fs.features, mos, jobs, train_config(p, head, dataset))
-            df, heads_trained, best = res.predictions, res.heads, res.best_epoch
+    preds, shares, lasts = [], [], []
+
+    def long(df, head, best):
         df.insert(0, "head", head)
         df["split"] = [jobs[j].tags["split"] for j in df["job"]]
         df["image"] = images[df["index"].to_numpy()]
         df["best_epoch"] = [best[j] for j in df["job"]]
-        preds.append(df.drop(columns=["job", "index"]))
+        return df.drop(columns=["job", "index"])
+
+    for head in heads or heads_for(p, backbone):
+        last = None
+        if get_predictor(head).kind == "linear":   # ridge (closed form), alpha chosen like the heads' epoch
+            df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
+            heads_trained, best = [], [-1] * len(jobs)
+            last = (df.copy(), best)
+        else:
+            cfg = train_config(p, head, dataset)
+            res = train_heads(fs.features, mos, jobs, cfg)
+            df, heads_trained, best = res.predictions, res.heads, res.best_epoch
+            if res.last_predictions is not None:
+                last = (res.last_predictions, [cfg.epochs - 1] * len(jobs))
+        preds.append(long(df, head, best))
+        if p.train.report_last and last is not None:
+            lasts.append(long(last[0], head, last[1]))
         for j, h in enumerate(heads_trained):
             for layer, d in selection_shares(h).items():
                 for cand, s in d.items():
                     shares.append((head, jobs[j].tags["split"], layer, cand, s))
-    pred = pd.concat(preds, ignore_index=True)[["head", "split", "part", "image", "pred", "mos", "best_epoch"]]
+    cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
+    pred = pd.concat(preds, ignore_index=True)[cols]
+    if lasts:
+        pred.attrs["last"] = pd.concat(lasts, ignore_index=True)[cols]
     return pred, pd.DataFrame(shares, columns=["head", "split", "layer", "candidate", "share"])
 
 
 def save_heads(pred: pd.DataFrame, shares: pd.DataFrame, out_dir: Path) -> None:
+    """predictions.csv (the selected epoch), selection_shares.csv, and predictions_last.csv where the
+    predictions carry the last epoch's rows (``train.report_last``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "predictions.csv") as tmp:
         pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+    if "last" in pred.attrs:
+        with atomic_path(out_dir / "predictions_last.csv") as tmp:
+            pred.attrs["last"].to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
     with atomic_path(out_dir / "selection_shares.csv") as tmp:
         shares.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 

@@ -27,7 +27,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from .config import T3, Train
 from .heads import MLPHead, build_head
 
-__all__ = ["HeadJob", "TrainConfig", "iqa_loss", "micro_batched_loss", "init_head", "batch_order", "train_heads", "TrainResult",
+__all__ = ["HeadJob", "TrainConfig", "iqa_loss", "micro_batched_loss", "init_head", "batch_order", "p1_windows",
+           "train_order", "train_heads", "TrainResult",
            "ridge_predictions"]
 
 
@@ -133,6 +134,34 @@ def batch_order(n_train: int, epochs: int, batch_size: int, seed: int) -> list[l
     return out
 
 
+def p1_windows(n_train: int, epochs: int, micro_batch: int, accum: int, seed: int) -> list[list[np.ndarray]]:
+    """P1's loop structure (train.py l.305-308, 382, 406, 416): per epoch one shuffled pass of micro-batches of
+    ``micro_batch`` (the DataLoader's ``drop_last=True`` drops an incomplete one); a global micro-step counter
+    that is never reset; an optimiser step whenever it reaches a multiple of ``accum``; gradients zeroed at each
+    epoch start, so the micro-batches after an epoch's last step are dropped and the next epoch's first window
+    can be shorter. Returns, per epoch, each optimiser step's positions (its micro-batches concatenated); the
+    permutations are :func:`batch_order`'s."""
+    out, step = [], 0
+    for (perm,) in batch_order(n_train, epochs, n_train, seed) if n_train else [[np.zeros(0, np.int64)]] * epochs:
+        windows, cur = [], []
+        for i in range(0, len(perm) - micro_batch + 1, micro_batch):
+            cur.append(perm[i:i + micro_batch])
+            step += 1
+            if step % accum == 0:
+                windows.append(np.concatenate(cur))
+                cur = []
+        out.append(windows)
+    return out
+
+
+def train_order(n_train: int, cfg: "TrainConfig", seed: int) -> list[list[np.ndarray]]:
+    """The optimiser steps of one head's training, per epoch: :func:`batch_order` (``accumulation: batch``) or
+    P1's windows (``accumulation: p1``, :func:`p1_windows`)."""
+    if cfg.accumulation == "p1":
+        return p1_windows(n_train, cfg.epochs, cfg.micro_batch, cfg.batch_size // cfg.micro_batch, seed)
+    return batch_order(n_train, cfg.epochs, cfg.batch_size, seed)
+
+
 @dataclass
 class TrainResult:
     """Per-head selected epoch, the trained heads, and long-format predictions."""
@@ -140,6 +169,7 @@ class TrainResult:
     best_epoch: list[int]
     predictions: pd.DataFrame      # job, part, index, pred, mos
     history: pd.DataFrame          # job, epoch, val_srcc
+    last_predictions: pd.DataFrame | None = None   # the same at the last epoch (``report_last``: what P1 writes)
 
 
 def _srcc(p: np.ndarray, y: np.ndarray) -> float:
@@ -167,7 +197,7 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     params, buffers = stack_module_state(heads)
     base = copy.deepcopy(heads[0]).to("meta")
     names = list(params)
-    orders = [batch_order(len(j.train_idx), cfg.epochs, cfg.batch_size, j.seed) for j in jobs]
+    orders = [train_order(len(j.train_idx), cfg, j.seed) for j in jobs]
     # Equal train sizes -> every head steps together: torch's fused Adam on the stacked weights is then
     # exactly per-head Adam. Otherwise some heads sit out padded steps, which torch.optim.Adam cannot
     # express, so _MaskedAdam (the same update, written out) skips them.
@@ -254,11 +284,14 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     # every head on every image, in blocks of images: one pass over all images holds (M x N x h) activations
     # (1.2 GB each for 60 heads on KonIQ's 10073 images); blocks: peak RSS 3.4 instead of 5.8 GB and 11.1
     # instead of 14.9 s for that case (one epoch), the same numbers bit for bit
-    with torch.no_grad():
-        final = np.concatenate([batched(best_state, X[i:i + _FINAL_BLOCK].expand(M, -1, -1)).numpy()
-                                for i in range(0, len(X), _FINAL_BLOCK)], axis=1)
+    def predict(state):
+        with torch.no_grad():
+            return np.concatenate([batched(state, X[i:i + _FINAL_BLOCK].expand(M, -1, -1)).numpy()
+                                   for i in range(0, len(X), _FINAL_BLOCK)], axis=1)
+    final = predict(best_state)
+    last = _long_predictions(list(predict(params)), y.numpy(), jobs) if cfg.report_last else None
     history = pd.DataFrame(hist, columns=["job", "epoch", f"{cfg.select_on}_srcc"])
-    return TrainResult(trained, best_epoch, _long_predictions(list(final), y.numpy(), jobs), history)
+    return TrainResult(trained, best_epoch, _long_predictions(list(final), y.numpy(), jobs), history, last)
 
 
 _FINAL_BLOCK = 128      # images per block of the final prediction pass

@@ -68,16 +68,20 @@ def check(ws: Path, prof: dict) -> list[str]:
     if not (res / "t2" / "tables" / "t2_cross.md").is_file():
         bad.append("T2 cross-dataset table missing")
     t6 = (res / "t6" / "tables" / "t6_regimes.csv").read_text() if (res / "t6" / "tables" / "t6_regimes.csv").is_file() else ""
-    for r in ("frozen", "lora", "full"):
+    for r in ("frozen", "p1", "lora", "full"):
         if r not in t6:
             bad.append(f"T6 has no {r} column")
+    for f in ("t1/tables/t1_backbones_last_epoch.csv", "t6/tables/t6_regimes_last_epoch.csv"):
+        if not (res / f).is_file():
+            bad.append(f"results/{f} missing (train.report_last: the last epoch, as P1's code writes)")
     ft = prof["finetune"]
     for d in datasets:
         for b in ft["backbones"]:
             for r in ft["regimes"]:
-                f = res / "finetune" / d / b / r / "predictions.csv"
-                if not f.is_file():
-                    bad.append(f"{f.relative_to(ws)} missing")
+                for name in ("predictions.csv", "predictions_last.csv"):
+                    f = res / "finetune" / d / b / r / name
+                    if not f.is_file():
+                        bad.append(f"{f.relative_to(ws)} missing")
     t5 = res / "t5" / "tables" / "t5_resolution.csv"
     for pol in prof["t5"]["policies"]:
         if not t5.is_file() or pol not in t5.read_text():

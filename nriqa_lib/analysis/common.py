@@ -263,7 +263,7 @@ def cross_designs(pairs: Sequence[tuple[str, str]]) -> dict[str, Design]:
 def protocol(select_on: str) -> str:
     """How the epoch (and ridge's alpha) was chosen, from the params actually used."""
     if select_on == "test":
-        return "paper-faithful protocol: epoch chosen on the test part itself (optimistic, as P1)"
+        return "paper-faithful protocol, best-on-test: epoch chosen on the test part itself (optimistic, as P1 tracks it)"
     return "clean protocol: epoch chosen on val"
 
 

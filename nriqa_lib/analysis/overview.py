@@ -12,7 +12,7 @@ from ..paths import splits_path
 from ..reporting import plots
 from ..reporting.export import export_table, table_dirs
 
-PARAMS = ("data.datasets", "data.roots", "data.limit", "data.limit_seed", "splits.schemes")
+PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "splits.schemes")
 __all__ = ["PARAMS", "data_overview"]
 
 

@@ -11,7 +11,8 @@ from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_
 from .common import (design_note, METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
                      summarize_groups)
 
-PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t1.head", "stats")
+PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "train.report_last", "t1.head",
+          "stats")
 __all__ = ["PARAMS", "t1_backbones"]
 
 
@@ -35,6 +36,16 @@ def t1_backbones(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                           ["dataset"], des, tdir, fdir, "t1", "T1 backbone pairs")
     write_csv(rows, tdir / "t1_rows.csv")
     write_csv(summ, tdir / "t1_summary.csv")
+    if p.train.report_last:     # P1 tracks the best test epoch but writes the last one's results: both, labelled
+        last = load_predictions(p.data.datasets, p.features.backbones, last=True)
+        last = last[(last["head"] == p.t1.head) & (last["part"] == "test")]
+        lrows = split_metrics(last, ["dataset", "backbone"])
+        lsumm = summarize_groups(lrows, last, ["dataset", "backbone"], des, METRICS, p.stats.n_boot, p.stats.seed)
+        export(p, format_pm(lsumm, ["dataset"], ["metric", "backbone"]), tdir, "t1_backbones_last_epoch",
+               f"T1 at the LAST epoch (what P1's code writes; the table t1_backbones is {protocol(p.train.select_on)}): "
+               f"{p.t1.head} head, test SRCC and raw PLCC, mean ± sd over splits." + design_note(des))
+        write_csv(lrows, tdir / "t1_rows_last_epoch.csv")
+        write_csv(lsumm, tdir / "t1_summary_last_epoch.csv")
     plots.save(plots.bars_with_ci(summ, "backbone", None, "dataset", ci_label=ci_label(summ)), fdir / "t1_srcc.png")
     write_metrics_json(out / "metrics.json", {d: {b: g.set_index("metric")["mean"].to_dict()
                                                   for b, g in s.groupby("backbone")}

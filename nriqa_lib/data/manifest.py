@@ -254,16 +254,19 @@ def sample_rows(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
 
 def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None,
                  decode: bool = True, hash_cache: str | os.PathLike | None = "", limit: int = 0,
-                 limit_seed: int = 0) -> Manifest:
+                 limit_seed: int = 0, manifest: str | None = None) -> Manifest:
     """Read, check and validate dataset ``name`` (manifest + card + files); raise ManifestError if bad.
 
     With ``decode`` the table's ``sha256`` holds every file's content hash (verified where the manifest
     has one, computed once and remembered in ``hash_cache/<name>.json`` where it has none; default
     cache/sha256, None: not remembered). ``limit`` > 0
-    keeps a seeded sample of that many images (``data.limit``: a quick first try of any profile)."""
+    keeps a seeded sample of that many images (``data.limit``: a quick first try of any profile).
+    ``manifest``: read data_manifests/<manifest>.csv for dataset ``name`` (its root, its name in every output),
+    e.g. P1's rows of CLIVE (``clive_p1``) or KonIQ's 512x384 release (``koniq10k_512x384``)."""
     manifest_dir = _mdir(manifest_dir)
-    path = manifest_path(name, manifest_dir)
-    card = yaml.safe_load((Path(manifest_dir) / f"{name}.yaml").read_text()) or {}
+    mname = manifest or name
+    path = manifest_path(mname, manifest_dir)
+    card = yaml.safe_load((Path(manifest_dir) / f"{mname}.yaml").read_text()) or {}
     root = resolve_root(name, roots)
     df = read_manifest(path)
     try:
@@ -273,7 +276,7 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     check_mos_range(df, card, where)
     df = sample_rows(df, limit, limit_seed)
     hashes = validate_manifest(df, root, where=where, decode=decode,
-                               sidecar=HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{name}.json")
+                               sidecar=HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{mname}.json")
                                if hash_cache is not None else None)
     if hashes is not None:                # full validation: the content of every file is known
         df["sha256"] = hashes
@@ -281,10 +284,11 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
 
 
 def open_dataset(p, name: str, decode: bool = False, limited: bool = True) -> Manifest:
-    """``load_dataset`` with the params' roots and sample (``data.roots``, ``data.limit``, ``data.limit_seed``);
+    """``load_dataset`` with the params' roots, manifest variants and sample (``data.roots``, ``data.manifests``,
+    ``data.limit``, ``data.limit_seed``);
     ``limited=False`` gives the whole dataset (published splits are made on it, then restricted)."""
     return load_dataset(name, p.data.roots, decode=decode, limit=p.data.limit if limited else 0,
-                        limit_seed=p.data.limit_seed)
+                        limit_seed=p.data.limit_seed, manifest=p.data.manifests.get(name))
 
 
 def write_sha256(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None) -> Path:

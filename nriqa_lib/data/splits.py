@@ -1,6 +1,7 @@
 """Train/val/test splits, materialised as files so every stage uses the same partitions.
 
-A split file is long format: ``split, image, part`` with part in {train, val, test}.
+A split file is long format: ``split, image, part`` with part in {train, val, test} (``unused``: an image P1's
+protocol never scores, :func:`p1_splits`).
 Schemes (STUDY_SPEC.md section 2):
 - ``random``: seeded, ratios (default 70/10/20), group-disjoint whenever images share a group;
 - ``official``: the dataset's own split column ``set`` (KonIQ-10k);
@@ -104,10 +105,14 @@ def clive_liqe_splits(df: pd.DataFrame, folder: str | Path) -> pd.DataFrame:
     return out
 
 
-def p1_splits(df: pd.DataFrame, seeds: Sequence[int] = P1_SEEDS) -> pd.DataFrame:
+def p1_splits(df: pd.DataFrame, seeds: Sequence[int] = P1_SEEDS, eval_batch: int = 2) -> pd.DataFrame:
     """P1's paper-faithful protocol: per seed, ``torch.utils.data.random_split`` of the rows (in the
     manifest's order, i.e. the order of the published label table) into int(0.8 N) train and the rest test,
-    with ``torch.Generator().manual_seed(seed)``, exactly as P1's ``build_datasets``; no val part."""
+    with ``torch.Generator().manual_seed(seed)``, exactly as P1's ``build_datasets``; no val part.
+
+    P1's evaluation loader (train.py l.309-312) has batch 2 and ``drop_last=True``: the images after the last
+    whole batch of the test subset's order (the last one of an odd test set) are never scored. They are
+    marked ``unused`` here (``eval_batch``; 1 keeps every test image)."""
     import torch
     from torch.utils.data import random_split
     n = len(df)
@@ -118,7 +123,10 @@ def p1_splits(df: pd.DataFrame, seeds: Sequence[int] = P1_SEEDS) -> pd.DataFrame
         train, test = random_split(range(n), [t_len, n - t_len], generator=torch.Generator().manual_seed(int(s)))
         part = np.empty(n, dtype=object)
         part[list(train.indices)] = "train"
-        part[list(test.indices)] = "test"
+        test_ix = list(test.indices)
+        kept = len(test_ix) // eval_batch * eval_batch
+        part[test_ix[:kept]] = "test"
+        part[test_ix[kept:]] = "unused"
         rows.append(pd.DataFrame({"split": i, "seed": int(s), "image": images, "part": part}))
     return pd.concat(rows, ignore_index=True)
 

@@ -12,7 +12,7 @@ from ..io import atomic_path
 from ..paths import cross_dir
 from ..protocol import cross_dataset, cross_heads
 
-PARAMS = ("data.datasets", "data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t2.heads",
+PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t2.heads",
           "t2.reference", "t2.cross", "t3")
 
 

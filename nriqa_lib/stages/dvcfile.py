@@ -1,4 +1,5 @@
-"""dvc.yaml, generated from the code: each stage's command and outputs are written here once; its ``params``
+"""dvc.yaml, generated from the code (stages read data_manifests/ as a whole: ``data.manifests`` may point a dataset at
+another manifest of it, e.g. clive -> clive_p1): each stage's command and outputs are written here once; its ``params``
 are the stage module's ``PARAMS`` and its library ``deps`` the files its imports reach (``declare``).
 ``python -m nriqa_lib.stages.dvcfile`` rewrites dvc.yaml; tests/test_pipeline.py fails when it is stale."""
 from __future__ import annotations
@@ -28,20 +29,20 @@ SPEC = {
               [{"results/params_ok.txt": {"cache": False}}, {"results/weights.json": {"cache": False}}],
               "params (types, ranges, names) and data roots, before any stage's outputs are removed"),
     "synthetic": (False, "synthetic", [], ["data/synthetic", "data_manifests/synthetic.csv"], "the embedded set"),
-    "splits": (True, f"splits --dataset {D}", [f"data_manifests/{D}.csv"], [f"splits/{D}.csv"], ""),
-    "features": (True, f"features --dataset {D}", [f"data_manifests/{D}.csv", "results/weights.json"], [f"features/{D}"],
+    "splits": (True, f"splits --dataset {D}", ["data_manifests"], [f"splits/{D}.csv"], ""),
+    "features": (True, f"features --dataset {D}", ["data_manifests", "results/weights.json"], [f"features/{D}"],
                  "every backbone, cached on its own key (cache/features)"),
-    "heads": (True, f"heads --dataset {D}", [f"data_manifests/{D}.csv", f"features/{D}", f"splits/{D}.csv"],
+    "heads": (True, f"heads --dataset {D}", ["data_manifests", f"features/{D}", f"splits/{D}.csv"],
               [f"results/heads/{D}"], "every head of every backbone on every split"),
     "cross": (False, "cross", ["data_manifests", "features", "splits"], ["results/cross"],
               "train on one dataset, predict all of another (t2.cross)"),
-    "zeroshot": (True, f"zeroshot --dataset {D}", [f"data_manifests/{D}.csv", f"features/{D}", "results/weights.json"],
+    "zeroshot": (True, f"zeroshot --dataset {D}", ["data_manifests", f"features/{D}", "results/weights.json"],
                  [f"results/zeroshot/{D}"], "magnitude cue on every backbone; CLIP-IQA / MA-CLIP where weights exist"),
     "figures": (False, "figures", ["data_manifests", "features", "splits"], ["results/figures"],
                 "scatter, t-SNE and Grad-CAM of one trained head, for the report"),
-    "finetune": (True, f"finetune --dataset {D}", [f"data_manifests/{D}.csv", f"splits/{D}.csv", "results/weights.json"],
+    "finetune": (True, f"finetune --dataset {D}", ["data_manifests", f"splits/{D}.csv", "results/weights.json"],
                  [f"results/finetune/{D}"], "P1's LoRA / full fine-tuning (finetune.regimes; off by default)"),
-    "resolution": (True, f"resolution --dataset {D}", [f"data_manifests/{D}.csv", f"splits/{D}.csv",
+    "resolution": (True, f"resolution --dataset {D}", ["data_manifests", f"splits/{D}.csv",
                                                                    "results/weights.json"],
                    [f"results/resolution/{D}"], "T5: every input policy of t5.policies, features + heads (t5.datasets only)"),
     "data_overview": (False, None, ["data_manifests", "splits"], None, ""),

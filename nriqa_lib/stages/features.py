@@ -14,7 +14,7 @@ from ..device import resolve_device, run_info, set_deterministic
 from ..features import extract_many, save_feature_set
 from ..paths import features_dir
 
-PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features", "run")
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features", "run")
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from ..protocol import jobs_from_splits, train_config
 from ..reporting import plots
 from ..train import train_heads
 
-PARAMS = ("data.datasets", "data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "features.image_size", "train", "t1.head", "t3",
+PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "features.image_size", "train", "t1.head", "t3",
           "stats.seed")
 
 

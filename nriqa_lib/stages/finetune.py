@@ -1,10 +1,11 @@
-"""Stage ``finetune@<dataset>``: P1's image-level regimes (``finetune.regimes``: lora, full) for every backbone of
-``finetune.backbones`` (empty: the pretrained ones of ``features.backbones``) on every split:
-results/finetune/<dataset>/<backbone>/<regime>/predictions.csv (the heads stage's columns) + run.json.
+"""Stage ``finetune@<dataset>``: P1's image-level regimes (``finetune.regimes``: p1, lora, full) for every backbone of
+``finetune.backbones`` (empty: the pretrained ones of ``features.backbones``) and every head of ``finetune.heads``
+on every split: results/finetune/<dataset>/<backbone>/<regime>/predictions.csv (the heads stage's columns; and
+predictions_last.csv, the last epoch's, with ``train.report_last``) + run.json.
 
 Each (backbone, regime, split) checkpoints after every epoch under cache/finetune/, so an interrupted stage
 resumes where it stopped. With ``finetune.regimes`` empty (the offline default) the stage only writes
-results/finetune/<dataset>/status.json saying so. The frozen regime is the heads stage's ``t1.head``. Under
+results/finetune/<dataset>/status.json saying so. The frozen regime is the heads stage's same heads. Under
 ``torchrun`` (``run.launcher``) the ranks share each batch (DistributedDataParallel); rank 0 writes.
 """
 from __future__ import annotations
@@ -18,8 +19,8 @@ import time
 from ..io import atomic_path, atomic_write_text
 from ..paths import finetune_ckpt, finetune_dir, splits_path
 
-PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained",
-          "features.image_size", "features.test_time", "features.threads", "train", "t1.head", "finetune", "run")
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained",
+          "features.image_size", "features.test_time", "features.threads", "train", "finetune", "run")
 
 
 def finetune_backbones(p) -> list[str]:
@@ -53,7 +54,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     from ..data.manifest import open_dataset
     from ..data.splits import load_splits
     from ..device import resolve_device, run_info, set_deterministic
-    from ..finetune import FinetuneConfig, finetune_split
+    from ..finetune import REGIME_LABELS, FinetuneConfig, finetune_split
     from ..protocol import jobs_from_splits
     from ..train import TrainConfig
     torch.set_num_threads(p.features.threads)
@@ -67,44 +68,56 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                             single_split_seeds=p.train.single_split_seeds)
     if p.finetune.max_splits:
         jobs = jobs[:p.finetune.max_splits]
-    tcfg = TrainConfig.from_params(p.train, p.t1.head, None, dataset)   # P1's head (t3 only for K-way)
+    cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
     for bname, regime in todo:
         probe = backbone_from_params(p, bname)
-        cfg = FinetuneConfig(mode=regime, epochs=tcfg.epochs, lr_head=tcfg.lr, lr_backbone=p.finetune.lr_backbone,
-                             lora_r=p.finetune.lora_r, lora_alpha=p.finetune.lora_alpha,
-                             lora_dropout=p.finetune.lora_dropout, margin_weight=tcfg.margin_weight,
-                             margin_scale=tcfg.margin_scale, margin_loss_swapped=tcfg.margin_loss_swapped,
-                             micro_batch=tcfg.micro_batch, batch_size=tcfg.batch_size)
-        ident = json.dumps({"dataset": dataset, "manifest": man.content_hash, "backbone": probe.identity(),
-                            "regime": regime, "test_time": p.features.test_time}, sort_keys=True)
-        key = hashlib.sha256(ident.encode()).hexdigest()[:20]
-        frames, hist, steps = [], [], []
+        frames, lasts, hist, steps = [], [], [], []
         t = time.time()
-        for job in jobs:
-            k = job.tags["split"]
-            log = (lambda msg, k=k: print(f"  {bname}/{regime} split {k}: {msg}", file=sys.stderr, flush=True)
-                   if dist.is_main() else None)
-            res = finetune_split(lambda: backbone_from_params(p, bname), probe.preprocess, paths, mos, job, cfg, tcfg,
-                                 ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp, workers=p.run.workers,
-                                 test_time=p.features.test_time, progress=log)
-            df = res.predictions.assign(head=p.t1.head, split=k, best_epoch=res.best_epoch)
-            df["image"] = np.asarray(images)[df["index"].to_numpy()]
-            frames.append(df)
-            hist += [{"split": k, **{a: _clean(b) for a, b in h.items()}} for h in res.history]
-            steps.append(res.step_seconds)
+        for head in p.finetune.heads:
+            tcfg = TrainConfig.from_params(p.train, head, None, dataset)   # P1's heads (t3 only for K-way)
+            cfg = FinetuneConfig(mode=regime, epochs=tcfg.epochs, lr_head=tcfg.lr,
+                                 lr_backbone=p.finetune.lr_backbone, lora_r=p.finetune.lora_r,
+                                 lora_alpha=p.finetune.lora_alpha, lora_dropout=p.finetune.lora_dropout,
+                                 margin_weight=tcfg.margin_weight, margin_scale=tcfg.margin_scale,
+                                 margin_loss_swapped=tcfg.margin_loss_swapped, micro_batch=tcfg.micro_batch,
+                                 batch_size=tcfg.batch_size, precision=p.finetune.p1_precision)
+            ident = json.dumps({"dataset": dataset, "manifest": man.content_hash, "backbone": probe.identity(),
+                                "regime": regime, "head": head, "test_time": p.features.test_time}, sort_keys=True)
+            key = hashlib.sha256(ident.encode()).hexdigest()[:20]
+            for job in jobs:
+                k = job.tags["split"]
+                log = (lambda msg, k=k, h=head: print(f"  {bname}/{regime}/{h} split {k}: {msg}", file=sys.stderr,
+                                                      flush=True) if dist.is_main() else None)
+                res = finetune_split(lambda: backbone_from_params(p, bname), probe.preprocess, paths, mos, job, cfg,
+                                     tcfg, ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp,
+                                     workers=p.run.workers, test_time=p.features.test_time, progress=log)
+                for out_frames, df, ep in ((frames, res.predictions, res.best_epoch),
+                                           (lasts, res.last_predictions, tcfg.epochs - 1)):
+                    if df is not None:
+                        df = df.assign(head=head, split=k, best_epoch=ep)
+                        df["image"] = np.asarray(images)[df["index"].to_numpy()]
+                        out_frames.append(df)
+                hist += [{"head": head, "split": k, **{a: _clean(b) for a, b in h.items()}} for h in res.history]
+                steps.append(res.step_seconds)
         if not dist.is_main():
             continue
-        pred = pd.concat(frames, ignore_index=True)[["head", "split", "part", "image", "pred", "mos", "best_epoch"]]
         out = out_root / bname / regime
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "predictions.csv") as tmp:
-            pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
-        info = {"regime": regime, "backbone": bname, "weights": probe.weight_id, "splits": len(jobs),
-                "epochs": tcfg.epochs, "batch_size": tcfg.batch_size, "micro_batch": tcfg.micro_batch,
+        outputs = [("predictions.csv", frames)] + ([("predictions_last.csv", lasts)] if p.train.report_last else [])
+        for name, fr in outputs:
+            with atomic_path(out / name) as tmp:
+                pd.concat(fr, ignore_index=True)[cols].to_csv(tmp, index=False, float_format="%.7g",
+                                                              lineterminator="\n")
+        info = {"regime": regime, "label": REGIME_LABELS[regime], "backbone": bname, "weights": probe.weight_id,
+                "heads": list(p.finetune.heads), "splits": len(jobs), "epochs": tcfg.epochs,
+                "batch_size": tcfg.batch_size, "micro_batch": tcfg.micro_batch, "accumulation": tcfg.accumulation,
                 "lr_head": tcfg.lr, "lr_backbone": cfg.lr_backbone if regime == "full" else None,
-                "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout} if regime == "lora"
-                else None, "history": hist, "run": {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}}
+                "precision": cfg.precision if regime == "p1" else None,
+                "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout}
+                if regime in ("lora", "p1") else None, "history": hist,
+                "run": {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}}
         atomic_write_text(out / "run.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
         step = float(np.nanmedian(steps)) if steps else float("nan")
-        print(f"finetune {bname}/{regime} on {dataset}: {len(jobs)} split(s) x {tcfg.epochs} epoch(s) in "
-              f"{time.time() - t:.1f}s (median step {step:.3f}s, batch {tcfg.batch_size}, {dev})")
+        print(f"finetune {bname}/{regime} on {dataset}: {len(p.finetune.heads)} head(s) x {len(jobs)} split(s) x "
+              f"{tcfg.epochs} epoch(s) in {time.time() - t:.1f}s (median step {step:.3f}s, batch {tcfg.batch_size}, "
+              f"{dev})")

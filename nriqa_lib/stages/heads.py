@@ -10,7 +10,7 @@ from ..data.splits import load_splits
 from ..paths import heads_dir, splits_path
 from ..protocol import run_heads, save_heads
 
-PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t1.head", "t2.heads", "t2.reference",
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t1.head", "t2.heads", "t2.reference",
           "t3")
 
 

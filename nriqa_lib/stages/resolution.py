@@ -14,7 +14,7 @@ import time
 from ..io import atomic_path, atomic_write_text
 from ..paths import resolution_dir, splits_path, timing_dir
 
-PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights",
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights",
           "features.pretrained", "features.image_size", "features.batch_size", "features.threads",
           "features.chunk_size", "features.jpeg_draft", "train", "t3", "t5")
 

@@ -6,7 +6,7 @@ from ..data.splits import make_splits, save_splits
 from ..paths import splits_path
 from ..workspace import repo_path
 
-PARAMS = ("data.roots", "data.limit", "data.limit_seed", "splits")
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "splits")
 
 
 def run(p, dataset: str) -> None:

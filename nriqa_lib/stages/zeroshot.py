@@ -8,7 +8,7 @@ from ..io import atomic_path
 from ..paths import features_dir, zeroshot_dir
 from ..zeroshot import dataset_scores
 
-PARAMS = ("data.roots", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "t4")
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "t4")
 
 
 def run(p, dataset: str) -> None:
