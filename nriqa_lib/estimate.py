@@ -73,7 +73,7 @@ def estimate(p, gflops: dict[str, float], a: Assumptions = Assumptions()) -> lis
                 n_tr = n * train_frac
                 fl = len(p.finetune.heads) * n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
                 comp = fl / (a.mfu_train * a.peak_tflops * 1e12)
-                dec = n_splits * epochs * decode_s
+                dec = len(p.finetune.heads) * n_splits * epochs * decode_s
                 rows.append({"stage": "finetune", "dataset": d, "backbone": b, "regime": r,
                              "gflops_per_image": gflops[b], "compute_s": comp, "decode_s": dec,
                              "seconds": max(comp, dec)})

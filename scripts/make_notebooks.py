@@ -61,7 +61,9 @@ nb("t1_backbones", "T1: backbone comparison (P1)",
    "these splits could detect.",
    [("code", "from nriqa_lib.analysis.t1 import t1_backbones\n\nT = t1_backbones(P, out)\nshow(T[\"table\"], \"T1: test SRCC / raw PLCC, mean ± sd over splits\")"),
     *tests_cells("tests", "backbone pairs", "All pairwise tests (SRCC; diff = a - b)"),
-    ("code", "Image(out / \"figures\" / \"t1_srcc.png\")"), *pooled_cells("pooled", "t1_forest.png")])
+    ("code", "Image(out / \"figures\" / \"t1_srcc.png\")"), *pooled_cells("pooled", "t1_forest.png"),
+    ("code", "show(T[\"table_last_epoch\"], \"T1 at the LAST epoch (what P1's code writes; train.report_last)\") "
+             "if \"table_last_epoch\" in T else None")])
 nb("t2_activations", "T2: activation ablation (P1)",
    "The same head with ReLU (B), GELU, Sigmoid, Tanh or LeakyReLU in both hidden layers, P1's B_Sig (Sigmoid then "
    "LeakyReLU) and a ridge baseline: test SRCC, mean ± sd over splits, per dataset and backbone. Each head is "
@@ -110,17 +112,21 @@ nb("t5_resolution", "T5: input resolution and test-time views (beyond P1)",
     ("md", "Measured images/s per policy (decode + transform + forward on 32 images, 8 for native and grid, never from the feature cache) "
            "are in `results/timing/resolution_<dataset>.json` and the stage's log, not here: timings vary from run "
            "to run, and this notebook renders the same bytes for the same inputs on any machine.")])
-nb("t6_regimes", "T6: training regimes (P1): frozen vs LoRA vs full fine-tuning",
-   "The frozen backbone with the `t1.head` head (the heads stage) against P1's image-level regimes of the finetune "
-   "stage: LoRA (r 4, alpha 8, dropout 0.05 on the attention q/k projections; conv LoRA on CNNs) and full "
-   "fine-tuning (backbone lr `finetune.lr_backbone`), with the same head, loss, epochs and epoch selection. Cells "
-   "are test SRCC, mean ± sd over the fine-tuned splits; each regime is compared with frozen on the same splits "
-   "(Holm within one claim: one regime over all datasets x backbones). Off in the offline default "
-   "(`finetune.regimes: []`).",
+nb("t6_regimes", "T6: training regimes (P1): frozen vs P1's regime vs LoRA vs full fine-tuning",
+   "Each head of `finetune.heads` on the frozen backbone (the heads stage) against the image-level regimes of the "
+   "finetune stage: `p1`, P1's regime (LoRA adapters + the full backbone, one Adam at `train.lr`, P1's bf16 "
+   "dtypes: what produced P1's published numbers), and ours: `lora` (adapters only: r 4, alpha 8, dropout 0.05 on "
+   "the attention q/k projections; conv LoRA on CNNs) and `full` (backbone lr `finetune.lr_backbone`), with the "
+   "same head, loss, epochs and epoch selection. Cells are test SRCC, mean ± sd over the fine-tuned splits; each "
+   "regime is compared with frozen on the same splits (Holm within one claim: one regime over all datasets x "
+   "backbones x heads). With `train.report_last` the same at the last epoch (what P1's code writes). Off in the "
+   "offline default (`finetune.regimes: []`).",
    [("code", "from nriqa_lib.analysis.t6 import t6_regimes\n\nT = t6_regimes(P, out)\nshow(T[\"table\"], \"T6: test SRCC, mean ± sd over splits\")"),
     ("code", "display(Markdown(verdict(T[\"tests\"], P.stats.alpha, \"regime-vs-frozen comparisons\"))) if len(T[\"tests\"]) else None"),
     ("code", f"folded(T[\"tests\"], \"All tests vs frozen (SRCC)\", {TEST_COLS}) if len(T[\"tests\"]) else None"),
-    *pooled_cells("pooled", "t6_forest.png")])
+    *pooled_cells("pooled", "t6_forest.png"),
+    ("code", "show(T[\"last_epoch\"][\"table\"], \"T6 at the LAST epoch (what P1's code writes)\") "
+             "if \"last_epoch\" in T else None")])
 nb("report", "nriqa report",
    "Every claim of P1 and P2 tested on the data at hand: one row per dataset/backbone cell (its table's Holm p, "
    "`p_holm`, decides its verdict), then each claim's pooled row on human-rated data, whose verdict uses `p_study`, "

@@ -149,13 +149,16 @@ def _images(tmp_path, n=14):
     return paths, np.asarray(mos)
 
 
-@pytest.mark.parametrize("mode", ["lora", "full"])
+@pytest.mark.parametrize("mode", ["lora", "full", "p1"])
 def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(tmp_path, mode):
     paths, mos = _images(tmp_path)
     pp = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     job = HeadJob(np.arange(0, 8), np.arange(8, 11), np.arange(11, 14), seed=3)
-    tcfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, hidden=8, micro_batch=2)
-    cfg = FinetuneConfig(mode=mode, epochs=3, lr_head=1e-3, lr_backbone=1e-4, micro_batch=2)
+    # p1: P1's loop (windows across epochs) and the last epoch reported too, in fp32 (bf16: test_p1_oracle.py)
+    extra = {"accumulation": "p1", "report_last": True} if mode == "p1" else {}
+    tcfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, hidden=8, micro_batch=2, **extra)
+    cfg = FinetuneConfig(mode=mode, epochs=3, lr_head=1e-3, lr_backbone=1e-4, micro_batch=2, batch_size=4,
+                         precision="fp32")
     whole = finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg, ckpt=tmp_path / "a.pt")
 
     class Stop(Exception):
@@ -170,6 +173,7 @@ def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(t
     resumed = finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg, ckpt=tmp_path / "b.pt")
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     np.testing.assert_array_equal(resumed.predictions["pred"], whole.predictions["pred"])
+    np.testing.assert_array_equal(resumed.last_predictions["pred"], whole.last_predictions["pred"])
     assert resumed.best_epoch == whole.best_epoch
     val = [h["val_srcc"] for h in whole.history]
     assert whole.best_epoch == int(np.argmax(val))                       # selection on val (clean protocol)
@@ -178,3 +182,52 @@ def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(t
     other = finetune_split(_Tiny, pp, paths, mos, HeadJob(job.train_idx, job.val_idx, job.test_idx, seed=4), cfg,
                            tcfg, ckpt=tmp_path / "b.pt")
     assert [h["epoch"] for h in other.history] == [0, 1, 2]
+
+
+def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatch):
+    """Issue 20 item 2: the stage fine-tunes each head of ``finetune.heads`` with each regime (its own checkpoint
+    key per head), writes them all with their ``head`` column, and the last epoch's predictions beside them
+    (``train.report_last``); run.json labels the regime. finetune_split itself is replaced by a recorder (its
+    numbers are tested above and against P1's code in test_p1_oracle.py)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    import nriqa_lib.finetune as ft
+    from nriqa_lib.config import ParamsView, load_params
+    from nriqa_lib.data.manifest import open_dataset
+    from nriqa_lib.data.splits import make_splits, save_splits
+    from nriqa_lib.stages import finetune as stage
+    repo = Path(__file__).resolve().parents[1]
+    clive = repo.parent / "shared" / "datasets" / "clive"
+    if not (clive / "clive.csv").is_file():
+        pytest.skip("needs ../shared")
+    p = load_params(repo / "params-smoke.yaml")
+    p.data.roots["clive"], p.data.limit = str(clive), 12
+    p.finetune.backbones, p.finetune.regimes, p.finetune.heads = ["random_tf_efficientnet_lite0"], ["p1"], ["B", "B_Gated"]
+    p.finetune.max_splits = 1
+    monkeypatch.chdir(tmp_path)
+    view = ParamsView(p, stage.PARAMS)
+    man = open_dataset(view, "clive")
+    assert len(man.table) == 12 and man.table["image"].str.startswith("images/").all()
+    save_splits(make_splits(man.table, "p1"), Path("splits") / "clive.csv")
+    calls = []
+
+    def recorder(make_backbone, preprocess, paths, mos, job, cfg, tcfg, ckpt=None, **kw):
+        calls.append((tcfg.head, cfg.mode, cfg.precision, tcfg.accumulation, ckpt))
+        ev = np.concatenate([job.val_idx, job.test_idx])
+        df = pd.DataFrame({"part": "test", "index": ev, "pred": float(len(calls)), "mos": mos[ev]})
+        return ft.SplitResult(df, 0, [{"epoch": 0, "val_srcc": float("nan"), "test_srcc": 0.5}], 0.1,
+                              df.assign(pred=-float(len(calls))))
+
+    monkeypatch.setattr(ft, "finetune_split", recorder)
+    stage.run(view, "clive")
+    assert [c[:4] for c in calls] == [("B", "p1", "fp32", "p1"), ("B_Gated", "p1", "fp32", "p1")]
+    assert calls[0][4] != calls[1][4]                                   # a checkpoint of its own per head
+    out = Path("results/finetune/clive/random_tf_efficientnet_lite0/p1")
+    pred, last = pd.read_csv(out / "predictions.csv"), pd.read_csv(out / "predictions_last.csv")
+    assert pred.groupby("head")["pred"].first().to_dict() == {"B": 1.0, "B_Gated": 2.0}
+    assert last.groupby("head")["pred"].first().to_dict() == {"B": -1.0, "B_Gated": -2.0}
+    info = json.loads((out / "run.json").read_text())
+    assert info["label"] == "P1's regime: LoRA adapters + full backbone" and info["heads"] == ["B", "B_Gated"]

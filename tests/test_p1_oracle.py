@@ -108,29 +108,42 @@ def test_p1_loop_on_frozen_features_equals_p1_head_and_loss(p1):
     opt = torch.optim.Adam(mlp.parameters(), lr=cfg.lr, weight_decay=0.0)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     global_step = 0
-    for (perm,) in batch_order(n_train, 2, n_train, job.seed):          # P1 l.376-421, its loader's order = ours
-        opt.zero_grad()
-        for i in range(0, n_train - 1, 2):                                 # batch 2, drop_last
-            b = torch.as_tensor(perm[i:i + 2])
-            score = mlp(Xt[b])
-            loss = (torch.nn.functional.mse_loss(score.squeeze(1), yt[b])
-                    + p1.util.margin_loss(score.squeeze(1), yt[b])) / 6
-            loss.backward()
-            global_step += 1
-            if global_step % 6 == 0:
-                opt.step()
-                opt.zero_grad()
+    for (perm,) in batch_order(n_train, 2, n_train, job.seed):          # P1's loader order = ours
+        global_step = _p1_epoch(p1, opt, perm, lambda b: mlp(Xt[b]), yt, global_step)
     with torch.no_grad():
         theirs = mlp(Xt).squeeze(1).numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
 
 
+def _p1_epoch(p1, optimizer, order, score_of, target, global_step: int) -> int:
+    """One epoch of P1's loop (train.py l.382-421): zero_grad at the epoch start; micro-batches of 2 in ``order``
+    (drop_last); each (MSE + P1's margin_loss(score, gt)) / 6, backward; a step every 6 micro-steps of a counter
+    that runs on across epochs. Returns the counter."""
+    optimizer.zero_grad()
+    for i in range(0, len(order) - 1, 2):
+        b = torch.as_tensor(order[i:i + 2])
+        score = score_of(b).squeeze(1)
+        loss = (torch.nn.functional.mse_loss(score, target[b]) + p1.util.margin_loss(score, target[b])) / 6
+        loss.backward()
+        global_step += 1
+        if global_step % 6 == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    return global_step
+
+
 def _copy_head(head, mlp) -> None:
-    """Our B_Gated head's weights into P1's MLP3_Gated (the same initial weights on both sides)."""
-    m = {"fc1.weight": "linears.0.weight", "fc1.bias": "linears.0.bias", "fc2.weight": "linears.1.weight",
-         "fc2.bias": "linears.1.bias", "fc3.weight": "out.weight", "fc3.bias": "out.bias",
-         "act1.g": "acts.0.g", "act1.sig_act.alpha": "acts.0.sig.alpha", "act1.sig_act.beta": "acts.0.sig.beta",
-         "act1.lrelu_act.a": "acts.0.prelu.weight", "act2.a": "acts.1.weight"}
+    """Our head's weights into P1's (the same initial weights on both sides): B_Gated -> MLP3_Gated, B ->
+    mlp_3_layer (Linear-ReLU-Linear-ReLU-Linear)."""
+    if hasattr(mlp, "adapter"):
+        m = {"adapter.0.weight": "linears.0.weight", "adapter.0.bias": "linears.0.bias",
+             "adapter.2.weight": "linears.1.weight", "adapter.2.bias": "linears.1.bias",
+             "adapter.4.weight": "out.weight", "adapter.4.bias": "out.bias"}
+    else:
+        m = {"fc1.weight": "linears.0.weight", "fc1.bias": "linears.0.bias", "fc2.weight": "linears.1.weight",
+             "fc2.bias": "linears.1.bias", "fc3.weight": "out.weight", "fc3.bias": "out.bias",
+             "act1.g": "acts.0.g", "act1.sig_act.alpha": "acts.0.sig.alpha", "act1.sig_act.beta": "acts.0.sig.beta",
+             "act1.lrelu_act.a": "acts.0.prelu.weight", "act2.a": "acts.1.weight"}
     ours = head.state_dict()
     assert set(m) == set(mlp.state_dict())
     mlp.load_state_dict({k: ours[v].clone() for k, v in m.items()})
@@ -261,12 +274,14 @@ def _tiny_siglip(seed: int = 0):
     return full, bb
 
 
-def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path):
+@pytest.mark.parametrize("head_name,p1_head", [("B_Gated", "MLP3_Gated"), ("B", "mlp_3_layer")])
+def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path, head_name, p1_head):
     """Item 8, the proof that the paper profile is P1's code: on a tiny SiglipModel and 20 CLIVE images, P1's
     training loop (its MLP3_Gated, margin_loss, Adam over model + head, zero_grad at each epoch start, a step every
     6 micro-batches of 2 counted across epochs) and P1's own ``evaluate`` vs our finetune_split with regime p1,
     from the same initial weights (backbone, LoRA adapters, head) and data order, 2 epochs, fp32 on CPU: the
-    predictions after each epoch agree to 1e-5 and the per-epoch test SRCC is the same number.
+    predictions after each epoch agree to 1e-5 and the per-epoch test SRCC is the same number. Items 1, 2, 4, 5:
+    for P1's B_Gated (MLP3_Gated) and B (its mlp_3_layer) heads; best-on-test and the last epoch both checked.
     LoRA dropout is 0 here: its masks are random draws whose stream no method promises to share."""
     from peft import LoraConfig, get_peft_model
     from torch.utils.data import DataLoader
@@ -278,7 +293,7 @@ def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path):
     paths = [CLIVE / p for p in man["image"]]
     mos = man["mos"].to_numpy(np.float64)
     job = HeadJob(np.arange(14), np.zeros(0, np.int64), np.arange(14, 20), seed=3, tags={"split": 0})
-    tcfg = TrainConfig(head="B_Gated", epochs=2, lr=1e-4, batch_size=12, micro_batch=2, accumulation="p1",
+    tcfg = TrainConfig(head=head_name, epochs=2, lr=1e-4, batch_size=12, micro_batch=2, accumulation="p1",
                        margin_loss_swapped=True, select_on="test", report_last=True)
     cfg = FinetuneConfig(mode="p1", epochs=2, lr_head=1e-4, lora_dropout=0.0, margin_loss_swapped=True,
                          micro_batch=2, batch_size=12, precision="fp32")
@@ -298,7 +313,7 @@ def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path):
     for k, v in init.items():
         sd[f"base_model.model.vision_model.{k}"] = v
     model.load_state_dict(sd)
-    mlp = p1.models.MLP3_Gated(input_dim=32, hidden=512)
+    mlp = getattr(p1.models, p1_head)(input_dim=32, hidden=512)
     _copy_head(head, mlp)
     model.requires_grad_(True)
     mlp.requires_grad_(True)
@@ -316,19 +331,8 @@ def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path):
     global_step, srcc_p1, preds_p1 = 0, [], []
     model.train(), mlp.train()
     for (perm,) in batch_order(len(job.train_idx), 2, len(job.train_idx), job.seed):
-        optimizer.zero_grad()                                   # P1 l.382
-        for i in range(0, len(perm) - 1, 2):                    # batch 2, drop_last
-            b = job.train_idx[perm[i:i + 2]]
-            inputs = processor(images=images[b], return_tensors="pt").to(device)
-            features = model.get_image_features(**inputs)
-            score = mlp(features)
-            loss = (torch.nn.functional.mse_loss(score.squeeze(1), scores[b])
-                    + p1.util.margin_loss(score.squeeze(1), scores[b])) / 6
-            loss.backward()
-            global_step += 1
-            if global_step % 6 == 0:
-                optimizer.step()
-                optimizer.zero_grad()
+        global_step = _p1_epoch(p1, optimizer, job.train_idx[perm], lambda b: mlp(model.get_image_features(
+            **processor(images=images[b], return_tensors="pt").to(device))), scores, global_step)
         results, _ = p1.train.evaluate(model, mlp, processor, eval_loader, device)   # P1's own evaluation
         srcc_p1.append(results["SRCC"])
         with torch.no_grad():

@@ -41,7 +41,8 @@ def t1_backbones(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
         last = last[(last["head"] == p.t1.head) & (last["part"] == "test")]
         lrows = split_metrics(last, ["dataset", "backbone"])
         lsumm = summarize_groups(lrows, last, ["dataset", "backbone"], des, METRICS, p.stats.n_boot, p.stats.seed)
-        export(p, format_pm(lsumm, ["dataset"], ["metric", "backbone"]), tdir, "t1_backbones_last_epoch",
+        last_table = format_pm(lsumm, ["dataset"], ["metric", "backbone"])
+        export(p, last_table, tdir, "t1_backbones_last_epoch",
                f"T1 at the LAST epoch (what P1's code writes; the table t1_backbones is {protocol(p.train.select_on)}): "
                f"{p.t1.head} head, test SRCC and raw PLCC, mean ± sd over splits." + design_note(des))
         write_csv(lrows, tdir / "t1_rows_last_epoch.csv")
@@ -50,4 +51,7 @@ def t1_backbones(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     write_metrics_json(out / "metrics.json", {d: {b: g.set_index("metric")["mean"].to_dict()
                                                   for b, g in s.groupby("backbone")}
                                               for d, s in summ.groupby("dataset")})
-    return {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool}
+    res = {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool}
+    if p.train.report_last:
+        res["table_last_epoch"] = last_table
+    return res

@@ -138,23 +138,33 @@ def build_one(name: str, labels: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataF
     return df
 
 
-def build_clive(clive_root: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataFrame:
-    """CLIVE: the 1162 test images (t1-t7 excluded, the standard protocol), with per-file sha256."""
+_LIVE_NOTE = ("the images are under the LIVE copyright notice README-LIVE.txt of the dataset root, which must "
+              "accompany every copy")
+
+
+def _clive(clive_root: Path, out_dir: Path, name: str, training_images: bool, note: str) -> pd.DataFrame:
+    """A CLIVE manifest from ../shared/datasets/clive/clive.csv, in its (the release's) row order, per-file sha256."""
     path = clive_root / "clive.csv"
     src = pd.read_csv(path)
-    src = src[src["is_training_image"] == 0].reset_index(drop=True)
-    if len(src) != 1162:
-        raise ManifestError(f"{path}: expected 1162 test images, got {len(src)}")
+    if not training_images:
+        src = src[src["is_training_image"] == 0].reset_index(drop=True)
+    expected = 1169 if training_images else 1162
+    if len(src) != expected:
+        raise ManifestError(f"{path}: expected {expected} rows for {name} (1162 test images"
+                            f"{' + the 7 training images' if training_images else ''}), got {len(src)}")
     df = pd.DataFrame({"image": src["image"], "mos": src["mos"] / 100.0, "mos_raw": src["mos"],
                        "group": src["image"], "original_name": src["original_name"], "sha256": src["sha256"]})
-    card = _card("clive", df, path, {"scale": (0, 100), "higher_is_better": True,
-                                     "citation": "Ghadiyaram & Bovik, IEEE TIP 2016",
-                                     "source": "../shared/datasets/clive (complete release; BMP files as lossless WebP)",
-                                     "note": "7 training images t1-t7 excluded; the images are under the LIVE "
-                                             "copyright notice README-LIVE.txt of the dataset root, which must "
-                                             "accompany every copy"})
-    _write("clive", df, card, out_dir)
+    card = _card(name, df, path, {"scale": (0, 100), "higher_is_better": True,
+                                  "citation": "Ghadiyaram & Bovik, IEEE TIP 2016",
+                                  "source": "../shared/datasets/clive (complete release; BMP files as lossless WebP)",
+                                  "note": f"{note}; {_LIVE_NOTE}"})
+    _write(name, df, card, out_dir)
     return df
+
+
+def build_clive(clive_root: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataFrame:
+    """CLIVE: the 1162 test images (t1-t7 excluded, the standard protocol), with per-file sha256."""
+    return _clive(clive_root, out_dir, "clive", False, "7 training images t1-t7 excluded")
 
 
 def build_clive_p1(clive_root: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataFrame:
@@ -162,22 +172,8 @@ def build_clive_p1(clive_root: Path, out_dir: Path = MANIFEST_DIR) -> pd.DataFra
     t1-t7 included, in the release's order (the order of ../shared/datasets/clive/clive.csv: t1-t7 first, as
     the [7:1169] slice other IQA code takes of the .mat implies), so P1's random_split partitions (935/234 with
     seeds 8/19/25) come out index for index. For dataset clive with data.manifests: {clive: clive_p1}."""
-    path = clive_root / "clive.csv"
-    src = pd.read_csv(path)
-    if len(src) != 1169:
-        raise ManifestError(f"{path}: expected 1169 rows (1162 + 7 training images), got {len(src)}")
-    df = pd.DataFrame({"image": src["image"], "mos": src["mos"] / 100.0, "mos_raw": src["mos"],
-                       "group": src["image"], "original_name": src["original_name"], "sha256": src["sha256"]})
-    card = _card("clive_p1", df, path, {"scale": (0, 100), "higher_is_better": True,
-                                        "citation": "Ghadiyaram & Bovik, IEEE TIP 2016",
-                                        "source": "../shared/datasets/clive (complete release; BMP files as lossless "
-                                                  "WebP)",
-                                        "note": "P1's rows: all 1169 of AllImages_release in release order, the 7 "
-                                                "training images t1-t7 included (the paper profile); the images are "
-                                                "under the LIVE copyright notice README-LIVE.txt of the dataset "
-                                                "root, which must accompany every copy"})
-    _write("clive_p1", df, card, out_dir)
-    return df
+    return _clive(clive_root, out_dir, "clive_p1", True, "P1's rows: all 1169 of AllImages_release in release "
+                  "order, the 7 training images t1-t7 included (the paper profile)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,8 +71,8 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
                     r.p_holm, _verdict(r.diff, r.p_holm, alpha)))
     t6 = _read(results, "t6/tables/t6_tests.csv")
     for r in t6.itertuples() if "a" in t6 else []:
-        out.append((f"P1: {r.a} fine-tuning beats a frozen backbone", f"{r.dataset}/{r.backbone}", r.diff, r.p_holm,
-                    _verdict(r.diff, r.p_holm, alpha)))
+        where = f"{r.dataset}/{r.backbone}" + (f"/{r.head}" if "head" in t6 else "")
+        out.append((_t6_claim(r.a), where, r.diff, r.p_holm, _verdict(r.diff, r.p_holm, alpha)))
     t4n = _read(results, "t4/tables/t4_notes.csv")
     for r in t4n.itertuples():
         out.append(("P2: MA-CLIP beats CLIP-IQA", f"{r.dataset}/{r.model}", np.nan, np.nan,
@@ -100,8 +100,18 @@ def _default_claim(rel: str, key: str) -> str:
     if rel.startswith("t3/"):
         return f"ours: {key} beats the best fixed activation"
     if rel.startswith("t6/"):
-        return f"P1: {key} fine-tuning beats a frozen backbone"
+        return _t6_claim(key)
     return key
+
+
+# T6's regimes as claims: P1's published fine-tuning is the p1 regime; lora (adapters only) and full are ours
+T6_CLAIMS = {"p1": "P1: its fine-tuning (LoRA adapters + full backbone) beats a frozen backbone",
+             "lora": "ours: LoRA adapters alone beat a frozen backbone",
+             "full": "ours: full fine-tuning beats a frozen backbone"}
+
+
+def _t6_claim(regime: str) -> str:
+    return T6_CLAIMS.get(regime, f"{regime} fine-tuning beats a frozen backbone")
 
 
 def _cue_claim(score: str) -> str:
@@ -128,8 +138,7 @@ _POOLED = (("t2/tables/t2_pooled.csv", "a", {"sigmoid": "P1: sigmoid beats ReLU"
                                              "kway": "ours: K-way selection beats the best fixed activation"}),
            ("t4/tables/t4_pooled.csv", "claim", {}),
            ("t5/tables/t5_pooled.csv", "a", {}),
-           ("t6/tables/t6_pooled.csv", "a", {"lora": "P1: lora fine-tuning beats a frozen backbone",
-                                             "full": "P1: full fine-tuning beats a frozen backbone"}))
+           ("t6/tables/t6_pooled.csv", "a", T6_CLAIMS))
 
 
 def _fmt_p(p: float, below: bool) -> str:
