@@ -25,6 +25,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"run.device={spec!r} but torch sees no CUDA device (torch {torch.__version__}); "
                            f"use run.device: auto or cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(f"run.device={spec!r} but torch sees {torch.cuda.device_count()} CUDA device(s) "
+                           f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); use run.device: auto, cuda or one of those")
     return dev
 
 

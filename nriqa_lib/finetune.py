@@ -77,8 +77,6 @@ class FinetuneConfig:
     precision: Literal["fp32", "bf16"] = "fp32"     # the p1 regime's weights and autocast (P1: bf16)
 
 
-
-
 def check_bf16(device: torch.device) -> None:
     """Refuse, in one line, a bf16 run where the device cannot do bf16 (never fp32 under a bf16 label)."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -284,11 +282,30 @@ class SplitResult:
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What a checkpoint holds: the trained tensors (adapters or the whole backbone, and the head) plus every
-    buffer (BatchNorm statistics move in training mode); frozen base weights are rebuilt, not saved."""
-    out = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-    out.update((n, b.detach().cpu().clone()) for n, b in model.named_buffers())
-    return out
+    """What a checkpoint holds: the trained tensors (adapters, or the whole backbone, and the head) plus every
+    *persistent* buffer (BatchNorm statistics move in training mode), i.e. the entries of ``state_dict()`` that
+    training can change. Non-persistent buffers (CLIP's ``attn_mask``, the RoPE tables of DINOv3 and PE) are not
+    in ``state_dict()``: the model rebuilds them, and a strict load would reject them. Frozen weights are rebuilt,
+    not saved."""
+    sd = model.state_dict()
+    params = dict(model.named_parameters())
+    return {k: v.detach().cpu().clone() for k, v in sd.items() if k not in params or params[k].requires_grad}
+
+
+def _rng_state(device: torch.device) -> dict:
+    """CPU and (on a GPU) CUDA generator states: LoRA dropout on a GPU draws from the CUDA generator."""
+    st = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def _set_rng_state(st, device: torch.device) -> None:
+    if isinstance(st, torch.Tensor):             # checkpoints written before the CUDA state was kept
+        st = {"cpu": st}
+    torch.set_rng_state(st["cpu"])
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"], device)
 
 
 def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Sequence[Path], mos: np.ndarray,
@@ -325,14 +342,15 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     if ckpt is not None and ckpt.is_file():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         if st.get("cfg_id") == cfg_id:
-            model.load_state_dict({**model.state_dict(), **st["trainable"]})
+            sd = model.state_dict()       # (a checkpoint from before non-persistent buffers were left out: skip them)
+            model.load_state_dict({**sd, **{k: v for k, v in st["trainable"].items() if k in sd}})
             opt.load_state_dict(st["opt"])
-            torch.set_rng_state(st["rng"])
+            _set_rng_state(st["rng"], device)
             start, history, best, last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
     tf = build_transform(preprocess, test_time)
     ds = ImageDataset(list(paths), tf)
     lk = loader_kwargs(device, workers)
-    mos_t = torch.as_tensor(mos, dtype=torch.float32)
+    mos_t = torch.tensor(np.asarray(mos, dtype=np.float32))      # a copy: the manifest column may be read-only
     step_t: list[float] = []
     net = model
     if W > 1:       # gradients averaged over ranks: each rank's loss x W gives the one-process sum
@@ -386,7 +404,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
                 torch.save({"cfg_id": cfg_id, "epoch": ep, "trainable": _trainable_state(model),
-                            "opt": opt.state_dict(), "rng": torch.get_rng_state(), "history": history, "best": best,
+                            "opt": opt.state_dict(), "rng": _rng_state(device), "history": history, "best": best,
                             "last": last}, tmp)
         dist.barrier()
     _, best_ep, pred = best

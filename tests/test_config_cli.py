@@ -67,6 +67,23 @@ def test_missing_data_root_fails_at_check(tmp_path, capsys):
     assert "data root of 'clive' (data.roots.clive=/no/such/clive) is not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:7"])
+def test_a_gpu_that_is_not_there_is_refused_at_check(tmp_path, monkeypatch, capsys, device):
+    """Issue 22 item 5: run.device naming an absent GPU (or an index beyond the count) fails `check` in one line,
+    before any stage (it used to pass check and die later with a traceback)."""
+    import torch
+    if device == "cuda:7":          # a machine with one GPU
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    elif torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    f = _params(tmp_path, lambda r: r["run"].update(device=device))
+    assert cli.main(["--params", str(f), "check", "--stamp", str(tmp_path / "ok.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: params: run.device='{device}' but torch sees") and len(err.splitlines()) == 1
+    assert not (tmp_path / "ok.txt").exists()
+
+
 def test_bad_manifest_writes_no_split_file(tmp_path, monkeypatch, capsys):
     root = tmp_path / "root"
     df = make_image_dataset(root, n=30, size=(16, 16))
