@@ -347,3 +347,31 @@ def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path, head_name,
     assert res.best_epoch == best
     np.testing.assert_allclose(res.predictions[res.predictions["part"] == "test"]["pred"].to_numpy(),
                                preds_p1[best], atol=1e-5, rtol=0)
+
+
+def test_koniq_512x384_manifest_is_what_p1_reads(p1, tmp_path):
+    """Item 6: P1's KonIQ_10K class (dataset.py l.52-84) on a stand-in of its layout (root/koniq10k_512x384/512x384/
+    + the scores csv, here the published label table) reads our koniq10k_512x384 rows in the same order, the
+    same MOS/100 and image paths (with our root = P1's root/koniq10k_512x384); its build_datasets partitions are
+    our p1 splits (8058/2015; P1's evaluation loader drops the odd test set's last image: 2014 + 1 unused)."""
+    from nriqa_lib.data.manifest import read_manifest
+    from nriqa_lib.data.splits import make_splits
+    labels = REPO.parent / "shared" / "labels" / "koniq10k_distributions_sets.csv"
+    root = tmp_path / "KonIQ_10K"
+    (root / "koniq10k_512x384" / "512x384").mkdir(parents=True)
+    (root / "koniq10k_scores_and_distributions").mkdir()
+    (root / "koniq10k_scores_and_distributions" / "koniq10k_scores_and_distributions.csv").write_bytes(
+        labels.read_bytes())
+    ds = p1.dataset.KonIQ_10K(path_to_db=str(root))
+    man = read_manifest(REPO / "data_manifests" / "koniq10k_512x384.csv")
+    ours = man["image"].map(lambda s: str(root / "koniq10k_512x384" / s))
+    theirs = ds.data["image_name"].map(lambda s: str(Path(ds.image_dir) / s))
+    assert [str(Path(a)) for a in theirs] == list(ours)
+    np.testing.assert_allclose(man["mos"].to_numpy(), ds.data["MOS"].to_numpy() / 100, rtol=0, atol=1e-9)
+    sp = make_splits(man, "p1")
+    for k, seed in enumerate((8, 19, 25)):
+        train, test = p1.train.build_datasets("KonIQ_10K", {"KonIQ_10K": str(root)}, seed)
+        got = sp[sp["split"] == k].set_index("image")["part"]
+        assert set(man["image"].to_numpy()[train.indices]) == set(got[got == "train"].index)
+        assert list(got[got == "unused"].index) == [man["image"][test.indices[-1]]]
+        assert (got == "test").sum() == len(test) - 1 == 2014
