@@ -59,7 +59,7 @@ def _weights(p, action: str, names: list[str]) -> int:
 # stage -> the folders it writes (checked before any work)
 OUTPUTS = {"features": ("features", "cache/features"), "heads": ("results/heads",), "cross": ("results/cross",),
            "zeroshot": ("results/zeroshot", "cache/maclip"), "figures": ("results/figures",), "splits": ("splits",),
-           "finetune": ("results/finetune", "cache/finetune"),
+           "finetune": ("results/finetune", "cache/finetune", "cache/pixels"),
            "resolution": ("results/resolution", "cache/features")}
 
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "profile":
             from .profiles import run_profile
             load_params(a.file)                     # the profile itself must be valid
-            return run_profile(a.name, a.file, queue=a.queue, dry_run=a.dry_run)
+            return run_profile(a.name, a.file, queue=a.queue, dry_run=a.dry_run, base_file=a.params)
         if a.cmd == "hash":
             from .data.manifest import write_sha256
             print(f"sha256 of every image written to {write_sha256(a.dataset, p.data.roots)}")

@@ -73,6 +73,8 @@ def build_transform(pp: Preprocess, test_time: TestTime = "squash"):
         return T.Compose(norm)
     if test_time == "grid":
         return T.Compose([*norm, T.Lambda(make_views)])
+    if test_time == "squash" and pp.processor:
+        return ProcessorTransform(pp.pre_squash, pp.processor)
     if test_time == "squash":
         return T.Compose([T.Resize((pp.size, pp.size), interpolation=_interp(pp.interpolation), antialias=True), *norm])
     short = int(round(pp.size / pp.crop_pct))
@@ -85,6 +87,32 @@ def build_transform(pp: Preprocess, test_time: TestTime = "squash"):
     raise ValueError(f"unknown test_time {test_time!r}; use squash, center_crop or multi_crop")
 
 
+class ProcessorTransform:
+    """P1's path for a transformers backbone (train.py + dataset.py): the image squashed with PIL's default filter
+    (bicubic) to ``pre_squash``, as the (C, H, W) float tensor of 0-255 values P1's dataset returns, then the
+    release's HF image processor called as P1 calls it (``processor(images=..., return_tensors="pt")``). The
+    processor is built from its config on first use (in each DataLoader worker)."""
+
+    def __init__(self, pre_squash: int, processor: str):
+        self.pre_squash, self.processor, self._proc = int(pre_squash), processor, None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_proc": None}
+
+    def __call__(self, im: Image.Image) -> torch.Tensor:
+        if self._proc is None:
+            import json
+
+            import transformers
+            cfg = json.loads(self.processor)
+            self._proc = getattr(transformers, cfg["image_processor_type"].removesuffix("Fast")).from_dict(cfg)
+        s = self.pre_squash
+        if im.size != (s, s):
+            im = im.resize((s, s), Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.array(im, dtype=np.uint8).transpose(2, 0, 1)).float()
+        return self._proc(images=x, return_tensors="pt")["pixel_values"][0]
+
+
 DRAFTABLE = ("squash", "center_crop", "multi_crop")      # views made by resizing the whole image down
 
 
@@ -95,7 +123,7 @@ def draft_request(size: tuple[int, int], pp: Preprocess, test_time: TestTime, ma
     if not margin or test_time not in DRAFTABLE:
         return None
     if test_time == "squash":
-        side = int(np.ceil(margin * pp.size))
+        side = int(np.ceil(margin * pp.squash_size))
         return side, side
     r = margin * round(pp.size / pp.crop_pct) / min(size)
     return int(np.ceil(size[0] * r)), int(np.ceil(size[1] * r))

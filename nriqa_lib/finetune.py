@@ -11,8 +11,8 @@
 
 Where LoRA goes (:func:`add_lora`), by what the backbone has:
 
-* ``q_proj``/``k_proj`` Linear layers (transformers models, open_clip's RN50 attention pool): peft, on exactly
-  those (P1's ``target_modules``; a MAP pooling head's own attention is left alone, as in P1).
+* ``q_proj``/``k_proj`` Linear layers (transformers models, open_clip's RN50 attention pool; ``query``/``key`` in
+  transformers' DINOv2): peft, on exactly those (P1's ``target_modules``; a MAP pooling head's own attention is left alone, as in P1).
 * a fused ``qkv`` Linear (timm ViTs and EVA: DINOv2, DINOv3, PE, open_clip's SigLIP2 trunk): our
   :class:`FusedQKLoRA`, because peft can only adapt the whole fused layer (q, k *and* v), where P1 adapts q, k.
 * ``nn.MultiheadAttention`` (open_clip's CLIP ViTs): our :class:`MHAQKLoRA`, a parametrization of
@@ -56,7 +56,8 @@ from .train import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
 __all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_lora", "finetune", "finetune_split",
            "CONV_TARGETS", "REGIME_LABELS", "check_bf16", "p1_dtypes"]
 
-CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl")   # ResNet bottleneck, EfficientNet(-Lite) blocks
+# ResNet bottleneck (timm), EfficientNet(-Lite) blocks, transformers' ResNet ("convolution")
+CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl", "convolution")
 
 
 @dataclass
@@ -174,7 +175,8 @@ def add_lora(module: nn.Module, cfg: FinetuneConfig) -> nn.Module:
             raise ValueError(f"no Linear/Conv2d layer named {list(cfg.target_modules)} in the backbone; its Linear "
                              f"layers are named {sorted({leaf[n] for n in lin})[:10]}")
         return _peft(module, cfg, targets)
-    qk = [t for t in ("q_proj", "k_proj") if any(leaf[n] == t for n in lin)]
+    qk = ([t for t in ("q_proj", "k_proj") if any(leaf[n] == t for n in lin)]
+          or [t for t in ("query", "key") if any(leaf[n] == t for n in lin)])     # transformers' DINOv2 names
     fused = [n for n in lin if leaf[n] == "qkv"]
     mha = [n for n, m in named.items() if isinstance(m, nn.MultiheadAttention)]
     if qk:                                       # HF-style projections: peft on exactly those, as P1
@@ -311,13 +313,15 @@ def _set_rng_state(st, device: torch.device) -> None:
 def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Sequence[Path], mos: np.ndarray,
                    job: HeadJob, cfg: FinetuneConfig, tcfg: TrainConfig, ckpt: Path | None = None,
                    device: torch.device = torch.device("cpu"), amp: str = "off", workers: int = 0,
-                   test_time: str = "squash", progress: Callable[[str], None] | None = None) -> SplitResult:
+                   test_time: str = "squash", progress: Callable[[str], None] | None = None,
+                   pixels: np.ndarray | None = None) -> SplitResult:
     """Fine-tune a fresh backbone + P1 head on one split's train images; after every epoch predict val and
     test and checkpoint; return the predictions of the epoch chosen on ``tcfg.select_on`` (val, or test
     as P1) and those of the last epoch. ``ckpt``: the checkpoint file (resumed when present and made for the
     same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.train.p1_windows`);
     the p1 regime runs in ``cfg.precision`` whatever ``amp`` says (bf16: P1's dtypes and autocast, refused where
-    the device has no bf16; fp32: no autocast)."""
+    the device has no bf16; fp32: no autocast). ``pixels``: the images already squashed to the input size
+    (:func:`nriqa_lib.pixels.squashed_images`, decoded once for every epoch and split; the same tensors)."""
     if cfg.mode == "p1":
         if cfg.precision == "bf16":
             check_bf16(device)
@@ -348,7 +352,15 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
             _set_rng_state(st["rng"], device)
             start, history, best, last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
     tf = build_transform(preprocess, test_time)
-    ds = ImageDataset(list(paths), tf)
+    if pixels is not None:
+        side = preprocess.squash_size
+        if test_time != "squash" or pixels.shape[1:3] != (side, side) or len(pixels) != len(paths):
+            raise ValueError(f"pixels of shape {pixels.shape} are not {len(paths)} images squashed to "
+                             f"{side} px (test_time {test_time})")
+        from .pixels import SquashedDataset
+        ds = SquashedDataset(pixels, tf)
+    else:
+        ds = ImageDataset(list(paths), tf)
     lk = loader_kwargs(device, workers)
     mos_t = torch.tensor(np.asarray(mos, dtype=np.float32))      # a copy: the manifest column may be read-only
     step_t: list[float] = []

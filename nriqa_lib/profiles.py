@@ -1,6 +1,7 @@
 """Profiles as DVC experiments: params-paper.yaml (or any params file) applied on top of params.yaml with
-``dvc exp run -S key=value ...``, so params.yaml is never overwritten and ``dvc exp show`` lists the profile
-beside the default."""
+``dvc exp run -S key=value ...``; ``dvc exp show`` lists the profile beside the default. ``dvc exp run`` writes the
+overrides into the workspace's params.yaml (and leaves them there): :func:`run_profile` puts the file's bytes back
+afterwards, so the next profile is diffed against the default and a plain ``dvc repro`` runs the default again."""
 from __future__ import annotations
 
 import shlex
@@ -8,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+
+from .io import atomic_write_bytes
 
 __all__ = ["overrides", "exp_command", "run_profile"]
 
@@ -42,8 +45,19 @@ def exp_command(name: str, profile_file: str | Path, base_file: str | Path = "pa
     return cmd
 
 
-def run_profile(name: str, profile_file: str | Path, queue: bool = False, dry_run: bool = False) -> int:
-    """Run (or queue, or only print) the profile as the DVC experiment ``name``."""
-    cmd = exp_command(name, profile_file, queue=queue)
+def run_profile(name: str, profile_file: str | Path, queue: bool = False, dry_run: bool = False,
+                base_file: str | Path = "params.yaml") -> int:
+    """Run (or queue, or only print) the profile as the DVC experiment ``name``; ``base_file`` is byte-identical
+    afterwards (the experiment's params stay in its commit: ``dvc exp show``, ``dvc exp apply``)."""
+    cmd = exp_command(name, profile_file, base_file, queue=queue)
     print(shlex.join(cmd))
-    return 0 if dry_run else subprocess.call(cmd)
+    if dry_run:
+        return 0
+    base = Path(base_file)
+    before = base.read_bytes()
+    try:
+        return subprocess.call(cmd)
+    finally:
+        if base.read_bytes() != before:
+            atomic_write_bytes(base, before)
+            print(f"{base} restored (the workspace's outputs are the experiment's until the next `dvc repro`)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -46,7 +47,7 @@ PRE_RESIZE = {"spaq": (448, 448), "agiqa1k": (224, 224)}
 
 __all__ = ["PROMPT_PAIRS", "PRE_RESIZE", "view_grid", "make_views", "encode_image", "text_features", "q_sim", "q_mag",
            "fuse", "maclip_views", "MAClipConfig", "ablation_grid", "magnitude_scores", "l2_norm_scores",
-           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "ViewEmbeddings", "score_table", "clip_scores",
+           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "chunked", "ViewEmbeddings", "score_table", "clip_scores",
            "dataset_scores"]
 
 
@@ -206,12 +207,14 @@ class ViewEmbeddings:
 
 def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_resize=None, pos: PosMode = "drop",
                          cache: str | Path | None = None, batch: int = 64, progress: bool = True,
-                         identity: dict | None = None, size: int = 224, stride: int = 128) -> ViewEmbeddings:
+                         identity: dict | None = None, size: int = 224, stride: int = 128, chunk_size: int = 64,
+                         max_chunks: int | None = None) -> ViewEmbeddings:
     """MA-CLIP's per-view f for every image, computed once and shared by every ablation.
 
     ``cache`` is a folder; the entry's file name is a hash of everything that changes its content (dataset
     and manifest content, the model's ``identity`` (name, weights), pre-resize, positional mode, view size,
-    stride, mean/std), and a loaded entry whose stored meta differs is recomputed, never used.
+    stride, mean/std), and a loaded entry whose stored meta differs is recomputed, never used. The images are
+    encoded in chunks of ``chunk_size`` saved as they finish (:func:`chunked`): a killed run resumes.
     """
     meta = {"dataset": manifest.name, "manifest": manifest.content_hash, "pos": pos,
             "pre_resize": [int(v) for v in pre_resize] if pre_resize else None, "size": int(size),
@@ -225,34 +228,83 @@ def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_re
             z = np.load(file, allow_pickle=False)
             if json.dumps(json.loads(str(z["meta"])), sort_keys=True) == meta_json:
                 return ViewEmbeddings(z["f"], z["offsets"], meta)
-    fs, offsets = [], [0]
     model.eval()
-    with torch.inference_mode():
-        for p in tqdm(manifest.paths(), desc=f"MA-CLIP views {manifest.name}", disable=not progress):
-            v = make_views(image_tensor(p, mean, std, pre_resize), size, stride)
-            f = torch.cat([encode_image(model, v[i:i + batch], pos) for i in range(0, len(v), batch)])
-            fs.append(f.float().numpy())
-            offsets.append(offsets[-1] + len(v))
-    out = ViewEmbeddings(np.concatenate(fs), np.asarray(offsets), meta)
+    paths = manifest.paths()
+
+    def compute(lo: int, hi: int) -> dict[str, np.ndarray]:
+        fs, counts = [], []
+        with torch.inference_mode():
+            for p in paths[lo:hi]:
+                v = make_views(image_tensor(p, mean, std, pre_resize), size, stride)
+                fs.append(torch.cat([encode_image(model, v[i:i + batch], pos) for i in range(0, len(v), batch)])
+                          .float().numpy())
+                counts.append(len(v))
+        return {"f": np.concatenate(fs), "counts": np.asarray(counts, np.int64)}
+
+    parts = chunked(file.with_suffix("") if file is not None else None, meta_json, len(paths), chunk_size, compute,
+                    f"MA-CLIP views {manifest.name}", progress, max_chunks)
+    counts = np.concatenate([c["counts"] for c in parts])
+    out = ViewEmbeddings(np.concatenate([c["f"] for c in parts]), np.concatenate([[0], np.cumsum(counts)]), meta)
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(file, suffix=".npz") as tmp:
             np.savez(tmp, f=out.f, offsets=out.offsets, meta=meta_json)
+        shutil.rmtree(file.with_suffix(""), ignore_errors=True)      # the chunks are in the finished entry now
+    return out
+
+
+def chunked(folder: Path | None, meta_json: str, n: int, chunk_size: int, compute, desc: str = "",
+            progress: bool = True, max_chunks: int | None = None) -> list[dict[str, np.ndarray]]:
+    """``compute(lo, hi)`` over items ``[0, n)`` in chunks of ``chunk_size``, each saved (atomically) to
+    ``folder/chunk_<c>.npz`` as it finishes, so an interrupted run (a GPU job's time limit, a kill) resumes with
+    the missing chunks only; a chunk whose stored meta differs is recomputed. ``folder`` None: nothing saved.
+    ``max_chunks`` computes at most that many and then raises InterruptedError (tests of the resume).
+    Written here rather than reusing features' chunk cache, which is bound to one loader over many backbones."""
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    out, done = [], 0
+    for c in tqdm(range(n_chunks), desc=desc, disable=not progress):
+        lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
+        f = folder / f"chunk_{c:05d}_{chunk_size}.npz" if folder is not None else None
+        if f is not None and f.is_file():
+            with np.load(f, allow_pickle=False) as z:
+                if str(z["meta"]) == meta_json:
+                    out.append({k: z[k] for k in z.files if k != "meta"})
+                    continue
+        if max_chunks is not None and done >= max_chunks:
+            raise InterruptedError(f"stopped after {max_chunks} chunk(s) (max_chunks)")
+        part = compute(lo, hi)
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(f, suffix=".npz") as tmp:
+                np.savez(tmp, meta=meta_json, **part)
+        out.append(part)
+        done += 1
     return out
 
 
 def clipiqa_scores(model: nn.Module, tokenizer, manifest: Manifest, mean, std, pairs=PROMPT_PAIRS,
-                   progress: bool = True) -> np.ndarray:
+                   progress: bool = True, cache: str | Path | None = None, identity: dict | None = None,
+                   chunk_size: int = 64, max_chunks: int | None = None) -> np.ndarray:
     """CLIP-IQA as pyiqa computes it: whole image, native size, one pass, attention-pool positional
-    embedding dropped (``pos_embedding=False``, STUDY_SPEC.md section 3)."""
+    embedding dropped (``pos_embedding=False``, STUDY_SPEC.md section 3). With ``cache`` (a folder) the scores are
+    saved in chunks keyed like :func:`clip_view_embeddings`'s entries, so a killed run resumes."""
     text = text_features(model, tokenizer, pairs).numpy()
     scale = float(model.logit_scale.exp())
-    out = []
-    with torch.inference_mode():
-        for p in tqdm(manifest.paths(), desc=f"CLIP-IQA {manifest.name}", disable=not progress):
-            f = encode_image(model, image_tensor(p, mean, std)[None], "drop").float().numpy()
-            out.append(q_sim(f, text, scale)[0])
-    return np.asarray(out)
+    paths = manifest.paths()
+    meta = json.dumps({"kind": "clipiqa", "dataset": manifest.name, "manifest": manifest.content_hash,
+                       "pairs": [list(p) for p in pairs], "mean": [float(v) for v in mean],
+                       "std": [float(v) for v in std], **(identity or {})}, sort_keys=True)
+    folder = Path(cache) / f"clipiqa_{hashlib.sha256(meta.encode()).hexdigest()[:20]}" if cache is not None else None
+
+    def compute(lo: int, hi: int) -> dict[str, np.ndarray]:
+        out = []
+        with torch.inference_mode():
+            for p in paths[lo:hi]:
+                f = encode_image(model, image_tensor(p, mean, std)[None], "drop").float().numpy()
+                out.append(q_sim(f, text, scale)[0])
+        return {"q": np.asarray(out, np.float64)}
+
+    parts = chunked(folder, meta, len(paths), chunk_size, compute, f"CLIP-IQA {manifest.name}", progress, max_chunks)
+    return np.concatenate([c["q"] for c in parts])
 
 
 def score_table(views: ViewEmbeddings, text: np.ndarray, scale: float,
@@ -280,7 +332,8 @@ def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_re
                                  identity={"model": model_name, "weights": bb.weight_id}, progress=progress)
     text = text_features(model, tok).numpy()
     st = score_table(views, text, float(model.logit_scale.exp()), ablation_grid(lambdas, biases, alphas))
-    out = {"CLIP-IQA": clipiqa_scores(model, tok, manifest, pp.mean, pp.std, progress=progress)}
+    out = {"CLIP-IQA": clipiqa_scores(model, tok, manifest, pp.mean, pp.std, progress=progress,
+                                      cache=cache_dir("maclip"), identity={"model": model_name, "weights": bb.weight_id})}
     for name, g in st.groupby("config", sort=False):
         out[name] = g.sort_values("index")["score"].to_numpy()
     return out

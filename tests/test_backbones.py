@@ -167,3 +167,20 @@ def test_weights_from_the_standard_hf_cache(name, lib, arch, repo, filename, tmp
     got = bb.model.state_dict()
     for k, v in sd.items():
         assert torch.equal(got[k], v), k
+
+
+def test_open_clip_random_init_line_silenced_when_our_file_is_loaded(tmp_path, caplog, capsys):
+    """Issue 22 item 4: with the user's file, open_clip's "Model initialized randomly" is not logged and the file
+    loaded is printed; with random weights (the smoke profile) open_clip's line stays, because it is true."""
+    import logging
+    f = tmp_path / "RN50.pt"
+    _openai_format_file("RN50", f)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        create_backbone("clip_rn50", weights=str(f))
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    assert f"backbone clip_rn50: weights loaded from {f}" in capsys.readouterr().out
+    with caplog.at_level(logging.WARNING):
+        create_backbone("clip_rn50", pretrained=False)
+    assert [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    assert "weights loaded" not in capsys.readouterr().out

@@ -24,8 +24,8 @@ def test_committed_params_load():
     assert p.splits.n_splits == 10 and p.train.select_on == "val" and not p.train.margin_loss_swapped
     paper = load_params(REPO / "params-paper.yaml")
     assert paper.train.select_on == "test" and paper.train.margin_loss_swapped
-    assert {"clip_vit_b16", "siglip2_so400m_p16_512", "dinov2_vitb14", "dinov3_vitb16", "pe_core_l14",
-            "resnet152"} <= set(paper.features.backbones)
+    assert {"clip_vit_b16_hf", "siglip2_so400m_p16_512_hf", "dinov2_vitb14_hf", "dinov3_vitb16_hf", "pe_core_l14",
+            "resnet152_hf"} == set(paper.features.backbones)       # P1's loader wherever transformers has the family
 
 
 @pytest.mark.parametrize("mutate,pattern", [
@@ -253,3 +253,83 @@ def test_params_and_analyses_import_no_torch():
             "from nriqa_lib.heads import build_head; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_cli_profile_leaves_params_yaml_byte_identical(tmp_path, monkeypatch):
+    """Issue 22 item 2: a real `dvc exp run -S` (a one-stage DVC repo) writes the override into params.yaml; after
+    `cli profile` the file is byte-identical to before (comments and all), the experiment ran with the profile's
+    value, and a second profile is diffed against the default."""
+    import shutil
+    import subprocess
+    if shutil.which("dvc") is None or shutil.which("git") is None:
+        pytest.skip("dvc/git not on PATH")
+    monkeypatch.chdir(tmp_path)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    base = "# the default\ntrain:\n  lr: 0.001   # a comment DVC would drop\n  epochs: 3\n"
+    (tmp_path / "params.yaml").write_text(base)
+    (tmp_path / "prof.yaml").write_text("train:\n  lr: 0.5\n  epochs: 3\n")
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: python -c \"import yaml; open('out.txt','w')"
+                                       ".write(str(yaml.safe_load(open('params.yaml'))['train']['lr']))\"\n"
+                                       "    params: [train.lr]\n    outs: [out.txt]\n")
+    run = lambda *c: subprocess.run(c, check=True, capture_output=True, text=True)
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("dvc", "config", "core.analytics", "false")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "init")
+    from nriqa_lib.profiles import overrides, run_profile
+    assert run_profile("p", "prof.yaml") == 0
+    assert (tmp_path / "params.yaml").read_text() == base
+    assert (tmp_path / "out.txt").read_text() == "0.5"          # the experiment ran with the profile's value
+    assert overrides("params.yaml", "prof.yaml") == ["++train.lr=0.5"]
+
+
+def test_state_dict_mismatch_names_the_keys_and_fetch_message_is_not_cut(tmp_path, monkeypatch):
+    """Issue 22 item 6: a checkpoint of another architecture names its first missing/unexpected keys (torch's
+    first line alone, "Error(s) in loading state_dict for CLIP:", says nothing); an offline `weights fetch`
+    message ends with the hint, not mid-word."""
+    import torch
+    from nriqa_lib.backbones import REGISTRY, WeightsError, create_backbone
+    from nriqa_lib.backbones.weights import fetch_weights
+    f = tmp_path / "clip.pt"
+    torch.save({"visual.bogus.weight": torch.zeros(2), "logit_scale": torch.zeros(())}, f)
+    with pytest.raises(WeightsError) as e:
+        create_backbone("clip_rn50", weights=str(f))
+    msg = str(e.value)
+    assert "\n" not in msg and "missing" in msg and "unexpected 1 key(s): visual.bogus.weight" in msg, msg
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(WeightsError) as e:
+        fetch_weights(REGISTRY["dinov2_vitb14"])
+    assert "\n" not in str(e.value)
+    assert str(e.value).endswith("fetch needs the Hugging Face hub (HF_HUB_OFFLINE unset, network access)")
+    inner = str(e.value).split("(", 1)[1].rsplit("); fetch needs", 1)[0]
+    assert inner.endswith((" ...", ".", ")")) or len(inner) < 290, inner      # a cut is marked at a word boundary
+
+
+def test_check_refuses_a_missing_image_of_the_limit_sample(tmp_path, monkeypatch, capsys):
+    """Issue 22 item 7: a partial dataset under data.limit fails at `check` (not minutes later at `splits`), naming
+    the manifest line; an image outside the sample does not stop a data.limit run."""
+    from nriqa_lib.data.manifest import sample_index
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=30, size=(16, 16))
+    keep = sample_index(30, 10, 0)
+    inside, outside = int(keep[3]), int(next(i for i in range(30) if i not in set(keep)))
+    (root / df["image"][outside]).unlink()
+    mdir = tmp_path / "manifests"
+    write_manifest(mdir, "toy", df)
+    monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(mdir))
+    f = _params(tmp_path, lambda r: (r["data"].update(datasets=["toy"], limit=10, limit_seed=0),
+                                     r["data"]["roots"].update(toy=str(root)),
+                                     r["features"].update(backbones=["random_tf_efficientnet_lite0"]),
+                                     r["t2"].update(cross=[])))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--params", str(f), "check"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    (root / df["image"][inside]).unlink()
+    assert cli.main(["--params", str(f), "check"]) == 2
+    err = capsys.readouterr().err
+    assert f"row {inside + 2} ({df['image'][inside]}): file missing" in err and "data.limit=10 sample" in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -234,7 +234,8 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
 
 
 FAMILIES = ["clip_vit_b16", "clip_rn50", "siglip2_so400m_p16_512", "dinov2_vitb14", "dinov3_vitb16", "pe_core_b16",
-            "resnet50", "tf_efficientnet_lite0"]
+            "resnet50", "tf_efficientnet_lite0", "clip_vit_b16_hf", "dinov2_vitb14_hf", "dinov3_vitb16_hf",
+            "resnet152_hf"]
 
 
 @pytest.mark.parametrize("name,mode", [(n, "lora") for n in FAMILIES] + [("clip_vit_b16", "p1")])
@@ -257,6 +258,47 @@ def test_a_checkpoint_of_every_family_loads_strictly(name, mode):
     b = copy.deepcopy(a)                                     # the same keys and buffers as a fresh build
     state = _trainable_state(a)
     persistent = set(a.state_dict())
-    assert set(state) <= persistent
+    assert set(state) <= persistent and any("lora_" in k for k in state)     # adapters went somewhere
     assert not ({n for n, _ in a.named_buffers()} - persistent) & set(state)
     b.load_state_dict({**b.state_dict(), **state})          # strict: raised for CLIP/DINOv3/PE before
+
+
+def test_pixels_decoded_once_are_p1s_squash_and_give_the_same_finetuning(tmp_path, monkeypatch):
+    """Issue 22 item 11: the pixel cache holds P1's squash (dataset.py: Image.open(p).convert('RGB').resize((S, S)),
+    PIL's default filter, bicubic) of every image, PNG and JPEG, any aspect; fine-tuning from it gives the decoded
+    path's predictions to the last digit; a second call reads the cache (no decode), and another size is another
+    entry."""
+    import pandas as pd
+    from conftest import write_manifest
+
+    from nriqa_lib import pixels as px
+    from nriqa_lib.data.manifest import load_dataset
+    paths, mos = _images(tmp_path)
+    jpg = tmp_path / "wide.jpg"
+    Image.fromarray((np.random.default_rng(1).random((30, 70, 3)) * 255).astype(np.uint8)).save(jpg, quality=80)
+    write_manifest(tmp_path / "m", "toy", pd.DataFrame({"image": [p.name for p in paths] + [jpg.name],
+                                                       "mos": [*mos, 0.5], "group": [str(i) for i in range(15)]}))
+    man = load_dataset("toy", {"toy": str(tmp_path)}, manifest_dir=tmp_path / "m", decode=True)
+    arr = px.squashed_images(man, 32, "bicubic", tmp_path / "cache", progress=False)
+    for i, p in enumerate(man.paths()):
+        with Image.open(p) as im:
+            p1 = np.asarray(im.convert("RGB").resize((32, 32)))        # P1's line, PIL's default filter
+        assert np.array_equal(arr[i], p1), p.name
+    calls = []
+    monkeypatch.setattr(px, "squash", lambda *a: calls.append(a))
+    again = px.squashed_images(man, 32, "bicubic", tmp_path / "cache", progress=False)
+    assert calls == [] and np.array_equal(again, arr)
+    monkeypatch.undo()
+    assert px.squashed_images(man, 24, "bicubic", tmp_path / "cache", progress=False).shape == (15, 24, 24, 3)
+    assert len(list((tmp_path / "cache").glob("pixels_*.npy"))) == 2
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
+    pp = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    job = HeadJob(np.arange(0, 8), np.arange(8, 11), np.arange(11, 14), seed=3)
+    tcfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, hidden=8, micro_batch=2, accumulation="p1")
+    cfg = FinetuneConfig(mode="p1", epochs=2, lr_head=1e-3, micro_batch=2, batch_size=4, precision="fp32")
+    mos_all = man.table["mos"].to_numpy(dtype=np.float64)
+    decoded = finetune_split(_Tiny, pp, man.paths(), mos_all, job, cfg, tcfg)
+    cached = finetune_split(_Tiny, pp, man.paths(), mos_all, job, cfg, tcfg, pixels=arr)
+    np.testing.assert_array_equal(cached.predictions["pred"], decoded.predictions["pred"])
+    with pytest.raises(ValueError, match="not 15 images squashed to 32 px"):
+        finetune_split(_Tiny, pp, man.paths(), mos_all, job, cfg, tcfg, pixels=arr[:, :24, :24])

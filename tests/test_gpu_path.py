@@ -213,9 +213,9 @@ def test_readme_gpu_weight_commands_on_the_paper_profile(capsys, monkeypatch, tm
     out = capsys.readouterr().out
     for b in load_params(paper).features.backbones:
         assert b in out
-    assert "timm/ViT-SO400M-16-SigLIP2-512" in out or "SigLIP2" in out
+    assert "google/siglip2-so400m-patch16-512" in out and "facebook/dinov2-base" in out   # P1's HF releases
     assert cli.main(["--params", paper, "weights", "check"]) == 2
-    assert cli.main(["--params", paper, "weights", "fetch", "clip_vit_b16"]) == 2
+    assert cli.main(["--params", paper, "weights", "fetch", "clip_vit_b16_hf"]) == 2
     assert "fetch needs the Hugging Face hub" in capsys.readouterr().err
 
 
@@ -242,3 +242,27 @@ def test_flop_count_and_estimate_arithmetic():
     p.finetune = SimpleNamespace(backbones=[], regimes=["p1"], heads=["B", "B_Sig", "B_Gated"])
     rows = {r["stage"]: r for r in estimate(p, {"b": 10.0}, a)}
     assert rows["finetune"]["seconds"] == pytest.approx(3 * 3 * 30 * (n_tr * 3 + 1162 - n_tr) * 10e9 / 50e12)
+    # issue 22 item 11: images are decoded once per dataset (the pixel cache), not per head x split x epoch
+    a.decode_mp_s = 1.0
+    p.finetune = SimpleNamespace(backbones=[], regimes=["p1", "lora"], heads=["B", "B_Sig", "B_Gated"])
+    rows = [r for r in estimate(p, {"b": 10.0}, a) if r["stage"] == "finetune"]
+    assert [r["decode_s"] for r in rows] == [pytest.approx(1162 * 0.25), 0.0]
+    assert rows[0]["seconds"] == pytest.approx(rows[0]["compute_s"] + 1162 * 0.25)
+
+
+@pytest.mark.parametrize("name", ["clip_rn50", "dinov2_vitb14", "pe_core_b16", "siglip2_so400m_p16_512_hf"])
+def test_meta_device_flop_count_equals_a_real_forward(name):
+    """Issue 22 item 8: estimate counts FLOPs on the meta device (seconds, no weights); the count equals a real
+    forward's on random weights, for each library (open_clip, timm mean tokens, timm intermediate, transformers),
+    and attention is counted: DINOv2's count is the hand count of its linear layers + attention matmuls."""
+    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.estimate import forward_gflops, meta_gflops
+    size = 64 if name != "siglip2_so400m_p16_512_hf" else 32
+    g, s = meta_gflops(name, size)
+    real = forward_gflops(create_backbone(name, pretrained=False, image_size=size))
+    assert s == size and g == pytest.approx(real, rel=1e-12) and g > 0
+    if name == "dinov2_vitb14":         # 64 px: 4 x 4 patches + cls = 17 tokens, 12 blocks of width 768
+        t, d = 17, 768
+        blocks = 12 * (2 * t * 12 * d * d + 2 * 2 * t * t * d)           # qkv+proj+mlp (12 d^2) + QK^T and AV
+        patch = 2 * 16 * (3 * 14 * 14) * d
+        assert g * 1e9 == pytest.approx(blocks + patch, rel=2e-3)     # + softmax/norm terms FlopCounter ignores

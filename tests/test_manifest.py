@@ -214,3 +214,19 @@ def test_hash_command_records_sha256_in_the_manifest(tmp_path, monkeypatch):
     (root / df["image"][1]).write_bytes((root / df["image"][0]).read_bytes())      # swap in another image
     with pytest.raises(ManifestError, match=r"row 3 \(images/img_001.png\): sha256 mismatch"):
         load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir)
+
+
+def test_missing_image_in_a_limit_sample_names_the_manifest_line(tmp_path):
+    """Issue 22 item 6: under data.limit the message names the image's line in the manifest file, not its row in
+    the sample."""
+    from nriqa_lib.data.manifest import sample_index
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=12)
+    mdir = tmp_path / "manifests"
+    write_manifest(mdir, "toy", df)
+    keep = sample_index(12, 4, seed=3)
+    victim = int(keep[-1])
+    assert victim + 2 > 5                                         # the sample's last row is line 5 of the sample
+    (root / df["image"][victim]).unlink()
+    with pytest.raises(ManifestError, match=rf"row {victim + 2} \({df['image'][victim]}\): file missing"):
+        load_dataset("toy", {"toy": str(root)}, manifest_dir=mdir, limit=4, limit_seed=3)

@@ -375,3 +375,79 @@ def test_koniq_512x384_manifest_is_what_p1_reads(p1, tmp_path):
         assert set(man["image"].to_numpy()[train.indices]) == set(got[got == "train"].index)
         assert list(got[got == "unused"].index) == [man["image"][test.indices[-1]]]
         assert (got == "test").sum() == len(test) - 1 == 2014
+
+
+def _tiny_hf_release(family: str, folder: Path):
+    """A tiny random transformers release of ``family`` saved as P1 would download it (save_pretrained: config.json,
+    model.safetensors, preprocessor_config.json with the real release's processor settings)."""
+    import transformers as tr
+    from nriqa_lib.backbones import REGISTRY
+    from nriqa_lib.backbones.models import _HF
+    torch.manual_seed(0)
+    if family == "clip_vit_b16_hf":
+        cfg = tr.CLIPConfig(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=2, patch_size=32, image_size=224,
+                                               hidden_act="quick_gelu"),
+                            text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=2, vocab_size=49408), projection_dim=16)
+        model = tr.CLIPModel(cfg)
+    elif family == "dinov2_vitb14_hf":
+        model = tr.Dinov2Model(tr.Dinov2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=2, patch_size=14, image_size=518))
+    elif family == "dinov3_vitb16_hf":
+        model = tr.DINOv3ViTModel(tr.DINOv3ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                     num_attention_heads=2, patch_size=16, image_size=224,
+                                                     num_register_tokens=4))
+    else:
+        model = tr.ResNetModel(tr.ResNetConfig(depths=[1, 1], hidden_sizes=[16, 32], embedding_size=8,
+                                               layer_type="bottleneck"))
+    model.eval().save_pretrained(folder)
+    pcfg = _HF[REGISTRY[family].arch][3]
+    getattr(tr, pcfg["image_processor_type"]).from_dict(pcfg).save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("family", ["clip_vit_b16_hf", "dinov2_vitb14_hf", "dinov3_vitb16_hf", "resnet152_hf"])
+def test_transformers_backbones_are_p1s_extraction_path(p1, tmp_path, family):
+    """Issue 22 item 3: for every family transformers has, our backbone (the release folder loaded as P1 loads it)
+    and its transform give the features of P1's path on real CLIVE images: P1's CLIVE_inmemory (PIL squash to 512),
+    ``AutoImageProcessor.from_pretrained`` on the folder called on P1's batch, and P1's ``SIGLIPWithMLP`` pooling
+    (get_image_features; else last_hidden_state.mean(1); ResNet pooler_output), with an identity head."""
+    import transformers as tr
+    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.features import build_transform, load_image
+    table = pd.read_csv(CLIVE / "clive.csv")
+    table = table[table["original_name"].isin(["100.bmp", "1000.JPG", "1024.JPG"])].reset_index(drop=True)
+    table["mos_raw"] = table["mos"]
+    srcs = dict(zip(table["original_name"], (CLIVE / p for p in table["image"])))
+    jpgs = [n for n in srcs if n.endswith(".JPG")]
+    root = _stand_in_release(tmp_path / "rel", table, {n: s for n, s in srcs.items() if n not in jpgs})
+    for n in jpgs:
+        (root / "Images" / n).write_bytes(srcs[n].read_bytes())
+    folder = tmp_path / family
+    _tiny_hf_release(family, folder)
+    ds = p1.dataset.CLIVE_inmemory(path_to_db=str(root))
+    batch = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    inputs = tr.AutoImageProcessor.from_pretrained(folder)(images=batch, return_tensors="pt")
+    base = tr.AutoModel.from_pretrained(folder).eval()
+    if family == "clip_vit_b16_hf":      # transformers 5 returns an output object where P1 (4.x) got the tensor
+        class _CLIP(type(base)):
+            def get_image_features(self, pixel_values=None, **kw):
+                return super().get_image_features(pixel_values=pixel_values, **kw).pooler_output
+        base = _CLIP.from_pretrained(folder).eval()
+    comb = p1.models.SIGLIPWithMLP(base_model=base, mlp_head=torch.nn.Identity(), device="cpu",
+                                   resnet=family == "resnet152_hf").eval()
+    with torch.no_grad(), pytest.warns() if family != "clip_vit_b16_hf" else _nullcontext():
+        theirs = comb(inputs if family == "resnet152_hf" else inputs["pixel_values"])
+    bb = create_backbone(family, weights=str(folder))
+    tf = build_transform(bb.preprocess, "squash")
+    x = torch.stack([tf(load_image(srcs[n])) for n in table["original_name"]])
+    assert (x - inputs["pixel_values"]).abs().max() < 1e-5
+    with torch.no_grad():
+        ours = bb(x)
+    assert ours.shape == theirs.shape and (ours - theirs).abs().max() < 1e-5, (ours - theirs).abs().max()
+
+
+def _nullcontext():
+    import contextlib
+    return contextlib.nullcontext()

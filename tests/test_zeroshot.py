@@ -201,3 +201,38 @@ def test_clipiqa_drops_the_positional_embedding(tiny_clip, tmp_path):
         with_pe = np.array([score(i) for i in range(3)])
     assert np.abs(got - want).max() < 1e-6
     assert np.abs(got - with_pe).max() > 1e-6          # the positional embedding matters for this model
+
+
+def test_views_and_clipiqa_resume_a_killed_run_chunk_by_chunk(tiny_clip, tmp_path, monkeypatch):
+    """Issue 22 item 10: a run killed after its first chunk keeps that chunk; the rerun encodes only the missing
+    images and gives the uninterrupted run's values to the last bit (views and CLIP-IQA)."""
+    model, tok, _ = tiny_clip
+    from conftest import write_manifest
+    import pandas as pd
+    from nriqa_lib.data.manifest import load_dataset
+    (tmp_path / "r").mkdir()
+    for i in range(5):
+        _image(240 + 16 * i, 230, 20 + i).save(tmp_path / "r" / f"{i}.png")
+    write_manifest(tmp_path / "m", "toy", pd.DataFrame({"image": [f"{i}.png" for i in range(5)],
+                                                       "mos": [0.1, 0.3, 0.5, 0.7, 0.9], "group": list("abcde")}))
+    man = load_dataset("toy", {"toy": str(tmp_path / "r")}, manifest_dir=tmp_path / "m")
+    whole = zs.clip_view_embeddings(model, man, MEAN, STD, cache=None, progress=False)
+    whole_q = zs.clipiqa_scores(model, tok, man, MEAN, STD, progress=False)
+    cache = tmp_path / "c"
+    for fn in (lambda mc: zs.clip_view_embeddings(model, man, MEAN, STD, cache=cache, progress=False, chunk_size=2,
+                                                  max_chunks=mc),
+               lambda mc: zs.clipiqa_scores(model, tok, man, MEAN, STD, progress=False, cache=cache, chunk_size=2,
+                                            max_chunks=mc)):
+        with pytest.raises(InterruptedError):
+            fn(1)
+        seen = []
+        real = zs.image_tensor
+        monkeypatch.setattr(zs, "image_tensor", lambda p, *a, **k: (seen.append(p.name), real(p, *a, **k))[1])
+        got = fn(None)
+        monkeypatch.setattr(zs, "image_tensor", real)
+        assert seen == ["2.png", "3.png", "4.png"]                          # chunk 0 (images 0, 1) was kept
+        if isinstance(got, np.ndarray):
+            assert np.array_equal(got, whole_q)
+        else:
+            assert np.array_equal(got.f, whole.f) and np.array_equal(got.offsets, whole.offsets)
+    assert len(list(cache.glob("views_*.npz"))) == 1 and not [d for d in cache.glob("views_*") if d.is_dir()]

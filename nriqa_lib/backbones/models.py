@@ -2,13 +2,16 @@
 (re-exported by :mod:`nriqa_lib.backbones`, which keeps the registry torch-free)."""
 from __future__ import annotations
 
+import contextlib
+import copy
+import logging
 from dataclasses import replace
 
 import torch
 from torch import nn
 
 from . import REGISTRY, BackboneSpec, Pooling, Preprocess, unknown_backbone_message
-from .weights import WeightsError, resolve_weights
+from .weights import WeightsError, error_line, resolve_weights
 
 __all__ = ["Backbone", "create_backbone", "backbone_from_params"]
 
@@ -35,8 +38,14 @@ class Backbone(nn.Module):
         m = self.model
         if self.spec.lib == "open_clip":
             return m.encode_image(x)
-        if self.spec.lib == "transformers":          # = AutoModel(...).get_image_features(x) of P1
-            return m(pixel_values=x, interpolate_pos_encoding=True).pooler_output
+        if self.spec.lib == "transformers":          # P1's models/wrappers.py pooling
+            if self.spec.family == "SigLIP2":        # = AutoModel(...).get_image_features(x)
+                return m(pixel_values=x, interpolate_pos_encoding=True).pooler_output
+            out = m(pixel_values=x)
+            if self.pooling == "mean_tokens":        # DINOv2/DINOv3: last_hidden_state.mean(1)
+                return out.last_hidden_state.mean(1)
+            emb = getattr(out, "image_embeds", None)  # CLIP: get_image_features (projected); ResNet: pooler_output
+            return emb if emb is not None else out.pooler_output.flatten(1)
         if self.pooling == "intermediate":
             feats = m.forward_intermediates(x, indices=[self.layer - 1], intermediates_only=True)[0]
             return feats.flatten(2).mean(-1)         # (B, C, H, W) -> mean over patch tokens
@@ -75,7 +84,7 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
         except Exception as e:      # a truncated/corrupt/mismatched checkpoint: name the file, one line
             if kind == "random":
                 raise
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            msg = error_line(e)
             raise WeightsError(f"weights for backbone {name!r}: cannot load {path} ({type(e).__name__}: {msg}); "
                                f"the file is corrupt, truncated or for another architecture") from None
     if image_size:
@@ -88,6 +97,8 @@ def create_backbone(name: str, pretrained: bool = True, weights: str | None = No
     elif kind in ("file", "hf"):
         from .weights import file_digest, weight_file
         weight_id = f"{kind}:{file_digest(str(weight_file(path)))}"
+    if kind != "random":
+        print(f"backbone {name}: weights loaded from {path}", flush=True)
     bb = Backbone(spec, model, pp, 0, weight_id, pooling, layer)
     if pooling == "intermediate" and (layer is None or layer < 1 or layer > len(getattr(model, "blocks", []))):
         raise ValueError(f"{name}: layer {layer} out of range 1..{len(getattr(model, 'blocks', []))}")
@@ -142,6 +153,25 @@ def _load_open_clip_weights(model: nn.Module, path: str) -> None:
     model.load_state_dict(sd, strict=True)
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _silence_open_clip_random_init(active: bool):
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" (root logger) for every model built
+    with ``pretrained=None``; where our own loader then loads the user's file that line is false, so it is dropped
+    (and :func:`create_backbone` prints the file it loaded instead)."""
+    f = _DropRandomInitWarning()
+    if active:
+        logging.getLogger().addFilter(f)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(f)
+
+
 def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
                      dynamic_size: bool = False):
     """open_clip model with the architecture options and preprocessing of its pretrained tag.
@@ -152,8 +182,10 @@ def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size
     """
     import open_clip
     pcfg = (open_clip.get_pretrained_cfg(spec.arch, spec.tag) if spec.tag else None) or {}
-    model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu")),
-                                   **({"force_image_size": int(image_size)} if image_size else {}))
+    with _silence_open_clip_random_init(kind in ("file", "hf")):   # true only for random weights: we load them next
+        model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=bool(pcfg.get("quick_gelu")),
+                                       device=torch.get_default_device(),      # "meta" under estimate's count
+                                       **({"force_image_size": int(image_size)} if image_size else {}))
     if kind in ("file", "hf"):
         _load_open_clip_weights(model, path)
     cfg = {**model.visual.preprocess_cfg, **{k: pcfg[k] for k in ("mean", "std", "interpolation") if k in pcfg}}
@@ -163,34 +195,90 @@ def _build_open_clip(spec: BackboneSpec, kind: str, path: str | None, image_size
     return model, pp
 
 
-# SigLIP2 so400m/16 at 512 (google/siglip2-so400m-patch16-512's config.json): the random-weights route offline
-_HF_VISION = {"google/siglip2-so400m-patch16-512": {"hidden_size": 1152, "intermediate_size": 4304,
-                                                     "num_hidden_layers": 27, "num_attention_heads": 16,
-                                                     "patch_size": 16, "image_size": 512}}
+# the releases' config.json (vision part) and preprocessor_config.json: the random-weights route offline
+_IMNET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_rescale": True,
+          "rescale_factor": 1 / 255, "do_normalize": True, "do_resize": True}
+_HF = {
+    "google/siglip2-so400m-patch16-512": ("SiglipVisionModel", "SiglipVisionConfig", {
+        "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+        "patch_size": 16, "image_size": 512}, {}),
+    "openai/clip-vit-base-patch16": ("CLIPVisionModelWithProjection", "CLIPVisionConfig", {
+        "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "patch_size": 16, "image_size": 224, "projection_dim": 512, "hidden_act": "quick_gelu"}, {
+        "image_processor_type": "CLIPImageProcessor", "size": {"shortest_edge": 224}, "resample": 3,
+        "do_center_crop": True, "crop_size": {"height": 224, "width": 224}, "do_convert_rgb": True, **_IMNET,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}),
+    "facebook/dinov2-base": ("Dinov2Model", "Dinov2Config", {
+        "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 14, "image_size": 518}, {
+        "image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256}, "resample": 3,
+        "do_center_crop": True, "crop_size": {"height": 224, "width": 224}, "do_convert_rgb": True, **_IMNET}),
+    "facebook/dinov3-vitb16-pretrain-lvd1689m": ("DINOv3ViTModel", "DINOv3ViTConfig", {
+        "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "patch_size": 16, "image_size": 224, "num_register_tokens": 4, "layerscale_value": 1.0}, {
+        "image_processor_type": "DINOv3ViTImageProcessor", "size": {"height": 224, "width": 224}, "resample": 2,
+        **_IMNET}),
+    "microsoft/resnet-152": ("ResNetModel", "ResNetConfig", {
+        "depths": [3, 8, 36, 3], "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
+        "layer_type": "bottleneck"}, {
+        "image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0.875,
+        "resample": 3, **_IMNET}),
+}
 
 
 def _build_transformers(spec: BackboneSpec, kind: str, path: str | None, image_size: int | None = None,
                         dynamic_size: bool = False):
-    """The vision tower of a transformers checkpoint folder (config.json + model.safetensors, what
-    ``save_pretrained`` and the HF cache hold), as P1 loads SigLIP2 with ``AutoModel``; preprocessing from its
-    preprocessor_config.json (SigLIP: 0.5/0.5, bilinear). Random weights: the release's config."""
+    """A transformers checkpoint folder (config.json + model.safetensors, what ``save_pretrained`` and the HF
+    cache hold) loaded as P1 loads it (``AutoModel``): the vision tower (SigLIP2), the vision tower with its
+    projection (CLIP: ``get_image_features``), or the model (DINOv2, DINOv3, ResNet). Preprocessing: SigLIP2 as
+    :func:`transformers_preprocess`; the others (``spec.p1_squash``) P1's squash then the folder's
+    preprocessor_config.json (random weights: the release's config)."""
     import json
     from pathlib import Path
 
-    from transformers import AutoConfig, AutoModel, SiglipVisionConfig, SiglipVisionModel
+    import transformers
+    model_cls, cfg_cls, vision, proc = _HF[spec.arch] if spec.arch in _HF else (None, None, {}, {})
     if kind in ("file", "hf"):
         folder = Path(path)
-        cfg = AutoConfig.from_pretrained(folder, local_files_only=True)
-        full = AutoModel.from_pretrained(folder, local_files_only=True)
-        model = getattr(full, "vision_model", full)
-        vcfg = getattr(cfg, "vision_config", cfg)
         pre = folder / "preprocessor_config.json"
         pcfg = json.loads(pre.read_text()) if pre.is_file() else {}
+        full = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+        model = getattr(full, "vision_model", full)
+        if spec.family == "CLIP":           # get_image_features = the projection of the pooled vision output
+            vc = copy.deepcopy(full.config.vision_config)
+            vc.projection_dim = full.config.projection_dim
+            model = transformers.CLIPVisionModelWithProjection(vc)
+            model.vision_model.load_state_dict(full.vision_model.state_dict())
+            model.visual_projection.load_state_dict(full.visual_projection.state_dict())
+        vcfg = getattr(model.config, "vision_config", model.config)
     else:
-        vcfg = SiglipVisionConfig(**_HF_VISION[spec.arch], **({"image_size": int(image_size)} if image_size else {}))
-        m = SiglipVisionModel(vcfg)
-        model, pcfg = getattr(m, "vision_model", m), {}       # transformers 5: the model is the vision tower
-    return model, transformers_preprocess(spec, pcfg, vcfg.image_size)
+        over = {"image_size": int(image_size)} if image_size and "image_size" in vision else {}
+        vcfg = getattr(transformers, cfg_cls)(**{**vision, **over})
+        m = getattr(transformers, model_cls)(vcfg)
+        model, pcfg = getattr(m, "vision_model", m) if spec.family == "SigLIP2" else m, proc
+    if not spec.p1_squash:
+        return model, transformers_preprocess(spec, pcfg, vcfg.image_size)
+    if image_size:                          # features.image_size: every squash at that size (the smoke's 64 px)
+        s_ = int(image_size)
+        if "shortest_edge" in (pcfg.get("size") or {}):       # resize + crop of the same side: a squash
+            pcfg = {**pcfg, "size": {"shortest_edge": s_}, "crop_size": {"height": s_, "width": s_},
+                    **({"crop_pct": 1.0} if "crop_pct" in pcfg else {})}
+        else:
+            pcfg = {**pcfg, "size": {"height": s_, "width": s_}}
+    size = _processed_size(pcfg)
+    interp = {2: "bilinear", 3: "bicubic"}.get(pcfg.get("resample", 2), "bilinear")
+    pp = Preprocess(size=size, mean=tuple(pcfg.get("image_mean", (0.5,) * 3)), std=tuple(pcfg.get("image_std", (0.5,) * 3)),
+                    interpolation=interp, crop_pct=1.0, pre_squash=int(image_size or spec.p1_squash),
+                    processor=json.dumps(pcfg, sort_keys=True))
+    return model, pp
+
+
+def _processed_size(pcfg: dict) -> int:
+    """The side of what an HF image processor returns for a square input: its crop, else its resize."""
+    if pcfg.get("do_center_crop") and pcfg.get("crop_size"):
+        c = pcfg["crop_size"]
+        return int(c["height"] if isinstance(c, dict) else c)
+    s = pcfg.get("size", {})
+    return int(s.get("height") or s.get("shortest_edge") if isinstance(s, dict) else s)
 
 
 def transformers_preprocess(spec: BackboneSpec, pcfg: dict, image_size: int) -> Preprocess:

@@ -165,6 +165,27 @@ def weight_identity(spec, weights: str | None = None, pretrained: bool = True) -
     return f"file:sha256:{_sha256_cached(p)}"
 
 
+def error_line(e: BaseException, width: int = 300) -> str:
+    """One line for an exception, cut at a word boundary (never mid-word). torch's state-dict mismatch (whose first
+    line is only "Error(s) in loading state_dict for X:") names its first 3 missing/unexpected keys and the counts."""
+    import re
+    import textwrap
+    text = str(e).strip()
+    if "Error(s) in loading state_dict" in text:
+        parts = []
+        for what in ("Missing", "Unexpected"):
+            m = re.search(rf"{what} key\(s\) in state_dict: (.*)", text)
+            if m:
+                keys = re.findall(r'"([^"]+)"', m.group(1))
+                parts.append(f"{what.lower()} {len(keys)} key(s): {', '.join(keys[:3])}" + (", ..." if len(keys) > 3
+                                                                                            else ""))
+        m = re.search(r"size mismatch for ([^:]+):", text)
+        if m:
+            parts.append(f"size mismatch for {m.group(1)}")
+        text = f"{text.splitlines()[0]} " + "; ".join(parts)
+    return textwrap.shorten(" ".join(text.split()), width=width, placeholder=" ...") if text else ""
+
+
 def fetch_weights(spec) -> str:
     """Download a backbone's weights into the standard HF cache (needs the hub; one line when offline)."""
     if spec.random_init or spec.pypi:
@@ -174,7 +195,7 @@ def fetch_weights(spec) -> str:
     try:
         return hf_hub_download(repo, names[0], cache_dir=hf_cache_dir())
     except Exception as e:                       # offline mode, no network, unknown repo: one line
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        msg = error_line(e)
         raise WeightsError(f"cannot fetch {repo}/{names[0]} for backbone {spec.name!r} ({type(e).__name__}: {msg}); "
                            f"fetch needs the Hugging Face hub (HF_HUB_OFFLINE unset, network access)") from None
 

@@ -212,17 +212,19 @@ class HashSidecar:
 
 
 def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", decode: bool = True,
-                      sidecar: HashSidecar | None = None) -> list[str] | None:
+                      sidecar: HashSidecar | None = None, lines=None) -> list[str] | None:
     """Check every file exists under ``root``, matches its sha256 (if given) and decodes as an image.
 
     With ``decode`` (full validation) every file's sha256 is also returned (from ``sidecar`` when the file is
     unchanged), so caches can key on the images' content even where the manifest records no sha256.
+    ``lines``: each row's line in the manifest file (a ``data.limit`` sample); default: row i is line i + 2.
     """
+    lines = list(lines) if lines is not None else [i + 2 for i in range(len(df))]
     has_sha = "sha256" in df.columns
     sidecar = sidecar or HashSidecar(None)
     hashes = []
     for i, rel in enumerate(df["image"]):
-        row = f"{where} row {i + 2} ({rel})"
+        row = f"{where} row {lines[i]} ({rel})"
         p = root / rel
         if not p.is_file():
             raise ManifestError(f"{row}: file missing: {p}")
@@ -244,12 +246,18 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
     return hashes if decode else None
 
 
+def sample_index(n: int, limit: int, seed: int = 0) -> np.ndarray:
+    """Positions (sorted) of the seeded sample of ``limit`` of ``n`` rows (all when ``limit`` is 0 or >= n)."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(limit), replace=False))
+
+
 def sample_rows(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
     """A seeded sample of ``limit`` rows in manifest order (all rows when ``limit`` is 0 or >= the size)."""
     if not limit or limit >= len(df):
         return df
-    keep = np.sort(np.random.default_rng(seed).choice(len(df), size=int(limit), replace=False))
-    return df.iloc[keep].reset_index(drop=True)
+    return df.iloc[sample_index(len(df), limit, seed)].reset_index(drop=True)
 
 
 def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None,
@@ -274,13 +282,33 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     except ValueError:
         where = str(path)
     check_mos_range(df, card, where)
+    keep = sample_index(len(df), limit, limit_seed)
     df = sample_rows(df, limit, limit_seed)
-    hashes = validate_manifest(df, root, where=where, decode=decode,
+    hashes = validate_manifest(df, root, where=where, decode=decode, lines=keep + 2,
                                sidecar=HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{mname}.json")
                                if hash_cache is not None else None)
     if hashes is not None:                # full validation: the content of every file is known
         df["sha256"] = hashes
     return Manifest(name=name, table=df, root=root, card=card)
+
+
+def check_present(name: str, roots: dict[str, str] | None = None, limit: int = 0, limit_seed: int = 0,
+                  manifest: str | None = None, manifest_dir: Path | None = None) -> int:
+    """Every image of the rows a run will use (the ``data.limit`` sample, or all) exists under the root; a missing
+    one is named with its manifest line. Only a stat per file (the ``check`` stage: seconds even for KonIQ);
+    content and decoding are verified where the stages read the images. Returns the number of rows checked."""
+    manifest_dir = _mdir(manifest_dir)
+    path = manifest_path(manifest or name, manifest_dir)
+    root = resolve_root(name, roots)
+    df = read_manifest(path)
+    keep = sample_index(len(df), limit, limit_seed)
+    for i in keep:
+        rel = df["image"].iloc[i]
+        if not (root / rel).is_file():
+            raise ManifestError(f"{path} row {i + 2} ({rel}): file missing: {root / rel}"
+                                + (f" (in the data.limit={limit} sample, seed {limit_seed})" if len(keep) < len(df)
+                                   else ""))
+    return len(keep)
 
 
 def open_dataset(p, name: str, decode: bool = False, limited: bool = True) -> Manifest:

@@ -35,6 +35,7 @@ LEVELS = {
     "downscale": (0.7, 0.5, 0.35, 0.25, 0.15),           # scale factor, then upscale back (bicubic)
 }
 SIZE = 384
+COLUMNS = ("image", "mos", "mos_raw", "group", "dis_type", "level", "sha256")   # the manifest's
 
 
 def _pristine(name: str, size: int = SIZE) -> Image.Image:
@@ -99,6 +100,6 @@ def generate(out_root: str | Path, manifest: str | Path, seed: int = 0, sources=
             q = pseudo_mos(im, ref)
             rows.append({"image": rel, "mos": round(q / 100.0, 10), "mos_raw": round(q, 8), "group": src,
                          "dis_type": kind, "level": level, "sha256": sha256_file(out_root / rel)})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
     atomic_write_text(manifest, df.to_csv(index=False, lineterminator="\n"))
     return df

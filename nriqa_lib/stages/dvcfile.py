@@ -4,7 +4,6 @@ are the stage module's ``PARAMS`` and its library ``deps`` the files its imports
 ``python -m nriqa_lib.stages.dvcfile`` rewrites dvc.yaml; tests/test_pipeline.py fails when it is stale."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
@@ -97,5 +96,16 @@ def render() -> str:
     return HEADER + text.replace("params.yaml: null", "params.yaml:")
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m nriqa_lib.stages.dvcfile", description="rewrite dvc.yaml from the "
+                                 "stage modules (tests/test_pipeline.py fails when it is stale)")
+    ap.add_argument("out", nargs="?", default="dvc.yaml", help="where to write it (default dvc.yaml)")
+    a = ap.parse_args(argv)      # (a bare sys.argv[1] once wrote dvc.yaml into a file named '--help')
+    from ..io import atomic_write_text
+    atomic_write_text(a.out, render())
+    return 0
+
+
 if __name__ == "__main__":
-    Path(sys.argv[1] if len(sys.argv) > 1 else "dvc.yaml").write_text(render())
+    raise SystemExit(main())

@@ -60,7 +60,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     torch.set_num_threads(p.features.threads)
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)
-    man = open_dataset(p, dataset)
+    man = open_dataset(p, dataset, decode=True)       # every image's sha256: the pixel cache's key
     images = list(man.table["image"])
     mos = man.table["mos"].to_numpy(dtype=np.float64)
     paths = man.paths()
@@ -69,8 +69,19 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     if p.finetune.max_splits:
         jobs = jobs[:p.finetune.max_splits]
     cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
+    pixels: dict = {}       # (size, filter) -> the images squashed once (P1: decoded once, kept in memory)
     for bname, regime in todo:
         probe = backbone_from_params(p, bname)
+        px = None
+        if p.features.test_time == "squash":
+            from ..pixels import squashed_images
+            from ..workspace import cache_dir
+            pp = probe.preprocess       # P1's path: its bicubic squash first (then the processor, per batch)
+            pk = (pp.squash_size, "bicubic" if pp.pre_squash else pp.interpolation)
+            if pk not in pixels:
+                pixels[pk] = squashed_images(man, *pk, cache=cache_dir("pixels"), workers=p.run.workers,
+                                             progress=dist.is_main())
+            px = pixels[pk]
         frames, lasts, hist, steps = [], [], [], []
         t = time.time()
         for head in p.finetune.heads:
@@ -90,7 +101,8 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                                                       flush=True) if dist.is_main() else None)
                 res = finetune_split(lambda: backbone_from_params(p, bname), probe.preprocess, paths, mos, job, cfg,
                                      tcfg, ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp,
-                                     workers=p.run.workers, test_time=p.features.test_time, progress=log)
+                                     workers=p.run.workers, test_time=p.features.test_time, progress=log,
+                                     pixels=px)
                 for out_frames, df, ep in ((frames, res.predictions, res.best_epoch),
                                            (lasts, res.last_predictions, tcfg.epochs - 1)):
                     if df is not None:
