@@ -45,7 +45,7 @@ def _weights(p, action: str, names: list[str]) -> int:
             continue
         w = weight_source(REGISTRY[n], p.features.weights.get(n))
         size = f"{w['size_mb']} MB" if w["size_mb"] is not None else "size unknown"
-        state = "present" if w["present"] else "ABSENT"
+        state = "present" if w["present"] else (f"CORRUPT: {w['problem']}" if w.get("problem") else "ABSENT")
         print(f"{n}: {w['kind']} {w['source']} ({size}) {state}" + (f" at {w['path']}" if w["path"] else ""))
         if not w["present"]:
             absent.append(n)
@@ -71,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--stamp", help="on success write this file (constant content; the DVC stage every stage "
                                    "depends on, so a bad param stops `dvc repro` before any output is removed)")
     s.add_argument("--weights-out", help="write the identity of every configured backbone's weights here (JSON)")
+    s.add_argument("--data-out", help="write each dataset's root and content digest here (<dataset>.json)")
     for name in ("splits", "zeroshot"):
         sub.add_parser(name).add_argument("--dataset", required=True)
     s = sub.add_parser("hash", help="write every image's sha256 into data_manifests/<dataset>.csv (once you have "
                                     "the images; later runs then verify them)")
     s.add_argument("--dataset", required=True)
+    s.add_argument("--rehash", action="store_true", help="hash every image again (the hash cache trusts an "
+                                                         "unchanged path, size and mtime, as DVC does)")
     for name in ("features", "heads", "finetune", "resolution"):
         s = sub.add_parser(name, help=f"{name} of every backbone in features.backbones (or --backbone) on a dataset")
         s.add_argument("--dataset", required=True)
@@ -99,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--tag", help="parameter label for the executed notebook's name, e.g. head-B")
     a = ap.parse_args(argv)
     try:
+        stamp = Path("results/params_ok.txt")
+        if os.environ.get("DVC_STAGE") and a.cmd not in ("check", "weights", "profile", "hash") and not stamp.is_file():
+            raise ConfigError(f"{stamp} is missing: the check stage failed or did not run; run `dvc repro check` "
+                              f"(or a plain `dvc repro`) first")
         p = load_params(a.params)
         from . import stages
         if a.cmd == "weights":
@@ -106,9 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "profile":
             from .profiles import run_profile
             load_params(a.file)                     # the profile itself must be valid
-            return run_profile(a.name, a.file, queue=a.queue, dry_run=a.dry_run, base_file=a.params)
+            try:
+                return run_profile(a.name, a.file, queue=a.queue, dry_run=a.dry_run, base_file=a.params)
+            except ValueError as e:              # a value DVC's override grammar cannot carry
+                raise ConfigError(f"profile {a.file}: {e}") from None
         if a.cmd == "hash":
-            from .data.manifest import write_sha256
+            from .data.manifest import fingerprint, write_sha256
+            if a.rehash:
+                fp = fingerprint(a.dataset, p.data.roots, manifest=p.data.manifests.get(a.dataset), rehash=True)
+                print(f"{a.dataset}: every image hashed again ({fp['rows']} files), content {fp['content_sha256'][:16]}")
             print(f"sha256 of every image written to {write_sha256(a.dataset, p.data.roots)}")
         elif a.cmd == "notebook":
             stages.notebook_module(a.name)          # a known notebook
@@ -123,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             _writable(*OUTPUTS.get(a.cmd, ()))
             kw = {k: v for k, v in (("dataset", getattr(a, "dataset", None)), ("stamp", getattr(a, "stamp", None)),
                                     ("weights_out", getattr(a, "weights_out", None)),
+                                    ("data_out", getattr(a, "data_out", None)),
                                     ("backbones", getattr(a, "backbone", None)),
                                     ("regimes", getattr(a, "regime", None))) if v is not None}
             stages.stage_module(a.cmd).run(stages.view(p, a.cmd), **kw)
-    except (ConfigError, ManifestError, FileNotFoundError, KeyError) as e:   # WeightsError is a FileNotFoundError
+    except (ConfigError, ManifestError, FileNotFoundError, KeyError, FloatingPointError) as e:   # WeightsError is a FileNotFoundError
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     except OSError as e:                      # disk full, read-only file system, permissions

@@ -7,6 +7,8 @@ committed params.yaml spells out exactly these values (tests/test_config_cli.py 
 from __future__ import annotations
 
 import dataclasses
+import re
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +218,8 @@ def _typed(v, t, key: str):
         v = float(v)
     if not isinstance(v, base) or (base in (int, float) and isinstance(v, bool)):
         raise ConfigError(f"params: {key} should be {name}, got {v!r}")
+    if base is float and not math.isfinite(v):     # .inf / .nan would train, select or fuse into wrong numbers
+        raise ConfigError(f"params: {key}={v!r} is not a finite number")
     if base is list and args:
         return [_typed(x, args[0], f"{key}[{i}]") for i, x in enumerate(v)]
     if base is dict and args:
@@ -227,37 +231,43 @@ def _typed(v, t, key: str):
 # out as a table rather than with a validation library: the dataclasses above already give types, and a
 # range table reads as the documentation of what each knob accepts.
 RANGES: dict[str, tuple[float | None, float | None, bool]] = {   # key: (low, high, low exclusive)
+    # upper bounds: far beyond any sensible study, low enough that a typo fails here, not after an hour or 51 GB
     "data.synthetic_seed": (0, None, False),
     "data.limit": (0, None, False),
     "data.limit_seed": (0, None, False),
-    "splits.n_splits": (1, None, False),
+    "splits.n_splits": (1, 1000, False),
     "splits.seed": (0, None, False),
-    "features.batch_size": (1, None, False),
-    "features.threads": (1, None, False),
-    "features.chunk_size": (1, None, False),
-    "features.image_size": (0, None, False),
-    "train.epochs": (1, None, False),
-    "train.lr": (0, None, True),
-    "train.batch_size": (1, None, False),
-    "train.weight_decay": (0, None, False),
-    "train.hidden": (1, None, False),
-    "train.margin_weight": (0, None, False),
-    "train.margin_scale": (0, None, False),
-    "train.micro_batch": (0, None, False),
+    "features.batch_size": (1, 4096, False),
+    "features.threads": (1, 1024, False),
+    "features.chunk_size": (1, 1_000_000, False),
+    "features.image_size": (0, 4096, False),
+    "features.jpeg_draft": (0, 16, False),
+    "train.epochs": (1, 10000, False),
+    "train.lr": (0, 10, True),
+    "train.batch_size": (1, 65536, False),
+    "train.weight_decay": (0, 10, False),
+    "train.hidden": (1, 65536, False),
+    "train.margin_weight": (0, 100, False),
+    "train.margin_scale": (0, 100, False),
+    "train.micro_batch": (0, 65536, False),
     "train.seed": (0, None, False),
-    "train.single_split_seeds": (1, None, False),
-    "finetune.lr_backbone": (0, None, True),
-    "finetune.lora_r": (1, None, False),
-    "finetune.lora_alpha": (0, None, True),
+    "train.single_split_seeds": (1, 1000, False),
+    "finetune.lr_backbone": (0, 10, True),
+    "finetune.lora_r": (1, 4096, False),
+    "finetune.lora_alpha": (0, 4096, True),
     "finetune.lora_dropout": (0, 1, False),
     "finetune.max_splits": (0, None, False),
-    "run.workers": (0, None, False),
-    "t3.temperature": (0, None, True),
-    "t3.entropy_weight": (0, None, False),
+    "run.workers": (0, 256, False),
+    "t3.temperature": (0, 100, True),
+    "t3.entropy_weight": (0, 100, False),
     "stats.alpha": (0, 0.5, True),
-    "stats.n_boot": (100, None, False),
+    "stats.n_boot": (100, 1_000_000, False),
     "stats.seed": (0, None, False),
 }
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _check_ranges(p: "Params") -> None:
@@ -266,10 +276,16 @@ def _check_ranges(p: "Params") -> None:
         v = getattr(getattr(p, sec), name)
         bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi)
         if bad:
-            rng = (f"{'>' if lo_open else '>='} {lo:g}" if hi is None else
-                   f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
+            rng = (f"{'>' if lo_open else '>='} {_num(lo)}" if hi is None else
+                   f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}]")
             raise ConfigError(f"params: {key}={v!r} is out of range; allowed: {rng}")
+    if 0 < p.features.jpeg_draft < 1:
+        raise ConfigError(f"params: features.jpeg_draft={p.features.jpeg_draft!r}; use 0 (always a full decode) or a "
+                          f"margin in [1, 16] (a draft never below the view's size)")
     r = p.splits.ratios
+    if len(r) == 3 and r[1] == 0 and p.train.select_on == "val":
+        raise ConfigError(f"params: splits.ratios={r!r} has no val part but train.select_on=val; give val a ratio "
+                          f"> 0 or use select_on: test (P1's optimistic protocol)")
     if len(r) not in (2, 3) or min(r) < 0 or abs(sum(r) - 1) > 1e-9:
         raise ConfigError(f"params: splits.ratios={r!r}; use 2 (train, test) or 3 (train, val, test) non-negative "
                           f"numbers summing to 1")
@@ -317,7 +333,15 @@ def check_params(p: Params) -> None:
     if p.train.single_split_seeds < 1:
         raise ConfigError(f"params: train.single_split_seeds={p.train.single_split_seeds}; use an integer >= 1 (>= 5 "
                           f"gives single-split datasets a seed-to-seed spread)")
+    seen = set()
+    for d in p.data.datasets:
+        if d in seen:
+            raise ConfigError(f"params: data.datasets lists {d!r} twice (each dataset once)")
+        seen.add(d)
     for d, over in p.train.per_dataset.items():
+        if d not in p.data.roots:
+            raise ConfigError(f"params: train.per_dataset.{d}: no such dataset in data.roots (known: "
+                              f"{', '.join(sorted(p.data.roots))})")
         names = typing.get_type_hints(Train)
         for k, v in (over or {}).items():
             if k not in names or k == "per_dataset":
@@ -372,7 +396,7 @@ def check_params(p: Params) -> None:
     for b in p.finetune.backbones:
         if b not in p.features.backbones:
             raise ConfigError(f"params: finetune.backbones has {b!r}, which is not in features.backbones")
-    if not (p.run.device in ("auto", "cpu", "cuda") or p.run.device.startswith("cuda:")):
+    if not (p.run.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", p.run.device)):
         raise ConfigError(f"params: run.device={p.run.device!r}; use auto, cpu, cuda or cuda:N")
     if not p.run.launcher.split() or p.run.launcher.split()[0] not in ("python", "python3", "torchrun", "srun"):
         raise ConfigError(f"params: run.launcher={p.run.launcher!r}; use python, torchrun --nproc_per_node N or "
@@ -385,13 +409,36 @@ def check_params(p: Params) -> None:
                               f"(pairs not both in data.datasets are skipped)")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error (YAML's loaders keep the last
+    one silently, so a second ``train:`` section would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=deep)
+            if key in keys:
+                raise ConfigError(f"params file line {k.start_mark.line + 1}: duplicate key {key!r} (YAML would keep "
+                                  f"only the last)")
+            keys.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
     """Read and check params.yaml; raise ConfigError with one line on any problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
+    text = path.read_text()
+    if not text.strip():
+        raise ConfigError(f"params file {path} is empty (an empty file is not 'the defaults': copy params.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+        if raw is None:
+            raise ConfigError(f"params file {path} is empty (only comments)")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"params file {path}: the top level must be a mapping of sections, got "
+                              f"{type(raw).__name__}")
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

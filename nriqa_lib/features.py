@@ -358,7 +358,7 @@ def _finished(root: Path, images: list[str]) -> FeatureSet | None:
     try:
         feats = np.load(final)
         ok = (names.is_file() and names.read_text().splitlines() == images and feats.ndim == 2
-              and len(feats) == len(images))
+              and len(feats) == len(images) and bool(np.isfinite(feats).all()))
     except (ValueError, OSError):
         ok = False
     if not ok:
@@ -427,7 +427,10 @@ def _assemble(root, part, n_chunks, paths, images, key, ident, backbone_name, da
                            f"entry, rerun to recompute it")
     feats = np.concatenate(chunks)
     if not np.isfinite(feats).all():
-        raise FloatingPointError(f"non-finite features from {backbone_name} on {dataset}")
+        i = int(np.flatnonzero(~np.isfinite(feats).all(1))[0])
+        shutil.rmtree(part)
+        raise FloatingPointError(f"non-finite features from {backbone_name} on {dataset}, first at image {images[i]} "
+                                 f"(row {i}); nothing cached (broken weights, or bf16 overflow: run.amp off)")
     meta = {"key": key, **ident, "dim": int(feats.shape[1])}
     atomic_write_text(root / "images.txt", "\n".join(images) + "\n")
     with atomic_path(root / "features.npy") as tmp:
@@ -454,5 +457,11 @@ def load_feature_set(out_dir: str | os.PathLike) -> FeatureSet:
     for f in ("features.npy", "images.txt", "meta.json"):
         if not (out / f).is_file():
             raise FileNotFoundError(f"feature set incomplete: {out / f} missing (run `dvc repro features`)")
-    return FeatureSet(np.load(out / "features.npy"), (out / "images.txt").read_text().splitlines(),
-                      json.loads((out / "meta.json").read_text()))
+    feats, images = np.load(out / "features.npy"), (out / "images.txt").read_text().splitlines()
+    bad = np.flatnonzero(~np.isfinite(feats).all(1)) if feats.ndim == 2 else [0]
+    if len(bad) or feats.ndim != 2 or len(feats) != len(images):
+        where = f"row {int(bad[0])} ({images[int(bad[0])]}) is not finite" if len(bad) and feats.ndim == 2 else \
+            f"shape {feats.shape} for {len(images)} images"
+        raise FloatingPointError(f"{out / 'features.npy'}: {where}; not a valid feature set, rerun "
+                                 f"`dvc repro -f features@<dataset>`")
+    return FeatureSet(feats, images, json.loads((out / "meta.json").read_text()))

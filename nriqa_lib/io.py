@@ -21,6 +21,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~umask())          # mkstemp creates 0600; outputs follow the user's umask
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:        # numpy's "cannot write: N requested and M written" names no file: name it
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -4,6 +4,7 @@ overrides into the workspace's params.yaml (and leaves them there): :func:`run_p
 afterwards, so the next profile is diffed against the default and a plain ``dvc repro`` runs the default again."""
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -15,9 +16,33 @@ from .io import atomic_write_bytes
 __all__ = ["overrides", "exp_command", "run_profile"]
 
 
+def hydra_value(v) -> str:
+    """``v`` in Hydra's override grammar (what ``dvc exp run -S`` parses): a plain word as it is, any other string
+    single-quoted with backslash and single quote escaped, so '#', '~', ': ', quotes and non-ASCII text come back as the same string; lists and mappings
+    element by element (YAML's own flow style is not Hydra's: it doubles quotes and escapes non-ASCII)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) and v.lower() not in ("true", "false", "null", "nan", "inf"):
+            return v                        # a plain word (test, B_Gated, p1): as it reads
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(hydra_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        bad = [k for k in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k))]
+        if bad:         # Hydra's grammar has no quoted mapping keys
+            raise ValueError(f"mapping key {bad[0]!r} cannot be passed to dvc exp run -S (letters, digits and _ only)")
+        return "{" + ", ".join(f"{k}: {hydra_value(x)}" for k, x in v.items()) + "}"
+    raise ValueError(f"cannot pass {v!r} ({type(v).__name__}) to dvc exp run -S")
+
+
 def overrides(base_file: str | Path, profile_file: str | Path) -> list[str]:
     """DVC ``-S`` overrides (Hydra syntax) that turn the base params into the profile: ``++section.key=value`` for
-    every top-level key of each section where the profile differs (values in YAML flow style), and for a mapping
+    every top-level key of each section where the profile differs (:func:`hydra_value`), and for a mapping
     ``~section.key.sub`` for each entry the profile drops (Hydra merges mappings; the profile must replace them)."""
     base = yaml.safe_load(Path(base_file).read_text()) or {}
     prof = yaml.safe_load(Path(profile_file).read_text()) or {}
@@ -28,12 +53,7 @@ def overrides(base_file: str | Path, profile_file: str | Path) -> list[str]:
             if old != v:
                 if isinstance(old, dict) and isinstance(v, dict):
                     out += [f"~{sec}.{k}.{sub}" for sub in old if sub not in v]
-                val = yaml.safe_dump(v, default_flow_style=True, width=10 ** 6).strip()
-                if val.endswith("\n...") or val.endswith("..."):
-                    val = val.rsplit("\n", 1)[0].strip()
-                if isinstance(v, str) and any(c in v for c in " =,[]{}()'\"\\:"):
-                    val = "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"    # a Hydra quoted string
-                out.append(f"++{sec}.{k}={val}")
+                out.append(f"++{sec}.{k}={hydra_value(v)}")
     return out
 
 

@@ -207,7 +207,7 @@ def test_dvc_queue_runs_two_experiments_in_its_own_workspaces(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRIQA_ROOT")}
     env.update(PATH=f"{REPO / '.venv' / 'bin'}:{env['PATH']}", HF_HUB_OFFLINE="1")
     dvc = [str(REPO / ".venv" / "bin" / "dvc")] if (REPO / ".venv" / "bin" / "dvc").exists() else ["dvc"]
-    for n in (20, 30):
+    for n in (100, 150):        # (20 images leave CLIVE's published splits < 3 val images: refused at splits)
         _run([*dvc, "exp", "run", "--queue", "-n", f"lim{n}", "-S", f"data.limit={n}", "splits@clive"], repo, env)
     _run([*dvc, "queue", "start", "-j", "1"], repo, env)
     t0 = time.time()
@@ -219,10 +219,10 @@ def test_dvc_queue_runs_two_experiments_in_its_own_workspaces(tmp_path):
     assert st.count("Success") == 2, st
     shown = json.loads(_run([*dvc, "exp", "show", "--json"], repo, env).stdout)
     revs = {r["name"]: r["data"] for b in shown for e in (b.get("experiments") or []) for r in e["revs"]}
-    assert {"lim20", "lim30"} <= set(revs)
-    assert revs["lim20"]["outs"]["splits/clive.csv"]["hash"] != revs["lim30"]["outs"]["splits/clive.csv"]["hash"]
+    assert {"lim100", "lim150"} <= set(revs)
+    assert revs["lim100"]["outs"]["splits/clive.csv"]["hash"] != revs["lim150"]["outs"]["splits/clive.csv"]["hash"]
     import pandas as pd
-    for n in (20, 30):                      # each experiment's splits/clive.csv, read from the DVC cache
+    for n in (100, 150):                    # each experiment's splits/clive.csv, read from the DVC cache
         h = revs[f"lim{n}"]["outs"]["splits/clive.csv"]["hash"]
         sp = pd.read_csv(repo / ".dvc" / "cache" / "files" / "md5" / h[:2] / h[2:])
         assert (sp.groupby("split")["image"].nunique() == n).all()

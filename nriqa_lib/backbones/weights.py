@@ -121,8 +121,9 @@ def weight_source(spec, weights: str | None = None) -> dict:
         if kind == "hf":
             repo, _ = hub_location(spec)
             src = f"HF {repo}/{Path(path).name}"
-        return {"backbone": spec.name, "kind": kind, "source": src, "present": True, "path": path,
-                "size_mb": round(weight_file(path).stat().st_size / 2 ** 20, 1)}
+        problem = file_problem(weight_file(path))
+        return {"backbone": spec.name, "kind": kind, "source": src, "present": problem is None, "path": path,
+                "size_mb": round(weight_file(path).stat().st_size / 2 ** 20, 1), "problem": problem}
     except WeightsError:
         if weights:
             return {"backbone": spec.name, "kind": "file", "source": str(weights), "present": False, "path": None,
@@ -130,6 +131,39 @@ def weight_source(spec, weights: str | None = None) -> dict:
         repo, names = hub_location(spec)
         return {"backbone": spec.name, "kind": "hf", "source": f"HF {repo}/{names[0]}", "present": False,
                 "path": None, "size_mb": None}
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why a weight file cannot be loaded, from its structure alone (milliseconds, no tensors read), or None:
+    a safetensors file shorter than its header's tensors need, a zip checkpoint (torch.save, .pth/.bin/.pt) whose
+    central directory cannot be read (a truncated download). Legacy pickles are not checked here (the load is)."""
+    import json
+    import struct
+    import zipfile
+    p = Path(path)
+    size = p.stat().st_size
+    if p.suffix == ".safetensors":
+        try:
+            with open(p, "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                if n > size - 8:
+                    raise ValueError("header longer than the file")
+                header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, struct.error) as e:
+            return f"corrupt safetensors file ({type(e).__name__}: {e})"
+        if 8 + n + end > size:
+            return f"corrupt or truncated safetensors file ({size} bytes, its tensors need {8 + n + end})"
+        return None
+    with open(p, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    if zipped:
+        try:
+            with zipfile.ZipFile(p) as z:
+                z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            return f"corrupt or truncated checkpoint ({type(e).__name__}: {e})"
+    return None
 
 
 def _sha256_cached(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,9 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if df["image"].isna().any():
         i = int(np.flatnonzero(df["image"].isna())[0])
         raise ManifestError(f"{path} row {i + 2}: empty image path")
+    # './images/x' and 'images//x' name images/x: normalised before the duplicate and inside-root checks
+    df["image"] = [posixpath.normpath(r.replace("\\", "/")) if ("//" in r or "./" in r or "\\" in r) else r
+                   for r in df["image"]]
     dup = df["image"].duplicated(keep="first")
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
@@ -220,6 +224,7 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
     ``lines``: each row's line in the manifest file (a ``data.limit`` sample); default: row i is line i + 2.
     """
     lines = list(lines) if lines is not None else [i + 2 for i in range(len(df))]
+    real_root = Path(root).resolve()
     has_sha = "sha256" in df.columns
     sidecar = sidecar or HashSidecar(None)
     hashes = []
@@ -228,6 +233,9 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
         p = root / rel
         if not p.is_file():
             raise ManifestError(f"{row}: file missing: {p}")
+        if not p.resolve().is_relative_to(real_root):
+            raise ManifestError(f"{row}: resolves outside the dataset root ({p} -> {p.resolve()}); copy the file "
+                                f"into {root} or point the root at the folder that holds it")
         got = sidecar.sha256(p) if decode else None
         hashes.append(got)
         if has_sha and isinstance(df["sha256"].iloc[i], str) and df["sha256"].iloc[i]:
@@ -260,6 +268,22 @@ def sample_rows(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
     return df.iloc[sample_index(len(df), limit, seed)].reset_index(drop=True)
 
 
+def read_card(path: Path) -> dict:
+    """A dataset card (data_manifests/<name>.yaml): a YAML mapping, else one line naming the file."""
+    try:
+        card = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ManifestError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    if card is None:
+        return {}
+    if not isinstance(card, dict):
+        raise ManifestError(f"{path}: a dataset card must be a mapping (dataset: ..., original_scale: ...), got a "
+                            f"{type(card).__name__}")
+    return card
+
+
 def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None,
                  decode: bool = True, hash_cache: str | os.PathLike | None = "", limit: int = 0,
                  limit_seed: int = 0, manifest: str | None = None) -> Manifest:
@@ -274,7 +298,7 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     manifest_dir = _mdir(manifest_dir)
     mname = manifest or name
     path = manifest_path(mname, manifest_dir)
-    card = yaml.safe_load((Path(manifest_dir) / f"{mname}.yaml").read_text()) or {}
+    card = read_card(Path(manifest_dir) / f"{mname}.yaml")
     root = resolve_root(name, roots)
     df = read_manifest(path)
     try:
@@ -284,6 +308,10 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     check_mos_range(df, card, where)
     keep = sample_index(len(df), limit, limit_seed)
     df = sample_rows(df, limit, limit_seed)
+    if len(df) > 1 and np.ptp(df["mos"].to_numpy()) == 0:
+        raise ManifestError(f"{where}: all {len(df)} MOS values are {df['mos'].iloc[0]:g}"
+                            + (f" (the data.limit={limit} sample)" if limit else "")
+                            + "; SRCC and PLCC against a constant are undefined: check the manifest's mos column")
     hashes = validate_manifest(df, root, where=where, decode=decode, lines=keep + 2,
                                sidecar=HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{mname}.json")
                                if hash_cache is not None else None)
@@ -309,6 +337,33 @@ def check_present(name: str, roots: dict[str, str] | None = None, limit: int = 0
                                 + (f" (in the data.limit={limit} sample, seed {limit_seed})" if len(keep) < len(df)
                                    else ""))
     return len(keep)
+
+
+def fingerprint(name: str, roots: dict[str, str] | None = None, limit: int = 0, limit_seed: int = 0,
+                manifest: str | None = None, manifest_dir: Path | None = None, rehash: bool = False,
+                hash_cache: str | os.PathLike | None = "") -> dict:
+    """What DVC tracks of a dataset (the check stage writes it to results/data/<name>.json, which every stage
+    reading the dataset depends on): the root as configured (``data.roots`` or ``NRIQA_ROOT_<NAME>``, as written,
+    so the same data on another machine gives the same file) and a digest of its content, sha256 over every used
+    row's (image, file sha256). File hashes come from the sidecar (cache/sha256), which trusts an unchanged
+    (path, size, mtime_ns), as DVC itself does; ``rehash`` hashes every file again."""
+    manifest_dir = _mdir(manifest_dir)
+    mname = manifest or name
+    env = f"NRIQA_ROOT_{name.upper()}"
+    given = f"{os.environ[env]} ({env})" if os.environ.get(env) else str((roots or {}).get(name))
+    root = resolve_root(name, roots)
+    df = read_manifest(manifest_path(mname, manifest_dir))
+    df = df.iloc[sample_index(len(df), limit, limit_seed)]
+    side = HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{mname}.json" if hash_cache is not None else None)
+    if rehash:
+        side.known, side.dirty = {}, True
+    h = hashlib.sha256()
+    for rel in df["image"]:
+        h.update(f"{rel}\t{side.sha256(root / rel)}\n".encode())
+    side.save()
+    return {"dataset": name, "manifest": mname, "root": given, "rows": int(len(df)),
+            **({"data.limit": int(limit), "data.limit_seed": int(limit_seed)} if limit else {}),
+            "content_sha256": h.hexdigest()}
 
 
 def open_dataset(p, name: str, decode: bool = False, limited: bool = True) -> Manifest:

@@ -24,8 +24,9 @@ NB_TAG = {"data_overview": "splits-${splits.n_splits}_seed-${splits.seed}", "t1_
           "report": "alpha-${stats.alpha}"}
 # stage -> (matrix?, command arguments, data deps (besides code), outputs, comment)
 SPEC = {
-    "check": (False, "check --stamp results/params_ok.txt --weights-out results/weights.json", [],
-              [{"results/params_ok.txt": {"cache": False}}, {"results/weights.json": {"cache": False}}],
+    "check": (False, "check --stamp results/params_ok.txt --weights-out results/weights.json --data-out results/data",
+              [], [{"results/params_ok.txt": {"cache": False}}, {"results/weights.json": {"cache": False}},
+                   {"results/data": {"cache": False}}],
               "params (types, ranges, names) and data roots, before any stage's outputs are removed"),
     "synthetic": (False, "synthetic", [], ["data/synthetic", "data_manifests/synthetic.csv"], "the embedded set"),
     "splits": (True, f"splits --dataset {D}", ["data_manifests"], [f"splits/{D}.csv"], ""),
@@ -77,6 +78,8 @@ def _stage(name: str) -> dict:
     else:   # the stages that scale out start with run.launcher (python, or torchrun --nproc_per_node N)
         launcher = "${run.launcher}" if name in LAUNCHED else "python"
         st["cmd"] = f"{launcher} -m nriqa_lib.cli {args}"
+    if matrix:          # every stage of a dataset depends on its root + content digest (written by check)
+        data_deps = [f"results/data/{D}.json", *data_deps]
     deps = ([] if name == "check" else ["results/params_ok.txt"]) + data_deps + stage_files(name)
     st["deps"] = deps
     st["params"] = [{"params.yaml": None}] if name == "check" else list(stage_params(name))

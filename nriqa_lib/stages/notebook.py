@@ -32,6 +32,17 @@ def _deterministic(nb_path: Path, final: Path) -> None:
     nbformat.write(nb, str(nb_path))
 
 
+def remove_stale(out: Path, name: str, stem: str) -> list[str]:
+    """The stage owns its folder: rendered notebooks of ``name`` under another tag (e.g. t1.head changed from B to
+    B_Sig) are removed once the new ones are written, so a reader never opens a stale, untracked notebook."""
+    gone = []
+    for f in list(out.glob(f"{name}__*.ipynb")) + list(out.glob(f"{name}__*.html")):
+        if f.stem != stem:
+            f.unlink()
+            gone.append(f.name)
+    return gone
+
+
 def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = None) -> None:
     """Run notebooks/<name>.ipynb with papermill into out_dir (created) and render HTML with nbconvert.
 
@@ -66,6 +77,7 @@ def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = No
             os.chmod(f, 0o666 & ~umask())
         os.replace(nb_tmp, target)
         os.replace(tmp / f"{name}.html", out / f"{stem}.html")
+        remove_stale(out, name, stem)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{target} and {out / (stem + '.html')}")
