@@ -81,14 +81,20 @@ def manifest_path(name: str, manifest_dir: Path | None = None) -> Path:
     return Path(manifest_dir) / f"{name}.csv"
 
 
+def root_setting(name: str, roots: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(the root as configured, the environment variable it came from or None): ``NRIQA_ROOT_<NAME>`` beats
+    ``roots[name]``."""
+    env = f"NRIQA_ROOT_{name.upper()}"
+    return (os.environ[env], env) if os.environ.get(env) else ((roots or {}).get(name), None)
+
+
 def resolve_root(name: str, roots: dict[str, str] | None = None, base: Path = REPO_ROOT) -> Path:
     """Data root of ``name``: env ``NRIQA_ROOT_<NAME>`` beats ``roots[name]`` (params.yaml data.roots).
 
     Relative paths are taken from the repository root; inside a DVC experiment workspace (``dvc exp run
     --temp``, ``dvc queue``) a relative root that is not in the copy is taken from the user's repository.
     """
-    env = os.environ.get(f"NRIQA_ROOT_{name.upper()}")
-    raw = env if env else (roots or {}).get(name)
+    raw, env = root_setting(name, roots)
     if not raw:
         raise ManifestError(f"no data root for dataset {name!r}: set data.roots.{name} in params.yaml "
                             f"or the environment variable NRIQA_ROOT_{name.upper()}")
@@ -320,13 +326,11 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     return Manifest(name=name, table=df, root=root, card=card)
 
 
-def check_present(name: str, roots: dict[str, str] | None = None, limit: int = 0, limit_seed: int = 0,
-                  manifest: str | None = None, manifest_dir: Path | None = None) -> int:
-    """Every image of the rows a run will use (the ``data.limit`` sample, or all) exists under the root; a missing
-    one is named with its manifest line. Only a stat per file (the ``check`` stage: seconds even for KonIQ);
-    content and decoding are verified where the stages read the images. Returns the number of rows checked."""
-    manifest_dir = _mdir(manifest_dir)
-    path = manifest_path(manifest or name, manifest_dir)
+def _used_rows(name: str, roots, limit: int, limit_seed: int, manifest: str | None,
+               manifest_dir: Path | None) -> tuple[pd.DataFrame, Path]:
+    """The manifest rows a run will use (the ``data.limit`` sample, or all) and the root, after a stat of each
+    file: a missing one is named with its manifest line."""
+    path = manifest_path(manifest or name, _mdir(manifest_dir))
     root = resolve_root(name, roots)
     df = read_manifest(path)
     keep = sample_index(len(df), limit, limit_seed)
@@ -336,7 +340,15 @@ def check_present(name: str, roots: dict[str, str] | None = None, limit: int = 0
             raise ManifestError(f"{path} row {i + 2} ({rel}): file missing: {root / rel}"
                                 + (f" (in the data.limit={limit} sample, seed {limit_seed})" if len(keep) < len(df)
                                    else ""))
-    return len(keep)
+    return df.iloc[keep], root
+
+
+def check_present(name: str, roots: dict[str, str] | None = None, limit: int = 0, limit_seed: int = 0,
+                  manifest: str | None = None, manifest_dir: Path | None = None) -> int:
+    """Every image of the rows a run will use (the ``data.limit`` sample, or all) exists under the root; a missing
+    one is named with its manifest line. Only a stat per file (the ``check`` stage: seconds even for KonIQ);
+    content and decoding are verified where the stages read the images. Returns the number of rows checked."""
+    return len(_used_rows(name, roots, limit, limit_seed, manifest, manifest_dir)[0])
 
 
 def fingerprint(name: str, roots: dict[str, str] | None = None, limit: int = 0, limit_seed: int = 0,
@@ -346,14 +358,12 @@ def fingerprint(name: str, roots: dict[str, str] | None = None, limit: int = 0, 
     reading the dataset depends on): the root as configured (``data.roots`` or ``NRIQA_ROOT_<NAME>``, as written,
     so the same data on another machine gives the same file) and a digest of its content, sha256 over every used
     row's (image, file sha256). File hashes come from the sidecar (cache/sha256), which trusts an unchanged
-    (path, size, mtime_ns), as DVC itself does; ``rehash`` hashes every file again."""
-    manifest_dir = _mdir(manifest_dir)
+    (path, size, mtime_ns), as DVC itself does; ``rehash`` hashes every file again. Checks presence as
+    :func:`check_present` does (the same rows, read once)."""
     mname = manifest or name
-    env = f"NRIQA_ROOT_{name.upper()}"
-    given = f"{os.environ[env]} ({env})" if os.environ.get(env) else str((roots or {}).get(name))
-    root = resolve_root(name, roots)
-    df = read_manifest(manifest_path(mname, manifest_dir))
-    df = df.iloc[sample_index(len(df), limit, limit_seed)]
+    raw, env = root_setting(name, roots)
+    given = f"{raw} ({env})" if env else str(raw)
+    df, root = _used_rows(name, roots, limit, limit_seed, manifest, manifest_dir)
     side = HashSidecar(Path(hash_cache or cache_dir("sha256")) / f"{mname}.json" if hash_cache is not None else None)
     if rehash:
         side.known, side.dirty = {}, True

@@ -33,10 +33,8 @@ def check_sizes(sp, dataset: str, select_on: str, limit: int = 0) -> None:
     """Refuse (one line, with the sizes) splits that the heads could not train, select or test on: every split
     needs >= 3 train and test images, and >= 3 val images when the epoch is selected on val."""
     from ..config import ConfigError
-    sizes = sp.groupby(["split", "part"]).size().unstack(fill_value=0)
-    for part in ("train", "val", "test"):
-        if part not in sizes:
-            sizes[part] = 0
+    sizes = sp.groupby(["split", "part"]).size().unstack(fill_value=0).reindex(columns=["train", "val", "test"],
+                                                                                fill_value=0)
     need = ["train", "test"] + (["val"] if select_on == "val" else [])
     for k, row in sizes.iterrows():
         short = [q for q in need if row[q] < MIN_PART]
