@@ -41,6 +41,9 @@ class Data:
     # dataset -> the manifest it reads (data_manifests/<name>.csv; default its own): P1's rows and layouts in the
     # paper profile, e.g. {clive: clive_p1 (all 1169 rows, release order), koniq10k: koniq10k_512x384}
     manifests: dict[str, str] = field(default_factory=dict)
+    # decode every image upright as its EXIF orientation tag says (PIL's ImageOps.exif_transpose); false: the
+    # pixels as stored, as P1's and P2's code read them (the paper profile)
+    exif_transpose: bool = True
 
 
 @dataclass

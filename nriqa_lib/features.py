@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from filelock import FileLock
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -35,7 +35,7 @@ from .workspace import cache_dir as workspace_cache
 TestTime = Literal["squash", "center_crop", "multi_crop", "native", "grid"]
 __all__ = ["build_transform", "view_grid", "make_views", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "extract_many",
            "draft_request", "draft_scale", "jpeg_sizes_of", "SharedDecodeDataset", "save_feature_set",
-           "load_feature_set", "load_image"]
+           "load_feature_set", "load_image", "decode_notes"]
 
 
 def _interp(name: str):
@@ -138,9 +138,31 @@ def draft_scale(size: tuple[int, int], request: tuple[int, int] | None) -> int:
     return next((s for s in (8, 4, 2) if most >= s), 1)            # smaller than the request: full size
 
 
-def load_image(path: Path, draft: int = 1) -> Image.Image:
+ORIENTATION = ExifTags.Base.Orientation      # EXIF tag 0x0112
+
+
+def decode_notes(manifest: Manifest) -> str:
+    """One line on how the dataset's images are decoded: how many carry an EXIF orientation that turns them and
+    how many have several frames (animated GIF/WebP, multi-page TIFF: the first frame is used). Headers only."""
+    turned = frames = 0
+    for p in manifest.paths():
+        try:
+            with Image.open(p) as im:
+                turned += im.getexif().get(ORIENTATION, 1) not in (1, None)
+                frames += getattr(im, "n_frames", 1) > 1
+        except Exception:
+            pass                                   # unreadable files are reported by the manifest check
+    rule = ("turned upright (data.exif_transpose: true)" if manifest.exif_transpose
+            else "read as stored (data.exif_transpose: false)")
+    return (f"{manifest.name}: {turned} of {len(manifest.table)} images carry an EXIF orientation that turns them, "
+            f"{rule}; {frames} have several frames (the first frame is used)")
+
+
+def load_image(path: Path, draft: int = 1, exif: bool = True) -> Image.Image:
     """Decode an image as 8-bit RGB. 16-bit (and 32-bit integer) greyscale is scaled to 8 bits, not clipped
-    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white).
+    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white). ``exif``: turn the
+    image upright as its EXIF orientation tag says (``ImageOps.exif_transpose``; ``data.exif_transpose``); false:
+    the pixels as stored (P1's and P2's code). An animated GIF/WebP or multi-page TIFF gives its first frame.
 
     ``draft`` > 1: a JPEG is decoded at 1/draft of its size (PIL's draft mode, libjpeg's scaled IDCT: about
     draft^2 fewer pixels to decode); other formats ignore it. Tolerance: see :func:`draft_request` users."""
@@ -148,6 +170,8 @@ def load_image(path: Path, draft: int = 1) -> Image.Image:
         with Image.open(path) as im:
             if draft > 1 and im.format == "JPEG":
                 im.draft("RGB", ((im.size[0] + draft - 1) // draft, (im.size[1] + draft - 1) // draft))
+            if exif and im.getexif().get(ORIENTATION, 1) != 1:
+                im = ImageOps.exif_transpose(im)                 # a transposed copy, the tag removed
             if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
                 a = np.asarray(im, dtype=np.float64)
                 top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
@@ -158,14 +182,14 @@ def load_image(path: Path, draft: int = 1) -> Image.Image:
 
 
 class ImageDataset(Dataset):
-    def __init__(self, paths: list[Path], transform):
-        self.paths, self.transform = paths, transform
+    def __init__(self, paths: list[Path], transform, exif: bool = True):
+        self.paths, self.transform, self.exif = paths, transform, exif
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(load_image(self.paths[i]))
+        return self.transform(load_image(self.paths[i], exif=self.exif))
 
 
 class SharedDecodeDataset(Dataset):
@@ -173,8 +197,8 @@ class SharedDecodeDataset(Dataset):
     in all where no draft applies), then each backbone's own transform. Returns {backbone slot: tensor}
     for the slots ``needed(i)`` names (the backbones whose cache misses the chunk of image i)."""
 
-    def __init__(self, paths: list[Path], transforms: list, requests: list, needed):
-        self.paths, self.transforms, self.requests, self.needed = paths, transforms, requests, needed
+    def __init__(self, paths: list[Path], transforms: list, requests: list, needed, exif: bool = True):
+        self.paths, self.transforms, self.requests, self.needed, self.exif = paths, transforms, requests, needed, exif
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -193,7 +217,7 @@ class SharedDecodeDataset(Dataset):
         out, decoded = {}, {}
         for k in ks:
             if scales[k] not in decoded:
-                decoded[scales[k]] = load_image(self.paths[i], scales[k])
+                decoded[scales[k]] = load_image(self.paths[i], scales[k], self.exif)
             out[k] = self.transforms[k](decoded[scales[k]])
         return out
 
@@ -296,7 +320,8 @@ def extract_many(backbones: list[Backbone], manifest: Manifest, test_time: TestT
     paths = manifest.paths()
     n_chunks = (len(paths) + chunk_size - 1) // chunk_size
     job = dict(paths=paths, test_time=test_time, batch_size=batch_size, chunk_size=chunk_size, dev=dev, amp=amp,
-               workers=workers, max_chunks=max_chunks, dataset=manifest.name, jpeg_draft=jpeg_draft)
+               workers=workers, max_chunks=max_chunks, dataset=manifest.name, jpeg_draft=jpeg_draft,
+               exif=manifest.exif_transpose)
 
     def assemble(e):
         bb, key, ident, root, part = e
@@ -369,7 +394,7 @@ def _finished(root: Path, images: list[str]) -> FeatureSet | None:
 
 
 def _compute_chunks(backbones, todo, parts, paths, test_time, batch_size, chunk_size, dev, amp, workers, progress,
-                    max_chunks, dataset, jpeg_draft) -> None:
+                    max_chunks, dataset, jpeg_draft, exif) -> None:
     """Compute and atomically save, for backbone k, the chunks ``todo[k]`` into ``parts[k]``: one loader over
     the union of the chunks (workers start once; each image decoded once for the backbones that need it);
     batches never straddle a chunk, so a chunk's features do not depend on which chunks were cached or which
@@ -396,7 +421,7 @@ def _compute_chunks(backbones, todo, parts, paths, test_time, batch_size, chunk_
     tfs = [build_transform(bb.preprocess, test_time) for bb in backbones]
     reqs = [(lambda size, pp=bb.preprocess: draft_request(size, pp, test_time, jpeg_draft))
             if jpeg_draft and test_time in DRAFTABLE else None for bb in backbones]
-    ds = SharedDecodeDataset(paths, tfs, reqs, lambda i: need[i // chunk_size])
+    ds = SharedDecodeDataset(paths, tfs, reqs, lambda i: need[i // chunk_size], exif)
     dl = DataLoader(ds, batch_sampler=batches, **loader_kwargs(dev, workers))
     out: dict[int, list[np.ndarray]] = {}
     with torch.inference_mode(), autocast(dev, amp):

@@ -314,23 +314,29 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
                    job: HeadJob, cfg: FinetuneConfig, tcfg: TrainConfig, ckpt: Path | None = None,
                    device: torch.device = torch.device("cpu"), amp: str = "off", workers: int = 0,
                    test_time: str = "squash", progress: Callable[[str], None] | None = None,
-                   pixels: np.ndarray | None = None) -> SplitResult:
+                   pixels: np.ndarray | None = None, exif: bool = True) -> SplitResult:
     """Fine-tune a fresh backbone + P1 head on one split's train images; after every epoch predict val and
     test and checkpoint; return the predictions of the epoch chosen on ``tcfg.select_on`` (val, or test
     as P1) and those of the last epoch. ``ckpt``: the checkpoint file (resumed when present and made for the
     same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.train.p1_windows`);
     the p1 regime runs in ``cfg.precision`` whatever ``amp`` says (bf16: P1's dtypes and autocast, refused where
     the device has no bf16; fp32: no autocast). ``pixels``: the images already squashed to the input size
-    (:func:`nriqa_lib.pixels.squashed_images`, decoded once for every epoch and split; the same tensors)."""
+    (:func:`nriqa_lib.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
+    ``exif``: decode with the EXIF orientation applied (:func:`nriqa_lib.features.load_image`)."""
     if cfg.mode == "p1":
         if cfg.precision == "bf16":
             check_bf16(device)
         amp = "bf16" if cfg.precision == "bf16" else "off"
+    cfg_id = {"ft": asdict(cfg), "train": {k: v for k, v in asdict(tcfg).items() if k != "per_dataset"},
+              "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
+    eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
+    parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
+    st = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt is not None and ckpt.is_file() else {}
+    if st.get("cfg_id") == cfg_id and "trainable" not in st:     # a finished split: its record, no weights
+        return _result(parts, eval_idx, mos, st["best"], st["last"], st["history"], [])
     torch.manual_seed(job.seed)
     backbone = make_backbone()
     head = init_head(tcfg, backbone.dim, job.seed)
-    cfg_id = {"ft": asdict(cfg), "train": {k: v for k, v in asdict(tcfg).items() if k != "per_dataset"},
-              "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
     features, groups = _groups(backbone, head, cfg)
     model = ImageIQAModel(features, head).to(device)
     opt = torch.optim.Adam(groups)
@@ -339,18 +345,15 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         raise ValueError("distributed fine-tuning needs train.micro_batch > 0 (P1: 2): ranks share a batch by its "
                          "micro-batches, and a whole-batch margin loss couples all of its images")
     order = train_order(len(job.train_idx), tcfg, job.seed)
-    eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
-    parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
     select = "val" if (tcfg.select_on == "val" and len(job.val_idx)) else "test"
     start, history, best, last = 0, [], (-np.inf, -1, None), None
-    if ckpt is not None and ckpt.is_file():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if st.get("cfg_id") == cfg_id:
-            sd = model.state_dict()       # (a checkpoint from before non-persistent buffers were left out: skip them)
-            model.load_state_dict({**sd, **{k: v for k, v in st["trainable"].items() if k in sd}})
-            opt.load_state_dict(st["opt"])
-            _set_rng_state(st["rng"], device)
-            start, history, best, last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
+    if st.get("cfg_id") == cfg_id:
+        sd = model.state_dict()       # (a checkpoint from before non-persistent buffers were left out: skip them)
+        model.load_state_dict({**sd, **{k: v for k, v in st["trainable"].items() if k in sd}})
+        opt.load_state_dict(st["opt"])
+        _set_rng_state(st["rng"], device)
+        start, history, best, last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
+    del st
     tf = build_transform(preprocess, test_time)
     if pixels is not None:
         side = preprocess.squash_size
@@ -360,7 +363,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         from .pixels import SquashedDataset
         ds = SquashedDataset(pixels, tf)
     else:
-        ds = ImageDataset(list(paths), tf)
+        ds = ImageDataset(list(paths), tf, exif)
     lk = loader_kwargs(device, workers)
     mos_t = torch.tensor(np.asarray(mos, dtype=np.float32))      # a copy: the manifest column may be read-only
     step_t: list[float] = []
@@ -413,13 +416,23 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         if progress:
             progress(f"epoch {ep + 1}/{tcfg.epochs}: val {score['val']:.3f} test {score['test']:.3f}")
         if ckpt is not None and dist.is_main():
+            # the last epoch's checkpoint keeps only the split's result: weights and Adam's moments of every
+            # finished split would pile up (P1's regime on SigLIP2-so400m: ~5 GB per split, head and split)
+            state = {"cfg_id": cfg_id, "epoch": ep, "history": history, "best": best, "last": last}
+            if ep < tcfg.epochs - 1:
+                state.update(trainable=_trainable_state(model), opt=opt.state_dict(), rng=_rng_state(device))
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
-                torch.save({"cfg_id": cfg_id, "epoch": ep, "trainable": _trainable_state(model),
-                            "opt": opt.state_dict(), "rng": _rng_state(device), "history": history, "best": best,
-                            "last": last}, tmp)
+                torch.save(state, tmp)
+            del state
         dist.barrier()
+    return _result(parts, eval_idx, mos, best, last, history, step_t)
+
+
+def _result(parts: np.ndarray, eval_idx: np.ndarray, mos: np.ndarray, best, last, history: list[dict],
+            step_t: list[float]) -> SplitResult:
     _, best_ep, pred = best
+    mos = np.asarray(mos)
     df = pd.DataFrame({"part": parts, "index": eval_idx, "pred": pred, "mos": mos[eval_idx]})
     last_df = (pd.DataFrame({"part": parts, "index": eval_idx, "pred": last[1], "mos": mos[eval_idx]})
                if last is not None else None)

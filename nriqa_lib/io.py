@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if e.filename is None:        # numpy's "cannot write: N requested and M written" names no file: name it
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
+    except RuntimeError as e:       # torch.save reports a full disk as "iostream error" / "unexpected pos"
+        Path(tmp).unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(f"could not write {path}: {str(e).splitlines()[0]} ({free:.0f} MiB free on its disk)") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

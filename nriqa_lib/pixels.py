@@ -34,23 +34,23 @@ RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BI
             "nearest": Image.Resampling.NEAREST}
 
 
-def squash(path: Path, size: int, interpolation: str = "bicubic") -> np.ndarray:
+def squash(path: Path, size: int, interpolation: str = "bicubic", exif: bool = True) -> np.ndarray:
     """One image decoded and squashed to (size, size, 3) uint8 with PIL's filter (P1: bicubic, PIL's default)."""
-    im = load_image(path)
+    im = load_image(path, exif=exif)
     if im.size != (size, size):
         im = im.resize((size, size), RESAMPLE[interpolation])
     return np.array(im, dtype=np.uint8)         # writable: DataLoader turns it into a tensor
 
 
 class _Decode(Dataset):
-    def __init__(self, paths, size, interpolation):
-        self.paths, self.size, self.interpolation = paths, size, interpolation
+    def __init__(self, paths, size, interpolation, exif):
+        self.paths, self.size, self.interpolation, self.exif = paths, size, interpolation, exif
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
-        return i, squash(self.paths[i], self.size, self.interpolation)
+        return i, squash(self.paths[i], self.size, self.interpolation, self.exif)
 
 
 def _key(manifest: Manifest, size: int, interpolation: str) -> tuple[str, str]:
@@ -73,7 +73,7 @@ def squashed_images(manifest: Manifest, size: int, interpolation: str, cache: st
         tmp = root / f".tmp-pixels_{key}.{os.getpid()}.npy"
         try:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-            loader = DataLoader(_Decode(manifest.paths(), size, interpolation), batch_size=None, num_workers=workers)
+            loader = DataLoader(_Decode(manifest.paths(), size, interpolation, manifest.exif_transpose), batch_size=None, num_workers=workers)
             from tqdm import tqdm
             for i, a in tqdm(loader, total=n, desc=f"squash {manifest.name} to {size}px", disable=not progress):
                 arr[int(i)] = a.numpy() if isinstance(a, torch.Tensor) else a

@@ -183,9 +183,10 @@ def l2_norm_scores(features: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(features, np.float64), axis=-1)
 
 
-def image_tensor(path: Path, mean, std, pre_resize: tuple[int, int] | None = None) -> torch.Tensor:
+def image_tensor(path: Path, mean, std, pre_resize: tuple[int, int] | None = None,
+                 exif: bool = True) -> torch.Tensor:
     """Load an RGB image at native size (or P2's pre-resize, bicubic) as a normalised (C, H, W) tensor."""
-    im = load_image(path)
+    im = load_image(path, exif=exif)
     if pre_resize:
         im = im.resize(tuple(pre_resize), resample=3)
     return T.Normalize(mean, std)(T.functional.to_tensor(im))
@@ -235,7 +236,7 @@ def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_re
         fs, counts = [], []
         with torch.inference_mode():
             for p in paths[lo:hi]:
-                v = make_views(image_tensor(p, mean, std, pre_resize), size, stride)
+                v = make_views(image_tensor(p, mean, std, pre_resize, manifest.exif_transpose), size, stride)
                 fs.append(torch.cat([encode_image(model, v[i:i + batch], pos) for i in range(0, len(v), batch)])
                           .float().numpy())
                 counts.append(len(v))
@@ -299,7 +300,7 @@ def clipiqa_scores(model: nn.Module, tokenizer, manifest: Manifest, mean, std, p
         out = []
         with torch.inference_mode():
             for p in paths[lo:hi]:
-                f = encode_image(model, image_tensor(p, mean, std)[None], "drop").float().numpy()
+                f = encode_image(model, image_tensor(p, mean, std, exif=manifest.exif_transpose)[None], "drop").float().numpy()
                 out.append(q_sim(f, text, scale)[0])
         return {"q": np.asarray(out, np.float64)}
 

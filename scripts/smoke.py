@@ -101,6 +101,8 @@ def resume_every_family(ws: Path) -> list[str]:
               f"({time.time() - t0:.0f}s)", flush=True)
         if not same:
             bad.append(f"resume {name}: resumed predictions differ from an uninterrupted run")
+        ckpt.unlink(missing_ok=True)         # P1's regime checkpoints every weight + Adam: up to 1.1 GB each
+    shutil.rmtree(ws / "resume", ignore_errors=True)
     return bad
 
 

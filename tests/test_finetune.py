@@ -1,6 +1,7 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import open_clip
 import pytest
 import timm
@@ -182,6 +183,19 @@ def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(t
     other = finetune_split(_Tiny, pp, paths, mos, HeadJob(job.train_idx, job.val_idx, job.test_idx, seed=4), cfg,
                            tcfg, ckpt=tmp_path / "b.pt")
     assert [h["epoch"] for h in other.history] == [0, 1, 2]
+    # a finished split keeps only its result (no weights, no Adam moments: they piled up to GBs per split), and
+    # a rerun returns it without building a backbone
+    done = torch.load(tmp_path / "a.pt", weights_only=False)
+    assert done["epoch"] == 2 and not {"trainable", "opt", "rng"} & set(done)
+    assert (tmp_path / "a.pt").stat().st_size < 20_000
+
+    def no_backbone():
+        raise AssertionError("a finished split built its backbone again")
+
+    again = finetune_split(no_backbone, pp, paths, mos, job, cfg, tcfg, ckpt=tmp_path / "a.pt")
+    pd.testing.assert_frame_equal(again.predictions, whole.predictions)
+    pd.testing.assert_frame_equal(again.last_predictions, whole.last_predictions)
+    assert again.best_epoch == whole.best_epoch and again.history == whole.history
 
 
 def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatch):

@@ -178,6 +178,12 @@ def test_disk_full_names_the_file_and_a_corrupt_weight_file_is_not_present(tmp_p
         with atomic_path(target) as tmp:
             raise OSError(errno.ENOSPC, "cannot write: 25600 requested and 10208 written")
     assert e.value.filename == str(target) and not list(tmp_path.iterdir())
+    # torch.save on a full disk raises RuntimeError ("[enforce fail at inline_container.cc] unexpected pos ...",
+    # seen in CI while a checkpoint was written): one OSError line naming the file and the free space
+    with pytest.raises(OSError, match=r"could not write .*ckpt\.pt: \[enforce fail.* MiB free on its disk\)$"):
+        with atomic_path(tmp_path / "ckpt.pt") as tmp:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 371897920 vs 371897808")
+    assert not list(tmp_path.iterdir())
     import torch
     from safetensors.torch import save_file
 
@@ -269,3 +275,71 @@ def test_a_switched_root_or_changed_content_changes_what_dvc_tracks(tmp_path, mo
     assert cli.main(["--params", str(f), "hash", "--dataset", "toy", "--rehash"]) == 0
     write_fingerprints(p, out)
     assert json.loads((out / "toy.json").read_text())["content_sha256"] != changed["content_sha256"]
+
+
+def _turned_dataset(tmp_path):
+    """A 4-image toy set whose image 1 is stored turned a quarter (PIL ROTATE_90) with EXIF orientation 6
+    ("rotate 90 CW to display"), image 2 is a 2-frame animated GIF; returns (upright image 1, GIF frames)."""
+    from PIL import Image
+    from nriqa_lib.data.manifest import sha256_file
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=4, size=(40, 24))
+    upright = Image.open(root / df["image"][1]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(root / df["image"][1], exif=exif.tobytes())
+    g = np.random.default_rng(5)
+    frames = [Image.fromarray((g.random((24, 40, 3)) * 255).astype(np.uint8)).convert("P") for _ in range(2)]
+    frames[0].save(root / "images/anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    df.loc[2, "image"] = "images/anim.gif"
+    df["sha256"] = [sha256_file(root / r) for r in df["image"]]
+    write_manifest(tmp_path / "m", "toy", df)
+    return root, df, upright, frames
+
+
+def test_exif_orientation_applied_and_gif_frame_named(tmp_path):
+    """Item 13: a photo stored sideways with an EXIF orientation tag is decoded upright (data.exif_transpose,
+    default true), as stored when false (P1's and P2's code); an animated GIF gives its first frame, and the
+    features stage says in one line how many images were turned and which frame a multi-frame image uses. The
+    rule is part of every cache key (features, views, pixels, checkpoints) only when applied."""
+    from PIL import Image
+    from nriqa_lib.data.manifest import load_dataset
+    from nriqa_lib.features import decode_notes, load_image
+    from nriqa_lib.pixels import squash
+    root, df, upright, frames = _turned_dataset(tmp_path)
+    p = root / df["image"][1]
+    assert np.array_equal(np.asarray(load_image(p)), np.asarray(upright))          # turned upright
+    stored = np.asarray(load_image(p, exif=False))
+    assert stored.shape == (40, 24, 3) and np.array_equal(stored, np.asarray(upright.transpose(Image.Transpose.ROTATE_90)))
+    want = np.asarray(upright.resize((16, 16), Image.Resampling.BICUBIC))
+    assert np.array_equal(squash(p, 16), want)                                       # the fine-tuning pixel cache
+    gif = np.asarray(load_image(root / "images/anim.gif"))
+    assert np.array_equal(gif, np.asarray(frames[0].convert("RGB")))
+    assert not np.array_equal(gif, np.asarray(frames[1].convert("RGB")))
+    on = load_dataset("toy", {"toy": str(root)}, manifest_dir=tmp_path / "m")
+    off = load_dataset("toy", {"toy": str(root)}, manifest_dir=tmp_path / "m", exif_transpose=False)
+    assert decode_notes(on) == ("toy: 1 of 4 images carry an EXIF orientation that turns them, turned upright "
+                                "(data.exif_transpose: true); 1 have several frames (the first frame is used)")
+    assert "read as stored (data.exif_transpose: false)" in decode_notes(off)
+    import hashlib
+    h = hashlib.sha256(b"toy")                              # off: the hash caches had before the rule existed
+    h.update(off.table[["image", "sha256"]].to_csv(index=False).encode())
+    assert off.content_hash == h.hexdigest() and on.content_hash != off.content_hash
+    # T5's cost counts the upright size: the four images are one input shape, two when read as stored
+    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.features import build_transform
+    from nriqa_lib.stages.resolution import dataset_cost
+    bb = create_backbone("tf_efficientnet_lite0", pretrained=False)
+    count = lambda bb, size, x: float(x.shape[-1] * x.shape[-2])        # noqa: E731 (a stand-in FLOP count)
+    assert dataset_cost(bb, on, "native", count, build_transform)["distinct_inputs"] == 1
+    assert dataset_cost(bb, off, "native", count, build_transform)["distinct_inputs"] == 2
+
+
+def test_exif_transpose_is_a_tracked_param_of_every_decoding_stage():
+    """Item 13: data.exif_transpose reaches every stage that decodes images (DVC re-runs them when it changes) and
+    the paper profile reads the pixels as stored, as P1's and P2's code do."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage in ("features", "zeroshot", "finetune", "resolution", "figures"):
+        assert "data.exif_transpose" in dvc[stage]["params"], stage
+    assert load_params(REPO / "params.yaml").data.exif_transpose is True
+    assert yaml.safe_load((REPO / "params-paper.yaml").read_text())["data"]["exif_transpose"] is False

@@ -46,16 +46,20 @@ class Manifest:
     table: pd.DataFrame
     root: Path
     card: dict
+    exif_transpose: bool = True       # images decoded upright by their EXIF orientation (data.exif_transpose)
 
     def paths(self) -> list[Path]:
         return [self.root / p for p in self.table["image"]]
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the manifest rows that change features (image, sha256 if any) + the name."""
+        """sha256 of what the decoded pixels depend on: the rows (image, sha256 if any), the name and, when
+        applied, the EXIF orientation rule (off: the hash every cache had before the rule existed)."""
         cols = [c for c in ("image", "sha256") if c in self.table.columns]
         h = hashlib.sha256(self.name.encode())
         h.update(self.table[cols].to_csv(index=False).encode())
+        if self.exif_transpose:
+            h.update(b"exif_transpose")
         return h.hexdigest()
 
 
@@ -292,7 +296,7 @@ def read_card(path: Path) -> dict:
 
 def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None,
                  decode: bool = True, hash_cache: str | os.PathLike | None = "", limit: int = 0,
-                 limit_seed: int = 0, manifest: str | None = None) -> Manifest:
+                 limit_seed: int = 0, manifest: str | None = None, exif_transpose: bool = True) -> Manifest:
     """Read, check and validate dataset ``name`` (manifest + card + files); raise ManifestError if bad.
 
     With ``decode`` the table's ``sha256`` holds every file's content hash (verified where the manifest
@@ -300,7 +304,8 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
     cache/sha256, None: not remembered). ``limit`` > 0
     keeps a seeded sample of that many images (``data.limit``: a quick first try of any profile).
     ``manifest``: read data_manifests/<manifest>.csv for dataset ``name`` (its root, its name in every output),
-    e.g. P1's rows of CLIVE (``clive_p1``) or KonIQ's 512x384 release (``koniq10k_512x384``)."""
+    e.g. P1's rows of CLIVE (``clive_p1``) or KonIQ's 512x384 release (``koniq10k_512x384``).
+    ``exif_transpose``: the images are to be decoded upright by their EXIF orientation (part of content_hash)."""
     manifest_dir = _mdir(manifest_dir)
     mname = manifest or name
     path = manifest_path(mname, manifest_dir)
@@ -323,7 +328,7 @@ def load_dataset(name: str, roots: dict[str, str] | None = None, manifest_dir: P
                                if hash_cache is not None else None)
     if hashes is not None:                # full validation: the content of every file is known
         df["sha256"] = hashes
-    return Manifest(name=name, table=df, root=root, card=card)
+    return Manifest(name=name, table=df, root=root, card=card, exif_transpose=exif_transpose)
 
 
 def _used_rows(name: str, roots, limit: int, limit_seed: int, manifest: str | None,
@@ -376,12 +381,14 @@ def fingerprint(name: str, roots: dict[str, str] | None = None, limit: int = 0, 
             "content_sha256": h.hexdigest()}
 
 
-def open_dataset(p, name: str, decode: bool = False, limited: bool = True) -> Manifest:
+def open_dataset(p, name: str, decode: bool = False, limited: bool = True, pixels: bool = False) -> Manifest:
     """``load_dataset`` with the params' roots, manifest variants and sample (``data.roots``, ``data.manifests``,
     ``data.limit``, ``data.limit_seed``);
-    ``limited=False`` gives the whole dataset (published splits are made on it, then restricted)."""
+    ``limited=False`` gives the whole dataset (published splits are made on it, then restricted); ``pixels``: the
+    caller decodes the images, as ``data.exif_transpose`` says (its stage declares that param)."""
     return load_dataset(name, p.data.roots, decode=decode, limit=p.data.limit if limited else 0,
-                        limit_seed=p.data.limit_seed, manifest=p.data.manifests.get(name))
+                        limit_seed=p.data.limit_seed, manifest=p.data.manifests.get(name),
+                        exif_transpose=p.data.exif_transpose if pixels else True)
 
 
 def write_sha256(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None) -> Path:

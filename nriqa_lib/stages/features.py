@@ -11,16 +11,18 @@ from .. import dist
 from ..backbones import backbone_from_params
 from ..data.manifest import open_dataset
 from ..device import resolve_device, run_info, set_deterministic
-from ..features import extract_many, save_feature_set
+from ..features import decode_notes, extract_many, save_feature_set
 from ..paths import features_dir
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features", "run")
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features", "run")
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:
-    m = open_dataset(p, dataset, decode=True)        # validates files (existence, sha256, decoding) first
+    m = open_dataset(p, dataset, decode=True, pixels=True)        # validates files (existence, sha256, decoding) first
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)
+    if dist.is_main():
+        print(decode_notes(m))
     names = list(backbones or p.features.backbones)
     t = time.time()
     # one pass over the images for every backbone whose features are not cached (each image decoded once)

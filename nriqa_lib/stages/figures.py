@@ -15,7 +15,7 @@ from ..protocol import jobs_from_splits, train_config
 from ..reporting import plots
 from ..train import train_heads
 
-PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "features.image_size", "train", "t1.head", "t3",
+PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained", "features.image_size", "train", "t1.head", "t3",
           "stats.seed")
 
 
@@ -25,7 +25,7 @@ def run(p) -> dict:
     d = p.data.datasets[-1]
     bname = pretrained(p.features.backbones)[0]
     fs = load_feature_set(features_dir(d, bname))
-    man = open_dataset(p, d)
+    man = open_dataset(p, d, pixels=True)
     mos = man.table.set_index("image").loc[fs.images, "mos"].to_numpy()
     job = jobs_from_splits(fs.images, load_splits(splits_path(d)), seed_offset=p.train.seed * 1000)[0]
     res = train_heads(fs.features, mos, [job], train_config(p, p.t1.head, d))
@@ -43,7 +43,7 @@ def run(p) -> dict:
         pick = [job.test_idx[order[0]], job.test_idx[order[len(order) // 2]], job.test_idx[order[-1]]]
         cams = []
         for i in pick:
-            im = load_image(man.root / fs.images[i])
+            im = load_image(man.root / fs.images[i], exif=man.exif_transpose)
             cams.append((im.resize((bb.preprocess.size, bb.preprocess.size)), gradcam(bb, head, tf(im)[None]),
                          f"MOS {mos[i]:.2f}"))
         paths["gradcam"] = plots.save(plots.gradcam_grid(cams, f"Grad-CAM of the quality score ({bname}, "

@@ -19,7 +19,7 @@ import time
 from ..io import atomic_path, atomic_write_text
 from ..paths import finetune_ckpt, finetune_dir, splits_path
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained",
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained",
           "features.image_size", "features.test_time", "features.threads", "train", "finetune", "run")
 
 
@@ -60,7 +60,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     torch.set_num_threads(p.features.threads)
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)
-    man = open_dataset(p, dataset, decode=True)       # every image's sha256: the pixel cache's key
+    man = open_dataset(p, dataset, decode=True, pixels=True)       # every image's sha256: the pixel cache's key
     images = list(man.table["image"])
     mos = man.table["mos"].to_numpy(dtype=np.float64)
     paths = man.paths()
@@ -102,7 +102,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 res = finetune_split(lambda: backbone_from_params(p, bname), probe.preprocess, paths, mos, job, cfg,
                                      tcfg, ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp,
                                      workers=p.run.workers, test_time=p.features.test_time, progress=log,
-                                     pixels=px)
+                                     pixels=px, exif=man.exif_transpose)
                 for out_frames, df, ep in ((frames, res.predictions, res.best_epoch),
                                            (lasts, res.last_predictions, tcfg.epochs - 1)):
                     if df is not None:

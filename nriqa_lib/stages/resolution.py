@@ -14,7 +14,7 @@ import time
 from ..io import atomic_path, atomic_write_text
 from ..paths import resolution_dir, splits_path, timing_dir
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights",
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights",
           "features.pretrained", "features.image_size", "features.batch_size", "features.threads",
           "features.chunk_size", "features.jpeg_draft", "train", "t3", "t5")
 
@@ -49,7 +49,7 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     from ..features import build_transform, extract_features, load_image
     from ..protocol import run_heads
     torch.set_num_threads(p.features.threads)
-    man = open_dataset(p, dataset, decode=True)
+    man = open_dataset(p, dataset, decode=True, pixels=True)
     splits = load_splits(splits_path(dataset))
     cost, timing = [], {}
     for bname in backbones or t5_backbones(p):
@@ -94,10 +94,13 @@ def dataset_cost(bb, man, test_time: str, forward_gflops, build_transform) -> di
 
     import torch
     from PIL import Image
+
+    from ..features import ORIENTATION
     sizes = Counter()
     for path in man.paths():
-        with Image.open(path) as im:
-            sizes[im.size] += 1
+        with Image.open(path) as im:        # EXIF orientations 5-8 turn the image a quarter: width and height swap
+            turned = man.exif_transpose and im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+            sizes[im.size[::-1] if turned else im.size] += 1
     per_shape: dict[tuple, float] = {}
     total = views = 0.0
     inputs = Counter()
@@ -132,7 +135,7 @@ def measured_speed(bb, man, test_time: str, build_transform, load_image, one_by_
     with torch.inference_mode():
         batch = []
         for path in paths:
-            x = tf(load_image(path))
+            x = tf(load_image(path, exif=man.exif_transpose))
             if one_by_one or x.dim() == 4:
                 bb(x if x.dim() == 4 else x[None])
                 continue

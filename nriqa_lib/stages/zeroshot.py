@@ -8,11 +8,11 @@ from ..io import atomic_path
 from ..paths import features_dir, zeroshot_dir
 from ..zeroshot import dataset_scores
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.weights", "features.pretrained", "t4")
+PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained", "t4")
 
 
 def run(p, dataset: str) -> None:
-    man = open_dataset(p, dataset)
+    man = open_dataset(p, dataset, pixels=True)
     feats = {}
     for bb in p.features.backbones:
         fs = load_feature_set(features_dir(dataset, bb))
