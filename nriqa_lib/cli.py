@@ -1,5 +1,7 @@
-"""Command line of the DVC stages: ``python -m nriqa_lib.cli <stage> ...`` (one module per stage in
-``nriqa_lib.stages``).
+"""Command line of the DVC stages: ``python -m nriqa_lib.cli <stage> ...``.
+
+One subcommand per compute stage of the Stage registry (``nriqa_lib.stages.registry``: its options, help and
+output folders) plus ``notebook <name>`` for the notebook stages, and the tools ``weights``, ``hash``, ``profile``.
 
 Every call loads and checks params.yaml first, so a typo fails at the start with one line; the stage then
 sees only the params it declares.
@@ -56,36 +58,27 @@ def _weights(p, action: str, names: list[str]) -> int:
     return 0
 
 
-# stage -> the folders it writes (checked before any work)
-OUTPUTS = {"features": ("features", "cache/features"), "heads": ("results/heads",), "cross": ("results/cross",),
-           "zeroshot": ("results/zeroshot", "cache/maclip"), "figures": ("results/figures",), "splits": ("splits",),
-           "finetune": ("results/finetune", "cache/finetune", "cache/pixels"),
-           "resolution": ("results/resolution", "cache/features")}
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser(stages: dict | None = None) -> argparse.ArgumentParser:
+    """The command line, its stage subcommands derived from ``stages`` (default: the registry)."""
+    from .stages.registry import registry
+    stages = stages if stages is not None else registry()
     ap = argparse.ArgumentParser(prog="python -m nriqa_lib.cli", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("check", help="check params.yaml and every configured dataset root")
-    s.add_argument("--stamp", help="on success write this file (constant content; the DVC stage every stage "
-                                   "depends on, so a bad param stops `dvc repro` before any output is removed)")
-    s.add_argument("--weights-out", help="write the identity of every configured backbone's weights here (JSON)")
-    s.add_argument("--data-out", help="write each dataset's root and content digest here (<dataset>.json)")
-    for name in ("splits", "zeroshot"):
-        sub.add_parser(name).add_argument("--dataset", required=True)
+    for st in stages.values():
+        if st.is_notebook:
+            continue
+        s = sub.add_parser(st.name, help=st.desc or None)
+        if st.matrix:
+            s.add_argument("--dataset", required=True)
+        for o in st.options:
+            s.add_argument(o.flag, dest=o.keyword, help=o.help or None, choices=o.choices,
+                           action="append" if o.repeat else "store")
     s = sub.add_parser("hash", help="write every image's sha256 into data_manifests/<dataset>.csv (once you have "
                                     "the images; later runs then verify them)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--rehash", action="store_true", help="hash every image again (the hash cache trusts an "
                                                          "unchanged path, size and mtime, as DVC does)")
-    for name in ("features", "heads", "finetune", "resolution"):
-        s = sub.add_parser(name, help=f"{name} of every backbone in features.backbones (or --backbone) on a dataset")
-        s.add_argument("--dataset", required=True)
-        s.add_argument("--backbone", action="append", help="restrict to this backbone (repeatable)")
-    s.add_argument("--regime", action="append", choices=["lora", "full"], help="restrict to this regime (repeatable)")
-    for name in ("synthetic", "cross", "figures"):
-        sub.add_parser(name)
     s = sub.add_parser("weights", help="list / check / fetch the weights of the configured backbones (features."
                                        "backbones + t4.clip_models, or the names given)")
     s.add_argument("action", choices=["list", "check", "fetch"])
@@ -96,10 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("file")
     s.add_argument("--queue", action="store_true", help="queue it (dvc queue start runs it)")
     s.add_argument("--dry-run", action="store_true", help="only print the dvc command")
-    s = sub.add_parser("notebook")
-    s.add_argument("name")
+    s = sub.add_parser("notebook", help="run a notebook stage (a table, the data overview, the report)")
+    s.add_argument("name", choices=[n for n, st in stages.items() if st.is_notebook])
     s.add_argument("--out", required=True)
     s.add_argument("--tag", help="parameter label for the executed notebook's name, e.g. head-B")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .stages.registry import registry
+    stages = registry()
+    ap = build_parser(stages)
     a = ap.parse_args(argv)
     try:
         stamp = Path("results/params_ok.txt")
@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{stamp} is missing: the check stage failed or did not run; run `dvc repro check` "
                               f"(or a plain `dvc repro`) first")
         p = load_params(a.params)
-        from . import stages
         if a.cmd == "weights":
             return _weights(p, a.action, a.backbones)
         if a.cmd == "profile":
@@ -124,22 +123,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{a.dataset}: every image hashed again ({fp['rows']} files), content {fp['content_sha256'][:16]}")
             print(f"sha256 of every image written to {write_sha256(a.dataset, p.data.roots)}")
         elif a.cmd == "notebook":
-            stages.notebook_module(a.name)          # a known notebook
             _writable(a.out)
             from .stages.notebook import run_notebook
             run_notebook(a.name, a.out, a.params, a.tag)
         else:
             from .backbones import REGISTRY, unknown_backbone_message
-            for b in getattr(a, "backbone", None) or []:
+            from .stages import view
+            for b in getattr(a, "backbones", None) or []:
                 if b not in REGISTRY:
                     raise ConfigError(unknown_backbone_message(b, "--backbone"))
-            _writable(*OUTPUTS.get(a.cmd, ()))
-            kw = {k: v for k, v in (("dataset", getattr(a, "dataset", None)), ("stamp", getattr(a, "stamp", None)),
-                                    ("weights_out", getattr(a, "weights_out", None)),
-                                    ("data_out", getattr(a, "data_out", None)),
-                                    ("backbones", getattr(a, "backbone", None)),
-                                    ("regimes", getattr(a, "regime", None))) if v is not None}
-            stages.stage_module(a.cmd).run(stages.view(p, a.cmd), **kw)
+            st = stages[a.cmd]
+            _writable(*st.writes)
+            kw = {o.keyword: getattr(a, o.keyword) for o in st.options if getattr(a, o.keyword) is not None}
+            if st.matrix:
+                kw["dataset"] = a.dataset
+            st.load().run(view(p, a.cmd), **kw)
     except (ConfigError, ManifestError, FileNotFoundError, KeyError, FloatingPointError) as e:   # WeightsError is a FileNotFoundError
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2

@@ -44,5 +44,23 @@ if "±" not in Path("results/t1/tables/t1_backbones.md").read_text():
 for nb in Path("results").glob("*/*.ipynb"):
     if '"name": "stderr"' in nb.read_text():
         errors.append(f"{nb} shows stderr output to the reader")
+# every executed notebook ran the code of its source (notebooks/<name>.py via the built .ipynb), papermill's
+# injected parameters aside: a stale render is an error
+import nbformat  # noqa: E402
+
+from nriqa_lib.stages.registry import registry  # noqa: E402
+
+
+def _code(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+for name, st in registry().items():
+    if not st.is_notebook:
+        continue
+    src = _code(nbformat.read(f"notebooks/{name}.ipynb", as_version=4))
+    for done in Path(st.out_dir).glob(f"{name}__*.ipynb"):
+        if _code(nbformat.read(done, as_version=4)) != src:
+            errors.append(f"{done} did not run the code of notebooks/{name}.py (stale: dvc repro {name})")
 print("\n".join(errors) or "check: pipeline outputs OK")
 sys.exit(1 if errors else 0)

@@ -222,7 +222,7 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
     p.finetune.backbones, p.finetune.regimes, p.finetune.heads = ["random_tf_efficientnet_lite0"], ["p1"], ["B", "B_Gated"]
     p.finetune.max_splits = 1
     monkeypatch.chdir(tmp_path)
-    view = ParamsView(p, stage.PARAMS)
+    view = ParamsView(p, stage.STAGE.params)
     man = open_dataset(view, "clive")
     assert len(man.table) == 12 and man.table["image"].str.startswith("images/").all()
     save_splits(make_splits(man.table, "p1"), Path("splits") / "clive.csv")

@@ -8,9 +8,11 @@ import yaml
 
 from conftest import REPO
 from nriqa_lib.config import Params, ParamsView, UndeclaredParam
-from nriqa_lib.stages import NOTEBOOKS, STAGES
 from nriqa_lib.stages.declare import import_closure, stage_files, stage_params
 from nriqa_lib.stages.dvcfile import render
+from nriqa_lib.stages.registry import registry
+
+REGISTRY = registry()
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGE_DEFS = DVC["stages"]
@@ -30,10 +32,10 @@ def _params(name):
 def test_dvc_yaml_is_generated_from_the_code():
     """`python -m nriqa_lib.stages.dvcfile` regenerates dvc.yaml; a stale one fails here."""
     assert (REPO / "dvc.yaml").read_text() == render()
-    assert set(STAGE_DEFS) == set(STAGES) | set(NOTEBOOKS)
+    assert list(STAGE_DEFS) == list(REGISTRY)
 
 
-@pytest.mark.parametrize("name", [*STAGES, *NOTEBOOKS])
+@pytest.mark.parametrize("name", list(REGISTRY))
 def test_declared_equals_read(name):
     if name != "check":
         assert _params(name) == list(stage_params(name))
@@ -93,3 +95,74 @@ def test_metrics_are_committed_and_restorable():
         ignored = subprocess.run(["git", "check-ignore", "-q", f"results/{t}/metrics.json"], cwd=REPO).returncode
         assert ignored == 1, f"results/{t}/metrics.json is git-ignored"      # 1 = not ignored: it is committed
     assert subprocess.run(["git", "check-ignore", "-q", "dvc.lock"], cwd=REPO).returncode == 1
+
+
+def test_a_table_is_one_stage_entry(tmp_path):
+    """Issue 24 item 1: a toy table T7 registered in a temporary registry (one Stage, no other file touched) gets
+    its dvc.yaml stage (command, deps, params, outputs, metrics, plots), the report's dependency on its tables and
+    figures, and the CLI's ``notebook t7_toy``; the real registry is left as it is."""
+    from nriqa_lib import cli
+    from nriqa_lib.stages.registry import Stage
+    toy = Stage(name="t7_toy", module="nriqa_lib.analysis.t1", params=("data.datasets", "stats"),
+                desc="T7: a toy table", deps=("notebooks/t7_toy.ipynb", "results/heads"), notebook="t7",
+                tag="alpha-${stats.alpha}", metrics=True, plots=("results/t7/figures/t7.png",))
+    reg = registry([toy])
+    doc = yaml.safe_load(render(reg))
+    st = doc["stages"]["t7_toy"]
+    assert st["desc"] == "T7: a toy table"
+    assert st["cmd"] == "python -m nriqa_lib.cli notebook t7_toy --out results/t7 --tag alpha-${stats.alpha}"
+    assert st["params"] == ["data.datasets", "stats"]
+    assert st["deps"][:3] == ["results/params_ok.txt", "notebooks/t7_toy.ipynb", "results/heads"]
+    assert "nriqa_lib/analysis/t1.py" in st["deps"] and "nriqa_lib/stages/notebook.py" in st["deps"]
+    assert st["outs"] == ["results/t7/t7_toy__alpha-${stats.alpha}.ipynb", "results/t7/t7_toy__alpha-${stats.alpha}.html",
+                          "results/t7/tables", "results/t7/figures"]
+    assert st["metrics"] == [{"results/t7/metrics.json": {"cache": False}}]
+    assert "results/t7/figures/t7.png" in doc["plots"]
+    report = doc["stages"]["report"]["deps"]
+    assert "results/t7/tables" in report and "results/t7/figures" in report
+    assert list(doc["stages"])[-2:] == ["t7_toy", "report"]
+    a = cli.build_parser(reg).parse_args(["notebook", "t7_toy", "--out", "results/t7"])
+    assert (a.cmd, a.name) == ("notebook", "t7_toy")
+    with pytest.raises(SystemExit):                        # the real registry has no T7
+        cli.build_parser().parse_args(["notebook", "t7_toy", "--out", "results/t7"])
+    assert "t7_toy" not in registry() and "t7_toy" not in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def test_cli_subcommands_are_the_registry_compute_stages():
+    """Each compute stage is a subcommand with its Stage's options (finetune's --regime takes p1 as well)."""
+    from nriqa_lib import cli
+    ap = cli.build_parser()
+    for name, st in REGISTRY.items():
+        if st.is_notebook:
+            continue
+        args = [name] + (["--dataset", "clive"] if st.matrix else [])
+        a = ap.parse_args(args)
+        assert a.cmd == name and all(hasattr(a, o.keyword) for o in st.options)
+    a = ap.parse_args(["finetune", "--dataset", "clive", "--regime", "p1", "--regime", "lora", "--backbone", "x"])
+    assert a.regimes == ["p1", "lora"] and a.backbones == ["x"]
+    with pytest.raises(SystemExit):
+        ap.parse_args(["resolution", "--dataset", "clive", "--regime", "p1"])    # not an option of resolution
+
+
+NOTEBOOK_STAGES = [n for n, s in REGISTRY.items() if s.is_notebook]
+
+
+def _code(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_STAGES)
+def test_notebook_is_built_from_its_readable_source(name):
+    """Issue 24 item 5: notebooks/<name>.py (jupytext percent format) is the source; the .ipynb papermill runs is
+    built from it byte for byte (`python scripts/make_notebooks.py`). (That an executed copy under results/ ran the
+    same code cells is checked after a run by scripts/check_outputs.py.)"""
+    import sys
+
+    import nbformat
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_notebooks import build
+    built = build(name)
+    assert nbformat.writes(built) + "\n" == (REPO / "notebooks" / f"{name}.ipynb").read_text(), \
+        f"notebooks/{name}.ipynb differs from notebooks/{name}.py: run python scripts/make_notebooks.py"
+    assert "\n# %%" in (REPO / "notebooks" / f"{name}.py").read_text()          # a percent script, no JSON
+    assert len(_code(built)) >= 3 and "parameters" in built.cells[1].metadata["tags"]

@@ -84,9 +84,9 @@ def test_tiny_pipeline_end_to_end(tree):
     p.t4.clip_models = []
     _splits(p, lambda d: "official" if d == "toya" else "random")
     for d in p.data.datasets:
-        stages.stage_module("heads").run(stages.view(p, "heads"), d)
-        stages.stage_module("zeroshot").run(stages.view(p, "zeroshot"), d)
-    stages.stage_module("cross").run(stages.view(p, "cross"))
+        stages.stage("heads").load().run(stages.view(p, "heads"), d)
+        stages.stage("zeroshot").load().run(stages.view(p, "zeroshot"), d)
+    stages.stage("cross").load().run(stages.view(p, "cross"))
     pred = pd.read_csv(heads_dir("toya", BB) / "predictions.csv")
     test = pred.query("head == 'B' and part == 'test'")
     assert test["split"].nunique() == 5                       # five seeds on the one official partition
@@ -109,7 +109,7 @@ def test_tiny_pipeline_end_to_end(tree):
     for claim, g in t4["tests"].groupby("claim"):            # one claim, one score
         assert g["a"].str.split(": ").str[1].nunique() == 1 and g["a"].str.split(": ").str[1].iloc[0] in claim
     assert set(t4["pooled"]["claim"]) == set(t4["tests"]["claim"]) and (t4["pooled"]["k"] == 2).all()
-    stages.stage_module("resolution").run(stages.view(p, "resolution"), "toyb")
+    stages.stage("resolution").load().run(stages.view(p, "resolution"), "toyb")
     from nriqa_lib.analysis.t5 import t5_resolution
     t5 = t5_resolution(stages.view(p, "t5_resolution"), tmp / "results" / "t5")
     assert set(t5["tests"]["a"]) == {"center_crop", "squash_96"} and set(t5["tests"]["head"]) == {"ridge", "B_Sig"}
@@ -136,6 +136,19 @@ def test_tiny_pipeline_end_to_end(tree):
     html = (tmp / "results" / "t1" / "t1_backbones__e2e.html").read_text()
     assert "toya" in html and "±" in html and "Verdict:" in html and '"stderr"' not in \
         (tmp / "results" / "t1" / "t1_backbones__e2e.ipynb").read_text()
+    # issue 25 item 3: a kernel started where JupyterLab starts it (the notebook's folder) runs the notebook after a
+    # parameter change, and the executed copy re-runs from results/t1/: paths resolve from the repository root
+    import nbclient
+    import nbformat
+    shutil.copy(REPO / "dvc.yaml", tmp / "dvc.yaml")
+    for folder, src, out in ((tmp / "notebooks", tmp / "notebooks" / "t1_backbones.ipynb", "results/t1_lab"),
+                             (tmp / "results" / "t1", tmp / "results" / "t1" / "t1_backbones__e2e.ipynb", "results/t1")):
+        nb = nbformat.read(src, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        cell.source = cell.source.replace('out_dir = "results/t1"', f'out_dir = "{out}"')
+        nbclient.NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+        assert (tmp / out / "tables" / "t1_backbones.csv").is_file(), folder
+        assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 def json_ready(raw):

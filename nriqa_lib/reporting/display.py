@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["formatted", "show", "folded", "verdict", "KEY_TEST_COLUMNS", "POOLED_VIEW"]
+__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "KEY_TEST_COLUMNS", "POOLED_VIEW"]
 
 KEY_TEST_COLUMNS = ("dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm",
                     "m_family", "mde80", "significant")
@@ -86,3 +86,31 @@ def verdict(tests: pd.DataFrame, alpha: float, what: str = "comparisons") -> str
     tail = (f" With these splits a true SRCC difference of about {mde.median():.3f} (median over rows) was needed "
             f"for 80% power, so smaller differences may exist undetected.") if len(mde) else ""
     return head + body + tail
+
+
+POOLED_TEXT = (
+    "**Pooled verdicts**, one claim per row: the cells of one dataset (backbones, heads) share its images and splits, "
+    "so they are combined into one test per dataset first (the Nadeau-Bengio t on their mean per-split difference, "
+    "or the mean of their bootstrap replicates); human-rated datasets are then pooled (mean over datasets, one-sample "
+    "t on k - 1 df; k = 1: the dataset's own test), and the synthetic set (an SSIM proxy, not human opinions) keeps "
+    "rows of its own. p is Holm-adjusted over the table's human-rated rows; `mde80` / `splits_80`: the difference "
+    "detectable with 80% power / the splits that would detect the estimate, at the level its test faces.")
+
+
+def pooled_section(pooled: pd.DataFrame | None, forest, caption: str = "Pooled verdicts (diagnostics in the CSV)",
+                   explain: bool = True) -> None:
+    """A table's pooled verdicts in a notebook: what pooling means, the table (POOLED_VIEW's columns), its forest
+    plot and power curve (``forest``: the forest PNG; the power PNG beside it), where they exist."""
+    from pathlib import Path
+
+    from IPython.display import Image, Markdown, display
+    if explain:
+        display(Markdown(POOLED_TEXT))
+    if pooled is not None and len(pooled):
+        display(show(pooled[[c for c in POOLED_VIEW if c in pooled]], caption))
+    else:
+        display(Markdown("No comparison to pool."))
+    forest = Path(forest)
+    for fig in (forest, forest.with_name(forest.name.replace("forest", "power"))):
+        if fig.is_file():
+            display(Image(fig))

@@ -1,14 +1,26 @@
 """Stage ``check``: the whole params file and every configured data root, before any other stage runs."""
 from __future__ import annotations
 
-from ..backbones import REGISTRY, WeightsError
 import json
 
+from ..backbones import REGISTRY, WeightsError
 from ..backbones.weights import weight_identity, weight_source
 from ..data.manifest import check_present
 from ..io import atomic_write_text
+from .registry import Option, Stage
 
-PARAMS = ("data", "splits", "features", "train", "t1", "t2", "t3", "t4", "t5", "finetune", "run", "stats")
+STAGE = Stage(
+    name="check", module=__name__, params=("data", "splits", "features", "train", "t1", "t2", "t3", "t4", "t5",
+                                            "finetune", "run", "stats"),
+    desc="params (types, ranges, names), data roots and weights, before any stage's outputs are removed",
+    dvc_args="--stamp results/params_ok.txt --weights-out results/weights.json --data-out results/data",
+    outs=({"results/params_ok.txt": {"cache": False}}, {"results/weights.json": {"cache": False}},
+          {"results/data": {"cache": False}}),
+    options=(Option("--stamp", "on success write this file (constant content; the DVC stage every stage depends on, "
+                               "so a bad param stops `dvc repro` before any output is removed)"),
+             Option("--weights-out", "write the identity of every configured backbone's weights here (JSON)"),
+             Option("--data-out", "write each dataset's root and content digest here (<dataset>.json)")),
+    whole_params_file=True, always_changed=True)   # re-reads the weight files' identity on every `dvc repro`
 
 
 def remove_leftovers() -> list[str]:

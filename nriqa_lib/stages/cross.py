@@ -11,9 +11,13 @@ from ..backbones import pretrained
 from ..io import atomic_path
 from ..paths import cross_dir
 from ..protocol import cross_dataset, cross_heads
+from .registry import Stage
 
-PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t2.heads",
-          "t2.reference", "t2.cross", "t3")
+STAGE = Stage(name="cross", module=__name__,
+              params=("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed",
+                      "features.backbones", "features.threads", "train", "t2.heads", "t2.reference", "t2.cross", "t3"),
+              desc="train on one dataset, predict all of another (t2.cross)",
+              deps=("data_manifests", "features", "splits"), outs=("results/cross",), writes=("results/cross",))
 
 
 def run(p) -> None:

@@ -1,4 +1,4 @@
-"""What each DVC stage reads, derived from the code: the params it declares and the library files it imports
+"""What each DVC stage reads, derived from the code: the params its Stage declares and the library files it imports
 (the static closure of its module's imports, function-level imports included). tests/test_pipeline.py checks
 that dvc.yaml declares exactly these params and at least these files; ``python -m nriqa_lib.stages.declare``
 prints them."""
@@ -8,7 +8,7 @@ import ast
 from functools import lru_cache
 from pathlib import Path
 
-from . import NOTEBOOKS, STAGES
+from .registry import Stage, registry
 
 PKG = Path(__file__).resolve().parents[1]           # nriqa_lib/
 __all__ = ["import_closure", "stage_files", "stage_params"]
@@ -63,20 +63,19 @@ def import_closure(module: str) -> set[Path]:
     return seen
 
 
-def stage_files(name: str) -> list[str]:
-    """Library files (relative to the repository root) that stage ``name`` depends on."""
-    mod = STAGES.get(name) or NOTEBOOKS[name]
-    files = import_closure(mod)
-    if name in NOTEBOOKS:
+def stage_files(stage: Stage | str) -> list[str]:
+    """Library files (relative to the repository root) that a stage (or its name) depends on."""
+    s = stage if isinstance(stage, Stage) else registry()[stage]
+    files = import_closure(s.module)
+    if s.is_notebook:
         files |= import_closure("nriqa_lib.stages.notebook")
     return sorted(str(f.relative_to(PKG.parent)) for f in files)
 
 
 def stage_params(name: str) -> tuple[str, ...]:
-    from importlib import import_module
-    return tuple(import_module(STAGES.get(name) or NOTEBOOKS[name]).PARAMS)
+    return registry()[name].params
 
 
 if __name__ == "__main__":
-    for n in [*STAGES, *NOTEBOOKS]:
+    for n in registry():
         print(f"{n}:\n  params: {list(stage_params(n))}\n  files: {stage_files(n)}")

@@ -1,62 +1,18 @@
-"""dvc.yaml, generated from the code (stages read data_manifests/ as a whole: ``data.manifests`` may point a dataset at
-another manifest of it, e.g. clive -> clive_p1): each stage's command and outputs are written here once; its ``params``
-are the stage module's ``PARAMS`` and its library ``deps`` the files its imports reach (``declare``).
+"""dvc.yaml, generated from the Stage registry (:mod:`nriqa_lib.stages.registry`): each stage's command, data deps,
+outputs, metrics and plots come from its :class:`~nriqa_lib.stages.registry.Stage`; its ``params`` are the
+Stage's, its library ``deps`` the files its imports reach (``declare``). Stages read data_manifests/ as a whole:
+``data.manifests`` may point a dataset at another manifest of it (clive -> clive_p1).
 ``python -m nriqa_lib.stages.dvcfile`` rewrites dvc.yaml; tests/test_pipeline.py fails when it is stale."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-from .declare import stage_files, stage_params
+from .declare import stage_files
+from .registry import D, Stage, registry
 
-__all__ = ["render", "SPEC"]
+__all__ = ["render"]
 
-D = "${item.dataset}"
-LAUNCHED = ("features", "finetune")       # stages whose command starts with ${run.launcher}
-NB_OUT = {"data_overview": "data_overview", "t1_backbones": "t1", "t2_activations": "t2", "t3_selection": "t3",
-          "t4_zeroshot": "t4", "t5_resolution": "t5", "t6_regimes": "t6", "report": "report"}
-NB_TAG = {"data_overview": "splits-${splits.n_splits}_seed-${splits.seed}", "t1_backbones": "head-${t1.head}",
-          "t2_activations": "ref-${t2.reference}_epochs-${train.epochs}_lr-${train.lr}",
-          "t3_selection": "T-${t3.temperature}_hard-${t3.hard}_ent-${t3.entropy_weight}",
-          "t4_zeroshot": "boot-${stats.n_boot}_seed-${stats.seed}", "t5_resolution": "ref-${features.test_time}",
-          "t6_regimes": "ref-frozen_head-${t1.head}",
-          "report": "alpha-${stats.alpha}"}
-# stage -> (matrix?, command arguments, data deps (besides code), outputs, comment)
-SPEC = {
-    "check": (False, "check --stamp results/params_ok.txt --weights-out results/weights.json --data-out results/data",
-              [], [{"results/params_ok.txt": {"cache": False}}, {"results/weights.json": {"cache": False}},
-                   {"results/data": {"cache": False}}],
-              "params (types, ranges, names) and data roots, before any stage's outputs are removed"),
-    "synthetic": (False, "synthetic", [], ["data/synthetic", "data_manifests/synthetic.csv"], "the embedded set"),
-    "splits": (True, f"splits --dataset {D}", ["data_manifests"], [f"splits/{D}.csv"], ""),
-    "features": (True, f"features --dataset {D}", ["data_manifests", "results/weights.json"], [f"features/{D}"],
-                 "every backbone, cached on its own key (cache/features)"),
-    "heads": (True, f"heads --dataset {D}", ["data_manifests", f"features/{D}", f"splits/{D}.csv"],
-              [f"results/heads/{D}"], "every head of every backbone on every split"),
-    "cross": (False, "cross", ["data_manifests", "features", "splits"], ["results/cross"],
-              "train on one dataset, predict all of another (t2.cross)"),
-    "zeroshot": (True, f"zeroshot --dataset {D}", ["data_manifests", f"features/{D}", "results/weights.json"],
-                 [f"results/zeroshot/{D}"], "magnitude cue on every backbone; CLIP-IQA / MA-CLIP where weights exist"),
-    "figures": (False, "figures", ["data_manifests", "features", "splits"], ["results/figures"],
-                "scatter, t-SNE and Grad-CAM of one trained head, for the report"),
-    "finetune": (True, f"finetune --dataset {D}", ["data_manifests", f"splits/{D}.csv", "results/weights.json"],
-                 [f"results/finetune/{D}"], "P1's LoRA / full fine-tuning (finetune.regimes; off by default)"),
-    "resolution": (True, f"resolution --dataset {D}", ["data_manifests", f"splits/{D}.csv",
-                                                                   "results/weights.json"],
-                   [f"results/resolution/{D}"], "T5: every input policy of t5.policies, features + heads (t5.datasets only)"),
-    "data_overview": (False, None, ["data_manifests", "splits"], None, ""),
-    "t1_backbones": (False, None, ["results/heads", "splits"], None, ""),
-    "t2_activations": (False, None, ["results/heads", "results/cross", "splits"], None, ""),
-    "t3_selection": (False, None, ["results/heads", "splits"], None, ""),
-    "t4_zeroshot": (False, None, ["results/zeroshot"], None, ""),
-    "t5_resolution": (False, None, ["results/resolution", "splits"], None, ""),
-    "t6_regimes": (False, None, ["results/heads", "results/finetune", "splits"], None, ""),
-    "report": (False, None, ["results/t1/tables", "results/t2/tables", "results/t3/tables", "results/t4/tables",
-                             "results/t5/tables", "results/t6/tables", "results/t1/figures", "results/t2/figures",
-                             "results/t3/figures", "results/t4/figures", "results/t5/figures", "results/t6/figures",
-                             "results/figures"], None, ""),
-}
+STAMP = "results/params_ok.txt"          # written by check; every other stage depends on it
 HEADER = """\
 # GENERATED by `python -m nriqa_lib.stages.dvcfile` from nriqa_lib/stages (do not edit by hand):
 # each stage's params are its module's PARAMS, its code deps the library files its imports reach.
@@ -65,36 +21,29 @@ HEADER = """\
 """
 
 
-def _stage(name: str) -> dict:
-    matrix, args, data_deps, outs, _ = SPEC[name]
-    st: dict = {"matrix": {"dataset": "${data.datasets}"}} if matrix else {}
-    if name in NB_OUT:
-        out = f"results/{NB_OUT[name]}"
-        stem = f"{name}__{NB_TAG[name]}"
-        st["cmd"] = f"python -m nriqa_lib.cli notebook {name} --out {out} --tag {NB_TAG[name]}"
-        data_deps = [f"notebooks/{name}.ipynb", *data_deps]
-        outs = ([out] if name in ("data_overview", "report") else
-                [f"{out}/{stem}.ipynb", f"{out}/{stem}.html", f"{out}/tables", f"{out}/figures"])
-    else:   # the stages that scale out start with run.launcher (python, or torchrun --nproc_per_node N)
-        launcher = "${run.launcher}" if name in LAUNCHED else "python"
-        st["cmd"] = f"{launcher} -m nriqa_lib.cli {args}"
-    if matrix:          # every stage of a dataset depends on its root + content digest (written by check)
-        data_deps = [f"results/data/{D}.json", *data_deps]
-    deps = ([] if name == "check" else ["results/params_ok.txt"]) + data_deps + stage_files(name)
-    st["deps"] = deps
-    st["params"] = [{"params.yaml": None}] if name == "check" else list(stage_params(name))
+def _stage(s: Stage) -> dict:
+    st: dict = {"desc": s.desc} if s.desc else {}
+    if s.matrix:
+        st["matrix"] = {"dataset": "${data.datasets}"}
+    st["cmd"] = s.command()
+    outs = s.outputs()
+    produced = {o if isinstance(o, str) else next(iter(o)) for o in outs}
+    data_deps = [f"results/data/{D}.json", *s.deps] if s.matrix else list(s.deps)   # root + content digest
+    st["deps"] = ([] if STAMP in produced else [STAMP]) + data_deps + stage_files(s)
+    st["params"] = [{"params.yaml": None}] if s.whole_params_file else list(s.params)
     st["outs"] = outs
-    if name == "check":
-        st["always_changed"] = True       # re-reads the weight files' identity on every `dvc repro`
-    if name in ("t1_backbones", "t2_activations", "t3_selection", "t4_zeroshot", "t5_resolution", "t6_regimes"):
-        st["metrics"] = [{f"results/{NB_OUT[name]}/metrics.json": {"cache": False}}]   # committed to git
+    if s.always_changed:
+        st["always_changed"] = True
+    if s.metrics:
+        st["metrics"] = [{f"{s.out_dir}/metrics.json": {"cache": False}}]   # committed to git
     return st
 
 
-def render() -> str:
-    doc = {"stages": {n: _stage(n) for n in SPEC},
-           "plots": [f"results/{t}/figures/{f}" for t, f in (("t1", "t1_srcc.png"), ("t2", "t2_forest.png"),
-                                                             ("t3", "t3_shares.png"), ("t4", "t4_srcc.png"))]}
+def render(stages: dict[str, Stage] | None = None) -> str:
+    """dvc.yaml's text for ``stages`` (default: the registry)."""
+    stages = stages if stages is not None else registry()
+    doc = {"stages": {n: _stage(s) for n, s in stages.items()},
+           "plots": [p for s in stages.values() for p in s.plots]}
     text = yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=False)
     return HEADER + text.replace("params.yaml: null", "params.yaml:")
 
@@ -102,7 +51,7 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m nriqa_lib.stages.dvcfile", description="rewrite dvc.yaml from the "
-                                 "stage modules (tests/test_pipeline.py fails when it is stale)")
+                                 "Stage registry (tests/test_pipeline.py fails when it is stale)")
     ap.add_argument("out", nargs="?", default="dvc.yaml", help="where to write it (default dvc.yaml)")
     a = ap.parse_args(argv)      # (a bare sys.argv[1] once wrote dvc.yaml into a file named '--help')
     from ..io import atomic_write_text

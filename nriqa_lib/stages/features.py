@@ -13,8 +13,14 @@ from ..data.manifest import open_dataset
 from ..device import resolve_device, run_info, set_deterministic
 from ..features import decode_notes, extract_many, save_feature_set
 from ..paths import features_dir
+from .registry import BACKBONE, D, Stage
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features", "run")
+STAGE = Stage(name="features", module=__name__, matrix=True, launched=True,
+              params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
+                      "features", "run"),
+              desc="pooled features of every backbone, cached on its own key (cache/features)",
+              deps=("data_manifests", "results/weights.json"), outs=(f"features/{D}",), options=(BACKBONE,),
+              writes=("features", "cache/features"))
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:

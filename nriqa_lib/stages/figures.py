@@ -14,9 +14,14 @@ from ..paths import features_dir, figures_dir, splits_path
 from ..protocol import jobs_from_splits, train_config
 from ..reporting import plots
 from ..train import train_heads
+from .registry import Stage
 
-PARAMS = ("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained", "features.image_size", "train", "t1.head", "t3",
-          "stats.seed")
+STAGE = Stage(name="figures", module=__name__,
+              params=("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed",
+                      "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained",
+                      "features.image_size", "train", "t1.head", "t3", "stats.seed"),
+              desc="scatter, t-SNE and Grad-CAM of one trained head, for the report",
+              deps=("data_manifests", "features", "splits"), outs=("results/figures",), writes=("results/figures",))
 
 
 def run(p) -> dict:

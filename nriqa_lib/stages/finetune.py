@@ -18,9 +18,17 @@ import time
 
 from ..io import atomic_path, atomic_write_text
 from ..paths import finetune_ckpt, finetune_dir, splits_path
+from .registry import BACKBONE, D, Option, Stage
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained",
-          "features.image_size", "features.test_time", "features.threads", "train", "finetune", "run")
+STAGE = Stage(name="finetune", module=__name__, matrix=True, launched=True,
+              params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
+                      "features.backbones", "features.weights", "features.pretrained", "features.image_size",
+                      "features.test_time", "features.threads", "train", "finetune", "run"),
+              desc="P1's regime, LoRA and full fine-tuning (finetune.regimes; off by default)",
+              deps=("data_manifests", f"splits/{D}.csv", "results/weights.json"), outs=(f"results/finetune/{D}",),
+              options=(BACKBONE, Option("--regime", "restrict to this regime (repeatable)", repeat=True,
+                                        choices=("p1", "lora", "full"), dest="regimes")),
+              writes=("results/finetune", "cache/finetune", "cache/pixels"))
 
 
 def finetune_backbones(p) -> list[str]:

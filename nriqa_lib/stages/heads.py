@@ -9,9 +9,14 @@ from ..data.manifest import open_dataset
 from ..data.splits import load_splits
 from ..paths import heads_dir, splits_path
 from ..protocol import run_heads, save_heads
+from .registry import BACKBONE, D, Stage
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones", "features.threads", "train", "t1.head", "t2.heads", "t2.reference",
-          "t3")
+STAGE = Stage(name="heads", module=__name__, matrix=True,
+              params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones",
+                      "features.threads", "train", "t1.head", "t2.heads", "t2.reference", "t3"),
+              desc="every head of every backbone on every split",
+              deps=("data_manifests", f"features/{D}", f"splits/{D}.csv"), outs=(f"results/heads/{D}",),
+              options=(BACKBONE,), writes=("results/heads",))
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:

@@ -10,7 +10,25 @@ from pathlib import Path
 
 from ..io import umask
 
-__all__ = ["run_notebook"]
+__all__ = ["run_notebook", "open_stage"]
+
+
+def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None = None):
+    """A notebook's setup: (the params stage ``name`` declares, its output folder). A kernel started elsewhere than
+    the repository root (JupyterLab starts it in the notebook's folder: notebooks/, or results/<t>/ for an executed
+    copy) first moves to the nearest folder above with dvc.yaml and ``params_file``, so the notebook's relative paths
+    (params, results/, splits/) mean what they mean under papermill and DVC."""
+    from ..config import load_params
+    from . import stage, view
+    here = Path.cwd()
+    if not Path(params_file).is_file():
+        root = next((d for d in [here, *here.parents] if (d / "dvc.yaml").is_file() and (d / params_file).is_file()),
+                    None)
+        if root is None:
+            raise FileNotFoundError(f"params file not found: {params_file} (looked in {here} and the folders above "
+                                    f"it for the repository root: dvc.yaml beside {params_file})")
+        os.chdir(root)
+    return view(load_params(params_file), name), Path(out_dir or stage(name).out_dir)
 
 
 def _deterministic(nb_path: Path, final: Path) -> None:

@@ -13,10 +13,16 @@ import time
 
 from ..io import atomic_path, atomic_write_text
 from ..paths import resolution_dir, splits_path, timing_dir
+from .registry import BACKBONE, D, Stage
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights",
-          "features.pretrained", "features.image_size", "features.batch_size", "features.threads",
-          "features.chunk_size", "features.jpeg_draft", "train", "t3", "t5")
+STAGE = Stage(name="resolution", module=__name__, matrix=True,
+              params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
+                      "features.backbones", "features.weights", "features.pretrained", "features.image_size",
+                      "features.batch_size", "features.threads", "features.chunk_size", "features.jpeg_draft",
+                      "train", "t3", "t5"),
+              desc="T5: every input policy of t5.policies, features + heads (t5.datasets only)",
+              deps=("data_manifests", f"splits/{D}.csv", "results/weights.json"), outs=(f"results/resolution/{D}",),
+              options=(BACKBONE,), writes=("results/resolution", "cache/features"))
 
 
 def policy_spec(policy: str) -> tuple[int | None, str, bool]:

@@ -5,8 +5,12 @@ from ..data.manifest import open_dataset
 from ..data.splits import make_splits, save_splits
 from ..paths import splits_path
 from ..workspace import repo_path
+from .registry import D, Stage
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "splits", "train.select_on")
+STAGE = Stage(name="splits", module=__name__, matrix=True,
+              params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "splits", "train.select_on"),
+              desc="train/val/test splits of a dataset (splits.schemes)", deps=("data_manifests",),
+              outs=(f"splits/{D}.csv",), writes=("splits",))
 
 MIN_PART = 3         # SRCC of fewer than 3 images is not a correlation; selection and testing need 3 or more
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 from ..data.synthetic import COLUMNS, generate
 from ..io import atomic_write_text
+from .registry import Stage
 
-PARAMS = ("data.datasets", "data.synthetic_root", "data.synthetic_seed")
+STAGE = Stage(name="synthetic", module=__name__, params=("data.datasets", "data.synthetic_root", "data.synthetic_seed"),
+              desc="the embedded synthetic set (scores are 100 x SSIM, not human opinions)",
+              outs=("data/synthetic", "data_manifests/synthetic.csv"))
 
 
 def run(p) -> None:

@@ -7,8 +7,14 @@ from ..features import load_feature_set
 from ..io import atomic_path
 from ..paths import features_dir, zeroshot_dir
 from ..zeroshot import dataset_scores
+from .registry import D, Stage
 
-PARAMS = ("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained", "t4")
+STAGE = Stage(name="zeroshot", module=__name__, matrix=True,
+              params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
+                      "features.backbones", "features.weights", "features.pretrained", "t4"),
+              desc="magnitude cue on every backbone; CLIP-IQA / MA-CLIP where weights exist",
+              deps=("data_manifests", f"features/{D}", "results/weights.json"), outs=(f"results/zeroshot/{D}",),
+              writes=("results/zeroshot", "cache/maclip"))
 
 
 def run(p, dataset: str) -> None:

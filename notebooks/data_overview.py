@@ -1,0 +1,37 @@
+# %% [markdown]
+# # Data overview
+#
+# Per dataset: its size, MOS range (normalised to [0, 1], higher is better), the splits every stage uses, and sample
+# images from the lowest to the highest MOS. The `synthetic` set's scores are **synthetic (100 x SSIM), not human
+# opinions**; CLIVE's are human ratings.
+
+# %% tags=["parameters"]
+params_file = "params.yaml"
+out_dir = "results/data_overview"
+
+# %%
+from IPython.display import Image, Markdown, display
+from nriqa_lib.reporting.display import folded, pooled_section, show, verdict
+from nriqa_lib.stages.notebook import open_stage
+
+P, out = open_stage("data_overview", params_file, out_dir)   # from the repository root; only the params it declares
+
+# %% [markdown]
+# <details><summary>Parameters of this run</summary>
+#
+# The params this stage reads (and dvc.yaml declares):
+# </details>
+
+# %%
+P
+
+# %%
+from nriqa_lib.analysis.overview import data_overview
+
+O = data_overview(P, out)
+show(O["summary"])
+
+# %%
+display(Image(out / "figures" / "mos_histograms.png"))
+for d in P.data.datasets:
+    display(Markdown(f"**{d}**: lowest to highest MOS"), Image(out / "figures" / f"samples_{d}.png"))

@@ -1,0 +1,50 @@
+# %% [markdown]
+# # nriqa report
+#
+# Every claim of P1 and P2 tested on the data at hand: one row per dataset/backbone cell (its table's Holm p,
+# `p_holm`, decides its verdict), then each claim's pooled row on human-rated data, whose verdict uses `p_study`,
+# Holm over every pooled human-rated row of the study (one family: the verdicts below), and the synthetic set's
+# rows, labelled as a proxy. Significant = the adjusted p below `stats.alpha`. Then the six tables and the key
+# figures.
+
+# %% tags=["parameters"]
+params_file = "params.yaml"
+out_dir = "results/report"
+
+# %%
+from pathlib import Path
+from IPython.display import Image, Markdown, display
+from nriqa_lib.reporting.display import folded, pooled_section, show, verdict
+from nriqa_lib.stages.notebook import open_stage
+
+P, out = open_stage("report", params_file, out_dir)   # from the repository root; only the params it declares
+
+# %% [markdown]
+# <details><summary>Parameters of this run</summary>
+#
+# The params this stage reads (and dvc.yaml declares):
+# </details>
+
+# %%
+P
+
+# %%
+from nriqa_lib.reporting import report
+
+C = report.claims("results", P.stats.alpha)
+md = report.gather_tables("results")
+banner = "" if P.features.pretrained else report.RANDOM_WEIGHTS
+report.write_report(out, md, C, report.gather_tables("results", "tex"), banner)
+display(Markdown(f"**{banner}**")) if banner else None
+show(C, "Claims on the data at hand")
+
+# %%
+display(Markdown(report.summary(C)))
+
+# %%
+for f in report.FIGURES:
+    if Path("results", f).is_file():
+        display(Image(Path("results", f)))
+
+# %%
+Markdown(md)

@@ -1,0 +1,49 @@
+# %% [markdown]
+# # T1: backbone comparison (P1)
+#
+# Every configured backbone with the identical MLP head (`t1.head`), per dataset: each cell is the mean ± sd over
+# splits of test SRCC or raw PLCC; higher is better, and the random-init control shows what the architecture alone
+# gives. Pairs of backbones are compared on the same splits (Nadeau-Bengio corrected t; Holm within one dataset);
+# the verdict below the table says which differences are significant and how large a difference these splits could
+# detect.
+
+# %% tags=["parameters"]
+params_file = "params.yaml"
+out_dir = "results/t1"
+
+# %%
+from IPython.display import Image, Markdown, display
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.stages.notebook import open_stage
+
+P, out = open_stage("t1_backbones", params_file, out_dir)   # from the repository root; only the params it declares
+
+# %% [markdown]
+# <details><summary>Parameters of this run</summary>
+#
+# The params this stage reads (and dvc.yaml declares):
+# </details>
+
+# %%
+P
+
+# %%
+from nriqa_lib.analysis.t1 import t1_backbones
+
+T = t1_backbones(P, out)
+show(T["table"], "T1: test SRCC / raw PLCC, mean ± sd over splits")
+
+# %%
+display(Markdown(verdict(T["tests"], P.stats.alpha, "backbone pairs")))
+
+# %%
+folded(T["tests"], "All pairwise tests (SRCC; diff = a - b)", KEY_TEST_COLUMNS)
+
+# %%
+Image(out / "figures" / "t1_srcc.png")
+
+# %%
+pooled_section(T["pooled"], out / "figures" / "t1_forest.png")
+
+# %%
+show(T["table_last_epoch"], "T1 at the LAST epoch (what P1's code writes; train.report_last)") if "table_last_epoch" in T else None

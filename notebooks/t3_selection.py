@@ -1,0 +1,48 @@
+# %% [markdown]
+# # T3: learnable activation selection (P1's B_Gated and our K-way)
+#
+# B_Gated (GatedBlend of ParamSigmoid and PReLU, then PReLU) and our K-way per-channel selection against the best
+# fixed activation of T2, picked per dataset/backbone by mean SRCC on val (on test only under the paper profile's
+# `select_on: test`), so the test numbers stay untouched by the choice. Cells are test SRCC, mean ± sd over splits;
+# below, the share of channels that choose each candidate activation.
+
+# %% tags=["parameters"]
+params_file = "params.yaml"
+out_dir = "results/t3"
+
+# %%
+from IPython.display import Image, Markdown, display
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.stages.notebook import open_stage
+
+P, out = open_stage("t3_selection", params_file, out_dir)   # from the repository root; only the params it declares
+
+# %% [markdown]
+# <details><summary>Parameters of this run</summary>
+#
+# The params this stage reads (and dvc.yaml declares):
+# </details>
+
+# %%
+P
+
+# %%
+from nriqa_lib.analysis.t3 import t3_selection
+
+T = t3_selection(P, out)
+show(T["table"], "T3: test SRCC, mean ± sd over splits; best_fixed chosen on val")
+
+# %%
+display(Markdown(verdict(T["tests"], P.stats.alpha, "selection-vs-best-fixed comparisons")))
+
+# %%
+folded(T["tests"], "All tests vs the best fixed head (SRCC)", KEY_TEST_COLUMNS)
+
+# %%
+pooled_section(T["pooled"], out / "figures" / "t3_forest.png")
+
+# %%
+folded(T["shares"].reset_index(), "Channel shares per candidate (mean, sd over splits)")
+
+# %%
+Image(out / "figures" / "t3_shares.png")

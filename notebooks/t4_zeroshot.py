@@ -1,0 +1,48 @@
+# %% [markdown]
+# # T4: zero-shot quality (P2: CLIP-IQA, MA-CLIP) and the magnitude cue on any backbone
+#
+# Training-free scores on whole datasets: SRCC with a 95% bootstrap CI over images, raw PLCC and PLCC after P2's
+# 5-parameter logistic (`fit` says where that fit failed), KRCC, RMSE. The magnitude cue (P2's shifted Box-Cox
+# Q_mag, lambda 0.5) and the raw L2 norm run on every backbone's pooled features; CLIP-IQA, MA-CLIP and the ablation
+# grid run for each CLIP model whose weights exist.
+
+# %% tags=["parameters"]
+params_file = "params.yaml"
+out_dir = "results/t4"
+
+# %%
+from IPython.display import Image, Markdown, display
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.stages.notebook import open_stage
+
+P, out = open_stage("t4_zeroshot", params_file, out_dir)   # from the repository root; only the params it declares
+
+# %% [markdown]
+# <details><summary>Parameters of this run</summary>
+#
+# The params this stage reads (and dvc.yaml declares):
+# </details>
+
+# %%
+P
+
+# %%
+from nriqa_lib.analysis.t4 import t4_zeroshot
+
+T = t4_zeroshot(P, out)
+show(T["table"], "T4: zero-shot scores on whole datasets")
+
+# %%
+display(Markdown(verdict(T["tests"], P.stats.alpha, "zero-shot comparisons")))
+
+# %%
+folded(T["tests"], "All tests (paired bootstrap over images; Williams' t on PLCC)", KEY_TEST_COLUMNS)
+
+# %%
+show(T["notes"], "CLIP models not run") if len(T["notes"]) else Markdown("Every configured CLIP model ran.")
+
+# %%
+Image(out / "figures" / "t4_srcc.png")
+
+# %%
+pooled_section(T["pooled"], out / "figures" / "t4_forest.png")

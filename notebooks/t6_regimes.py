@@ -1,0 +1,49 @@
+# %% [markdown]
+# # T6: training regimes (P1): frozen vs P1's regime vs LoRA vs full fine-tuning
+#
+# Each head of `finetune.heads` on the frozen backbone (the heads stage) against the image-level regimes of the
+# finetune stage: `p1`, P1's regime (LoRA adapters + the full backbone, one Adam at `train.lr`, P1's bf16 dtypes:
+# what produced P1's published numbers), and ours: `lora` (adapters only: r 4, alpha 8, dropout 0.05 on the
+# attention q/k projections; conv LoRA on CNNs) and `full` (backbone lr `finetune.lr_backbone`), with the same head,
+# loss, epochs and epoch selection. Cells are test SRCC, mean ± sd over the fine-tuned splits; each regime is
+# compared with frozen on the same splits (Holm within one claim: one regime over all datasets x backbones x heads).
+# With `train.report_last` the same at the last epoch (what P1's code writes). Off in the offline default
+# (`finetune.regimes: []`).
+
+# %% tags=["parameters"]
+params_file = "params.yaml"
+out_dir = "results/t6"
+
+# %%
+from IPython.display import Image, Markdown, display
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.stages.notebook import open_stage
+
+P, out = open_stage("t6_regimes", params_file, out_dir)   # from the repository root; only the params it declares
+
+# %% [markdown]
+# <details><summary>Parameters of this run</summary>
+#
+# The params this stage reads (and dvc.yaml declares):
+# </details>
+
+# %%
+P
+
+# %%
+from nriqa_lib.analysis.t6 import t6_regimes
+
+T = t6_regimes(P, out)
+show(T["table"], "T6: test SRCC, mean ± sd over splits")
+
+# %%
+display(Markdown(verdict(T["tests"], P.stats.alpha, "regime-vs-frozen comparisons"))) if len(T["tests"]) else None
+
+# %%
+folded(T["tests"], "All tests vs frozen (SRCC)", KEY_TEST_COLUMNS) if len(T["tests"]) else None
+
+# %%
+pooled_section(T["pooled"], out / "figures" / "t6_forest.png")
+
+# %%
+show(T["last_epoch"]["table"], "T6 at the LAST epoch (what P1's code writes)") if "last_epoch" in T else None
