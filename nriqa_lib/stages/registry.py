@@ -11,7 +11,7 @@ and picks the new one up.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 __all__ = ["Option", "Stage", "registry", "COMPUTE_MODULES", "D"]
@@ -64,7 +64,6 @@ class Stage:
     whole_folder: bool = False            # notebook stage whose output is its whole folder (overview, report)
     metrics: bool = False
     plots: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)   # room for a stage's own keys (not rendered)
 
     @property
     def is_notebook(self) -> bool:
