@@ -49,9 +49,10 @@ def _p(p: float, below: bool) -> str:
 
 def summary_markdown(f: pd.DataFrame, banner: str = "") -> str:
     """The findings as a Markdown table (the README's "Findings" block)."""
+    label = f"**{banner}**\n\n" if banner else ""
     if not len(f):
-        return "No claim could be tested on human-rated data with the current params.\n"
-    head = (f"**{banner}**\n\n" if banner else "") + (
+        return label + "No claim could be tested on human-rated data with the current params.\n"
+    head = label + (
         "| claim | rests on | effect (SRCC difference) | 95% CI | study-wide Holm p | verdict |\n"
         "|:--|:--|--:|:--|--:|:--|\n")
     rows = [f"| {r.claim} | {r.rests_on} | {r.estimate:+.3f} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | "
