@@ -29,8 +29,15 @@ P, out = open_stage("report", params_file, out_dir)   # from the repository root
 P
 
 # %%
-from nriqa_lib.reporting import report
+from nriqa_lib.reporting import report, summary
 
+F = summary.findings("results", P.stats.alpha)
+summary.write_summary(F, ".", "" if P.features.pretrained else report.RANDOM_WEIGHTS)
+display(Markdown("## Findings\n\nEvery claim pooled over the human-rated datasets (its effect is the SRCC "
+                 "difference in the claimed direction; verdicts use the study-wide Holm p):\n\n"
+                 + Path(summary.SUMMARY_MD).read_text()), Image(summary.SUMMARY_PNG))
+
+# %%
 C = report.claims("results", P.stats.alpha)
 md = report.gather_tables("results")
 banner = "" if P.features.pretrained else report.RANDOM_WEIGHTS

@@ -128,6 +128,32 @@ def test_tiny_pipeline_end_to_end(tree):
     assert pooled_claims["p_study"].notna().all() and (pooled_claims["p_study"] >= pooled_claims["p_holm"] - 1e-12).all()
     assert {"ours: pretrained features beat a random-init control", "P1: sigmoid beats ReLU",
             "P1: B_Gated generalises better than B (cross-dataset)"} <= set(c["claim"])
+    # issue 25 item 1: the findings are the human-rated pooled rows, signed as claimed, CIs inside [-2, 2]
+    import json as _json
+    from nriqa_lib.reporting import summary as sm
+    F = sm.findings(tmp / "results", p.stats.alpha)
+    hum = c[c["scope"] == "pooled, human-rated"]
+    assert len(F) == len(hum) > 0 and list(F["claim"]) == list(hum["claim"])
+    np.testing.assert_allclose(F["estimate"], hum["srcc_diff"], atol=1e-4)   # claims() rounds to 4 digits
+    assert ((F["ci_low"] <= F["estimate"]) & (F["estimate"] <= F["ci_high"])).all()
+    assert F["ci_low"].ge(-2).all() and F["ci_high"].le(2).all()
+    t1p = pd.read_csv(tmp / "results/t1/tables/t1_pooled.csv").query("scope == 'human-rated'").iloc[0]
+    ctrl = F[F["claim"] == "ours: pretrained features beat a random-init control"].iloc[0]
+    a_is_ctrl = t1p["pair"].startswith("random_")                      # estimate is a - b: flipped for a control
+    sign = -1 if a_is_ctrl else 1
+    assert ctrl["estimate"] == pytest.approx(sign * t1p["estimate"])
+    assert sorted([ctrl["ci_low"], ctrl["ci_high"]]) == pytest.approx(sorted(np.clip([sign * t1p["ci_low"],
+                                                                                       sign * t1p["ci_high"]], -2, 2)))
+    files = sm.write_summary(F, tmp)
+    assert all(f.is_file() for f in files)
+    md = (tmp / sm.SUMMARY_MD).read_text()
+    assert md.count("\n| ") == len(F) and "unadjusted" in md and "ours: pretrained features beat a random-init control" in md
+    js = _json.loads((tmp / sm.SUMMARY_JSON).read_text())
+    assert len(js) == len(F) and all(v["ci_low"] <= v["estimate"] <= v["ci_high"] for v in js.values())
+    readme = tmp / "README.md"
+    readme.write_text(f"# x\n\n{sm.START}\nold\n{sm.END}\n\nrest\n")
+    assert sm.update_readme(readme, tmp / sm.SUMMARY_MD) and sm.readme_block(readme.read_text()) == md
+    assert not sm.update_readme(readme, tmp / sm.SUMMARY_MD) and readme.read_text().endswith("\n\nrest\n")
     # a notebook stage through papermill, reading the same tree
     shutil.copytree(REPO / "notebooks", tmp / "notebooks")
     raw = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}

@@ -169,6 +169,30 @@ def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str],
     return fig
 
 
+def claims_forest(f: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Every claim's pooled effect (rows of :func:`nriqa_lib.reporting.summary.findings`, labelled by ``label``)
+    with its 95% CI, coloured by its verdict; intervals inside [-2, 2], the range of an SRCC difference."""
+    import textwrap
+    n = max(len(f), 1)
+    fig, ax = plt.subplots(figsize=(9.0, 0.42 * n + 1.6))
+    colours = {"holds (significant)": "C2", "reversed (significant)": "C3"}
+    y = np.arange(len(f))[::-1]
+    for yi, r in zip(y, f.itertuples()):
+        lo, hi = max(r.ci_low, -2.0), min(r.ci_high, 2.0)
+        ax.errorbar(r.estimate, yi, xerr=[[r.estimate - lo], [hi - r.estimate]], fmt="D", ms=5, capsize=3,
+                    color=colours.get(r.verdict, "0.45"))
+    ax.axvline(0, ls="--", color="0.5", lw=1)
+    ax.set_yticks(y, [textwrap.fill(str(t), 48) for t in f["label"]] if len(f) else [], fontsize=8)
+    ax.set_ylim(-0.7, len(f) - 0.3)
+    ax.set(xlabel="effect: SRCC difference (claimed direction > 0)", title=title)
+    handles = [plt.Line2D([], [], color=c, marker="D", ls="", label=v) for v, c in
+               (*colours.items(), ("not significant", "0.45"))]
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.9 / (0.42 * n + 1.6)),
+              ncol=3, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def power_plot(curves: pd.DataFrame, claim: str, title: str = "") -> plt.Figure:
     """Power vs number of splits, one line per claim (at its pooled effect), 80% marked, the splits used dotted."""
     fig, ax = plt.subplots(figsize=(6, 3.6))

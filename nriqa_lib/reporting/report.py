@@ -164,7 +164,8 @@ def _pooled_claims(results: Path, alpha: float) -> pd.DataFrame:
                                    alpha, f"{b if a_ctrl else a}: "))
         else:                                  # two pretrained backbones: P1's ranking, one pair at a time
             out.append(_pooled_row(f"P1: backbones differ ({a} vs {b})", r, 1.0, alpha))
-    df = pd.DataFrame(out, columns=["claim", "scope", "where", "srcc_diff", "p_holm", "p_study", "verdict", "p_below"])
+    df = pd.DataFrame(out, columns=["claim", "scope", "where", "srcc_diff", "p_holm", "p_study", "verdict", "p_below",
+                                    "ci_low", "ci_high"])
     if not len(df):
         return df
     hum = df["scope"] == "pooled, human-rated"
@@ -180,13 +181,15 @@ def _pooled_row(name: str, r, sign: float, alpha: float, prefix: str = "") -> tu
     the study afterwards); synthetic rows their table's Holm p and a verdict marked as not about human opinions."""
     below = bool(getattr(r, "p_below", False))
     p = f"p {_fmt_p(r.p, below)}"
+    lo, hi = (getattr(r, "ci_low", np.nan), getattr(r, "ci_high", np.nan))
+    ci = (lo, hi) if sign > 0 else (-hi, -lo)
     if str(r.scope) == "human-rated":
         i2 = "" if not np.isfinite(r.i2) else f", I2 {r.i2:.0%}"
         where = (f"{prefix}{r.datasets}: {int(r.cells)} cell(s), {int(r.k)} dataset(s){i2}; {r.test}; {p}")
-        return (name, "pooled, human-rated", where, sign * r.estimate, r.p_holm, r.p, "", below)
+        return (name, "pooled, human-rated", where, sign * r.estimate, r.p_holm, r.p, "", below, *ci)
     where = f"{prefix}{r.datasets}: {int(r.cells)} cell(s); {r.test}; {p}"
     return (name, "synthetic set (SSIM proxy, not human opinions)", where, sign * r.estimate, r.p_holm, np.nan,
-            _verdict(sign * r.estimate, r.p_holm, alpha) + " (synthetic proxy)", below)
+            _verdict(sign * r.estimate, r.p_holm, alpha) + " (synthetic proxy)", below, *ci)
 
 
 def summary(claims_df: pd.DataFrame) -> str:

@@ -48,8 +48,14 @@ def _imports(f: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-def import_closure(module: str) -> set[Path]:
-    """Every nriqa_lib file that importing ``module`` and calling its functions can load (with parents)."""
+# the declaration of the pipeline: what these files say about a stage (its params, deps, outputs, command) is
+# written into dvc.yaml, which DVC compares itself; as code deps they would re-run every stage when a table is added
+DECLARATIONS = frozenset(PKG / "stages" / f for f in ("registry.py", "tables.py", "dvcfile.py", "declare.py"))
+
+
+def import_closure(module: str, skip: frozenset[Path] = DECLARATIONS) -> set[Path]:
+    """Every nriqa_lib file that importing ``module`` and calling its functions can load (with parents), not
+    entering the files of ``skip``."""
     seen: set[Path] = set()
     todo = [module]
     while todo:
@@ -57,7 +63,7 @@ def import_closure(module: str) -> set[Path]:
         parts = m.split(".")
         for i in range(1, len(parts) + 1):           # a module loads its packages' __init__ too
             f = _module_file(".".join(parts[:i]))
-            if f is not None and f not in seen:
+            if f is not None and f not in seen and f not in skip:
                 seen.add(f)
                 todo += list(_imports(f))
     return seen

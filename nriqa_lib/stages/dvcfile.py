@@ -34,8 +34,8 @@ def _stage(s: Stage) -> dict:
     st["outs"] = outs
     if s.always_changed:
         st["always_changed"] = True
-    if s.metrics:
-        st["metrics"] = [{f"{s.out_dir}/metrics.json": {"cache": False}}]   # committed to git
+    if s.headline:
+        st["metrics"] = [{m: {"cache": False}} for m in s.headline]     # committed to git
     return st
 
 

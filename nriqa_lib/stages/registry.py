@@ -45,7 +45,8 @@ class Stage:
     section.key; the stage sees nothing else, and dvc.yaml lists exactly these). ``deps``/``outs``: data it reads
     and writes besides code (``D`` = the dataset of a ``matrix`` stage); a notebook stage's outputs follow from
     ``notebook`` (its folder under results/) and ``tag`` (the parameter label in its file names). ``metrics``: the
-    stage writes results/<notebook>/metrics.json (a table); ``plots``: figures dvc.yaml lists as plots."""
+    stage writes results/<notebook>/metrics.json (a table: committed, not listed as DVC metrics); ``headline``: the
+    metrics files DVC lists (the study's summary); ``plots``: figures dvc.yaml lists as plots."""
     name: str
     module: str
     params: tuple[str, ...]
@@ -62,7 +63,8 @@ class Stage:
     notebook: str | None = None           # notebook stage: results/<notebook>/
     tag: str = ""
     whole_folder: bool = False            # notebook stage whose output is its whole folder (overview, report)
-    metrics: bool = False
+    metrics: bool = False                 # a table: writes results/<notebook>/metrics.json (committed to git)
+    headline: tuple[str, ...] = ()        # the metrics files DVC lists (`dvc metrics show/diff`; committed)
     plots: tuple[str, ...] = ()
 
     @property
@@ -88,10 +90,11 @@ class Stage:
         if not self.is_notebook:
             return list(self.outs)
         if self.whole_folder:
-            return [self.out_dir]
+            return [self.out_dir, *self.outs]
         stem = f"{self.name}__{self.tag}"
+        table = [{f"{self.out_dir}/metrics.json": {"cache": False}}] if self.metrics else []
         return [f"{self.out_dir}/{stem}.ipynb", f"{self.out_dir}/{stem}.html", f"{self.out_dir}/tables",
-                f"{self.out_dir}/figures"]
+                f"{self.out_dir}/figures", *table, *self.outs]
 
 
 # the compute stages, in pipeline order: check -> synthetic -> splits -> features -> heads / cross / zeroshot /

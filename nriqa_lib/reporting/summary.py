@@ -1,0 +1,110 @@
+"""The study's findings in one place (issue 25): every pooled claim on human-rated data with its effect, 95% CI,
+study-wide Holm p, verdict and the data it rests on, as results/summary.md (the README's "Findings" mirrors it),
+results/summary.json (the headline metrics DVC lists: ``dvc metrics show / diff``) and results/summary_forest.png
+(one forest plot of every claim). Written by the report stage from the tables' pooled rows
+(:func:`nriqa_lib.reporting.report.claims`); nothing here computes a statistic.
+
+``python -m nriqa_lib.reporting.summary --readme`` copies results/summary.md into README.md between its markers;
+scripts/check_outputs.py fails when the two differ after a run.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_write_text
+from .report import _pooled_claims
+
+__all__ = ["findings", "write_summary", "readme_block", "update_readme", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG"]
+
+SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG = "results/summary.md", "results/summary.json", "results/summary_forest.png"
+START, END = "<!-- findings:start (python -m nriqa_lib.reporting.summary --readme) -->", "<!-- findings:end -->"
+LO, HI = -2.0, 2.0            # an SRCC difference lives in [-2, 2]: intervals are shown inside it
+
+
+def findings(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per pooled claim on human-rated data: claim, the data it rests on, estimate (SRCC difference), 95%
+    CI (clipped to [-2, 2]), the study-wide Holm p and its verdict."""
+    pool = _pooled_claims(Path(results), alpha)
+    if not len(pool):
+        return pd.DataFrame(columns=["claim", "rests_on", "estimate", "ci_low", "ci_high", "p_study", "p_below",
+                                     "verdict"])
+    hum = pool[pool["scope"] == "pooled, human-rated"]
+    where = hum["where"].str.split(";").str[0]
+    return pd.DataFrame({
+        "claim": hum["claim"].to_numpy(), "rests_on": where.to_numpy(),
+        "estimate": hum["srcc_diff"].to_numpy(float),
+        "ci_low": np.clip(hum["ci_low"].to_numpy(float), LO, HI), "ci_high": np.clip(hum["ci_high"].to_numpy(float), LO, HI),
+        "p_study": hum["p_study"].to_numpy(float), "p_below": hum["p_below"].to_numpy(bool),
+        "verdict": hum["verdict"].to_numpy()})
+
+
+def _p(p: float, below: bool) -> str:
+    return f"<= {p:.3g}" if below else f"{p:.3g}"
+
+
+def summary_markdown(f: pd.DataFrame, banner: str = "") -> str:
+    """The findings as a Markdown table (the README's "Findings" block)."""
+    label = f"**{banner}**\n\n" if banner else ""
+    if not len(f):
+        return label + "No claim could be tested on human-rated data with the current params.\n"
+    head = label + (
+        "| claim | rests on | effect (SRCC difference) | 95% CI | study-wide Holm p | verdict |\n"
+        "|:--|:--|--:|:--|--:|:--|\n")
+    rows = [f"| {r.claim} | {r.rests_on} | {r.estimate:+.3f} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | "
+            f"{_p(r.p_study, r.p_below)} | {r.verdict} |" for r in f.itertuples()]
+    note = ("\nEffect: the pooled SRCC difference in the claimed direction (> 0: the claim holds on these data); the "
+            "95% CI is the claim's own, unadjusted; the verdict uses the Holm p over every claim of the study, so a CI "
+            "that excludes 0 can go with \"not significant\". `<=`: a bound from a bootstrap's resolution.\n")
+    return head + "\n".join(rows) + "\n" + note
+
+
+def _keys(f: pd.DataFrame) -> list[str]:
+    """A unique name per row: the claim, with the data it rests on where a claim has several rows."""
+    dup = f["claim"].duplicated(keep=False)
+    return [f"{c} [{w.split(':')[0]}]" if d else c for c, w, d in zip(f["claim"], f["rests_on"], dup)]
+
+
+def write_summary(f: pd.DataFrame, root: str | Path = ".", banner: str = "") -> list[Path]:
+    """results/summary.md, results/summary.json and results/summary_forest.png under ``root`` (atomic writes)."""
+    from . import plots
+    root = Path(root)
+    atomic_write_text(root / SUMMARY_MD, summary_markdown(f, banner))
+    metrics = {k: {"estimate": round(float(r.estimate), 4), "ci_low": round(float(r.ci_low), 4),
+                   "ci_high": round(float(r.ci_high), 4), "p_study": round(float(r.p_study), 4),
+                   "verdict": r.verdict} for k, r in zip(_keys(f), f.itertuples())}
+    atomic_write_text(root / SUMMARY_JSON, json.dumps(metrics, indent=1) + "\n")
+    plots.save(plots.claims_forest(f.assign(label=_keys(f)), "Every claim pooled over human-rated data (95% CI)"),
+               root / SUMMARY_PNG)
+    return [root / SUMMARY_MD, root / SUMMARY_JSON, root / SUMMARY_PNG]
+
+
+def readme_block(readme: str) -> str:
+    """The text between the README's findings markers."""
+    m = re.search(re.escape(START) + r"\n(.*?)" + re.escape(END), readme, flags=re.S)
+    if m is None:
+        raise ValueError(f"README.md has no findings markers ({START} ... {END})")
+    return m.group(1)
+
+
+def update_readme(readme: str | Path = "README.md", summary: str | Path = SUMMARY_MD) -> bool:
+    """Copy results/summary.md into README.md between the markers; True if the README changed."""
+    readme, text = Path(readme), Path(summary).read_text()
+    old = readme.read_text()
+    new = old.replace(START + "\n" + readme_block(old) + END, START + "\n" + text + END)
+    if new != old:
+        atomic_write_text(readme, new)
+    return new != old
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m nriqa_lib.reporting.summary", description=__doc__.splitlines()[0])
+    ap.add_argument("--readme", action="store_true", help="copy results/summary.md into README.md's Findings")
+    a = ap.parse_args()
+    if a.readme:
+        print("README.md updated" if update_readme() else "README.md already current")
