@@ -14,7 +14,8 @@ import platform
 
 import torch
 
-__all__ = ["resolve_device", "use_bf16", "autocast", "loader_kwargs", "set_deterministic", "run_info"]
+__all__ = ["resolve_device", "use_bf16", "autocast", "loader_kwargs", "set_deterministic", "training_attention",
+           "run_info"]
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -60,6 +61,18 @@ def set_deterministic(device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def training_attention(device: torch.device):
+    """Where a backward pass runs (fine-tuning): on CUDA with deterministic algorithms on, attention takes the math
+    path. torch's fused attention backwards are not deterministic under ``warn_only``: measured on an H200
+    (scripts/gpu_check.py, SigLIP2 so400m's shape 2 x 16 x 1024 x 72 in bf16, three backwards of the same inputs),
+    cuDNN's and flash attention's gradients differed between repeats, and two runs of P1's regime on SigLIP2
+    gave different predictions at epoch 2 with either; math's repeated bit for bit (1.9 vs 0.8 ms for cuDNN's)."""
+    if device.type != "cuda" or not torch.are_deterministic_algorithms_enabled():
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def run_info(device: torch.device, amp: str = "auto", workers: int = 0) -> dict:
     """What a stage records about where it ran (written next to its outputs)."""
     info = {"device": str(device), "bf16_autocast": use_bf16(device, amp), "workers": int(workers),
@@ -69,4 +82,5 @@ def run_info(device: torch.device, amp: str = "auto", workers: int = 0) -> dict:
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["training_attention"] = "math" if torch.are_deterministic_algorithms_enabled() else "fused"
     return info

@@ -47,7 +47,7 @@ from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
 from . import dist
-from .device import autocast, loader_kwargs
+from .device import autocast, loader_kwargs, training_attention
 from .features import ImageDataset, build_transform
 from .config import REGIME_LABELS
 from .io import atomic_path
@@ -387,7 +387,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         for idx, sc, x in zip(batches, scales, DataLoader(ds, batch_sampler=batches, **lk)):
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            with autocast(device, amp):
+            with autocast(device, amp), training_attention(device):
                 _loss(net, x.to(device, non_blocking=True), mos_t[idx].to(device), cfg, scale=sc)
             opt.step()
             if device.type == "cuda":

@@ -266,3 +266,24 @@ def test_meta_device_flop_count_equals_a_real_forward(name):
         blocks = 12 * (2 * t * 12 * d * d + 2 * 2 * t * t * d)           # qkv+proj+mlp (12 d^2) + QK^T and AV
         patch = 2 * 16 * (3 * 14 * 14) * d
         assert g * 1e9 == pytest.approx(blocks + patch, rel=2e-3)     # + softmax/norm terms FlopCounter ignores
+
+
+def test_training_attention_is_the_math_path_on_deterministic_cuda_only():
+    """The fused attention backwards (cuDNN, flash) differed between repeats on an H200 (scripts/gpu_check.py):
+    fine-tuning on CUDA with deterministic algorithms runs attention on the math path, and only there."""
+    from nriqa_lib.device import training_attention
+    flags = lambda: (torch.backends.cuda.math_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),  # noqa: E731
+                     torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.cudnn_sdp_enabled())
+    before, was = flags(), torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with training_attention(torch.device("cpu")):
+            assert flags() == before                       # CPU: unchanged (its tables stay bit-identical)
+        with training_attention(torch.device("cuda")):
+            assert flags() == (True, False, False, False)
+        assert flags() == before
+        torch.use_deterministic_algorithms(False)
+        with training_attention(torch.device("cuda")):
+            assert flags() == before                       # no determinism asked: the fused kernels stay
+    finally:
+        torch.use_deterministic_algorithms(was)
