@@ -49,6 +49,16 @@ show(C, "Claims on the data at hand")
 display(Markdown(report.summary(C)))
 
 # %%
+from nriqa_lib.reporting import published
+
+PV = published.compare_published("results")
+published.write_published(PV, out)
+display(Markdown("## Published vs reproduced\n\nP1's Table 5 and P2's SRCCs (`references/published.yaml`, with their "
+                 "sources) beside this run's number for the same cell, its 95% CI and whether the published value "
+                 "lies inside it; a cell this run could not produce says why.\n\n"
+                 + published.published_markdown(PV)))
+
+# %%
 for f in report.FIGURES:
     if Path("results", f).is_file():
         display(Image(Path("results", f)))

@@ -69,12 +69,28 @@ def import_closure(module: str, skip: frozenset[Path] = DECLARATIONS) -> set[Pat
     return seen
 
 
+def notebook_imports(source: Path) -> list[str]:
+    """The nriqa_lib modules a notebook source (notebooks/<name>.py, jupytext percent) imports."""
+    out = []
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.startswith("nriqa_lib")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nriqa_lib"):
+            out += [node.module, *[f"{node.module}.{a.name}" for a in node.names
+                                   if _module_file(f"{node.module}.{a.name}")]]
+    return out
+
+
 def stage_files(stage: Stage | str) -> list[str]:
-    """Library files (relative to the repository root) that a stage (or its name) depends on."""
+    """Library files (relative to the repository root) that a stage (or its name) depends on; for a notebook stage
+    also what its notebook imports (the display helpers, the report's published-vs-reproduced table)."""
     s = stage if isinstance(stage, Stage) else registry()[stage]
     files = import_closure(s.module)
     if s.is_notebook:
         files |= import_closure("nriqa_lib.stages.notebook")
+        src = PKG.parent / "notebooks" / f"{s.name}.py"
+        for m in notebook_imports(src) if src.is_file() else []:
+            files |= import_closure(m)
     return sorted(str(f.relative_to(PKG.parent)) for f in files)
 
 

@@ -42,7 +42,7 @@ def report_stage(tables: Sequence[Stage]) -> Stage:
     """The report: every claim of every table (its metrics), the tables and the figures."""
     from ..reporting.summary import SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG
     with_tables = [t for t in tables if t.metrics]
-    deps = ("notebooks/report.ipynb", *[f"{t.out_dir}/tables" for t in with_tables],
+    deps = ("notebooks/report.ipynb", "references/published.yaml", *[f"{t.out_dir}/tables" for t in with_tables],
             *[f"{t.out_dir}/figures" for t in with_tables], "results/figures")
     return Stage(name="report", module="nriqa_lib.reporting.summary",
                  params=tuple(import_module("nriqa_lib.reporting.report").PARAMS), deps=deps, notebook="report",
