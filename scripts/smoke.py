@@ -127,6 +127,14 @@ def check(ws: Path, prof: dict) -> list[str]:
     report = res / "report" / "report.md"
     if not report.is_file() or LABEL not in report.read_text():
         bad.append("results/report/report.md missing or unlabelled")
+    pv = res / "report" / "published_vs_reproduced.csv"
+    if not pv.is_file():
+        bad.append("results/report/published_vs_reproduced.csv missing")
+    else:       # the random CLIP RN50 ran CLIP-IQA and MA-CLIP on CLIVE: P2's two CLIVE cells have a number and a CI
+        pv = pd.read_csv(pv)
+        p2 = pv[(pv["work"] == "P2") & (pv["dataset"] == "clive")]
+        if len(p2) != 2 or p2["study"].isna().any() or p2["ci_low"].isna().any():
+            bad.append("published_vs_reproduced: P2's CLIVE cells have no study number (T4's clip_rn50 rows)")
     t4 = pd.read_csv(res / "t4" / "tables" / "t4_zeroshot.csv")
     if not t4.astype(str).apply(lambda c: c.str.contains("CLIP-IQA")).any().any():
         bad.append("T4 has no CLIP-IQA row (the random CLIP did not run)")
