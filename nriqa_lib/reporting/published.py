@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from ..io import atomic_write_text
+from .report import _read
 
 __all__ = ["PUBLISHED", "load_published", "compare_published", "published_markdown", "write_published"]
 
@@ -39,17 +40,12 @@ def load_published(path: str | Path = PUBLISHED) -> tuple[dict, pd.DataFrame]:
     return doc["sources"], pd.DataFrame(rows)
 
 
-def _csv(results: Path, rel: str) -> pd.DataFrame | None:
-    f = results / rel
-    return pd.read_csv(f) if f.is_file() else None
-
-
-def _p1(cell, src: dict, t6: pd.DataFrame | None) -> dict:
+def _p1(cell, src: dict, t6: pd.DataFrame) -> dict:
     if cell.dataset == "flive":
         return {"note": "FLIVE is not in the study (no labels under ../shared/labels)"}
     s = src["study"]
-    rows = None if t6 is None else t6[(t6["regime"] == s["regime"]) & t6["backbone"].str.startswith(s["backbone"])]
-    if rows is None or not len(rows):
+    rows = t6[(t6["regime"] == s["regime"]) & t6["backbone"].str.startswith(s["backbone"])] if len(t6) else t6
+    if not len(rows):
         return {"note": "needs P1's fine-tuning of SigLIP2 so400m (its weights, finetune.regimes: [p1]; "
                         "params-paper.yaml)"}
     hit = rows[(rows["dataset"] == cell.dataset) & (rows["head"] == cell.method) & (rows["metric"] == cell.metric)]
@@ -63,10 +59,10 @@ def _p1(cell, src: dict, t6: pd.DataFrame | None) -> dict:
                           + (" (one split: no interval)" if one else "")}
 
 
-def _p2(cell, src: dict, t4: pd.DataFrame | None) -> dict:
+def _p2(cell, src: dict, t4: pd.DataFrame) -> dict:
     model = src["study"]["source"]
-    rows = None if t4 is None else t4[t4["source"] == model]
-    if rows is None or not len(rows):
+    rows = t4[t4["source"] == model] if len(t4) else t4
+    if not len(rows):
         return {"note": f"needs CLIP RN50 weights (features.weights.{model}; T4 lists the models it could not run)"}
     hit = rows[(rows["dataset"] == cell.dataset) & (rows["score"] == T4_SCORE[cell.method])]
     if not len(hit):
@@ -81,7 +77,7 @@ def compare_published(results: str | Path, published: str | Path = PUBLISHED) ->
     the study's 95% CI), or a note saying why the run has no such number."""
     results = Path(results)
     sources, cells = load_published(published)
-    t6, t4 = _csv(results, T6_SUMMARY), _csv(results, T4_TABLE)
+    t6, t4 = _read(results, T6_SUMMARY), _read(results, T4_TABLE)
     out = []
     for c in cells.itertuples():
         src = sources[c.source]

@@ -31,9 +31,13 @@ def _module_name(f: Path) -> str:
 @lru_cache(maxsize=None)
 def _imports(f: Path) -> tuple[str, ...]:
     name = _module_name(f)
-    pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
+    return _parsed_imports(f.read_text(), name if f.name == "__init__.py" else name.rpartition(".")[0])
+
+
+def _parsed_imports(text: str, pkg: str) -> tuple[str, ...]:
+    """The nriqa_lib modules a source imports (relative imports resolved against its package ``pkg``)."""
     out = []
-    for node in ast.walk(ast.parse(f.read_text())):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names if a.name.startswith("nriqa_lib")]
         elif isinstance(node, ast.ImportFrom):
@@ -71,14 +75,7 @@ def import_closure(module: str, skip: frozenset[Path] = DECLARATIONS) -> set[Pat
 
 def notebook_imports(source: Path) -> list[str]:
     """The nriqa_lib modules a notebook source (notebooks/<name>.py, jupytext percent) imports."""
-    out = []
-    for node in ast.walk(ast.parse(source.read_text())):
-        if isinstance(node, ast.Import):
-            out += [a.name for a in node.names if a.name.startswith("nriqa_lib")]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nriqa_lib"):
-            out += [node.module, *[f"{node.module}.{a.name}" for a in node.names
-                                   if _module_file(f"{node.module}.{a.name}")]]
-    return out
+    return list(_parsed_imports(source.read_text(), ""))
 
 
 def stage_files(stage: Stage | str) -> list[str]:
