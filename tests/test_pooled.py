@@ -225,10 +225,10 @@ def test_a_bootstrap_p_below_its_resolution_is_a_bound():
     assert bootstrap_p(np.r_[np.full(490, 0.1), np.full(10, -0.1)]) == (0.04, False)
     from nriqa_lib.reporting.display import formatted
     f = formatted(pd.DataFrame({"p": [0.002, 0.3], "p_below": [True, False], "i2": [np.nan, 0.2], "k": [1, 2],
-                                "mde80": [2.4, 0.05]}))
+                                "mde80": [np.nan, 0.05], "mde80_beyond_range": [True, False]}))
     assert f["p"].tolist() == ["< 0.002", "0.3"] and "p_below" not in f
     assert f["i2"].tolist()[0] == "-" and f["k"].tolist() == [1, 2]
-    assert f["mde80"].tolist() == ["not detectable with these splits", "0.050"]
+    assert f["mde80"].tolist() == ["not detectable with these splits", "0.050"] and "mde80_beyond_range" not in f
 
 
 def test_synthetic_cards_and_not_human_rated_agree():

@@ -86,3 +86,30 @@ def test_split_metrics_summary_and_export(tmp_path):
     assert list(back.columns) == ["backbone", "plcc", "srcc"]
     write_metrics_json(tmp_path / "m.json", {"x": {"srcc": np.float64(0.123456789)}})
     assert json.loads((tmp_path / "m.json").read_text()) == {"x": {"srcc": 0.123457}}
+
+
+def test_intervals_and_mdes_stay_inside_the_range_of_their_statistic(tmp_path):
+    """3 splits of a noisy cell: the t-interval of a mean SRCC passes [-1, 1], a difference's passes [-2, 2] and its
+    MDE passes 2 (all computed here from scipy); the tables show them inside, and the MDE as not detectable."""
+    from scipy import stats as st
+
+    from nriqa_lib.analysis.common import pooled
+    vals = {"B": [0.9, -0.6, 0.95], "sig": [-0.9, 0.8, -0.7]}
+    rows = pd.DataFrame([("clive", h, k, "srcc", v) for h, vs in vals.items() for k, v in enumerate(vs)],
+                        columns=["dataset", "head", "split", "metric", "value"])
+    des = {"clive": Design("splits", 40, 10)}
+    t_hi = np.mean(vals["B"]) + st.t.ppf(0.975, 2) * np.std(vals["B"], ddof=1) * np.sqrt(1 / 3 + 10 / 40)
+    assert t_hi > 1                                               # the raw interval is impossible
+    s = summarize_groups(rows, None, ["dataset", "head"], des, metrics=("srcc",))
+    assert (s["ci_high"] <= 1).all() and (s["ci_low"] >= -1).all() and s["ci_high"].max() == 1.0
+    t = compare(rows, None, ["dataset"], "head", "B", des, family=["a"])
+    d = np.subtract(vals["sig"], vals["B"])
+    raw_lo = d.mean() - st.t.ppf(0.975, 2) * d.std(ddof=1) * np.sqrt(1 / 3 + 10 / 40)
+    assert raw_lo < -2 and t.iloc[0]["ci_low"] == -2.0            # clipped at the smallest possible difference
+    assert np.isnan(t.iloc[0]["mde80"]) and bool(t.iloc[0]["mde80_beyond_range"])
+    pool = pooled(t, ["a"], des)
+    assert pool.iloc[0]["ci_low"] == -2.0 and bool(pool.iloc[0]["mde80_beyond_range"])
+    paths = export_table(t, tmp_path, "t")
+    md = paths["md"].read_text()
+    assert "not detectable with these splits" in md and "mde80_beyond_range" not in md
+    assert pd.read_csv(paths["csv"])["mde80_beyond_range"].tolist() == [True]

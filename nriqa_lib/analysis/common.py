@@ -76,7 +76,14 @@ def summary_table(rows: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] 
     out = []
     for key, g in rows[rows["metric"].isin(metrics)].groupby(list(by) + ["metric"], sort=True):
         out.append({**dict(zip([*by, "metric"], key)), **summarize(g.sort_values("split")["value"].to_numpy())})
-    return pd.DataFrame(out)
+    return _metric_ranges(pd.DataFrame(out))
+
+
+def _metric_ranges(out: pd.DataFrame) -> pd.DataFrame:
+    for m in out["metric"].unique() if "metric" in out else []:
+        sel = out["metric"] == m
+        out.loc[sel] = in_range(out.loc[sel].copy(), *metric_range(str(m)))
+    return out
 
 
 def prediction_matrix(pred: pd.DataFrame, part: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +117,7 @@ def summarize_groups(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], 
                          ci_kind=f"two-level bootstrap ({d.what}, then test images)")
         for k in ("ci_low", "ci_high", "ci_kind"):
             out.loc[i, k] = s[k]
-    return out
+    return _metric_ranges(out)
 
 
 def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: str, reference: str | None,
@@ -157,7 +164,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
                            test=f"two-level bootstrap ({d.what}, then images)", p=bt["p"], p_below=bt["p_below"],
                            p_wilcoxon=np.nan)
             res.append(row)
-    df = pd.DataFrame(res)
+    df = in_range(pd.DataFrame(res), *DIFF_RANGE)
     if len(df):
         df = holm_by_family(df, family, alpha, design)
     df.attrs["split_diffs"] = split_diffs      # row -> per-split differences (Nadeau-Bengio rows)
@@ -197,7 +204,7 @@ def holm_by_family(tests: pd.DataFrame, family: Sequence[str], alpha: float,
             mde.append(mde_normal(r.se, a) if np.isfinite(r.se) else np.nan)
     t["mde80"] = mde
     t["significant"] = t[f"{p_cols[0]}_holm"] < alpha
-    return t
+    return _detectable(t)
 
 
 def family_note(tests: pd.DataFrame, family_desc: str, alpha: float) -> str:
@@ -212,7 +219,37 @@ def family_note(tests: pd.DataFrame, family_desc: str, alpha: float) -> str:
         can = bool(w["wilcoxon_can_reject"].all())
         msg += (f"; Wilcoxon's smallest attainable p with J = {j} is {min_p_wilcoxon(j):.4g}, so its Holm column "
                 + ("can" if can else "can NOT") + " reach significance")
-    return msg + f"; mde80 = SRCC difference detectable with 80% power at alpha/m (alpha = {alpha:g})."
+    return msg + (f"; mde80 = SRCC difference detectable with 80% power at alpha/m (alpha = {alpha:g}), "
+                  f"'{NOT_DETECTABLE}' where it would exceed 2, the largest possible difference.")
+
+
+# The ranges the statistics live in. A t-interval over a few splits can pass them; the part outside is no possible
+# value, so every interval is shown inside (and an MDE beyond a difference's range is "not detectable").
+DIFF_RANGE = (-2.0, 2.0)            # a difference of two correlations
+CORRELATION_RANGE = (-1.0, 1.0)     # SRCC, PLCC (raw or fitted), KRCC
+NOT_DETECTABLE = "not detectable with these splits"
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The range of a metric's values: correlations in [-1, 1], RMSE in [0, inf)."""
+    return (0.0, np.inf) if metric.startswith("rmse") else CORRELATION_RANGE
+
+
+def in_range(df: pd.DataFrame, lo: float, hi: float, cols: Sequence[str] = ("ci_low", "ci_high")) -> pd.DataFrame:
+    """``df`` with its interval columns clipped to [lo, hi] (in place; returned)."""
+    for c in cols:
+        if c in df:
+            df[c] = df[c].astype(float).clip(lo, hi)
+    return df
+
+
+def _detectable(df: pd.DataFrame) -> pd.DataFrame:
+    """An MDE beyond the largest possible difference (2) is no difference these splits can detect: NaN, flagged
+    ``mde80_beyond_range`` (tables print NOT_DETECTABLE)."""
+    beyond = df["mde80"].astype(float) > DIFF_RANGE[1]
+    df["mde80_beyond_range"] = beyond.to_numpy()
+    df.loc[beyond, "mde80"] = np.nan
+    return df
 
 
 def designs(datasets: Sequence[str]) -> dict[str, Design]:
@@ -327,8 +364,8 @@ def dataset_cells(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, D
 
 
 POOLED_COLUMNS = ("scope", "k", "cells", "estimate", "ci_low", "ci_high", "p", "p_holm", "significant", "test", "se",
-                  "df", "tau2", "i2", "p_below", "datasets", "splits_80", "mde80", "sd_diff", "n_splits", "n_train",
-                  "n_test")
+                  "df", "tau2", "i2", "p_below", "datasets", "splits_80", "mde80", "mde80_beyond_range", "sd_diff",
+                  "n_splits", "n_train", "n_test")
 
 
 def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] | None = None, alpha: float = 0.05,
@@ -381,6 +418,7 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     for c in ("k", "cells", "m_family"):
         df[c] = df[c].astype(int)
     df["p_below"] = df["p_below"].fillna(False).astype(bool)
+    df = _detectable(in_range(df, *DIFF_RANGE))
     cols = [*claim, *POOLED_COLUMNS, "m_family"]
     return df[[c for c in cols if c in df.columns]].reset_index(drop=True)
 

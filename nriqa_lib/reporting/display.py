@@ -8,12 +8,12 @@ import pandas as pd
 __all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "KEY_TEST_COLUMNS", "POOLED_VIEW"]
 
 KEY_TEST_COLUMNS = ("dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm",
-                    "m_family", "mde80", "significant")
+                    "m_family", "mde80", "mde80_beyond_range", "significant")
 
 
 # what a reader needs of a pooled table (the CSV keeps the diagnostics: se, df, tau2, sd_diff, part sizes)
 POOLED_VIEW = ("a", "pair", "claim", "scope", "k", "cells", "estimate", "ci_low", "ci_high", "p", "p_holm", "i2",
-               "mde80", "splits_80", "significant")
+               "mde80", "mde80_beyond_range", "splits_80", "significant")
 
 
 def _fmt_value(col: str, v):
@@ -22,8 +22,6 @@ def _fmt_value(col: str, v):
     if isinstance(v, (float, np.floating)):
         if np.isnan(v):
             return "-" if col in ("i2", "tau2") else ""        # k = 1: no heterogeneity to speak of
-        if col == "mde80" and abs(v) > 2:                     # SRCC differences live in [-2, 2]
-            return "not detectable with these splits"
         if col == "splits_80" and np.isinf(v):
             return "never (n_test/n_train floor)"
         if col in ("k", "cells", "n_splits", "m_family") and float(v).is_integer():
@@ -40,12 +38,16 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
     if isinstance(out.index, pd.MultiIndex) or out.index.name:
         out = out.reset_index()
     below = out["p_below"].fillna(False).astype(bool).to_numpy() if "p_below" in out else np.zeros(len(out), bool)
+    beyond = (out["mde80_beyond_range"].fillna(False).astype(bool).to_numpy() if "mde80_beyond_range" in out
+              else np.zeros(len(out), bool))
     for c in out.columns:
         vals = [_fmt_value(str(c), v) for v in out[c]]
         if c == "p":        # a bootstrap p with no replicate on one side: below the method's resolution 1/n_boot
             vals = [f"< {v}" if b and v else v for v, b in zip(vals, below)]
+        if c == "mde80":    # an MDE beyond 2, the largest SRCC difference (analysis.common: NaN + flag)
+            vals = ["not detectable with these splits" if b else v for v, b in zip(vals, beyond)]
         out[c] = vals
-    out = out.drop(columns=[c for c in ("p_below",) if c in out])
+    out = out.drop(columns=[c for c in ("p_below", "mde80_beyond_range") if c in out])
     out.columns.name = None
     return out
 

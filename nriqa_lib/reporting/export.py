@@ -70,7 +70,7 @@ def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str 
     index = not isinstance(df.index, pd.RangeIndex)
     df = round_sig(df)
     atomic_write_text(paths["csv"], df.to_csv(index=index, lineterminator="\n"))
-    shown = _bounded_p(df)
+    shown = _detectable_mde(_bounded_p(df))
     md = (f"{caption}\n\n" if caption else "") + shown.to_markdown(index=index, floatfmt=".4g") + "\n"
     atomic_write_text(paths["md"], md)
     atomic_write_text(paths["tex"], shown.to_latex(index=index, caption=caption or None, escape=True,
@@ -86,6 +86,19 @@ def _bounded_p(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     below = out["p_below"].fillna(False).astype(bool)
     out["p"] = [(f"< {v:.4g}" if b else f"{v:.4g}") if pd.notna(v) else "" for v, b in zip(out["p"], below)]
+    return out
+
+
+def _detectable_mde(df: pd.DataFrame) -> pd.DataFrame:
+    """For reading: an MDE beyond a difference's range (``mde80_beyond_range``) is printed "not detectable with
+    these splits"; the CSV keeps NaN and the flag."""
+    if "mde80" not in df or "mde80_beyond_range" not in df:
+        return df
+    out = df.copy()
+    beyond = out.pop("mde80_beyond_range").fillna(False).astype(bool)
+    if beyond.any():
+        out["mde80"] = ["not detectable with these splits" if b else ("" if pd.isna(v) else f"{v:.4g}")
+                        for v, b in zip(out["mde80"], beyond)]
     return out
 
 
