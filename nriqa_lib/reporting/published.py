@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..analysis.common import CORRELATION_RANGE
 from ..io import atomic_write_text
 from .report import _read
 
@@ -94,7 +95,7 @@ def compare_published(results: str | Path, published: str | Path = PUBLISHED) ->
                     "dataset": c.dataset, "metric": c.metric, "published": c.published, "study": np.nan,
                     "ci_low": np.nan, "ci_high": np.nan, "study_cell": "", **got})
     df = pd.DataFrame(out)
-    df[["ci_low", "ci_high"]] = df[["ci_low", "ci_high"]].astype(float).clip(-1.0, 1.0)
+    df[["ci_low", "ci_high"]] = df[["ci_low", "ci_high"]].astype(float).clip(*CORRELATION_RANGE)
     has = df["study"].notna() & df["ci_low"].notna()
     df["inside"] = np.where(has, np.where((df["ci_low"] <= df["published"]) & (df["published"] <= df["ci_high"]),
                                           "yes", "no"), "")

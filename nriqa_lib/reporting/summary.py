@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.common import DIFF_RANGE
 from ..io import atomic_write_text
 from .report import _pooled_claims
 
@@ -23,7 +24,7 @@ __all__ = ["findings", "write_summary", "readme_block", "update_readme", "SUMMAR
 
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG = "results/summary.md", "results/summary.json", "results/summary_forest.png"
 START, END = "<!-- findings:start (python -m nriqa_lib.reporting.summary --readme) -->", "<!-- findings:end -->"
-LO, HI = -2.0, 2.0            # an SRCC difference lives in [-2, 2]: intervals are shown inside it
+LO, HI = DIFF_RANGE            # an SRCC difference lives in [-2, 2]: intervals are shown inside it
 
 
 def findings(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
