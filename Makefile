@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test smoke bench manifests clean
+.PHONY: install repro test smoke bench manifests site clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ test: install
 # the smoke profile (random weights: checks the code path, not results) through `cli profile`, in .smoke/
 smoke: install
 	python scripts/smoke.py
+
+# the static site of the rendered study (docs/site/index.html) from what `make repro` rendered in results/
+site: install
+	python -m nriqa_lib.stages.site
 
 bench: install
 	python -m nriqa_lib.bench

@@ -16,12 +16,6 @@ from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("data_overview", params_file, out_dir)   # from the repository root; only the params it declares
 
-# %% [markdown]
-# <details><summary>Parameters of this run</summary>
-#
-# The params this stage reads (and dvc.yaml declares):
-# </details>
-
 # %%
 P
 

@@ -14,16 +14,10 @@ out_dir = "results/report"
 # %%
 from pathlib import Path
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import folded, pooled_section, show, verdict
+from nriqa_lib.reporting.display import folded, pooled_section, show, tables_section, verdict
 from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("report", params_file, out_dir)   # from the repository root; only the params it declares
-
-# %% [markdown]
-# <details><summary>Parameters of this run</summary>
-#
-# The params this stage reads (and dvc.yaml declares):
-# </details>
 
 # %%
 P
@@ -63,5 +57,11 @@ for f in report.FIGURES:
     if Path("results", f).is_file():
         display(Image(Path("results", f)))
 
+# %% [markdown]
+# ## Tables
+#
+# Every table of the study (its CSV, Markdown and LaTeX under `results/<tN>/tables/`; all of them in `report.md`
+# and `tables.tex`). The tests and pooled rows are folded: click a caption to open them.
+
 # %%
-Markdown(md)
+tables_section("results", report.TABLES_IN_ORDER)

@@ -18,12 +18,6 @@ from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("t2_activations", params_file, out_dir)   # from the repository root; only the params it declares
 
-# %% [markdown]
-# <details><summary>Parameters of this run</summary>
-#
-# The params this stage reads (and dvc.yaml declares):
-# </details>
-
 # %%
 P
 

@@ -17,12 +17,6 @@ from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("t3_selection", params_file, out_dir)   # from the repository root; only the params it declares
 
-# %% [markdown]
-# <details><summary>Parameters of this run</summary>
-#
-# The params this stage reads (and dvc.yaml declares):
-# </details>
-
 # %%
 P
 
@@ -30,7 +24,7 @@ P
 from nriqa_lib.analysis.t3 import t3_selection
 
 T = t3_selection(P, out)
-show(T["table"], "T3: test SRCC, mean ± sd over splits; best_fixed chosen on val")
+show(T["table"], "T3: test SRCC, mean ± sd over splits; best fixed = best_fixed_head, chosen on val")
 
 # %%
 display(Markdown(verdict(T["tests"], P.stats.alpha, "selection-vs-best-fixed comparisons")))

@@ -470,8 +470,15 @@ class _SectionView:
         raise AttributeError("params are read-only inside a stage")
 
     def __repr__(self) -> str:
+        return self._repr(set(getattr(self._s, "datasets", None) or ()))
+
+    def _repr(self, used: set) -> str:
         keys = self._keys if self._keys is not None else [f.name for f in dataclasses.fields(self._s)]
-        return f"{self._name}(" + ", ".join(f"{k}={getattr(self._s, k)!r}" for k in sorted(keys)) + ")"
+
+        def value(k: str):      # per-dataset settings (data.roots, splits.schemes, ...): only the run's datasets
+            v = getattr(self._s, k)
+            return {d: x for d, x in v.items() if d in used} if used and isinstance(v, dict) and set(v) & used else v
+        return f"{self._name}(" + ", ".join(f"{k}={value(k)!r}" for k in sorted(keys)) + ")"
 
 
 class ParamsView:
@@ -505,4 +512,11 @@ class ParamsView:
         raise AttributeError("params are read-only inside a stage")
 
     def __repr__(self) -> str:
-        return "\n".join(repr(getattr(self, s)) for s in self._secs)
+        used = set(self._p.data.datasets)
+        return "\n".join(getattr(self, s)._repr(used) for s in self._secs)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the params of the run once, folded under one line."""
+        import html
+        return ("<details><summary>Parameters of this run (the params this stage reads; dvc.yaml declares the "
+                f"same)</summary><pre>{html.escape(repr(self))}</pre></details>")

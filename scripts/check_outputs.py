@@ -63,9 +63,9 @@ for name, st in registry().items():
         if _code(nbformat.read(done, as_version=4)) != src:
             errors.append(f"{done} did not run the code of notebooks/{name}.py (stale: dvc repro {name})")
 # the README's Findings mirror the run's results/summary.md (python -m nriqa_lib.reporting.summary --readme)
-from nriqa_lib.reporting.summary import SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG, readme_block  # noqa: E402
+from nriqa_lib.reporting.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG, readme_block  # noqa: E402
 
-for f in (SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG):
+for f in (SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG, SUMMARY_CSV):
     if not Path(f).is_file():
         errors.append(f"missing {f}")
 if Path(SUMMARY_MD).is_file() and readme_block(Path("README.md").read_text()) != Path(SUMMARY_MD).read_text():

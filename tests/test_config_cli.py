@@ -333,3 +333,16 @@ def test_check_refuses_a_missing_image_of_the_limit_sample(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert f"row {inside + 2} ({df['image'][inside]}): file missing" in err and "data.limit=10 sample" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_parameters_box_shows_the_run_once_folded_and_only_its_datasets():
+    """Issue 25 item 5: a notebook's params box (ParamsView's HTML) is one folded <details>, and per-dataset
+    settings list the run's datasets only, not the /path/to placeholders of datasets the run does not use."""
+    from nriqa_lib.config import load_params
+    from nriqa_lib.stages import view
+    P = view(load_params(str(REPO / "params.yaml")), "data_overview")
+    html = P._repr_html_()
+    assert html.startswith("<details><summary>Parameters of this run") and html.count("<details>") == 1
+    assert "/path/to" not in html and "koniq10k" not in html
+    assert "'clive': '../shared/datasets/clive'" in html.replace("&#x27;", "'")
+    assert set(P.data.roots) > {"synthetic", "clive"}          # the stage itself still reads every root

@@ -97,7 +97,7 @@ def test_metrics_are_committed_and_restorable():
         name = next(k for k in STAGE_DEFS if k.startswith(t + "_"))
         assert {f"results/{t}/metrics.json": {"cache": False}} in STAGE_DEFS[name]["outs"]
     for f in ("results/t1/metrics.json", "results/summary.json", "results/summary.md", "results/summary_forest.png",
-              "dvc.lock"):
+              "results/summary.csv", "dvc.lock"):
         ignored = subprocess.run(["git", "check-ignore", "-q", f], cwd=REPO).returncode
         assert ignored == 1, f"{f} is git-ignored"      # 1 = not ignored: it is committed
 

@@ -229,6 +229,13 @@ def test_a_bootstrap_p_below_its_resolution_is_a_bound():
     assert f["p"].tolist() == ["< 0.002", "0.3"] and "p_below" not in f
     assert f["i2"].tolist()[0] == "-" and f["k"].tolist() == [1, 2]
     assert f["mde80"].tolist() == ["not detectable with these splits", "0.050"] and "mde80_beyond_range" not in f
+    ci = formatted(pd.DataFrame({"estimate": [0.1, 0.2], "ci_low": [-0.05, np.nan], "ci_high": [0.25, np.nan],
+                                 "p": [0.2, np.nan]}))
+    assert list(ci.columns) == ["estimate", "95% CI", "p"]          # one column for the interval, in its place
+    assert ci["95% CI"].tolist() == ["[-0.050, 0.250]", ""]
+    adj = formatted(pd.DataFrame({"p": [0.002, 0.002], "p_below": [True, False], "p_holm": [0.012, 0.012],
+                                  "p_study": [1.0, np.nan]}))
+    assert adj["p_holm"].tolist() == ["<= 0.012", "0.012"] and adj["p_study"].tolist() == ["1", ""]
 
 
 def test_synthetic_cards_and_not_human_rated_agree():

@@ -103,7 +103,7 @@ def test_tiny_pipeline_end_to_end(tree):
     assert "B_Gated" in set(t2["cross_tests"]["a"]) and t2["cross_tests"]["test"].str.startswith("two-level").all()
     t3 = t3_selection(stages.view(p, "t3_selection"), tmp / "results" / "t3")
     assert "highest mean val SRCC" in (tmp / "results" / "t3" / "tables" / "t3_selection.md").read_text()
-    assert set(t3["best_fixed"].columns) >= {"best_fixed", "best_fixed_val_srcc"}
+    assert set(t3["best_fixed"].columns) >= {"best_fixed_head", "best_fixed_head_val_srcc"}
     t4 = t4_zeroshot(stages.view(p, "t4_zeroshot"), tmp / "results" / "t4")
     assert len(t4["tests"]) == 4 and t4["tests"]["claim"].str.startswith("magnitude cue (").all()
     for claim, g in t4["tests"].groupby("claim"):            # one claim, one score
@@ -175,6 +175,20 @@ def test_tiny_pipeline_end_to_end(tree):
         nbclient.NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
         assert (tmp / out / "tables" / "t1_backbones.csv").is_file(), folder
         assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    # ... and so does every other notebook of the study, from notebooks/ with its out_dir changed (the report last:
+    # it reads the tables the others wrote)
+    from nriqa_lib.stages.registry import registry
+    shutil.copytree(REPO / "references", tmp / "references")      # the report's published numbers
+    nbs = [s for s in registry().values() if s.is_notebook and s.name != "t1_backbones"]
+    for st in sorted(nbs, key=lambda s: s.name == "report"):
+        nb = nbformat.read(tmp / "notebooks" / f"{st.name}.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert f'out_dir = "{st.out_dir}"' in cell.source, st.name
+        cell.source = cell.source.replace(f'out_dir = "{st.out_dir}"', f'out_dir = "{st.out_dir}_lab"')
+        nbclient.NotebookClient(nb, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp / "notebooks")}}).execute()
+        assert (tmp / f"{st.out_dir}_lab").is_dir(), st.name
+        assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 def json_ready(raw):
@@ -194,5 +208,5 @@ def test_t3_best_fixed_is_chosen_on_val_not_test():
                 rows.append(pd.DataFrame({"dataset": "d", "backbone": "b", "head": head, "split": k, "part": part,
                                           "image": np.arange(40), "mos": y, "pred": y + noise * g.normal(size=40)}))
     pred = pd.concat(rows, ignore_index=True)
-    assert best_fixed(pred, ["B", "sigmoid"], "val")["best_fixed"].item() == "B"
-    assert best_fixed(pred, ["B", "sigmoid"], "test")["best_fixed"].item() == "sigmoid"
+    assert best_fixed(pred, ["B", "sigmoid"], "val")["best_fixed_head"].item() == "B"
+    assert best_fixed(pred, ["B", "sigmoid"], "test")["best_fixed_head"].item() == "sigmoid"

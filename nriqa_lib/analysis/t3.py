@@ -25,7 +25,7 @@ def best_fixed(pred: pd.DataFrame, fixed: list[str], select_on: str) -> pd.DataF
     m = split_metrics(sel, ["dataset", "backbone", "head"], part=select_on)
     m = m[m["metric"] == "srcc"].groupby(["dataset", "backbone", "head"], as_index=False)["value"].mean()
     best = m.loc[m.groupby(["dataset", "backbone"])["value"].idxmax(), ["dataset", "backbone", "head", "value"]]
-    return best.rename(columns={"head": "best_fixed", "value": f"best_fixed_{select_on}_srcc"})
+    return best.rename(columns={"head": "best_fixed_head", "value": f"best_fixed_head_{select_on}_srcc"})
 
 
 def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -37,8 +37,8 @@ def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     pred = load_predictions(p.data.datasets, backbones)
     fixed = [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads]) if get_predictor(h).fixed_activation]
     best = best_fixed(pred, fixed, p.train.select_on)
-    test = pred[pred["part"] == "test"].merge(best[["dataset", "backbone", "best_fixed"]], on=["dataset", "backbone"])
-    keep = test[test["head"].isin(SELECTION_HEADS) | (test["head"] == test["best_fixed"])].copy()
+    test = pred[pred["part"] == "test"].merge(best[["dataset", "backbone", "best_fixed_head"]], on=["dataset", "backbone"])
+    keep = test[test["head"].isin(SELECTION_HEADS) | (test["head"] == test["best_fixed_head"])].copy()
     keep["role"] = np.where(keep["head"].isin(SELECTION_HEADS), keep["head"], "best fixed")
     des = designs(p.data.datasets)
     rows = split_metrics(keep, ["dataset", "backbone", "role"])
@@ -50,7 +50,8 @@ def t3_selection(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     share_tbl = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"])["share"].agg(["mean", "std"]).round(3)
     how = "mean val SRCC" if p.train.select_on == "val" else "mean test SRCC (paper profile: optimistic)"
     export(p, table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
-                 f"SRCC mean ± sd over splits; best fixed = the T2 head with the highest {how} per dataset/backbone "
+                 f"SRCC mean ± sd over splits; best fixed = the T2 head (best_fixed_head) with the highest {how} per "
+                 f"dataset/backbone "
                  f"({protocol(p.train.select_on)})" + design_note(des))
     export(p, tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
                  + family_note(tests, "one selection head vs best fixed across all datasets x backbones", p.stats.alpha))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "KEY_TEST_COLUMNS", "POOLED_VIEW"]
+__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "tables_section", "KEY_TEST_COLUMNS",
+           "POOLED_VIEW"]
 
 KEY_TEST_COLUMNS = ("dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm",
                     "m_family", "mde80", "mde80_beyond_range", "significant")
@@ -16,6 +17,11 @@ POOLED_VIEW = ("a", "pair", "claim", "scope", "k", "cells", "estimate", "ci_low"
                "mde80", "mde80_beyond_range", "splits_80", "significant")
 
 
+# counts (integers stored as floats where a column has NaNs): printed as integers
+COUNTS = ("k", "cells", "n", "n_splits", "n_train", "n_test", "n_boot", "n_images", "images", "m_family", "df",
+          "splits_80", "epoch", "epochs", "seed")
+
+
 def _fmt_value(col: str, v):
     if isinstance(v, (bool, np.bool_)):
         return "✱ yes" if (col == "significant" and v) else ("no" if col == "significant" else str(v))
@@ -24,7 +30,7 @@ def _fmt_value(col: str, v):
             return "-" if col in ("i2", "tau2") else ""        # k = 1: no heterogeneity to speak of
         if col == "splits_80" and np.isinf(v):
             return "never (n_test/n_train floor)"
-        if col in ("k", "cells", "n_splits", "m_family") and float(v).is_integer():
+        if col in COUNTS and float(v).is_integer():
             return str(int(v))
         if col == "p" or col.startswith("p_") or col.startswith("min_p") or col == "holm_first_threshold":
             return f"{v:.3g}"
@@ -44,27 +50,48 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
         vals = [_fmt_value(str(c), v) for v in out[c]]
         if c == "p":        # a bootstrap p with no replicate on one side: below the method's resolution 1/n_boot
             vals = [f"< {v}" if b and v else v for v, b in zip(vals, below)]
+        if c in ("p_holm", "p_study"):      # an adjusted bound is a bound (Holm of p < 1/n_boot)
+            vals = [f"<= {v}" if b and v and v != "1" else v for v, b in zip(vals, below)]
         if c == "mde80":    # an MDE beyond 2, the largest SRCC difference (analysis.common: NaN + flag)
             vals = ["not detectable with these splits" if b else v for v, b in zip(vals, beyond)]
         out[c] = vals
     out = out.drop(columns=[c for c in ("p_below", "mde80_beyond_range") if c in out])
+    if "ci_low" in out and "ci_high" in out:     # one column per concept: the interval
+        ci = [f"[{lo}, {hi}]" if lo != "" and hi != "" else "" for lo, hi in zip(out["ci_low"], out["ci_high"])]
+        out.insert(list(out.columns).index("ci_low"), "95% CI", ci)
+        out = out.drop(columns=["ci_low", "ci_high"])
     out.columns.name = None
     return out
+
+
+def _html(df: pd.DataFrame) -> str:
+    """The formatted table as HTML with its text columns left-aligned and numbers right-aligned (nbconvert's style
+    right-aligns every cell). The table's id is a hash of its content, so a rerun renders the same bytes."""
+    import hashlib
+    flat = df.reset_index() if (isinstance(df.index, pd.MultiIndex) or df.index.name) else df
+    is_text = {c for c in flat.columns
+               if not pd.api.types.is_numeric_dtype(flat[c]) or pd.api.types.is_bool_dtype(flat[c])}
+    shown = formatted(df)
+    text = [i + 1 for i, c in enumerate(shown.columns) if c in is_text]
+    body = shown.to_html(index=False, escape=True)
+    tid = "nriqa-" + hashlib.sha1(body.encode()).hexdigest()[:10]
+    body = body.replace('<table border="1" class="dataframe">', f'<table border="1" class="dataframe" id="{tid}">', 1)
+    rules = "".join(f"#{tid} td:nth-child({i}),#{tid} th:nth-child({i}){{text-align:left}}" for i in text)
+    return (f"<style>{rules}</style>" if rules else "") + body
 
 
 def show(df: pd.DataFrame, caption: str = ""):
     """The table as HTML (IPython display object), formatted, with its caption above."""
     from IPython.display import HTML
     cap = f"<p><em>{caption}</em></p>" if caption else ""
-    return HTML(cap + formatted(df).to_html(index=False, escape=True))
+    return HTML(cap + _html(df))
 
 
 def folded(df: pd.DataFrame, summary: str, columns=None):
     """A long table folded under a one-line summary (HTML <details>)."""
     from IPython.display import HTML
     d = df[[c for c in (columns or df.columns) if c in df.columns]] if len(df) else df
-    return HTML(f"<details><summary>{summary}</summary>" + formatted(d).to_html(index=False, escape=True)
-                + "</details>")
+    return HTML(f"<details><summary>{summary}</summary>" + _html(d) + "</details>")
 
 
 def _p(p: float) -> str:
@@ -116,3 +143,26 @@ def pooled_section(pooled: pd.DataFrame | None, forest, caption: str = "Pooled v
     for fig in (forest, forest.with_name(forest.name.replace("forest", "power"))):
         if fig.is_file():
             display(Image(fig))
+
+
+def tables_section(results, tables) -> None:
+    """The report's Tables section, rendered as in the table notebooks: each table under its caption (the first
+    paragraph of its .md), the tests folded to KEY_TEST_COLUMNS and the pooled rows to POOLED_VIEW (every column
+    stays in the CSV). ``tables``: paths under ``results`` without extension; absent ones are skipped."""
+    from pathlib import Path
+
+    from IPython.display import display
+    for rel in tables:
+        csv = Path(results) / f"{rel}.csv"
+        if not csv.is_file():
+            continue
+        df = pd.read_csv(csv)
+        md = csv.with_suffix(".md")
+        first = md.read_text(encoding="utf-8").split("\n\n", 1)[0] if md.is_file() else ""
+        caption = first if first and not first.startswith("|") else Path(rel).name
+        if rel.endswith("_tests"):
+            display(folded(df, caption, KEY_TEST_COLUMNS))
+        elif rel.endswith("_pooled"):
+            display(folded(df, caption, POOLED_VIEW))
+        else:
+            display(show(df, caption))

@@ -121,12 +121,17 @@ def per_view_plot(views: pd.DataFrame) -> plt.Figure:
 
 
 def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
-    """Images (top row) and their Grad-CAM maps (bottom row); items: (PIL image, cam array, caption)."""
+    """Images (top row) and the same images under their Grad-CAM map (bottom row: the map upsampled bilinearly
+    over the image, semi-transparent, so the regions it weighs are seen on the picture); items: (PIL image, cam
+    array, caption)."""
     fig, axes = plt.subplots(2, len(items), figsize=(3 * len(items), 6), squeeze=False)
     for k, (im, cam, cap) in enumerate(items):
+        w, h = im.size
         axes[0, k].imshow(im)
         axes[0, k].set_title(cap, fontsize=9)
-        axes[1, k].imshow(cam, cmap="jet")
+        axes[1, k].imshow(im)
+        axes[1, k].imshow(cam, cmap="jet", alpha=0.45, extent=(0, w, h, 0), interpolation="bilinear")
+        axes[1, k].set_title("Grad-CAM overlay", fontsize=9)
         for a in axes[:, k]:
             a.axis("off")
     fig.suptitle(title)

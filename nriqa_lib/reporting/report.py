@@ -1,4 +1,4 @@
-"""The one-page report: the four tables, key figures, and a generated verdict on each of the papers' claims
+"""The one-page report: the six tables, key figures, and a generated verdict on each of the papers' claims
 (reads the tables' CSV files only)."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from ..stats import holm
 from .export import RANDOM_WEIGHTS
 
 PARAMS = ("stats.alpha", "features.pretrained")
-__all__ = ["PARAMS", "claims", "summary", "gather_tables", "write_report", "FIGURES", "RANDOM_WEIGHTS"]
+__all__ = ["PARAMS", "claims", "summary", "gather_tables", "write_report", "FIGURES", "RANDOM_WEIGHTS",
+           "TABLES_IN_ORDER"]
 
 # the report's figures, in order: the tables' own figures and the figures stage's
 FIGURES = ("t1/figures/t1_srcc.png", "t2/figures/t2_forest.png", "t2/figures/t2_cross_forest.png",
@@ -83,8 +84,13 @@ def claims(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
     if len(pool):
         df = pd.concat([df, pool], ignore_index=True)
     df["p_below"] = df["p_below"].astype(bool)
-    return df[["claim", "scope", "where", "srcc_diff", "p_holm", "p_study", "p_below", "verdict"]].round(
-        {"srcc_diff": 4, "p_holm": 4, "p_study": 4})
+    out = df[["claim", "scope", "where", "srcc_diff", "p_holm", "p_study", "p_below", "verdict"]].round({"srcc_diff": 4})
+    return out.assign(p_holm=out["p_holm"].map(round_p), p_study=out["p_study"].map(round_p))
+
+
+def round_p(p: float, digits: int = 4) -> float:
+    """A p-value kept to ``digits`` significant digits (4 decimals would print a p of 3e-5 as 0)."""
+    return float(f"{p:.{digits - 1}e}") if np.isfinite(p) else p
 
 
 def _default_claim(rel: str, key: str) -> str:
@@ -222,17 +228,21 @@ def summary(claims_df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# every table the report shows, in order (under results/, without the extension)
+TABLES_IN_ORDER = (
+    "t1/tables/t1_backbones", "t1/tables/t1_tests", "t2/tables/t2_activations", "t2/tables/t2_tests",
+    "t2/tables/t2_cross", "t3/tables/t3_selection", "t3/tables/t3_tests", "t4/tables/t4_zeroshot",
+    "t4/tables/t4_tests", "t4/tables/t4_notes", "t5/tables/t5_resolution", "t5/tables/t5_tests", "t5/tables/t5_cost",
+    "t6/tables/t6_regimes", "t6/tables/t6_tests", "t1/tables/t1_pooled", "t2/tables/t2_pooled",
+    "t2/tables/t2_cross_pooled", "t3/tables/t3_pooled", "t4/tables/t4_pooled", "t5/tables/t5_pooled",
+    "t6/tables/t6_pooled")
+
+
 def gather_tables(results: str | Path, ext: str = "md") -> str:
-    """The four main tables and their tests, in order, as Markdown (``ext="md"``) or LaTeX (``"tex"``)."""
+    """Every table of TABLES_IN_ORDER, as Markdown (``ext="md"``) or LaTeX (``"tex"``)."""
     results = Path(results)
     parts = []
-    for rel in ("t1/tables/t1_backbones", "t1/tables/t1_tests", "t2/tables/t2_activations",
-                "t2/tables/t2_tests", "t2/tables/t2_cross", "t3/tables/t3_selection", "t3/tables/t3_tests",
-                "t4/tables/t4_zeroshot", "t4/tables/t4_tests", "t4/tables/t4_notes", "t5/tables/t5_resolution",
-                "t5/tables/t5_tests", "t5/tables/t5_cost", "t6/tables/t6_regimes",
-                "t6/tables/t6_tests", "t1/tables/t1_pooled", "t2/tables/t2_pooled", "t2/tables/t2_cross_pooled",
-                "t3/tables/t3_pooled", "t4/tables/t4_pooled", "t5/tables/t5_pooled",
-                "t6/tables/t6_pooled"):
+    for rel in TABLES_IN_ORDER:
         f = results / f"{rel}.{ext}"
         if f.is_file():
             parts.append(f.read_text())
@@ -243,11 +253,13 @@ def write_report(out_dir: str | Path, tables_md: str, claims_df: pd.DataFrame, t
                  banner: str = "") -> Path:
     """report.md (claims + tables), claims.tex and tables.tex (every table's LaTeX, in order); ``banner`` (e.g.
     the random-weights label of the smoke profile) heads the report."""
+    from .display import formatted
     out = Path(out_dir)
+    shown = formatted(claims_df)       # as the notebooks print it: p to 3 digits, a bound as "<= p", no "nan"
     text = ("# nriqa report\n\n" + (f"**{banner}**\n\n" if banner else "") + "## Claims on the data at hand\n\n"
-            + claims_df.to_markdown(index=False)
+            + shown.to_markdown(index=False)
             + "\n\n## Tables\n\n" + tables_md + "\n")
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "claims.tex", claims_df.to_latex(index=False, escape=True))
+    atomic_write_text(out / "claims.tex", shown.to_latex(index=False, escape=True))
     atomic_write_text(out / "tables.tex", tables_tex)
     return out / "report.md"

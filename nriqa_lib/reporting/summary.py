@@ -18,11 +18,13 @@ import pandas as pd
 
 from ..analysis.common import DIFF_RANGE
 from ..io import atomic_write_text
-from .report import _pooled_claims
+from .report import _pooled_claims, round_p
 
-__all__ = ["findings", "write_summary", "readme_block", "update_readme", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG"]
+__all__ = ["findings", "write_summary", "readme_block", "update_readme", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG",
+           "SUMMARY_CSV"]
 
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG = "results/summary.md", "results/summary.json", "results/summary_forest.png"
+SUMMARY_CSV = "results/summary.csv"     # the forest's data, one row per claim: what `dvc plots show/diff` draws
 START, END = "<!-- findings:start (python -m nriqa_lib.reporting.summary --readme) -->", "<!-- findings:end -->"
 LO, HI = DIFF_RANGE            # an SRCC difference lives in [-2, 2]: intervals are shown inside it
 
@@ -71,17 +73,20 @@ def _keys(f: pd.DataFrame) -> list[str]:
 
 
 def write_summary(f: pd.DataFrame, root: str | Path = ".", banner: str = "") -> list[Path]:
-    """results/summary.md, results/summary.json and results/summary_forest.png under ``root`` (atomic writes)."""
+    """results/summary.md, .json, .csv and results/summary_forest.png under ``root`` (atomic writes)."""
     from . import plots
     root = Path(root)
     atomic_write_text(root / SUMMARY_MD, summary_markdown(f, banner))
     metrics = {k: {"estimate": round(float(r.estimate), 4), "ci_low": round(float(r.ci_low), 4),
-                   "ci_high": round(float(r.ci_high), 4), "p_study": round(float(r.p_study), 4),
+                   "ci_high": round(float(r.ci_high), 4), "p_study": round_p(float(r.p_study)),
                    "verdict": r.verdict} for k, r in zip(_keys(f), f.itertuples())}
     atomic_write_text(root / SUMMARY_JSON, json.dumps(metrics, indent=1) + "\n")
+    rows = pd.DataFrame({"claim": list(metrics), **{c: [m[c] for m in metrics.values()]
+                                                    for c in ("estimate", "ci_low", "ci_high", "p_study", "verdict")}})
+    atomic_write_text(root / SUMMARY_CSV, rows.to_csv(index=False, lineterminator="\n"))
     plots.save(plots.claims_forest(f.assign(label=_keys(f)), "Every claim pooled over human-rated data (95% CI)"),
                root / SUMMARY_PNG)
-    return [root / SUMMARY_MD, root / SUMMARY_JSON, root / SUMMARY_PNG]
+    return [root / SUMMARY_MD, root / SUMMARY_JSON, root / SUMMARY_PNG, root / SUMMARY_CSV]
 
 
 def readme_block(readme: str) -> str:

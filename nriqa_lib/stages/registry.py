@@ -65,7 +65,7 @@ class Stage:
     whole_folder: bool = False            # notebook stage whose output is its whole folder (overview, report)
     metrics: bool = False                 # a table: writes results/<notebook>/metrics.json (committed to git)
     headline: tuple[str, ...] = ()        # the metrics files DVC lists (`dvc metrics show/diff`; committed)
-    plots: tuple[str, ...] = ()
+    plots: tuple[Any, ...] = ()           # a figure (path) or a data plot ({csv: {template, x, y}})
 
     @property
     def is_notebook(self) -> bool:

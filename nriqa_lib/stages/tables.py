@@ -40,13 +40,16 @@ TABLES: tuple[Stage, ...] = (
 
 def report_stage(tables: Sequence[Stage]) -> Stage:
     """The report: every claim of every table (its metrics), the tables and the figures."""
-    from ..reporting.summary import SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG
+    from ..reporting.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG
     with_tables = [t for t in tables if t.metrics]
     deps = ("notebooks/report.ipynb", "references/published.yaml", *[f"{t.out_dir}/tables" for t in with_tables],
             *[f"{t.out_dir}/figures" for t in with_tables], "results/figures")
     return Stage(name="report", module="nriqa_lib.reporting.summary",
                  params=tuple(import_module("nriqa_lib.reporting.report").PARAMS), deps=deps, notebook="report",
                  tag="alpha-${stats.alpha}", whole_folder=True,
-                 outs=({SUMMARY_MD: {"cache": False}}, {SUMMARY_PNG: {"cache": False}}), headline=(SUMMARY_JSON,),
+                 outs=({SUMMARY_MD: {"cache": False}}, {SUMMARY_PNG: {"cache": False}}, {SUMMARY_CSV: {"cache": False}}),
+                 headline=(SUMMARY_JSON,),
+                 plots=({SUMMARY_CSV: {"template": "bar_horizontal", "x": "estimate", "y": "claim",
+                                       "title": "Every claim's pooled effect (SRCC difference; > 0: the claim holds)"}},),
                  desc="every claim of P1 and P2 with its verdict, the tables and the key figures; the findings "
                       "(results/summary.*)")

@@ -1,0 +1,116 @@
+"""The static site of the rendered study (issue 25 item 2): the findings page, the report and every table's
+executed notebook as one navigable set of HTML files that opens without running anything (``make site`` ->
+``docs/site/index.html``).
+
+Built with what the study already runs: nbconvert renders each executed notebook (the notebook stage writes its
+.html, code cells hidden, figures embedded as PNG); this module adds a navigation bar to each page and writes an
+index from ``results/summary.md``, the forest figure and the published-vs-reproduced table (Markdown rendered by
+mistune, nbconvert's own renderer). A site generator (Jupyter Book, Quarto) would re-execute or re-render the
+notebooks and add a Sphinx or Deno toolchain for nine pages; copying the stage's rendering keeps the site equal,
+byte for byte, to what the stage rendered. The output folder is replaced in one rename: never half-written.
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import mistune
+
+__all__ = ["Page", "build_site"]
+
+_STYLE = """<style>
+.nriqa-nav{position:sticky;top:0;z-index:1000;background:#1f2d3d;padding:8px 16px;font:14px/1.6 sans-serif}
+.nriqa-nav a{color:#e8eef5;margin-right:18px;text-decoration:none;white-space:nowrap}
+.nriqa-nav a.here{color:#ffd166;font-weight:bold}
+.nriqa-index{max-width:1100px;margin:24px auto;padding:0 16px;font:15px/1.5 sans-serif;color:#222}
+.nriqa-index table{border-collapse:collapse;font-size:13px;margin:8px 0 24px}
+.nriqa-index th,.nriqa-index td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}
+.nriqa-index td{font-variant-numeric:tabular-nums}
+.nriqa-index td:nth-child(4){white-space:nowrap}
+.nriqa-index img{max-width:100%}
+</style>"""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the site: ``source`` is the rendered notebook (.html) copied under ``slug``.html."""
+    slug: str
+    title: str
+    desc: str
+    source: Path
+
+
+def _nav(pages: Sequence[Page], here: str) -> str:
+    links = [("index", "Findings")] + [(p.slug, p.title) for p in pages]
+    here_attr = ' class="here"'
+    return '<nav class="nriqa-nav">' + "".join(
+        f'<a href="{s}.html"{here_attr if s == here else ""}>{html.escape(t)}</a>' for s, t in links) + "</nav>"
+
+
+def _with_nav(page_html: str, nav: str, source: Path) -> str:
+    """The rendered notebook with the site's style in <head> and its navigation bar first in <body>."""
+    head, body = re.search(r"</head>", page_html, re.I), re.search(r"<body[^>]*>", page_html, re.I)
+    if head is None or body is None or head.start() > body.start():
+        raise ValueError(f"{source}: not a rendered notebook (no </head> before <body>): rerun its stage (dvc repro)")
+    return (page_html[:head.start()] + _STYLE + page_html[head.start():body.end()] + nav
+            + page_html[body.end():])
+
+
+def _index(pages: Sequence[Page], summary_md: str, published_md: str | None, figure: str | None) -> str:
+    md = mistune.create_markdown(plugins=["table"])
+    parts = ["<h1>nriqa: no-reference IQA, P1 and P2 reproduced and tested</h1>",
+             "<p>What this run of the study found: every claim's pooled effect with its 95% CI, its study-wide "
+             "Holm-adjusted p and the verdict (from <code>results/summary.md</code>).</p>", md(summary_md)]
+    if figure:
+        parts.append(f'<p><img src="{figure}" alt="forest plot: every claim\'s pooled effect and 95% CI"></p>')
+    if published_md is not None:
+        parts += ["<h2>Published vs reproduced</h2>", md(published_md)]
+    parts.append("<h2>Pages</h2><ul>" + "".join(
+        f'<li><a href="{p.slug}.html">{html.escape(p.title)}</a>: {html.escape(p.desc)}</li>' for p in pages) + "</ul>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>nriqa: findings</title>"
+            f"{_STYLE}</head><body>{_nav(pages, 'index')}<main class=\"nriqa-index\">"
+            + "\n".join(parts) + "</main></body></html>\n")
+
+
+def build_site(pages: Sequence[Page], summary_md: Path, out: Path, figure: Path | None = None,
+               published_md: Path | None = None) -> Path:
+    """Write ``out``/index.html (the findings) and one ``<slug>.html`` per page with a navigation bar; the same
+    inputs give byte-identical files. A missing input stops before ``out`` is touched, naming the file."""
+    for f in [summary_md, *(p.source for p in pages), *([figure] if figure else [])]:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"site: {f} not found: run the study first (make repro)")
+    if len({p.slug for p in pages} | {"index"}) != len(pages) + 1:
+        raise ValueError("site: two pages share a slug (or one is called 'index')")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for p in pages:
+            text = Path(p.source).read_text(encoding="utf-8")
+            (tmp / f"{p.slug}.html").write_text(_with_nav(text, _nav(pages, p.slug), p.source), encoding="utf-8")
+        fig_name = None
+        if figure:
+            fig_name = Path(figure).name
+            shutil.copyfile(figure, tmp / fig_name)
+        pub = Path(published_md).read_text(encoding="utf-8") if published_md and Path(published_md).is_file() else None
+        (tmp / "index.html").write_text(_index(pages, Path(summary_md).read_text(encoding="utf-8"), pub, fig_name),
+                                        encoding="utf-8")
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        os.chmod(tmp, 0o755)
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"
