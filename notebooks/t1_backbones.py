@@ -25,7 +25,7 @@ P
 from nriqa_lib.analysis.t1 import t1_backbones
 
 T = t1_backbones(P, out)
-show(T["table"], "T1: test SRCC / raw PLCC, mean ± sd over splits")
+show(T["table"].stack("backbone"), "T1: test SRCC / raw PLCC, mean ± sd over splits (one row per backbone)")
 
 # %%
 display(Markdown(verdict(T["tests"], P.stats.alpha, "backbone pairs")))
@@ -40,4 +40,4 @@ Image(out / "figures" / "t1_srcc.png")
 pooled_section(T["pooled"], out / "figures" / "t1_forest.png")
 
 # %%
-show(T["table_last_epoch"], "T1 at the LAST epoch (what P1's code writes; train.report_last)") if "table_last_epoch" in T else None
+show(T["table_last_epoch"].stack("backbone"), "T1 at the LAST epoch (what P1's code writes; train.report_last)") if "table_last_epoch" in T else None

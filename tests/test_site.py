@@ -119,3 +119,21 @@ def test_the_report_prints_claims_as_the_notebooks_do(tmp_path):
     row_x = next(line for line in md.splitlines() if line.startswith("| x "))
     assert "2.66e-05" in row_x and "nan" not in md and "<= 0.014" in md
     assert "2.66e-05" in (tmp_path / "claims.tex").read_text()
+
+
+def test_the_report_tables_section_shows_every_table_and_says_when_one_has_no_rows(tmp_path, monkeypatch):
+    """An empty table (the smoke profile's T6 tests: a 1-byte file) is named with 'no rows', not a crash; tests
+    are folded to their key columns; an absent table is skipped."""
+    import IPython.display
+    from nriqa_lib.reporting.display import tables_section
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    t = tmp_path / "t6" / "tables"
+    t.mkdir(parents=True)
+    (t / "t6_tests.csv").write_text("\n")
+    (t / "t6_tests.md").write_text("T6: each regime vs frozen\n\n")
+    (t / "t6_x_tests.csv").write_text("dataset,a,b,diff,sd_diff,p,p_holm,significant\nclive,p1,frozen,0.1,0.02,0.01,0.02,True\n")
+    tables_section(tmp_path, ["t6/tables/t6_tests", "t6/tables/t6_x_tests", "t6/tables/absent"])
+    assert len(shown) == 2
+    assert shown[0].data == "*T6: each regime vs frozen*: no rows with these params."
+    assert "<details><summary>t6_x_tests</summary>" in shown[1].data and "sd_diff" not in shown[1].data

@@ -18,8 +18,8 @@ POOLED_VIEW = ("a", "pair", "claim", "scope", "k", "cells", "estimate", "ci_low"
 
 
 # counts (integers stored as floats where a column has NaNs): printed as integers
-COUNTS = ("k", "cells", "n", "n_splits", "n_train", "n_test", "n_boot", "n_images", "images", "m_family", "df",
-          "splits_80", "epoch", "epochs", "seed")
+COUNTS = ("k", "cells", "n", "n_splits", "n_train", "n_val", "n_test", "n_boot", "n_images", "images", "m_family",
+          "df", "splits_80", "epoch", "epochs", "seed")
 
 
 def _fmt_value(col: str, v):
@@ -77,6 +77,9 @@ def _html(df: pd.DataFrame) -> str:
     tid = "nriqa-" + hashlib.sha1(body.encode()).hexdigest()[:10]
     body = body.replace('<table border="1" class="dataframe">', f'<table border="1" class="dataframe" id="{tid}">', 1)
     rules = "".join(f"#{tid} td:nth-child({i}),#{tid} th:nth-child({i}){{text-align:left}}" for i in text)
+    if "95% CI" in shown:           # an interval reads on one line
+        i = list(shown.columns).index("95% CI") + 1
+        rules += f"#{tid} td:nth-child({i}){{white-space:nowrap}}"
     return (f"<style>{rules}</style>" if rules else "") + body
 
 
@@ -151,15 +154,18 @@ def tables_section(results, tables) -> None:
     stays in the CSV). ``tables``: paths under ``results`` without extension; absent ones are skipped."""
     from pathlib import Path
 
-    from IPython.display import display
+    from IPython.display import Markdown, display
     for rel in tables:
         csv = Path(results) / f"{rel}.csv"
         if not csv.is_file():
             continue
-        df = pd.read_csv(csv)
         md = csv.with_suffix(".md")
         first = md.read_text(encoding="utf-8").split("\n\n", 1)[0] if md.is_file() else ""
         caption = first if first and not first.startswith("|") else Path(rel).name
+        if csv.stat().st_size <= 1:         # a table with no rows is written as an empty file
+            display(Markdown(f"*{caption}*: no rows with these params."))
+            continue
+        df = pd.read_csv(csv)
         if rel.endswith("_tests"):
             display(folded(df, caption, KEY_TEST_COLUMNS))
         elif rel.endswith("_pooled"):
