@@ -21,8 +21,9 @@ P
 
 # %%
 from nriqa_lib.analysis.overview import data_overview
+from nriqa_lib.stages import open_dataset
 
-O = data_overview(P, out)
+O = data_overview(out, {d: open_dataset(P, d) for d in P.data.datasets}, P.splits.schemes)
 show(O["summary"])
 
 # %%

@@ -14,7 +14,7 @@ out_dir = "results/t1"
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
-from nriqa_lib.stages.notebook import open_stage
+from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t1_backbones", params_file, out_dir)   # from the repository root; only the params it declares
 
@@ -24,7 +24,7 @@ P
 # %%
 from nriqa_lib.analysis.t1 import t1_backbones
 
-T = t1_backbones(P, out)
+T = t1_backbones(out, table_inputs(P), P.t1.head)
 show(T["table"].stack("backbone"), "T1: test SRCC / raw PLCC, mean ± sd over splits (one row per backbone)")
 
 # %%

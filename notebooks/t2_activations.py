@@ -14,7 +14,7 @@ out_dir = "results/t2"
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
-from nriqa_lib.stages.notebook import open_stage
+from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t2_activations", params_file, out_dir)   # from the repository root; only the params it declares
 
@@ -24,7 +24,7 @@ P
 # %%
 from nriqa_lib.analysis.t2 import t2_activations
 
-T = t2_activations(P, out)
+T = t2_activations(out, table_inputs(P), P.t2)
 show(T["table"], "T2: test SRCC, mean ± sd over splits")
 
 # %%

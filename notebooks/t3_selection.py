@@ -13,7 +13,7 @@ out_dir = "results/t3"
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
-from nriqa_lib.stages.notebook import open_stage
+from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t3_selection", params_file, out_dir)   # from the repository root; only the params it declares
 
@@ -23,7 +23,7 @@ P
 # %%
 from nriqa_lib.analysis.t3 import t3_selection
 
-T = t3_selection(P, out)
+T = t3_selection(out, table_inputs(P), P.t2)
 show(T["table"], "T3: test SRCC, mean ± sd over splits; best fixed = best_fixed_head, chosen on val")
 
 # %%

@@ -13,7 +13,7 @@ out_dir = "results/t4"
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
-from nriqa_lib.stages.notebook import open_stage
+from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t4_zeroshot", params_file, out_dir)   # from the repository root; only the params it declares
 
@@ -23,7 +23,7 @@ P
 # %%
 from nriqa_lib.analysis.t4 import t4_zeroshot
 
-T = t4_zeroshot(P, out)
+T = t4_zeroshot(out, table_inputs(P), P.t4.clip_models)
 show(T["table"], "T4: zero-shot scores on whole datasets")
 
 # %%

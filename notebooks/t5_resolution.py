@@ -15,7 +15,7 @@ out_dir = "results/t5"
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
-from nriqa_lib.stages.notebook import open_stage
+from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t5_resolution", params_file, out_dir)   # from the repository root; only the params it declares
 
@@ -25,7 +25,7 @@ P
 # %%
 from nriqa_lib.analysis.t5 import t5_resolution
 
-T = t5_resolution(P, out)
+T = t5_resolution(out, table_inputs(P), P.t5, P.features.test_time)
 show(T["table"], "T5: test SRCC, mean ± sd over splits")
 
 # %%

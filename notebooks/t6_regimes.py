@@ -17,7 +17,7 @@ out_dir = "results/t6"
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
-from nriqa_lib.stages.notebook import open_stage
+from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t6_regimes", params_file, out_dir)   # from the repository root; only the params it declares
 
@@ -27,7 +27,7 @@ P
 # %%
 from nriqa_lib.analysis.t6 import t6_regimes
 
-T = t6_regimes(P, out)
+T = t6_regimes(out, table_inputs(P), P.finetune)
 show(T["table"], "T6: test SRCC, mean ± sd over splits")
 
 # %%

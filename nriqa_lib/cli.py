@@ -31,12 +31,13 @@ def _writable(*dirs: str) -> None:
             raise OSError(errno.EACCES, "not writable (read-only file system or permissions)", str(p))
 
 
-def _weights(p, action: str, names: list[str]) -> int:
+def _weights(action: str, names: list[str], backbones: list[str], weights: dict[str, str]) -> int:
     """``weights list|check|fetch``: where each backbone's weights come from, whether they are here, and a
-    download into the HF cache when online. check exits 2 when any is absent."""
+    download into the HF cache when online (default: ``backbones``, each with its local file from ``weights``).
+    check exits 2 when any is absent."""
     from .backbones import REGISTRY, unknown_backbone_message
     from .backbones.weights import fetch_weights, weight_source
-    names = names or list(dict.fromkeys([*p.features.backbones, *p.t4.clip_models]))
+    names = names or backbones
     for n in names:
         if n not in REGISTRY:
             raise ConfigError(unknown_backbone_message(n, "weights"))
@@ -45,7 +46,7 @@ def _weights(p, action: str, names: list[str]) -> int:
         if action == "fetch":
             print(f"{n}: {fetch_weights(REGISTRY[n])}")
             continue
-        w = weight_source(REGISTRY[n], p.features.weights.get(n))
+        w = weight_source(REGISTRY[n], weights.get(n))
         size = f"{w['size_mb']} MB" if w["size_mb"] is not None else "size unknown"
         state = "present" if w["present"] else (f"CORRUPT: {w['problem']}" if w.get("problem") else "ABSENT")
         print(f"{n}: {w['kind']} {w['source']} ({size}) {state}" + (f" at {w['path']}" if w["path"] else ""))
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"(or a plain `dvc repro`) first")
         p = load_params(a.params)
         if a.cmd == "weights":
-            return _weights(p, a.action, a.backbones)
+            return _weights(a.action, a.backbones, list(dict.fromkeys([*p.features.backbones, *p.t4.clip_models])),
+                            p.features.weights)
         if a.cmd == "profile":
             from .profiles import run_profile
             load_params(a.file)                     # the profile itself must be valid

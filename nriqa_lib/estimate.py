@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
+
+from .config import Finetune, Splits, Train
 
 __all__ = ["forward_gflops", "meta_gflops", "DATASET_IMAGES", "Assumptions", "estimate", "main"]
 
@@ -64,29 +67,31 @@ def meta_gflops(name: str, image_size: int | None = None) -> tuple[float, int]:
         return forward_gflops(bb), bb.preprocess.size
 
 
-def estimate(p, gflops: dict[str, float], a: Assumptions = Assumptions()) -> list[dict]:
+def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: Sequence[str], finetune: Finetune,
+             gflops: dict[str, float], a: Assumptions = Assumptions()) -> list[dict]:
     """Seconds per stage item on one GPU (features per dataset x backbone; finetune per dataset x backbone x
-    regime), from the profile's datasets, splits, epochs and ratios."""
+    regime), from the profile's datasets, splits, epochs and ratios (``data.datasets``, the ``splits`` and
+    ``train`` sections, ``features.backbones``, the ``finetune`` section)."""
     rows = []
-    train_frac = p.splits.ratios[0]
-    n_splits = 3 if all(s == "p1" for s in p.splits.schemes.values()) else p.splits.n_splits
-    for d in p.data.datasets:
+    train_frac = splits.ratios[0]
+    n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
+    for d in datasets:
         n, mp = DATASET_IMAGES.get(d, (1000, 1.0))
         decode_s = n * mp / (a.decode_mp_s * a.workers)
-        epochs = (p.train.per_dataset.get(d) or {}).get("epochs", p.train.epochs)
-        for b in p.features.backbones:
+        epochs = (train.per_dataset.get(d) or {}).get("epochs", train.epochs)
+        for b in backbones:
             g = gflops[b]
             comp = n * g * 1e9 / (a.mfu_infer * a.peak_tflops * 1e12)
             rows.append({"stage": "features", "dataset": d, "backbone": b, "regime": "", "gflops_per_image": g,
                          "compute_s": comp, "decode_s": decode_s, "seconds": max(comp, decode_s)})
-        ft = list(p.finetune.backbones) or [b for b in p.features.backbones if not b.startswith("random_")]
+        ft = list(finetune.backbones) or [b for b in backbones if not b.startswith("random_")]
         for b in ft:
-            for r in p.finetune.regimes:
+            for r in finetune.regimes:
                 k = 3 if r in ("full", "p1") else 2      # p1 trains every backbone weight, as full does
                 n_tr = n * train_frac
-                fl = len(p.finetune.heads) * n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
+                fl = len(finetune.heads) * n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
                 comp = fl / (a.mfu_train * a.peak_tflops * 1e12)
-                dec = decode_s if r == p.finetune.regimes[0] else 0.0      # the pixel cache, built once
+                dec = decode_s if r == finetune.regimes[0] else 0.0      # the pixel cache, built once
                 rows.append({"stage": "finetune", "dataset": d, "backbone": b, "regime": r,
                              "gflops_per_image": gflops[b], "compute_s": comp, "decode_s": dec,
                              "seconds": comp + dec})
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for b in dict.fromkeys([*p.features.backbones, *p.finetune.backbones]):
         gf[b], size = meta_gflops(b, p.features.image_size or None)
         print(f"{b}: {gf[b]:.1f} GFLOP per image at {size} px")
-    df = pd.DataFrame(estimate(p, gf))
+    df = pd.DataFrame(estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, gf))
     pd.set_option("display.width", 200)
     print("ESTIMATE (FLOPs at the stated MFU, decode at the stated rate), GPU-hours on one H100:")
     print(df.groupby(["stage", "regime"])["seconds"].sum().div(3600).round(2).to_string())

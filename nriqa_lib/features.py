@@ -26,11 +26,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .backbones import Backbone, Preprocess
+from .config import Features
 from . import dist
 from .data.manifest import Manifest, ManifestError
 from .device import autocast, loader_kwargs, resolve_device, use_bf16
 from .io import atomic_path, atomic_write_text
 from .workspace import cache_dir as workspace_cache
+
+_FEAT = Features()       # params.yaml's defaults (nriqa_lib.config), the one source of them
 
 TestTime = Literal["squash", "center_crop", "multi_crop", "native", "grid"]
 __all__ = ["build_transform", "view_grid", "make_views", "ImageDataset", "FeatureSet", "cache_key", "extract_features", "extract_many",
@@ -234,7 +237,7 @@ class FeatureSet:
 
 
 def cache_key(backbone: Backbone, manifest: Manifest, test_time: TestTime, device: torch.device | None = None,
-              bf16: bool = False, jpeg_draft: float = 0.0,
+              bf16: bool = False, jpeg_draft: float = _FEAT.jpeg_draft,
               jpeg_sizes: list[tuple[int, int] | None] | None = None) -> tuple[str, dict]:
     """The cache entry's key and identity. ``jpeg_draft`` enters only where it changes a decode (some image is
     a JPEG large enough to be drafted), so entries without drafted images keep their keys; ``jpeg_sizes``:
@@ -276,20 +279,22 @@ def _forward(backbone: Backbone, x: torch.Tensor) -> torch.Tensor:
     return backbone(x.contiguous(memory_format=torch.channels_last))
 
 
-def extract_features(backbone: Backbone, manifest: Manifest, test_time: TestTime = "squash", batch_size: int = 32,
-                     threads: int | None = None, cache_dir: str | os.PathLike | None = None, chunk_size: int = 256,
+def extract_features(backbone: Backbone, manifest: Manifest, test_time: TestTime = _FEAT.test_time,
+                     batch_size: int = _FEAT.batch_size, threads: int | None = None,
+                     cache_dir: str | os.PathLike | None = None, chunk_size: int = _FEAT.chunk_size,
                      progress: bool = True, max_chunks: int | None = None, device: str | torch.device = "cpu",
-                     amp: str = "off", workers: int = 0, jpeg_draft: float = 0.0) -> FeatureSet:
+                     amp: str = "off", workers: int = 0, jpeg_draft: float = _FEAT.jpeg_draft) -> FeatureSet:
     """Features of every manifest image (manifest order); read from the cache when the key matches.
     :func:`extract_many` for one backbone (see there)."""
     return extract_many([backbone], manifest, test_time, batch_size, threads, cache_dir, chunk_size, progress,
                         max_chunks, device, amp, workers, jpeg_draft)[0]
 
 
-def extract_many(backbones: list[Backbone], manifest: Manifest, test_time: TestTime = "squash", batch_size: int = 32,
-                 threads: int | None = None, cache_dir: str | os.PathLike | None = None, chunk_size: int = 256,
+def extract_many(backbones: list[Backbone], manifest: Manifest, test_time: TestTime = _FEAT.test_time,
+                 batch_size: int = _FEAT.batch_size, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None, chunk_size: int = _FEAT.chunk_size,
                  progress: bool = True, max_chunks: int | None = None, device: str | torch.device = "cpu",
-                 amp: str = "off", workers: int = 0, jpeg_draft: float = 0.0) -> list[FeatureSet]:
+                 amp: str = "off", workers: int = 0, jpeg_draft: float = _FEAT.jpeg_draft) -> list[FeatureSet]:
     """Features of every manifest image for each backbone, read from the cache where the key matches; the
     backbones still to compute share one pass over the images (each image decoded once for all of them,
     :class:`SharedDecodeDataset`), with the numbers each would get alone.

@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 from . import dist
 from .device import autocast, loader_kwargs, training_attention
 from .features import ImageDataset, build_transform
-from .config import REGIME_LABELS
+from .config import REGIME_LABELS, Finetune, Train
 from .io import atomic_path
 from .train import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
 
@@ -60,22 +60,27 @@ __all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_l
 CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl", "convolution")
 
 
+_T, _F = Train(), Finetune()     # params.yaml's defaults (nriqa_lib.config), the one source of them
+
+
 @dataclass
 class FinetuneConfig:
+    """One regime's settings: the ``finetune`` section's LoRA/backbone knobs and the ``train`` section's loss,
+    epochs and batches (the stage fills every field from params; the defaults are params.yaml's)."""
     mode: Literal["lora", "full", "p1"] = "lora"
-    epochs: int = 1
-    lr_head: float = 1e-4
-    lr_backbone: float = 5e-6          # full fine-tuning only; LoRA adapters use lr_head (as P1)
-    lora_r: int = 4
-    lora_alpha: int = 8
-    lora_dropout: float = 0.05
+    epochs: int = _T.epochs
+    lr_head: float = _T.lr             # the head, and the LoRA adapters (as P1)
+    lr_backbone: float = _F.lr_backbone    # full fine-tuning only
+    lora_r: int = _F.lora_r
+    lora_alpha: int = _F.lora_alpha
+    lora_dropout: float = _F.lora_dropout
     target_modules: Sequence[str] | None = None     # None: by what the backbone has (module docstring)
-    margin_weight: float = 1.0
-    margin_scale: float = 0.25
-    margin_loss_swapped: bool = False
-    micro_batch: int = 0
+    margin_weight: float = _T.margin_weight
+    margin_scale: float = _T.margin_scale
+    margin_loss_swapped: bool = _T.margin_loss_swapped
+    micro_batch: int = _T.micro_batch
     batch_size: int = 0                # the batch the accumulation count refers to (0: each batch's own size)
-    precision: Literal["fp32", "bf16"] = "fp32"     # the p1 regime's weights and autocast (P1: bf16)
+    precision: Literal["fp32", "bf16"] = _F.p1_precision     # the p1 regime's weights and autocast (P1: bf16)
 
 
 def check_bf16(device: torch.device) -> None:
@@ -327,7 +332,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         if cfg.precision == "bf16":
             check_bf16(device)
         amp = "bf16" if cfg.precision == "bf16" else "off"
-    cfg_id = {"ft": asdict(cfg), "train": {k: v for k, v in asdict(tcfg).items() if k != "per_dataset"},
+    cfg_id = {"ft": asdict(cfg), "train": tcfg.model_dump(exclude={"per_dataset"}),
               "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
     eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
     parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))

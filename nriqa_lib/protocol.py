@@ -12,19 +12,18 @@ import numpy as np
 import pandas as pd
 
 from .backbones import is_control
-from .data.manifest import Manifest, open_dataset
-from .data.splits import load_splits
-from .features import FeatureSet, load_feature_set
+from .config import T1, T2, T3, Train
+from .data.manifest import Manifest
+from .features import FeatureSet
 from .heads import SELECTION_HEADS, get_predictor, selection_shares
 from .io import atomic_path
-from .paths import features_dir, splits_path
 from .train import HeadJob, TrainConfig, ridge_predictions, train_heads
 
-__all__ = ["jobs_from_splits", "heads_for", "train_config", "run_heads", "save_heads", "cross_heads", "cross_dataset"]
+__all__ = ["jobs_from_splits", "heads_for", "mos_of", "run_heads", "save_heads", "cross_heads", "cross_dataset"]
 
 
 def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: int = 0,
-                     single_split_seeds: int = 1) -> list[HeadJob]:
+                     single_split_seeds: int = Train().single_split_seeds) -> list[HeadJob]:
     """One HeadJob per split: index arrays into ``images`` (the feature-matrix row order).
 
     A dataset with a single split (e.g. KonIQ-10k's official one) gets ``single_split_seeds`` jobs on that
@@ -44,35 +43,30 @@ def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: i
     return jobs
 
 
-def heads_for(p, backbone: str) -> list[str]:
+def heads_for(backbone: str, t1: T1, t2: T2) -> list[str]:
     """Head specs trained for a backbone: T1's head, T2's heads, T3's selection heads (controls: T1 only)."""
     if is_control(backbone):
-        return [p.t1.head]
-    return list(dict.fromkeys([p.t1.head, *p.t2.heads, p.t2.reference, *SELECTION_HEADS]))
+        return [t1.head]
+    return list(dict.fromkeys([t1.head, *t2.heads, t2.reference, *SELECTION_HEADS]))
 
 
-def train_config(p, head: str, dataset: str | None = None) -> TrainConfig:
-    """params ``train`` (+ ``t3`` for the K-way head, + ``train.per_dataset`` of the training dataset) -> the
-    one training config."""
-    return TrainConfig.from_params(p.train, head, p.t3, dataset)
+def mos_of(manifest: Manifest, images: Sequence[str]) -> np.ndarray:
+    """The MOS of ``images`` (a feature set's row order) from the manifest."""
+    return manifest.table.set_index("image").loc[list(images), "mos"].to_numpy()
 
 
-def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
-              fs: FeatureSet | None = None, splits: pd.DataFrame | None = None,
-              heads: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train every head spec (``heads``, default :func:`heads_for`) on every split (each spec's splits batched
-    together).
+def run_heads(fs: FeatureSet, mos: np.ndarray, splits: pd.DataFrame, heads: Sequence[str], train: Train,
+              t3: T3 | None = None, dataset: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train every head spec of ``heads`` on the features ``fs`` (MOS ``mos`` in its row order) on every split
+    (each spec's splits batched together), with the ``train`` section (``train.per_dataset[dataset]`` applied)
+    and ``t3`` for the K-way head.
 
     Returns (predictions: head, split, part, image, pred, mos, best_epoch; shares: head, split, layer,
     candidate, share). With ``train.report_last`` the predictions' ``attrs["last"]`` holds the same rows at
     the last epoch (best_epoch = the last epoch's index; ridge has no epochs: its own rows).
     """
-    fs = fs or load_feature_set(features_dir(dataset, backbone))
-    manifest = manifest or open_dataset(p, dataset)
-    splits = splits if splits is not None else load_splits(splits_path(dataset))
-    mos = manifest.table.set_index("image").loc[fs.images, "mos"].to_numpy()
-    jobs = jobs_from_splits(fs.images, splits, seed_offset=p.train.seed * 1000,
-                            single_split_seeds=p.train.single_split_seeds)
+    jobs = jobs_from_splits(fs.images, splits, seed_offset=train.seed * 1000,
+                            single_split_seeds=train.single_split_seeds)
     images = np.asarray(fs.images)
     preds, shares, lasts = [], [], []
 
@@ -83,20 +77,20 @@ def run_heads(p, dataset: str, backbone: str, manifest: Manifest | None = None,
         df["best_epoch"] = [best[j] for j in df["job"]]
         return df.drop(columns=["job", "index"])
 
-    for head in heads or heads_for(p, backbone):
+    for head in heads:
         last = None
         if get_predictor(head).kind == "linear":   # ridge (closed form), alpha chosen like the heads' epoch
-            df, _ = ridge_predictions(fs.features, mos, jobs, p.train.select_on)
+            df, _ = ridge_predictions(fs.features, mos, jobs, train.select_on)
             heads_trained, best = [], [-1] * len(jobs)
             last = (df.copy(), best)
         else:
-            cfg = train_config(p, head, dataset)
+            cfg = TrainConfig.from_params(train, head, t3, dataset)
             res = train_heads(fs.features, mos, jobs, cfg)
             df, heads_trained, best = res.predictions, res.heads, res.best_epoch
             if res.last_predictions is not None:
                 last = (res.last_predictions, [cfg.epochs - 1] * len(jobs))
         preds.append(long(df, head, best))
-        if p.train.report_last and last is not None:
+        if train.report_last and last is not None:
             lasts.append(long(last[0], head, last[1]))
         for j, h in enumerate(heads_trained):
             for layer, d in selection_shares(h).items():
@@ -122,31 +116,30 @@ def save_heads(pred: pd.DataFrame, shares: pd.DataFrame, out_dir: Path) -> None:
         shares.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
-def cross_heads(p) -> list[str]:
+def cross_heads(t2: T2) -> list[str]:
     """Heads of the cross-dataset step: T2's MLP heads and the selection heads (P1's headline cross-dataset
     number is B_Gated KonIQ -> CLIVE)."""
-    return [h for h in dict.fromkeys([p.t2.reference, *p.t2.heads, *SELECTION_HEADS]) if get_predictor(h).kind == "mlp"]
+    return [h for h in dict.fromkeys([t2.reference, *t2.heads, *SELECTION_HEADS]) if get_predictor(h).kind == "mlp"]
 
 
-def cross_dataset(p, train_ds: str, test_ds: str, backbone: str, heads: Sequence[str]) -> pd.DataFrame:
-    """Train on ``train_ds`` (train part of each split), test on all of ``test_ds``.
+def cross_dataset(fa: FeatureSet, mos_a: np.ndarray, splits_a: pd.DataFrame, fb: FeatureSet, mos_b: np.ndarray,
+                  heads: Sequence[str], train: Train, t3: T3 | None = None, train_ds: str | None = None) -> pd.DataFrame:
+    """Train on the source features ``fa`` (train part of each of its splits ``splits_a``), test on all of the
+    target features ``fb``.
 
     The epoch is chosen as the profile says (``train.select_on``): on the source split's val part (clean
     protocol), or, as P1 does, on the target set itself (``test``: optimistic, labelled so in the tables).
     Returns long predictions (head, split, image, pred, mos) on the test dataset.
     """
-    fa, fb = load_feature_set(features_dir(train_ds, backbone)), load_feature_set(features_dir(test_ds, backbone))
-    ma = open_dataset(p, train_ds).table.set_index("image")
-    mb = open_dataset(p, test_ds).table.set_index("image")
     X = np.concatenate([fa.features, fb.features])
-    y = np.concatenate([ma.loc[fa.images, "mos"].to_numpy(), mb.loc[fb.images, "mos"].to_numpy()])
-    base = jobs_from_splits(fa.images, load_splits(splits_path(train_ds)), seed_offset=p.train.seed * 1000,
-                            single_split_seeds=p.train.single_split_seeds)
+    y = np.concatenate([mos_a, mos_b])
+    base = jobs_from_splits(fa.images, splits_a, seed_offset=train.seed * 1000,
+                            single_split_seeds=train.single_split_seeds)
     test_ix = np.arange(len(fa.images), len(X))
     jobs = [dataclasses.replace(j, test_idx=test_ix) for j in base]
     frames = []
     for head in heads:
-        pr = train_heads(X, y, jobs, train_config(p, head, train_ds)).predictions
+        pr = train_heads(X, y, jobs, TrainConfig.from_params(train, head, t3, train_ds)).predictions
         pr = pr[pr["part"] == "test"].copy()
         pr.insert(0, "head", head)
         pr["split"] = [jobs[j].tags["split"] for j in pr["job"]]

@@ -13,7 +13,6 @@ summation order.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -42,7 +41,6 @@ class HeadJob:
     tags: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-@dataclass
 class TrainConfig(Train):
     """Everything ``train_heads`` needs: params.yaml's ``train`` section (:class:`nriqa_lib.config.Train`, the
     one source of the training defaults) plus the head being trained (T3's section for the selection heads)."""
@@ -59,7 +57,7 @@ class TrainConfig(Train):
         penalty come from ``t3`` (B_Gated and the fixed heads ignore them); ``train.per_dataset[dataset]``
         overrides keys for that dataset (P1: 30 epochs on CLIVE)."""
         t3 = t3 or T3()
-        base = {f.name: getattr(train, f.name) for f in dataclasses.fields(Train)}
+        base = {name: getattr(train, name) for name in Train.model_fields}
         base.update((base["per_dataset"] or {}).get(dataset, {}) if dataset else {})
         return cls(**base, head=head, candidates=tuple(t3.candidates), temperature=t3.temperature, hard=t3.hard,
                    entropy_weight=t3.entropy_weight if head == "kway" else 0.0)

@@ -62,25 +62,28 @@ def test_draft_request_per_policy():
 def test_one_pass_decodes_each_image_once_and_equals_each_backbone_alone(mixed, tmp_path, monkeypatch):
     a = create_backbone("random_tf_efficientnet_lite0", seed=0)
     b = create_backbone("random_tf_efficientnet_lite0", seed=1, image_size=96)
+    # full decodes (jpeg_draft 0): with drafting, backbones of two sizes ask for two drafts of a large JPEG
     alone = [F.extract_features(x, mixed, batch_size=2, chunk_size=3, cache_dir=tmp_path / f"alone{i}",
-                                progress=False) for i, x in enumerate((a, b))]
+                                progress=False, jpeg_draft=0.0) for i, x in enumerate((a, b))]
     calls = []
     real = F.load_image
     monkeypatch.setattr(F, "load_image", lambda p, draft=1, exif=True: calls.append((p, draft)) or real(p, draft, exif))
-    both = F.extract_many([a, b], mixed, batch_size=2, chunk_size=3, cache_dir=tmp_path / "both", progress=False)
+    both = F.extract_many([a, b], mixed, batch_size=2, chunk_size=3, cache_dir=tmp_path / "both", progress=False,
+                          jpeg_draft=0.0)
     assert len(calls) == len(mixed.table)                                  # not once per backbone
     for x, y in zip(alone, both):
         assert np.array_equal(x.features, y.features) and x.key == y.key   # bit-identical, same cache entry
     # a pass where one backbone is cached computes only the other one
     calls.clear()
     c = create_backbone("random_tf_efficientnet_lite0", seed=2)
-    F.extract_many([a, c], mixed, batch_size=2, chunk_size=3, cache_dir=tmp_path / "both", progress=False)
+    F.extract_many([a, c], mixed, batch_size=2, chunk_size=3, cache_dir=tmp_path / "both", progress=False,
+                   jpeg_draft=0.0)
     assert len(calls) == len(mixed.table)
 
 
 def test_draft_only_where_the_image_is_much_larger_than_the_view(mixed, tmp_path, monkeypatch):
     bb = create_backbone("random_tf_efficientnet_lite0", image_size=64)    # needs >= 128 px at margin 2
-    full = F.extract_features(bb, mixed, batch_size=2, cache_dir=tmp_path / "full", progress=False)
+    full = F.extract_features(bb, mixed, batch_size=2, cache_dir=tmp_path / "full", progress=False, jpeg_draft=0.0)
     calls = []
     real = F.load_image
     monkeypatch.setattr(F, "load_image", lambda p, draft=1, exif=True: calls.append(draft) or real(p, draft, exif))
@@ -95,4 +98,4 @@ def test_draft_only_where_the_image_is_much_larger_than_the_view(mixed, tmp_path
     assert 0 < rel.max() < 0.05                                              # drafted rows: close, not equal
     # a dataset where nothing is drafted keeps its key (and so its cached features)
     small = type(mixed)(mixed.name, mixed.table.iloc[2:4].reset_index(drop=True), mixed.root, mixed.card)
-    assert F.cache_key(bb, small, "squash", jpeg_draft=2.0)[0] == F.cache_key(bb, small, "squash")[0]
+    assert F.cache_key(bb, small, "squash", jpeg_draft=2.0)[0] == F.cache_key(bb, small, "squash", jpeg_draft=0.0)[0]

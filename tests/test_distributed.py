@@ -125,7 +125,7 @@ FT_WORKER = textwrap.dedent("""
     job = HeadJob(np.arange(0, 16), np.arange(16, 20), np.arange(20, 26), seed=3)
     tcfg = TrainConfig(epochs=3, batch_size=12, lr=1e-3, hidden=8, micro_batch=2)
     cfg = FinetuneConfig(mode=sys.argv[2], epochs=3, lr_head=1e-3, lr_backbone=1e-4, micro_batch=2, batch_size=12,
-                         lora_dropout=0.0)
+                         lora_dropout=0.0, precision="fp32")
     res = finetune_split(Tiny, Preprocess(32, (0.5,) * 3, (0.5,) * 3), paths, mos, job, cfg, tcfg)
     if dist.is_main():
         (out / f"res_{sys.argv[3]}.json").write_text(json.dumps({"best": res.best_epoch,

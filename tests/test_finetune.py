@@ -210,9 +210,9 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
 
     import nriqa_lib.finetune as ft
     from nriqa_lib.config import ParamsView, load_params
-    from nriqa_lib.data.manifest import open_dataset
     from nriqa_lib.data.splits import make_splits, save_splits
     from nriqa_lib.stages import finetune as stage
+    from nriqa_lib.stages import open_dataset
     repo = Path(__file__).resolve().parents[1]
     clive = repo.parent / "shared" / "datasets" / "clive"
     if not (clive / "clive.csv").is_file():

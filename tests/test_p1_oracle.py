@@ -233,7 +233,8 @@ def test_p1_regime_trains_in_bf16_on_cpu():
     job = HeadJob(np.arange(8), np.zeros(0, np.int64), np.arange(8, 12), seed=0, tags={"split": 0})
     tcfg = TrainConfig(head="B_Gated", epochs=1, lr=1e-4, batch_size=4, micro_batch=2, accumulation="p1",
                        margin_loss_swapped=True, select_on="test", report_last=True)
-    cfg = FinetuneConfig(mode="p1", epochs=1, micro_batch=2, batch_size=4, precision="bf16", margin_loss_swapped=True)
+    cfg = FinetuneConfig(mode="p1", epochs=1, lr_head=1e-4, micro_batch=2, batch_size=4, precision="bf16",
+                         margin_loss_swapped=True)
     res = finetune_split(lambda: _tiny_siglip()[1], bb.preprocess, [CLIVE / p for p in man["image"]],
                          man["mos"].to_numpy(), job, cfg, tcfg, amp="off")     # amp is ignored: p1 is bf16 here
     assert np.isfinite(res.last_predictions["pred"]).all() and res.last_predictions["pred"].nunique() > 1

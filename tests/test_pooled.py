@@ -151,9 +151,8 @@ def test_pooled_rows_and_forest(tmp_path):
     """The pooled row of a claim on one human-rated dataset is the Nadeau-Bengio test of the cells' mean
     per-split difference (by hand), k = 1 with no heterogeneity; the synthetic set gets a row of its own, never
     pooled with CLIVE; splits_80/mde80 use that dataset's sizes at alpha/m of the row's Holm family."""
-    from types import SimpleNamespace
-
-    from nriqa_lib.analysis.common import Design, compare, pooled, pooled_outputs
+    from nriqa_lib.analysis.common import Design, TableInputs, compare, pooled, pooled_outputs
+    from nriqa_lib.config import Stats
     from nriqa_lib.stats import mde_nadeau_bengio, nadeau_bengio
     rows = _split_rows(np.random.default_rng(0), datasets=("clive", "synthetic"))
     des = {"clive": Design("splits", 813, 232), "synthetic": Design("splits", 130, 52)}
@@ -170,9 +169,9 @@ def test_pooled_rows_and_forest(tmp_path):
     assert sig["splits_80"] == splits_for_power(sig["estimate"], dbar.std(ddof=1), 813, 232, 0.05 / 2)
     assert sig["mde80"] == pytest.approx(mde_nadeau_bengio(dbar.std(ddof=1), 10, 813, 232, 0.05 / 2))
     assert (pool["p_holm"] >= pool["p"]).all()
-    p = SimpleNamespace(stats=SimpleNamespace(alpha=0.05), features=SimpleNamespace(pretrained=True))
+    run = TableInputs(datasets=["clive", "synthetic"], backbones=[], stats=Stats(alpha=0.05))
     (tmp_path / "f").mkdir()
-    pooled_outputs(p, tests, "a", ["dataset", "backbone"], des, tmp_path, tmp_path / "f", "tx", "TX")
+    pooled_outputs(run, tests, "a", ["dataset", "backbone"], des, tmp_path, tmp_path / "f", "tx", "TX")
     assert (tmp_path / "tx_pooled.csv").is_file() and (tmp_path / "f" / "tx_forest.png").stat().st_size > 1000
     assert (tmp_path / "f" / "tx_power.png").stat().st_size > 1000
     from nriqa_lib.analysis.common import power_curves

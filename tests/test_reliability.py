@@ -245,8 +245,7 @@ def test_a_switched_root_or_changed_content_changes_what_dvc_tracks(tmp_path, mo
     monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(mdir))
     monkeypatch.chdir(tmp_path)
     p = Params()
-    from dataclasses import replace
-    p = replace(p, data=replace(p.data, datasets=["toy"], roots={"toy": str(root)}))
+    p = p.model_copy(update={"data": p.data.model_copy(update={"datasets": ["toy"], "roots": {"toy": str(root)}})})
     out = tmp_path / "results" / "data"
     write_fingerprints(p, out)
     first = (out / "toy.json").read_text()

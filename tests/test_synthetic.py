@@ -36,8 +36,6 @@ def test_pseudo_mos_is_ssim_and_falls_with_level(tmp_path):
 def test_stage_generates_nothing_when_the_set_is_not_used(tmp_path, monkeypatch):
     """Issue 22 item 9: the paper profile (no synthetic in data.datasets) gets the stage's outputs empty, at once;
     a stale image folder from an earlier default run is removed."""
-    from dataclasses import replace
-
     from nriqa_lib.config import Params
     from nriqa_lib.data.synthetic import COLUMNS
     from nriqa_lib.stages import synthetic, view
@@ -46,7 +44,7 @@ def test_stage_generates_nothing_when_the_set_is_not_used(tmp_path, monkeypatch)
     (tmp_path / "data" / "synthetic" / "images").mkdir(parents=True)
     (tmp_path / "data" / "synthetic" / "images" / "old.png").write_bytes(b"x")
     p = Params()
-    p = replace(p, data=replace(p.data, datasets=["clive"]))
+    p = p.model_copy(update={"data": p.data.model_copy(update={"datasets": ["clive"]})})
     synthetic.run(view(p, "synthetic"))
     assert (tmp_path / "data_manifests" / "synthetic.csv").read_text() == ",".join(COLUMNS) + "\n"
     assert list((tmp_path / "data" / "synthetic" / "images").iterdir()) == []

@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -143,7 +141,7 @@ def test_faithful_profile_trains_p1_term_on_2x6_micro_batches():
             mine = res.heads[m](torch.tensor(X)).numpy()
         assert np.abs(ref - mine).max() < 1e-5
     # and it is not plain MSE training
-    mse_only = train_heads(X, y, jobs, dataclasses.replace(cfg, margin_weight=0.0))
+    mse_only = train_heads(X, y, jobs, cfg.model_copy(update={"margin_weight": 0.0}))
     assert not np.allclose(mse_only.predictions["pred"], res.predictions["pred"], atol=1e-6)
 
 
@@ -182,9 +180,8 @@ def test_entropy_penalty_lowers_selection_entropy():
     X, y = _data()
     jobs = _jobs(len(X), 2)
     base = TrainConfig(head="kway", hidden=16, epochs=6, lr=1e-2, candidates=("relu", "sigmoid", "tanh"))
-    import dataclasses
     r0 = train_heads(X, y, jobs, base)
-    r1 = train_heads(X, y, jobs, dataclasses.replace(base, entropy_weight=5.0))
+    r1 = train_heads(X, y, jobs, base.model_copy(update={"entropy_weight": 5.0}))
     e0 = np.mean([h.entropy().item() for h in r0.heads])
     e1 = np.mean([h.entropy().item() for h in r1.heads])
     assert e1 < e0

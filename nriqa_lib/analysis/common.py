@@ -19,8 +19,9 @@ from ..reporting import plots
 from ..reporting.export import RANDOM_WEIGHTS, export_table
 from ..stats import (bootstrap_cells_test, compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon,
                      pool_datasets, split_cells_test, splits_for_power, summarize, two_level_bootstrap)
+from .inputs import TableInputs
 
-__all__ = ["split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
+__all__ = ["TableInputs", "split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
            "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs",
            "power_curves", "dataset_cells", "POOLED_COLUMNS",
@@ -309,14 +310,14 @@ def ci_label(summary: pd.DataFrame) -> str:
     return "95% CI: " + ("; ".join(kinds) if kinds else "none")
 
 
-def weights_label(p) -> str:
+def weights_label(pretrained: bool) -> str:
     """The label every table of a random-weights run carries (``features.pretrained: false``, the smoke profile)."""
-    return "" if p.features.pretrained else f" [{RANDOM_WEIGHTS}]"
+    return "" if pretrained else f" [{RANDOM_WEIGHTS}]"
 
 
-def export(p, df: pd.DataFrame, out_dir, name: str, caption: str = ""):
+def export(run: TableInputs, df: pd.DataFrame, out_dir, name: str, caption: str = ""):
     """:func:`export_table` with the run's weights label appended to the caption."""
-    return export_table(df, out_dir, name, caption + weights_label(p))
+    return export_table(df, out_dir, name, caption + weights_label(run.pretrained))
 
 
 def _dataset_human(key: str) -> bool:
@@ -423,18 +424,18 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     return df[[c for c in cols if c in df.columns]].reset_index(drop=True)
 
 
-def pooled_outputs(p, tests: pd.DataFrame, claim: str, cell: Sequence[str], design: dict[str, Design] | None,
+def pooled_outputs(run: TableInputs, tests: pd.DataFrame, claim: str, cell: Sequence[str], design: dict[str, Design] | None,
                    tdir, fdir, name: str, what: str, diff: str = "diff") -> pd.DataFrame:
     """The pooled verdicts of a test table (``<name>_pooled``: rows per ``claim`` level, :func:`pooled`), its
     forest plot (``<name>_forest.png``: every cell's difference with its CI, and the pooled diamonds) and power
     curves per claim and dataset (``<name>_power.png``)."""
-    pool = pooled(tests, [claim], design, p.stats.alpha, diff)
-    export(p, pool, tdir, f"{name}_pooled", f"{what}: pooled. " + POOLED_NOTE + "."
+    pool = pooled(tests, [claim], design, run.stats.alpha, diff)
+    export(run, pool, tdir, f"{name}_pooled", f"{what}: pooled. " + POOLED_NOTE + "."
            + (design_note(design) if design else ""))
     if len(tests):
         plots.save(plots.forest(tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of "
                                 f"each cell's test) and the pooled estimates"), fdir / f"{name}_forest.png")
-    curves = power_curves(pool, claim, p.stats.alpha)
+    curves = power_curves(pool, claim, run.stats.alpha)
     if len(curves):
         plots.save(plots.power_plot(curves, "claim on dataset", f"{what}: power of the Nadeau-Bengio test at the "
                                     f"estimate vs number of splits, per claim and dataset, at alpha/m of its Holm "

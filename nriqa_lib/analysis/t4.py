@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from ..paths import load_zeroshot
 from ..reporting import plots
 from ..reporting.export import table_dirs, write_metrics_json
 from ..stats import bootstrap_ci, paired_bootstrap, williams_t
-from .common import export, family_note, holm_by_family, pooled_outputs
+from .common import TableInputs, export, family_note, holm_by_family, pooled_outputs
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "t4.clip_models", "stats")
 __all__ = ["PARAMS", "t4_zeroshot"]
@@ -33,25 +34,25 @@ def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.nda
             "fit": "raw (logistic-5 fit failed)" if failed else "logistic-5"}
 
 
-def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+def t4_zeroshot(out_dir: str | Path, run: TableInputs, clip_models: Sequence[str]) -> dict[str, pd.DataFrame]:
     """T4: every zero-shot score of the zeroshot stage on whole datasets (SRCC with a 95% bootstrap CI, raw
     and 5-parameter-logistic PLCC as P2, KRCC, RMSE); paired bootstrap of SRCC differences and Williams' t:
     each pretrained backbone's cue vs the random control, and every MA-CLIP variant vs CLIP-IQA (Holm within
     each claim)."""
     out, tdir, fdir = table_dirs(out_dir)
-    n_boot, seed = p.stats.n_boot, p.stats.seed
-    scores, notes_df = load_zeroshot(p.data.datasets)
+    n_boot, seed = run.stats.n_boot, run.stats.seed
+    scores, notes_df = load_zeroshot(run.datasets)
     rows, tests, preds, dists = [], [], {}, {}
     for (d, src, score), g in scores.groupby(["dataset", "source", "score"], sort=False):
         vals, mos = g["value"].to_numpy(), g["mos"].to_numpy()
         rows.append(_zs_row(d, src, score, vals, mos, n_boot, seed))
         preds[(d, src, score)] = (vals, mos)
     res = pd.DataFrame(rows)
-    controls = [b for b in p.features.backbones if is_control(b)]
+    controls = [b for b in run.backbones if is_control(b)]
     for (d, src, score), (vals, mos) in preds.items():
         refs = [(c, score) for c in controls if src not in controls]
         claim = f"magnitude cue ({score}): pretrained vs random-init backbone"      # one claim per score
-        if src in p.t4.clip_models and score != "CLIP-IQA":
+        if src in clip_models and score != "CLIP-IQA":
             refs, claim = [(src, "CLIP-IQA")], f"P2: {score} vs CLIP-IQA"
         for rsrc, rscore in refs:
             if (d, rsrc, rscore) not in preds:
@@ -69,16 +70,16 @@ def t4_zeroshot(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
                           "p_below": pb["p_below"], "plcc_diff": r12 - r13, "p_williams": w["p"]})
     tests = pd.DataFrame(tests)
     if len(tests):
-        tests = holm_by_family(tests, ["claim"], p.stats.alpha, p_cols=("p", "p_williams"))
+        tests = holm_by_family(tests, ["claim"], run.stats.alpha, p_cols=("p", "p_williams"))
     tests.attrs["boot_dists"] = dists
     table = res.set_index(["dataset", "source", "score"])[["srcc", "srcc_ci_low", "srcc_ci_high", "plcc",
                                                            "plcc_logistic5", "krcc", "rmse", "fit"]].round(4)
-    export(p, table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
+    export(run, table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
                  "raw PLCC and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
-    export(p, tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
-                 "PLCC. " + family_note(tests, "one claim across all datasets and backbones", p.stats.alpha))
-    export(p, notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
-    pool = pooled_outputs(p, tests, "claim", ["dataset", "a"], None, tdir, fdir, "t4", "T4 claims", diff="srcc_diff")
+    export(run, tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
+                 "PLCC. " + family_note(tests, "one claim across all datasets and backbones", run.stats.alpha))
+    export(run, notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
+    pool = pooled_outputs(run, tests, "claim", ["dataset", "a"], None, tdir, fdir, "t4", "T4 claims", diff="srcc_diff")
     fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
     plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset",
                                   ci_label="95% CI: percentile bootstrap over images (whole dataset)"), fdir / "t4_srcc.png")

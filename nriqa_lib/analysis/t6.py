@@ -7,36 +7,35 @@ from pathlib import Path
 import pandas as pd
 
 from ..backbones import pretrained
-from ..config import REGIME_LABELS
+from ..config import REGIME_LABELS, Finetune
 from ..paths import load_finetune, load_predictions
-from ..reporting import plots
 from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
-from .common import (design_note, METRICS, ci_label, compare, designs, export, family_note, pooled_outputs, protocol, split_metrics,
-                     summarize_groups)
+from .common import (METRICS, TableInputs, compare, design_note, designs, export, family_note, pooled_outputs, protocol,
+                     split_metrics, summarize_groups)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "train.report_last",
           "finetune", "stats")
 __all__ = ["PARAMS", "t6_regimes"]
 
 
-def t6_regimes(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
+def t6_regimes(out_dir: str | Path, run: TableInputs, finetune: Finetune) -> dict[str, pd.DataFrame]:
     """T6: each regime vs frozen on the same splits, per head of ``finetune.heads`` (Holm family: one regime vs
     frozen over every dataset x backbone x head, one claim), with the statistics of T1-T3. Splits fine-tuned
     (``finetune.max_splits``) decide which frozen splits enter the comparison: both sides always on the same
     splits. With ``train.report_last`` a second set of tables at the last epoch (what P1's code writes)."""
     out, tdir, fdir = table_dirs(out_dir)
-    backbones = list(p.finetune.backbones) or pretrained(p.features.backbones)
-    regimes = list(p.finetune.regimes)
+    backbones = list(finetune.backbones) or pretrained(run.backbones)
+    regimes = list(finetune.regimes)
     if not regimes:
         note = pd.DataFrame({"note": ["finetune.regimes is empty in this profile: no regime was fine-tuned "
                                       "(params-paper.yaml runs p1, lora and full)"]})
-        export(p, note, tdir, "t6_regimes", "T6: training regimes (not run)")
+        export(run, note, tdir, "t6_regimes", "T6: training regimes (not run)")
         write_metrics_json(out / "metrics.json", {})
         return {"table": note, "tests": pd.DataFrame(), "summary": pd.DataFrame(), "pooled": pd.DataFrame()}
     labels = "; ".join(f"{r} = {REGIME_LABELS[r]}" for r in ["frozen", *regimes])
-    res = _t6(p, backbones, regimes, tdir, fdir, labels, last=False)
-    if p.train.report_last:
-        res["last_epoch"] = _t6(p, backbones, regimes, tdir, fdir, labels, last=True)
+    res = _t6(run, finetune, backbones, regimes, tdir, fdir, labels, last=False)
+    if run.report_last:
+        res["last_epoch"] = _t6(run, finetune, backbones, regimes, tdir, fdir, labels, last=True)
     summ = res["summary"]
     write_metrics_json(out / "metrics.json", {f"{d}/{b}/{h}": g.set_index("regime")["mean"].to_dict()
                                               for (d, b, h), g in summ[summ["metric"] == "srcc"].groupby(
@@ -44,28 +43,28 @@ def t6_regimes(p, out_dir: str | Path) -> dict[str, pd.DataFrame]:
     return res
 
 
-def _t6(p, backbones, regimes, tdir, fdir, labels: str, last: bool) -> dict[str, pd.DataFrame]:
-    ft = load_finetune(p.data.datasets, backbones, regimes, last=last)
-    frozen = load_predictions(p.data.datasets, backbones, last=last)
-    frozen = frozen[frozen["head"].isin(p.finetune.heads)].assign(regime="frozen")
+def _t6(run: TableInputs, finetune: Finetune, backbones, regimes, tdir, fdir, labels: str, last: bool) -> dict[str, pd.DataFrame]:
+    ft = load_finetune(run.datasets, backbones, regimes, last=last)
+    frozen = load_predictions(run.datasets, backbones, last=last)
+    frozen = frozen[frozen["head"].isin(finetune.heads)].assign(regime="frozen")
     keep = ft[["dataset", "backbone", "head", "split"]].drop_duplicates()
     frozen = frozen.merge(keep, on=["dataset", "backbone", "head", "split"])
     pred = pd.concat([frozen[ft.columns.intersection(frozen.columns)], ft], ignore_index=True)
     pred = pred[pred["part"] == "test"]
-    des = designs(p.data.datasets)
+    des = designs(run.datasets)
     keys = ["dataset", "backbone", "head"]
     sfx, when = ("_last_epoch", "the LAST epoch (what P1's code writes)") if last else (
-        "", protocol(p.train.select_on) + (" = best-on-test" if p.train.select_on == "test" else ""))
+        "", protocol(run.select_on) + (" = best-on-test" if run.select_on == "test" else ""))
     rows = split_metrics(pred, [*keys, "regime"])
-    summ = summarize_groups(rows, pred, [*keys, "regime"], des, METRICS, p.stats.n_boot, p.stats.seed)
+    summ = summarize_groups(rows, pred, [*keys, "regime"], des, METRICS, run.stats.n_boot, run.stats.seed)
     table = format_pm(summ[summ["metric"] == "srcc"], keys, ["regime"])
-    tests = compare(rows, pred, keys, "regime", "frozen", des, ["a"], p.stats.alpha, p.stats.n_boot, p.stats.seed)
-    export(p, table, tdir, f"t6_regimes{sfx}", f"T6: training regimes per head, test SRCC mean ± sd over splits at "
+    tests = compare(rows, pred, keys, "regime", "frozen", des, ["a"], run.stats.alpha, run.stats.n_boot, run.stats.seed)
+    export(run, table, tdir, f"t6_regimes{sfx}", f"T6: training regimes per head, test SRCC mean ± sd over splits at "
                  f"{when} ({labels})" + design_note(des))
-    export(p, tests, tdir, f"t6_tests{sfx}", f"T6 ({when}): each regime vs frozen (SRCC). "
+    export(run, tests, tdir, f"t6_tests{sfx}", f"T6 ({when}): each regime vs frozen (SRCC). "
                  + family_note(tests, "one regime vs frozen across all datasets x backbones x heads (one claim)",
-                               p.stats.alpha))
-    pool = pooled_outputs(p, tests, "a", keys, des, tdir, fdir, f"t6{sfx}", f"T6 each regime vs frozen{sfx}")
+                               run.stats.alpha))
+    pool = pooled_outputs(run, tests, "a", keys, des, tdir, fdir, f"t6{sfx}", f"T6 each regime vs frozen{sfx}")
     write_csv(rows, tdir / f"t6_rows{sfx}.csv")
     write_csv(summ, tdir / f"t6_summary{sfx}.csv")
     return {"rows": rows, "summary": summ, "table": table, "tests": tests, "pooled": pool}

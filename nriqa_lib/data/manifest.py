@@ -32,7 +32,7 @@ REQUIRED_COLUMNS = ("image", "mos", "group")
 
 __all__ = ["ManifestError", "Manifest", "known_datasets", "manifest_path", "read_manifest",
            "validate_manifest", "load_dataset", "resolve_root", "sha256_file", "check_mos_range", "HashSidecar",
-           "write_sha256", "open_dataset", "sample_rows"]
+           "write_sha256", "sample_rows"]
 
 
 class ManifestError(ValueError):
@@ -379,16 +379,6 @@ def fingerprint(name: str, roots: dict[str, str] | None = None, limit: int = 0, 
     return {"dataset": name, "manifest": mname, "root": given, "rows": int(len(df)),
             **({"data.limit": int(limit), "data.limit_seed": int(limit_seed)} if limit else {}),
             "content_sha256": h.hexdigest()}
-
-
-def open_dataset(p, name: str, decode: bool = False, limited: bool = True, pixels: bool = False) -> Manifest:
-    """``load_dataset`` with the params' roots, manifest variants and sample (``data.roots``, ``data.manifests``,
-    ``data.limit``, ``data.limit_seed``);
-    ``limited=False`` gives the whole dataset (published splits are made on it, then restricted); ``pixels``: the
-    caller decodes the images, as ``data.exif_transpose`` says (its stage declares that param)."""
-    return load_dataset(name, p.data.roots, decode=decode, limit=p.data.limit if limited else 0,
-                        limit_seed=p.data.limit_seed, manifest=p.data.manifests.get(name),
-                        exif_transpose=p.data.exif_transpose if pixels else True)
 
 
 def write_sha256(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None) -> Path:

@@ -6,16 +6,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..config import T3
 from . import ACTIVATIONS, PRESETS
 from .activations import GatedBlend, KWaySelection, get_activation
 
 __all__ = ["MLPHead", "PRESETS", "build_head", "selection_shares"]
 
+_CANDIDATES = tuple(T3().candidates)     # t3.candidates' default (nriqa_lib.config), the one source of it
+
+
 class MLPHead(nn.Module):
     """score = W3 act2(W2 act1(W1 x + b1) + b2) + b3 (more layers with longer ``widths``)."""
 
     def __init__(self, in_dim: int, widths: Sequence[int] = (512, 512), acts: Sequence[str] = ("relu", "relu"),
-                 candidates: Sequence[str] = ("relu", "sigmoid"), temperature: float = 1.0, hard: bool = False):
+                 candidates: Sequence[str] = _CANDIDATES, temperature: float = 1.0, hard: bool = False):
         super().__init__()
         if len(acts) != len(widths):
             raise ValueError(f"need one activation per hidden layer: {len(widths)} widths, {len(acts)} acts")
@@ -49,7 +53,7 @@ class MLPHead(nn.Module):
         return torch.stack(ents).mean() if ents else torch.zeros(())
 
 
-def build_head(spec: str, in_dim: int, hidden: int = 512, depth: int = 3, candidates: Sequence[str] = ("relu", "sigmoid"),
+def build_head(spec: str, in_dim: int, hidden: int = 512, depth: int = 3, candidates: Sequence[str] = _CANDIDATES,
                temperature: float = 1.0, hard: bool = False) -> MLPHead:
     """A preset (B, B_Sig, B_Gated, B_Gated_gamma, kway) or one activation name used in every hidden layer."""
     if spec in PRESETS:

@@ -8,10 +8,16 @@ and tests/test_pipeline.py are derived from :func:`~nriqa_lib.stages.registry.re
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..config import Params, ParamsView
+from ..data.manifest import Manifest, load_dataset
 from .registry import Stage, registry
 
-__all__ = ["Stage", "registry", "stage", "view"]
+if TYPE_CHECKING:
+    from ..backbones import Backbone
+
+__all__ = ["Stage", "registry", "stage", "view", "open_dataset", "backbone"]
 
 
 def stage(name: str) -> Stage:
@@ -25,3 +31,24 @@ def stage(name: str) -> Stage:
 def view(p: Params, name: str) -> ParamsView:
     """What stage or notebook ``name`` may read of ``p``."""
     return ParamsView(p, stage(name).params, f"stage {name}")
+
+
+# Only stages read params (tests/test_layers.py): these two unpack them for the library's loaders.
+def open_dataset(p: ParamsView, name: str, decode: bool = False, limited: bool = True, pixels: bool = False) -> Manifest:
+    """:func:`~nriqa_lib.data.manifest.load_dataset` with the params' roots, manifest variants and sample
+    (``data.roots``, ``data.manifests``, ``data.limit``, ``data.limit_seed``); ``limited=False`` gives the whole
+    dataset (published splits are made on it, then restricted); ``pixels``: the caller decodes the images, as
+    ``data.exif_transpose`` says (its stage declares that param)."""
+    return load_dataset(name, p.data.roots, decode=decode, limit=p.data.limit if limited else 0,
+                        limit_seed=p.data.limit_seed, manifest=p.data.manifests.get(name),
+                        exif_transpose=p.data.exif_transpose if pixels else True)
+
+
+def backbone(p: ParamsView, name: str, image_size: int | None = None, dynamic_size: bool = False) -> "Backbone":
+    """:func:`~nriqa_lib.backbones.create_backbone` as the params say: ``features.weights`` (local file),
+    ``features.pretrained`` (false: seeded random weights, the smoke profile) and ``features.image_size`` (0: the
+    backbone's own size; the ``image_size`` argument overrides it, T5's larger squash)."""
+    from ..backbones import create_backbone
+    f = p.features
+    return create_backbone(name, pretrained=f.pretrained, weights=f.weights.get(name),
+                           image_size=image_size or f.image_size or None, dynamic_size=dynamic_size)

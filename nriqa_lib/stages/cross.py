@@ -8,9 +8,12 @@ from pathlib import Path
 import torch
 
 from ..backbones import pretrained
+from ..data.splits import load_splits
+from ..features import load_feature_set
 from ..io import atomic_path
-from ..paths import cross_dir
-from ..protocol import cross_dataset, cross_heads
+from ..paths import cross_dir, features_dir, splits_path
+from ..protocol import cross_dataset, cross_heads, mos_of
+from . import open_dataset
 from .registry import Stage
 
 STAGE = Stage(name="cross", module=__name__,
@@ -27,7 +30,9 @@ def run(p) -> None:
     for a, b in pairs:
         for bb in pretrained(p.features.backbones):
             t = time.time()
-            pred = cross_dataset(p, a, b, bb, cross_heads(p))
+            fa, fb = load_feature_set(features_dir(a, bb)), load_feature_set(features_dir(b, bb))
+            pred = cross_dataset(fa, mos_of(open_dataset(p, a), fa.images), load_splits(splits_path(a)), fb,
+                                 mos_of(open_dataset(p, b), fb.images), cross_heads(p.t2), p.train, p.t3, a)
             with atomic_path(cross_dir(a, b, bb) / "predictions.csv") as tmp:
                 pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
             print(f"cross {a}->{b} on {bb}: {pred['head'].nunique()} heads x {pred['split'].nunique()} splits "

@@ -21,6 +21,18 @@ HEADER = """\
 """
 
 
+class _Flow(list):
+    """A list dvc.yaml writes in flow style (``[a, b, c]``, wrapped at 120 columns): a stage's deps and params fit
+    on a screen instead of one line per file."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
 def _stage(s: Stage) -> dict:
     st: dict = {"desc": s.desc} if s.desc else {}
     if s.matrix:
@@ -29,8 +41,8 @@ def _stage(s: Stage) -> dict:
     outs = s.outputs()
     produced = {o if isinstance(o, str) else next(iter(o)) for o in outs}
     data_deps = [f"results/data/{D}.json", *s.deps] if s.matrix else list(s.deps)   # root + content digest
-    st["deps"] = ([] if STAMP in produced else [STAMP]) + data_deps + stage_files(s)
-    st["params"] = [{"params.yaml": None}] if s.whole_params_file else list(s.params)
+    st["deps"] = _Flow(([] if STAMP in produced else [STAMP]) + data_deps + stage_files(s))
+    st["params"] = [{"params.yaml": None}] if s.whole_params_file else _Flow(s.params)
     st["outs"] = outs
     if s.always_changed:
         st["always_changed"] = True
@@ -44,7 +56,7 @@ def render(stages: dict[str, Stage] | None = None) -> str:
     stages = stages if stages is not None else registry()
     doc = {"stages": {n: _stage(s) for n, s in stages.items()},
            "plots": [p for s in stages.values() for p in s.plots]}
-    text = yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=False)
+    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120, default_flow_style=False)
     return HEADER + text.replace("params.yaml: null", "params.yaml:")
 
 

@@ -8,11 +8,10 @@ import sys
 import time
 
 from .. import dist
-from ..backbones import backbone_from_params
-from ..data.manifest import open_dataset
 from ..device import resolve_device, run_info, set_deterministic
 from ..features import decode_notes, extract_many, save_feature_set
 from ..paths import features_dir
+from . import backbone, open_dataset
 from .registry import BACKBONE, D, Stage
 
 STAGE = Stage(name="features", module=__name__, matrix=True, launched=True,
@@ -32,16 +31,16 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     names = list(backbones or p.features.backbones)
     t = time.time()
     # one pass over the images for every backbone whose features are not cached (each image decoded once)
-    sets = extract_many([backbone_from_params(p, b) for b in names], m, test_time=p.features.test_time,
+    sets = extract_many([backbone(p, b) for b in names], m, test_time=p.features.test_time,
                         batch_size=p.features.batch_size, threads=p.features.threads,
                         chunk_size=p.features.chunk_size, progress=sys.stderr.isatty(), device=dev, amp=p.run.amp,
                         workers=p.run.workers, jpeg_draft=p.features.jpeg_draft)
     dt = time.time() - t
     if not dist.is_main():
         return
-    for backbone, fs in zip(names, sets):
+    for bname, fs in zip(names, sets):
         fs.meta["run"] = {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}
-        save_feature_set(fs, features_dir(dataset, backbone))
-        print(f"{backbone} on {dataset}: {fs.features.shape} (key {fs.key})")
+        save_feature_set(fs, features_dir(dataset, bname))
+        print(f"{bname} on {dataset}: {fs.features.shape} (key {fs.key})")
     print(f"{len(names)} backbone(s) on {dataset} in {dt:.1f}s ({len(m.table) / max(dt, 1e-9):.1f} img/s for all of "
           f"them, cache hits included; {dev})")

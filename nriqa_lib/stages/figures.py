@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backbones import backbone_from_params, pretrained
-from ..data.manifest import open_dataset
+from ..backbones import pretrained
 from ..data.splits import load_splits
 from ..explain import gradcam, hidden_embedding
 from ..features import build_transform, load_feature_set, load_image
 from ..paths import features_dir, figures_dir, splits_path
-from ..protocol import jobs_from_splits, train_config
+from ..protocol import jobs_from_splits
 from ..reporting import plots
+from ..train import TrainConfig
+from . import backbone, open_dataset
 from ..train import train_heads
 from .registry import Stage
 
@@ -33,7 +34,7 @@ def run(p) -> dict:
     man = open_dataset(p, d, pixels=True)
     mos = man.table.set_index("image").loc[fs.images, "mos"].to_numpy()
     job = jobs_from_splits(fs.images, load_splits(splits_path(d)), seed_offset=p.train.seed * 1000)[0]
-    res = train_heads(fs.features, mos, [job], train_config(p, p.t1.head, d))
+    res = train_heads(fs.features, mos, [job], TrainConfig.from_params(p.train, p.t1.head, p.t3, d))
     head = res.heads[0]
     te = res.predictions[res.predictions["part"] == "test"]
     paths = {"scatter": plots.save(plots.pred_vs_mos(te, f"{p.t1.head} head on {bname}, {d} split 0 (test)"),
@@ -41,7 +42,7 @@ def run(p) -> dict:
     xy = hidden_embedding(head, fs.features[job.test_idx], seed=p.stats.seed)
     paths["tsne"] = plots.save(plots.embedding_plot(xy, mos[job.test_idx], f"t-SNE of the head's hidden layer ({d} test)"),
                                out / "tsne_hidden.png")
-    bb = backbone_from_params(p, bname)
+    bb = backbone(p, bname)
     if hasattr(bb.model, "forward_head") and bb.spec.pooling == "avg":
         tf = build_transform(bb.preprocess, "squash")
         order = np.argsort(mos[job.test_idx])

@@ -58,8 +58,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     import torch
 
     from .. import dist
-    from ..backbones import backbone_from_params
-    from ..data.manifest import open_dataset
+    from . import backbone, open_dataset
     from ..data.splits import load_splits
     from ..device import resolve_device, run_info, set_deterministic
     from ..finetune import REGIME_LABELS, FinetuneConfig, finetune_split
@@ -79,7 +78,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
     pixels: dict = {}       # (size, filter) -> the images squashed once (P1: decoded once, kept in memory)
     for bname, regime in todo:
-        probe = backbone_from_params(p, bname)
+        probe = backbone(p, bname)
         px = None
         if p.features.test_time == "squash":
             from ..pixels import squashed_images
@@ -107,7 +106,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 k = job.tags["split"]
                 log = (lambda msg, k=k, h=head: print(f"  {bname}/{regime}/{h} split {k}: {msg}", file=sys.stderr,
                                                       flush=True) if dist.is_main() else None)
-                res = finetune_split(lambda: backbone_from_params(p, bname), probe.preprocess, paths, mos, job, cfg,
+                res = finetune_split(lambda: backbone(p, bname), probe.preprocess, paths, mos, job, cfg,
                                      tcfg, ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp,
                                      workers=p.run.workers, test_time=p.features.test_time, progress=log,
                                      pixels=px, exif=man.exif_transpose)

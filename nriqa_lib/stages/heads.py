@@ -5,10 +5,11 @@ import time
 
 import torch
 
-from ..data.manifest import open_dataset
 from ..data.splits import load_splits
-from ..paths import heads_dir, splits_path
-from ..protocol import run_heads, save_heads
+from ..features import load_feature_set
+from ..paths import features_dir, heads_dir, splits_path
+from ..protocol import heads_for, mos_of, run_heads, save_heads
+from . import open_dataset
 from .registry import BACKBONE, D, Stage
 
 STAGE = Stage(name="heads", module=__name__, matrix=True,
@@ -25,7 +26,9 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     splits = load_splits(splits_path(dataset))
     for backbone in backbones or p.features.backbones:
         t = time.time()
-        pred, shares = run_heads(p, dataset, backbone, manifest=manifest, splits=splits)
+        fs = load_feature_set(features_dir(dataset, backbone))
+        pred, shares = run_heads(fs, mos_of(manifest, fs.images), splits, heads_for(backbone, p.t1, p.t2), p.train,
+                                 p.t3, dataset)
         save_heads(pred, shares, heads_dir(dataset, backbone))
         print(f"heads on {dataset}/{backbone}: {pred['head'].nunique()} specs x {pred['split'].nunique()} splits "
               f"in {time.time() - t:.1f}s")

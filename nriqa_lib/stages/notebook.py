@@ -7,10 +7,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..io import umask
 
-__all__ = ["run_notebook", "open_stage"]
+if TYPE_CHECKING:
+    from ..analysis.inputs import TableInputs
+
+__all__ = ["run_notebook", "open_stage", "table_inputs"]
 
 
 def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None = None):
@@ -29,6 +33,19 @@ def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None 
                                     f"it for the repository root: dvc.yaml beside {params_file})")
         os.chdir(root)
     return view(load_params(params_file), name), Path(out_dir or stage(name).out_dir)
+
+
+def table_inputs(p) -> "TableInputs":
+    """What a table reads of the run besides its own section (:class:`~nriqa_lib.analysis.inputs.TableInputs`),
+    from the params its stage declares (a table that does not declare ``train.select_on``/``train.report_last``
+    gets the clean protocol's defaults, which it does not read)."""
+    from ..analysis.inputs import TableInputs
+    from ..config import Stats
+    return TableInputs(datasets=p.data.datasets, backbones=p.features.backbones,
+                       stats=Stats(**{k: getattr(p.stats, k) for k in Stats.model_fields}),
+                       pretrained=p.features.pretrained,
+                       select_on=p.train.select_on if p.declares("train.select_on") else "val",
+                       report_last=p.train.report_last if p.declares("train.report_last") else False)
 
 
 def _deterministic(nb_path: Path, final: Path) -> None:

@@ -48,12 +48,11 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     import pandas as pd
     import torch
 
-    from ..backbones import backbone_from_params
-    from ..data.manifest import open_dataset
+    from . import backbone, open_dataset
     from ..data.splits import load_splits
     from ..estimate import forward_gflops
     from ..features import build_transform, extract_features, load_image
-    from ..protocol import run_heads
+    from ..protocol import mos_of, run_heads
     torch.set_num_threads(p.features.threads)
     man = open_dataset(p, dataset, decode=True, pixels=True)
     splits = load_splits(splits_path(dataset))
@@ -61,14 +60,14 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     for bname in backbones or t5_backbones(p):
         for policy in p.t5.policies:
             size, tt, dynamic = policy_spec(policy)
-            bb = backbone_from_params(p, bname, image_size=size, dynamic_size=dynamic)
+            bb = backbone(p, bname, image_size=size, dynamic_size=dynamic)
             one_by_one = policy in ("native", "grid")        # image sizes (and view counts) differ
             t = time.time()
             fs = extract_features(bb, man, test_time=tt, batch_size=1 if one_by_one else p.features.batch_size,
                                   chunk_size=p.features.chunk_size, progress=False,
                                   jpeg_draft=p.features.jpeg_draft)
             dt = time.time() - t
-            pred, _ = run_heads(p, dataset, bname, manifest=man, fs=fs, splits=splits, heads=list(p.t5.heads))
+            pred, _ = run_heads(fs, mos_of(man, fs.images), splits, list(p.t5.heads), p.train, p.t3, dataset)
             d = out / bname / policy
             d.mkdir(parents=True, exist_ok=True)
             with atomic_path(d / "predictions.csv") as tmp:

@@ -1,10 +1,10 @@
 """Stage ``splits@<dataset>``: splits/<dataset>.csv (long: split, seed, image, part)."""
 from __future__ import annotations
 
-from ..data.manifest import open_dataset
 from ..data.splits import make_splits, save_splits
 from ..paths import splits_path
 from ..workspace import repo_path
+from . import open_dataset
 from .registry import D, Stage
 
 STAGE = Stage(name="splits", module=__name__, matrix=True,

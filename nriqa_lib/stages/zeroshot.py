@@ -2,11 +2,11 @@
 features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): results/zeroshot/<dataset>/."""
 from __future__ import annotations
 
-from ..data.manifest import open_dataset
 from ..features import load_feature_set
 from ..io import atomic_path
 from ..paths import features_dir, zeroshot_dir
 from ..zeroshot import dataset_scores
+from . import open_dataset
 from .registry import D, Stage
 
 STAGE = Stage(name="zeroshot", module=__name__, matrix=True,
