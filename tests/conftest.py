@@ -71,3 +71,45 @@ def tiny_clip(request):
     model = open_clip.create_model(request.param).eval()
     # random CLIP weights give near-identical views; perturb the positional embedding so 'drop' matters
     return model, open_clip.get_tokenizer("RN50"), request.param
+
+
+BB = "tf_efficientnet_lite0"      # the toy tree's backbone (and its random_ control)
+
+
+def make_tree(tmp_path, monkeypatch):
+    """Two toy datasets: 'toya' (official split with a `set` column), 'toyb' (plain); features that carry the MOS
+    (made up: no backbone runs). Returns (root, Params) for the protocol, stage and table tests."""
+    from nriqa_lib.config import Params
+    from nriqa_lib.features import FeatureSet, save_feature_set
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(tmp_path / "m"))
+    g = np.random.default_rng(0)
+    for name, n in (("toya", 60), ("toyb", 45)):
+        df = make_image_dataset(tmp_path / name, n=n, size=(16, 16), seed=len(name) + n)
+        if name == "toya":
+            df["set"] = np.where(np.arange(n) < 36, "train", np.where(np.arange(n) < 45, "val", "test"))
+        write_manifest(tmp_path / "m", name, df)
+        for bb in (BB, f"random_{BB}"):
+            X = np.c_[df["mos"].to_numpy()[:, None] * np.ones((1, 4)), g.normal(size=(n, 12))].astype(np.float32)
+            X[:, :4] += 0.3 * g.normal(size=(n, 4))
+            save_feature_set(FeatureSet(X, list(df["image"]), {"key": "fake"}), tmp_path / "features" / name / bb)
+    p = Params()
+    p.data.datasets = ["toya", "toyb"]
+    p.data.roots = {"toya": str(tmp_path / "toya"), "toyb": str(tmp_path / "toyb")}
+    p.features.backbones = [BB, f"random_{BB}"]
+    p.train.epochs, p.train.hidden, p.train.batch_size, p.train.lr = 3, 16, 8, 3e-3
+    p.t2.heads, p.t2.reference = ["B", "sigmoid"], "B"
+    p.t3.candidates = ["relu", "sigmoid"]
+    p.stats.n_boot = 200
+    p.t5.datasets, p.t5.backbones, p.t5.policies = ["toyb"], [BB], ["squash", "center_crop", "squash_96"]
+    return tmp_path, p
+
+
+def make_splits_files(p, scheme):
+    """Write splits/<dataset>.csv for every dataset of ``p`` (4 splits of ``scheme(dataset)``)."""
+    from nriqa_lib.data.manifest import load_dataset
+    from nriqa_lib.data.splits import make_splits, save_splits
+    from nriqa_lib.paths import splits_path
+    for d in p.data.datasets:
+        m = load_dataset(d, p.data.roots, decode=False)
+        save_splits(make_splits(m.table, scheme(d), n_splits=4), splits_path(d))

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import BB, REPO, make_splits_files, make_tree
 from nriqa_lib import stages
 from nriqa_lib.stages.notebook import table_inputs
-from test_study import BB, make_splits_files, make_tree
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+"""nriqa_lib.analysis: the comparison helper (designs, Holm families), summaries and exports, T3's best-fixed choice."""
 import json
 
 import numpy as np
@@ -113,3 +114,19 @@ def test_intervals_and_mdes_stay_inside_the_range_of_their_statistic(tmp_path):
     md = paths["md"].read_text()
     assert "not detectable with these splits" in md and "mde80_beyond_range" not in md
     assert pd.read_csv(paths["csv"])["mde80_beyond_range"].tolist() == [True]
+
+
+def test_t3_best_fixed_is_chosen_on_val_not_test():
+    from nriqa_lib.analysis.t3 import best_fixed
+    g = np.random.default_rng(0)
+    y = g.random(40)
+    rows = []
+    # 'sigmoid' is perfect on test but noise on val; 'B' is good on val and mediocre on test
+    for head, val_noise, test_noise in (("B", 0.05, 0.5), ("sigmoid", 5.0, 0.0)):
+        for k in range(3):
+            for part, noise in (("val", val_noise), ("test", test_noise)):
+                rows.append(pd.DataFrame({"dataset": "d", "backbone": "b", "head": head, "split": k, "part": part,
+                                          "image": np.arange(40), "mos": y, "pred": y + noise * g.normal(size=40)}))
+    pred = pd.concat(rows, ignore_index=True)
+    assert best_fixed(pred, ["B", "sigmoid"], "val")["best_fixed_head"].item() == "B"
+    assert best_fixed(pred, ["B", "sigmoid"], "test")["best_fixed_head"].item() == "sigmoid"
