@@ -113,3 +113,20 @@ def make_splits_files(p, scheme):
     for d in p.data.datasets:
         m = load_dataset(d, p.data.roots, decode=False)
         save_splits(make_splits(m.table, scheme(d), n_splits=4), splits_path(d))
+
+
+def library_modules(skip=()):
+    """Every module of nriqa_lib below the stages (the library that must not see params), imported, except ``skip``."""
+    import importlib
+    import pkgutil
+    for m in pkgutil.walk_packages(nriqa_lib.__path__, "nriqa_lib."):
+        if not m.name.startswith("nriqa_lib.stages") and m.name not in skip:
+            yield importlib.import_module(m.name)
+
+
+def module_members(mod):
+    """(name, object) of each function and class ``mod`` defines itself (not the names it imports)."""
+    import inspect
+    for name, obj in vars(mod).items():
+        if getattr(obj, "__module__", None) == mod.__name__ and (inspect.isfunction(obj) or inspect.isclass(obj)):
+            yield name, obj

@@ -1,13 +1,11 @@
 """nriqa_lib.config: the pydantic models are the one source of defaults, ranges and choices (issue 24 item 3)."""
 import dataclasses
-import importlib
 import inspect
-import pkgutil
 
 import pytest
 from pydantic import ValidationError
 
-import nriqa_lib
+from conftest import library_modules, module_members
 from nriqa_lib.config import ConfigError, Params, Train, _message
 
 # a library argument that shares a params key's name but is another knob (or a deliberate call-site default)
@@ -29,14 +27,9 @@ EXPLICIT = {"device": "cpu", "amp": "off"}
 
 
 def _library_defaults():
-    for m in pkgutil.walk_packages(nriqa_lib.__path__, "nriqa_lib."):
-        if ".stages" in m.name or m.name == "nriqa_lib.config":
-            continue
-        mod = importlib.import_module(m.name)
-        for name, obj in vars(mod).items():
-            if getattr(obj, "__module__", None) != mod.__name__:
-                continue
-            if inspect.isfunction(obj) or (inspect.isclass(obj) and dataclasses.is_dataclass(obj)):
+    for mod in library_modules(skip={"nriqa_lib.config"}):
+        for name, obj in module_members(mod):
+            if inspect.isfunction(obj) or dataclasses.is_dataclass(obj):
                 for arg, prm in inspect.signature(obj).parameters.items():
                     if prm.default is not inspect.Parameter.empty and prm.default is not None:
                         yield f"{name}.{arg}", ALIAS.get(arg, arg), prm.default

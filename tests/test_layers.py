@@ -3,10 +3,10 @@ section such as ``Train``, or ``analysis.inputs.TableInputs``), never the params
 import ast
 import importlib
 import inspect
-import pkgutil
 from pathlib import Path
 
 import nriqa_lib
+from conftest import library_modules, module_members
 
 PKG = Path(nriqa_lib.__file__).parent
 # where params are loaded: the command line (it hands a stage its view) and the cost estimate's own command
@@ -14,16 +14,8 @@ ENTRY_POINTS = {"nriqa_lib.cli", "nriqa_lib.config", "nriqa_lib.estimate.main"}
 PARAMS_NAMES = {"p", "P", "params", "view"}
 
 
-def _library_modules():
-    for m in pkgutil.walk_packages(nriqa_lib.__path__, "nriqa_lib."):
-        if not m.name.startswith("nriqa_lib.stages") and m.name not in ENTRY_POINTS:
-            yield importlib.import_module(m.name)
-
-
 def _functions(mod):
-    for name, obj in vars(mod).items():
-        if getattr(obj, "__module__", None) != mod.__name__:
-            continue
+    for name, obj in module_members(mod):
         if inspect.isfunction(obj):
             yield f"{mod.__name__}.{name}", obj
         elif inspect.isclass(obj):
@@ -34,7 +26,7 @@ def _functions(mod):
 
 def test_no_library_function_takes_the_params_object():
     bad, n = [], 0
-    for mod in _library_modules():
+    for mod in library_modules(skip=ENTRY_POINTS):
         for where, fn in _functions(mod):
             if where in ENTRY_POINTS:
                 continue
