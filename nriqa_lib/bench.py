@@ -34,7 +34,7 @@ import torch
 
 def bench_heads(n_heads: int = 60, epochs: int = 3, n: int = 1162, d: int = 1280,
                 repeats: int = 3) -> dict[str, float]:
-    from .train import HeadJob, TrainConfig, train_heads
+    from .training.heads import HeadJob, TrainConfig, train_heads
     g = np.random.default_rng(0)
     X = g.normal(size=(n, d)).astype(np.float32)
     y = g.random(n).astype(np.float32)
@@ -106,7 +106,9 @@ def bench_extraction(root: str, n_images: int = 256, batch_size: int = 8) -> dic
     import timm
     from .backbones import create_backbone
     from .data.manifest import load_dataset
-    from .features import build_transform, extract_features, load_image
+    from .features.transforms import build_transform
+    from .features.extract import extract_features
+    from .features.decode import load_image
     m = load_dataset("clive", {"clive": root}, decode=False)
     m = type(m)(m.name, m.table.iloc[:n_images].reset_index(drop=True), m.root, m.card)
     bb = create_backbone("tf_efficientnet_lite0")
@@ -148,7 +150,9 @@ def bench_decode(root: str, n_images: int = 32, n_shared: int = 128) -> dict[str
     from PIL import Image
     from .backbones import create_backbone
     from .data.manifest import load_dataset
-    from .features import build_transform, draft_request, draft_scale, extract_features, extract_many, load_image
+    from .features.transforms import build_transform
+    from .features.decode import draft_request, draft_scale, load_image
+    from .features.extract import extract_features, extract_many
     m = load_dataset("clive", {"clive": root}, decode=False)
     bb = create_backbone("random_tf_efficientnet_lite0")
     tf = build_transform(bb.preprocess, "squash")

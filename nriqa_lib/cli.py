@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_params
+from .core.config import ConfigError, load_params
 from .data.manifest import ManifestError
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return _weights(a.action, a.backbones, list(dict.fromkeys([*p.features.backbones, *p.t4.clip_models])),
                             p.features.weights)
         if a.cmd == "profile":
-            from .profiles import run_profile
+            from .stages.profiles import run_profile
             load_params(a.file)                     # the profile itself must be valid
             try:
                 return run_profile(a.name, a.file, queue=a.queue, dry_run=a.dry_run, base_file=a.params)

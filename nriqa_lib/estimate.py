@@ -8,7 +8,7 @@ every backbone of the paper profile, SigLIP2 so400m included, is counted in seco
   the stage takes the larger (extraction is decode-bound for SPAQ's ~12 MP photos);
 * finetune  = heads x splits x epochs x (n_train x k x forward + n_test x forward) / (MFU x peak), k = 3 for full
   fine-tuning and P1's regime (forward, activation and weight gradients), 2 for LoRA (no gradients for frozen
-  weights); its images are decoded and squashed once per dataset and input size (:mod:`nriqa_lib.pixels`, as P1
+  weights); its images are decoded and squashed once per dataset and input size (:mod:`nriqa_lib.features.pixels`, as P1
   keeps them in memory), counted once per backbone (an upper bound: backbones of one size share it);
 * heads, cross, zeroshot-magnitude and the tables are seconds to minutes on a CPU (measured in the default study).
 
@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from .config import Finetune, Splits, Train
+from .core.config import Finetune, Splits, Train
 
 __all__ = ["forward_gflops", "meta_gflops", "DATASET_IMAGES", "Assumptions", "estimate", "main"]
 
@@ -101,7 +101,7 @@ def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: S
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from .config import load_params
+    from .core.config import load_params
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params", nargs="?", default="params-paper.yaml")
     ap.add_argument("--gpus", type=int, nargs="*", default=[1, 8, 32])

@@ -79,7 +79,7 @@ BB = "tf_efficientnet_lite0"      # the toy tree's backbone (and its random_ con
 def make_tree(tmp_path, monkeypatch):
     """Two toy datasets: 'toya' (official split with a `set` column), 'toyb' (plain); features that carry the MOS
     (made up: no backbone runs). Returns (root, Params) for the protocol, stage and table tests."""
-    from nriqa_lib.config import Params
+    from nriqa_lib.core.config import Params
     from nriqa_lib.features import FeatureSet, save_feature_set
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(tmp_path / "m"))
@@ -109,7 +109,7 @@ def make_splits_files(p, scheme):
     """Write splits/<dataset>.csv for every dataset of ``p`` (4 splits of ``scheme(dataset)``)."""
     from nriqa_lib.data.manifest import load_dataset
     from nriqa_lib.data.splits import make_splits, save_splits
-    from nriqa_lib.paths import splits_path
+    from nriqa_lib.core.paths import splits_path
     for d in p.data.datasets:
         m = load_dataset(d, p.data.roots, decode=False)
         save_splits(make_splits(m.table, scheme(d), n_splits=4), splits_path(d))

@@ -7,7 +7,7 @@ import pytest
 
 from nriqa_lib.analysis.common import Design, compare, split_metrics, summarize_groups, summary_table
 from nriqa_lib.reporting.export import export_table, format_pm, write_metrics_json
-from nriqa_lib.stats import compare_paired, holm
+from nriqa_lib.core.stats import compare_paired, holm
 
 
 def _rows(seed=0):
@@ -33,7 +33,7 @@ def test_compare_splits_design_matches_compare_paired_and_holm_within_family():
         assert len(g) == 2 and (g["m_family"] == 2).all()
         assert np.allclose(g["p_holm"], holm(g["p"])[1]) and np.allclose(g["p_wilcoxon_holm"], holm(g["p_wilcoxon"])[1])
     assert (t["min_p_wilcoxon"] == 2 / 2 ** 10).all() and t["wilcoxon_can_reject"].all()   # 0.00195 < 0.05/2
-    from nriqa_lib.stats import mde_nadeau_bengio
+    from nriqa_lib.core.stats import mde_nadeau_bengio
     assert got["mde80"] == pytest.approx(mde_nadeau_bengio(got["sd_diff"], 10, 80, 20, 0.05 / 2))
     allpairs = compare(rows, None, ["dataset"], "head", None, des, family=["dataset"])
     assert len(allpairs) == 6 and (allpairs["m_family"] == 3).all()
@@ -53,7 +53,7 @@ def test_compare_shared_design_uses_the_two_level_bootstrap():
     des = {"k": Design("shared", what="training seeds")}
     t = compare(rows, pred, ["dataset"], "head", "B", des, family=["a"], n_boot=300)
     from nriqa_lib.analysis.common import prediction_matrix
-    from nriqa_lib.stats import two_level_bootstrap
+    from nriqa_lib.core.stats import two_level_bootstrap
     A, m = prediction_matrix(pred[pred["head"] == "sig"])
     B, _ = prediction_matrix(pred[pred["head"] == "B"])
     want = two_level_bootstrap(A, m, B, n_boot=300)

@@ -1,4 +1,4 @@
-"""nriqa_lib.config: the pydantic models are the one source of defaults, ranges and choices (issue 24 item 3)."""
+"""nriqa_lib.core.config: the pydantic models are the one source of defaults, ranges and choices (issue 24 item 3)."""
 import dataclasses
 import inspect
 
@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import library_modules, module_members
-from nriqa_lib.config import ConfigError, Params, Train, _message
+from nriqa_lib.core.config import ConfigError, Params, Train, _message
 
 # a library argument that shares a params key's name but is another knob (or a deliberate call-site default)
 OTHER_MEANING = {
@@ -27,7 +27,7 @@ EXPLICIT = {"device": "cpu", "amp": "off"}
 
 
 def _library_defaults():
-    for mod in library_modules(skip={"nriqa_lib.config"}):
+    for mod in library_modules(skip={"nriqa_lib.core.config"}):
         for name, obj in module_members(mod):
             if inspect.isfunction(obj) or dataclasses.is_dataclass(obj):
                 for arg, prm in inspect.signature(obj).parameters.items():

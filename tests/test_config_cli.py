@@ -7,7 +7,7 @@ import yaml
 from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
 from nriqa_lib.stages.notebook import run_notebook
-from nriqa_lib.config import ConfigError, load_params
+from nriqa_lib.core.config import ConfigError, load_params
 
 
 def _params(tmp_path, mutate):
@@ -217,7 +217,7 @@ def test_profile_as_experiment_overrides_reproduce_the_profile(capsys, tmp_path,
     which merges mappings) applied to params.yaml gives exactly the profile's params."""
     from dvc.utils.hydra import apply_overrides
 
-    from nriqa_lib.profiles import exp_command, overrides
+    from nriqa_lib.stages.profiles import exp_command, overrides
     f = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", f)
     apply_overrides(str(f), overrides(REPO / "params.yaml", REPO / profile))
@@ -246,7 +246,7 @@ def test_params_and_analyses_import_no_torch():
     registries; the models load on first use)."""
     import subprocess
     import sys
-    code = ("import sys; from nriqa_lib.config import load_params; load_params('params.yaml'); "
+    code = ("import sys; from nriqa_lib.core.config import load_params; load_params('params.yaml'); "
             "import nriqa_lib.analysis.overview, nriqa_lib.analysis.t1, nriqa_lib.analysis.t2, nriqa_lib.analysis.t3, "
             "nriqa_lib.analysis.t4, nriqa_lib.analysis.t5, nriqa_lib.analysis.t6, nriqa_lib.reporting.report; "
             "print('torch' in sys.modules); from nriqa_lib.backbones import create_backbone; "
@@ -279,7 +279,7 @@ def test_cli_profile_leaves_params_yaml_byte_identical(tmp_path, monkeypatch):
     run("dvc", "config", "core.analytics", "false")
     run("git", "add", "-A")
     run("git", "commit", "-qm", "init")
-    from nriqa_lib.profiles import overrides, run_profile
+    from nriqa_lib.stages.profiles import overrides, run_profile
     assert run_profile("p", "prof.yaml") == 0
     assert (tmp_path / "params.yaml").read_text() == base
     assert (tmp_path / "out.txt").read_text() == "0.5"          # the experiment ran with the profile's value
@@ -338,7 +338,7 @@ def test_check_refuses_a_missing_image_of_the_limit_sample(tmp_path, monkeypatch
 def test_the_parameters_box_shows_the_run_once_folded_and_only_its_datasets():
     """Issue 25 item 5: a notebook's params box (ParamsView's HTML) is one folded <details>, and per-dataset
     settings list the run's datasets only, not the /path/to placeholders of datasets the run does not use."""
-    from nriqa_lib.config import load_params
+    from nriqa_lib.core.config import load_params
     from nriqa_lib.stages import view
     P = view(load_params(str(REPO / "params.yaml")), "data_overview")
     html = P._repr_html_()

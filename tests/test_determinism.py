@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nriqa_lib import stats
-from nriqa_lib.metrics import srcc_along
+from nriqa_lib.core import stats
+from nriqa_lib.core.metrics import srcc_along
 from nriqa_lib.reporting.export import export_table, round_sig, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ sys.path.insert(0, sys.argv[1])
 from test_determinism import _fake_predictions, _write_tables
 from threadpoolctl import threadpool_info
 from nriqa_lib import stats
-from nriqa_lib.metrics import srcc_along
+from nriqa_lib.core.metrics import srcc_along
 y = np.random.default_rng(0).normal(size=300)
 A = y + np.random.default_rng(1).normal(size=(10, 300))
 tl = stats.two_level_bootstrap(A, y, A.copy(), n_boot=100)
@@ -197,7 +197,7 @@ def test_tsne_layout_is_the_same_under_every_openblas_kernel():
     if len(kernels) < 2:
         pytest.skip("fewer than two OpenBLAS kernels on this CPU")
     code = ("import hashlib, numpy as np, torch, nriqa_lib\n"
-            "from nriqa_lib.heads.mlp import build_head\nfrom nriqa_lib.explain import hidden_embedding\n"
+            "from nriqa_lib.heads.mlp import build_head\nfrom nriqa_lib.reporting.explain import hidden_embedding\n"
             "torch.manual_seed(0); head = build_head('B', 64, hidden=32)\n"
             "X = np.random.default_rng(0).normal(size=(120, 64)).astype(np.float32)\n"
             "print(hashlib.sha256(hidden_embedding(head, X, seed=0).tobytes()).hexdigest())")

@@ -104,8 +104,8 @@ FT_WORKER = textwrap.dedent("""
     from torch import nn
     from nriqa_lib import dist
     from nriqa_lib.backbones import Preprocess
-    from nriqa_lib.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.train import HeadJob, TrainConfig
+    from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
+    from nriqa_lib.training.heads import HeadJob, TrainConfig
     torch.set_num_threads(1)
     dist.init(torch.device("cpu"))
     out = Path(sys.argv[1])
@@ -153,7 +153,7 @@ def test_ddp_finetuning_on_two_processes_matches_one(tmp_path, mode):
 
 
 def test_stages_that_scale_out_start_with_the_launcher_param():
-    from nriqa_lib.config import ConfigError, load_params
+    from nriqa_lib.core.config import ConfigError, load_params
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert dvc["features"]["cmd"].startswith("${run.launcher} -m nriqa_lib.cli features")
     assert dvc["finetune"]["cmd"].startswith("${run.launcher} -m nriqa_lib.cli finetune")
@@ -171,7 +171,7 @@ def test_workspace_paths_resolve_from_the_users_repository(tmp_path):
     """Inside DVC's experiment copy (<repo>/.dvc/tmp/exps/...), relative roots that are not in the copy and the
     caches resolve from the user's repository."""
     from nriqa_lib.data.manifest import resolve_root
-    from nriqa_lib.workspace import cache_dir, origin_root
+    from nriqa_lib.core.workspace import cache_dir, origin_root
     repo = tmp_path / "repo"
     ws = repo / ".dvc" / "tmp" / "exps" / "standalone" / "tmpabc"
     (ws / "data" / "synthetic").mkdir(parents=True)
@@ -234,7 +234,7 @@ def test_slurm_recipe_builds_one_torchrun_per_node_with_slurms_rendezvous(tmp_pa
     params file passes the checks."""
     from dvc.utils.hydra import apply_overrides
 
-    from nriqa_lib.config import load_params
+    from nriqa_lib.core.config import load_params
     stub = tmp_path / "bin"
     stub.mkdir()
     (stub / "scontrol").write_text("#!/bin/sh\nprintf 'gpu-a\\ngpu-b\\n'\n")
@@ -264,7 +264,7 @@ def test_a_torchrun_launcher_survives_dvcs_override_syntax(tmp_path):
     function gives back exactly that string."""
     from dvc.utils.hydra import apply_overrides
 
-    from nriqa_lib.profiles import overrides
+    from nriqa_lib.stages.profiles import overrides
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["run"]["launcher"] = "torchrun --nproc_per_node=8 --max-restarts=0"
     (tmp_path / "prof.yaml").write_text(yaml.safe_dump(raw))

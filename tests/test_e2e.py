@@ -68,7 +68,7 @@ def at_study(study, monkeypatch):
 
 def test_stages_train_seeds_on_a_single_split(at_study):
     from nriqa_lib.analysis.common import designs
-    from nriqa_lib.paths import heads_dir
+    from nriqa_lib.core.paths import heads_dir
     tmp, p = at_study
     pred = pd.read_csv(heads_dir("toya", BB) / "predictions.csv")
     test = pred.query("head == 'B' and part == 'test'")

@@ -10,9 +10,9 @@ from PIL import Image
 from torch import nn
 
 from nriqa_lib.backbones import Preprocess
-from nriqa_lib.finetune import FinetuneConfig, FusedQKLoRA, MHAQKLoRA, add_lora, finetune, finetune_split
+from nriqa_lib.training.finetune import FinetuneConfig, FusedQKLoRA, MHAQKLoRA, add_lora, finetune, finetune_split
 from nriqa_lib.heads import build_head
-from nriqa_lib.train import HeadJob, TrainConfig
+from nriqa_lib.training.heads import HeadJob, TrainConfig
 
 
 def _tiny():
@@ -208,8 +208,8 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
 
     import pandas as pd
 
-    import nriqa_lib.finetune as ft
-    from nriqa_lib.config import ParamsView, load_params
+    import nriqa_lib.training.finetune as ft
+    from nriqa_lib.core.config import ParamsView, load_params
     from nriqa_lib.data.splits import make_splits, save_splits
     from nriqa_lib.stages import finetune as stage
     from nriqa_lib.stages import open_dataset
@@ -260,7 +260,7 @@ def test_a_checkpoint_of_every_family_loads_strictly(name, mode):
     'Unexpected key(s) in state_dict' (measured: these 3 of the 8 failed with the old checkpoint contents).
     Resuming to the same numbers is tested above (test_finetune_split_resumes_...)."""
     from nriqa_lib.backbones import create_backbone
-    from nriqa_lib.finetune import ImageIQAModel, _groups, _trainable_state
+    from nriqa_lib.training.finetune import ImageIQAModel, _groups, _trainable_state
 
     def build():
         bb = create_backbone(name, pretrained=False, image_size=64)
@@ -285,7 +285,7 @@ def test_pixels_decoded_once_are_p1s_squash_and_give_the_same_finetuning(tmp_pat
     import pandas as pd
     from conftest import write_manifest
 
-    from nriqa_lib import pixels as px
+    from nriqa_lib.features import pixels as px
     from nriqa_lib.data.manifest import load_dataset
     paths, mos = _images(tmp_path)
     jpg = tmp_path / "wide.jpg"

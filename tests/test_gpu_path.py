@@ -12,9 +12,9 @@ from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
 from nriqa_lib.backbones import REGISTRY, WeightsError, create_backbone
 from nriqa_lib.backbones.weights import weight_identity
-from nriqa_lib.config import ConfigError, Train, load_params
-from nriqa_lib.device import autocast, loader_kwargs, resolve_device, use_bf16
-from nriqa_lib.train import TrainConfig
+from nriqa_lib.core.config import ConfigError, Train, load_params
+from nriqa_lib.core.device import autocast, loader_kwargs, resolve_device, use_bf16
+from nriqa_lib.training.heads import TrainConfig
 
 HF_REPO = "google/siglip2-so400m-patch16-512"
 
@@ -71,7 +71,7 @@ def test_transformers_checkpoint_as_p1_loads_it(tmp_path, monkeypatch, route):
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         torch.testing.assert_close(bb(x), ref.get_image_features(pixel_values=x).pooler_output)
-    from nriqa_lib.finetune import FinetuneConfig, add_lora
+    from nriqa_lib.training.finetune import FinetuneConfig, add_lora
     m = add_lora(bb.model, FinetuneConfig())
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
     assert trainable and all(("q_proj" in n or "k_proj" in n) and "lora_" in n for n in trainable)
@@ -271,7 +271,7 @@ def test_meta_device_flop_count_equals_a_real_forward(name):
 def test_training_attention_is_the_math_path_on_deterministic_cuda_only():
     """The fused attention backwards (cuDNN, flash) differed between repeats on an H200 (scripts/gpu_check.py):
     fine-tuning on CUDA with deterministic algorithms runs attention on the math path, and only there."""
-    from nriqa_lib.device import training_attention
+    from nriqa_lib.core.device import training_attention
     flags = lambda: (torch.backends.cuda.math_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),  # noqa: E731
                      torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.cudnn_sdp_enabled())
     before, was = flags(), torch.are_deterministic_algorithms_enabled()

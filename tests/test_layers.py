@@ -10,7 +10,7 @@ from conftest import library_modules, module_members
 
 PKG = Path(nriqa_lib.__file__).parent
 # where params are loaded: the command line (it hands a stage its view) and the cost estimate's own command
-ENTRY_POINTS = {"nriqa_lib.cli", "nriqa_lib.config", "nriqa_lib.estimate.main"}
+ENTRY_POINTS = {"nriqa_lib.cli", "nriqa_lib.core.config", "nriqa_lib.estimate.main"}
 PARAMS_NAMES = {"p", "P", "params", "view"}
 
 

@@ -144,7 +144,7 @@ def test_mos_outside_the_cards_range_is_refused_with_the_row(tmp_path):
 
 def test_outputs_follow_the_umask(tmp_path):
     import os
-    from nriqa_lib.io import atomic_write_text
+    from nriqa_lib.core.io import atomic_write_text
     old = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "a.txt", "x")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nriqa_lib import metrics as M
+from nriqa_lib.core import metrics as M
 
 
 def test_agree_with_scipy_on_random_data(rng):
@@ -88,7 +88,7 @@ def test_vectorized_srcc_plcc_equal_scipy_per_resample():
     """srcc_along / plcc_along (scipy.stats.bootstrap's vectorized statistic) equal spearmanr / pearsonr row by
     row, ties included."""
     from scipy import stats as ss
-    from nriqa_lib.metrics import plcc_along, srcc_along
+    from nriqa_lib.core.metrics import plcc_along, srcc_along
     g = np.random.default_rng(3)
     P = np.round(g.normal(size=(50, 40)), 1)          # ties
     M = np.round(P + g.normal(size=(50, 40)), 1)

@@ -89,7 +89,7 @@ def test_p1_loop_on_frozen_features_equals_p1_head_and_loss(p1):
     """Item 4: train_heads with accumulation p1 (41 train images: 20 micro-batches of 2, one image dropped; steps at
     micro-steps 6, 12, 18, then 24 (a window of 4 across the epoch boundary), 30, 36; the rest zeroed) equals P1's
     loop driving P1's MLP3_Gated and margin_loss with the same micro-batch order, after 2 epochs."""
-    from nriqa_lib.train import HeadJob, TrainConfig, batch_order, init_head, p1_windows, train_heads
+    from nriqa_lib.training.heads import HeadJob, TrainConfig, batch_order, init_head, p1_windows, train_heads
     rng = np.random.default_rng(3)
     d, n_train = 16, 41
     X = rng.normal(size=(n_train + 4, d)).astype(np.float32)
@@ -198,8 +198,8 @@ def test_p1_regime_has_p1s_dtypes(p1):
     """Item 1: in bf16 the p1 regime gives every tensor P1's dtype: backbone bf16, adapters fp32 (P1's get_peft_model
     upcasts them), head bf16 except its parametric activations (P1 l.294-298)."""
     from peft import LoraConfig, get_peft_model
-    from nriqa_lib.finetune import FinetuneConfig, _groups, check_bf16
-    from nriqa_lib.train import TrainConfig, init_head
+    from nriqa_lib.training.finetune import FinetuneConfig, _groups, check_bf16
+    from nriqa_lib.training.heads import TrainConfig, init_head
     vis_ours, full_p1 = _tiny_siglip()[1], _tiny_siglip()[0]
     head = init_head(TrainConfig(head="B_Gated"), 32, 0)
     feats, groups = _groups(vis_ours, head, FinetuneConfig(mode="p1", precision="bf16"))
@@ -226,8 +226,8 @@ def test_p1_regime_has_p1s_dtypes(p1):
 def test_p1_regime_trains_in_bf16_on_cpu():
     """Item 1: the bf16 p1 regime runs end to end on CPU (bf16 weights, fp32 adapters and parametric activations,
     bf16 autocast): finite predictions, and the weights it trained are still in P1's dtypes."""
-    from nriqa_lib.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.train import HeadJob, TrainConfig
+    from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
+    from nriqa_lib.training.heads import HeadJob, TrainConfig
     man = pd.read_csv(REPO / "data_manifests" / "clive_p1.csv").iloc[:12]
     bb = _tiny_siglip()[1]
     job = HeadJob(np.arange(8), np.zeros(0, np.int64), np.arange(8, 12), seed=0, tags={"split": 0})
@@ -241,7 +241,7 @@ def test_p1_regime_trains_in_bf16_on_cpu():
 
 
 def test_bf16_is_refused_where_the_device_has_none(monkeypatch):
-    from nriqa_lib.finetune import check_bf16
+    from nriqa_lib.training.finetune import check_bf16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     with pytest.raises(RuntimeError, match="no bf16 support"):
         check_bf16(torch.device("cuda"))
@@ -288,8 +288,8 @@ def test_end_to_end_p1_training_loop_equals_finetune_p1(p1, tmp_path, head_name,
     from torch.utils.data import DataLoader
     from transformers.feature_extraction_utils import BatchFeature
     from nriqa_lib.features import build_transform, load_image
-    from nriqa_lib.finetune import FinetuneConfig, add_lora, finetune_split
-    from nriqa_lib.train import HeadJob, TrainConfig, batch_order, init_head
+    from nriqa_lib.training.finetune import FinetuneConfig, add_lora, finetune_split
+    from nriqa_lib.training.heads import HeadJob, TrainConfig, batch_order, init_head
     man = pd.read_csv(REPO / "data_manifests" / "clive_p1.csv").iloc[:20]
     paths = [CLIVE / p for p in man["image"]]
     mos = man["mos"].to_numpy(np.float64)

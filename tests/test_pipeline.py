@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from nriqa_lib.config import Params, ParamsView, UndeclaredParam
+from nriqa_lib.core.config import Params, ParamsView, UndeclaredParam
 from nriqa_lib.stages.declare import import_closure, stage_files, stage_params
 from nriqa_lib.stages.dvcfile import render
 from nriqa_lib.stages.registry import registry
@@ -40,15 +40,20 @@ def test_declared_equals_read(name):
     if name != "check":
         assert _params(name) == list(stage_params(name))
     deps = _deps(name)
-    for f in stage_files(name):                 # every library file the stage can load is a dependency
+    files = stage_files(name)
+    for f in files:                             # every library file the stage can load is a dependency
         assert f in deps or any(f.startswith(d.rstrip("/") + "/") for d in deps), (name, f)
+    for d in deps:                              # a package folder only where the stage loads all of it
+        if d.startswith("nriqa_lib/") and d.endswith("/"):
+            inside = {str(f.relative_to(REPO)) for f in (REPO / d).rglob("*.py") if "__pycache__" not in f.parts}
+            assert inside and inside <= set(files), (name, d, sorted(inside - set(files)))
 
 
 def test_import_closure_follows_function_level_imports():
     files = {str(f.relative_to(REPO)) for f in import_closure("nriqa_lib.stages.figures")}
-    assert {"nriqa_lib/explain.py", "nriqa_lib/train.py", "nriqa_lib/reporting/plots.py"} <= files
+    assert {"nriqa_lib/reporting/explain.py", "nriqa_lib/training/heads.py", "nriqa_lib/reporting/plots.py"} <= files
     t1 = {str(f.relative_to(REPO)) for f in import_closure("nriqa_lib.analysis.t1")}
-    assert "nriqa_lib/train.py" not in t1 and "nriqa_lib/zeroshot.py" not in t1     # tables do not train
+    assert not any(f.startswith(("nriqa_lib/training/", "nriqa_lib/zeroshot/")) for f in t1)     # tables do not train
 
 
 def test_a_stage_cannot_read_an_undeclared_param():

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from conftest import needs_shared, LABELS
-from nriqa_lib.stats import random_effects, splits_for_power
+from nriqa_lib.core.stats import random_effects, splits_for_power
 
 
 def test_random_effects_equals_statsmodels_dersimonian_laird_hartung_knapp():
@@ -38,7 +38,7 @@ def test_random_effects_without_heterogeneity_and_with_one_cell():
 
 
 def test_pool_datasets_is_a_one_sample_t_over_datasets():
-    from nriqa_lib.stats import pool_datasets
+    from nriqa_lib.core.stats import pool_datasets
     y, se = np.array([0.03, 0.01, 0.05]), np.array([0.01, 0.02, 0.015])
     r = pool_datasets(y, se)
     ref = stats.ttest_1samp(y, 0)
@@ -69,7 +69,7 @@ def _null_cells(g, n, k, rho, scale=None):
 def test_pooled_test_within_a_dataset_holds_its_level(k, rho):
     """k correlated cells on one dataset's splits, true difference 0: the test the pooled row reports rejects
     4-6% at 5% (20000 simulations; binomial se 0.15%). The former normal z with an estimated R: 8.3-11%."""
-    from nriqa_lib.stats import split_cells_test
+    from nriqa_lib.core.stats import split_cells_test
     g = np.random.default_rng(1000 * k + int(10 * rho))
     p = split_cells_test(_null_cells(g, 20000, k, rho), NTR, NTE)["p"]
     assert 0.04 <= (p < 0.05).mean() <= 0.06
@@ -80,7 +80,7 @@ def test_pooled_test_across_datasets_holds_its_level(kd):
     """kd independent datasets (standard errors differing up to 4x, each estimated from J = 10 splits, 2 cells
     each), no true difference: the pooled one-sample t over datasets rejects 3.5-6% at 5% (10000 simulations).
     Inverse-variance weights with Hartung-Knapp rejected 5.9-6.6% at kd = 3-6 in the same design (measured)."""
-    from nriqa_lib.stats import pool_datasets, split_cells_test
+    from nriqa_lib.core.stats import pool_datasets, split_cells_test
     g = np.random.default_rng(kd)
     n = 10000
     d = np.stack([_null_cells(g, n, 2, 0.5, np.repeat(g.uniform(0.005, 0.02, size=(n, 1)), 2, axis=1))
@@ -94,8 +94,8 @@ def test_pooled_bootstrap_cells_hold_their_level():
     """Three zero-shot cells on one dataset share the images and the random control (T4's design), no true
     difference: the averaged-replicate test rejects about 5% (300 simulations, n_boot 200: binomial se 1.3%,
     so 2-9% is asserted; 500 simulations at n_boot 300 measured 4.4%)."""
-    from nriqa_lib.metrics import srcc_along
-    from nriqa_lib.stats import bootstrap_cells_test, paired_bootstrap
+    from nriqa_lib.core.metrics import srcc_along
+    from nriqa_lib.core.stats import bootstrap_cells_test, paired_bootstrap
     g = np.random.default_rng(7)
     rej = []
     for _ in range(300):
@@ -108,7 +108,7 @@ def test_pooled_bootstrap_cells_hold_their_level():
 
 
 def test_split_cells_test_of_one_cell_is_that_cells_nadeau_bengio_test(rng):
-    from nriqa_lib.stats import nadeau_bengio, split_cells_test
+    from nriqa_lib.core.stats import nadeau_bengio, split_cells_test
     a, b = rng.normal(0.6, 0.02, 10), rng.normal(0.59, 0.02, 10)
     one = split_cells_test((a - b)[None], NTR, NTE)
     ref = nadeau_bengio(a, b, NTR, NTE)
@@ -129,7 +129,7 @@ def test_splits_for_power_against_scipys_noncentral_t():
     assert splits_for_power(0.03, 0.03, 813, 232, 0.05) == float("inf")      # nc never exceeds 1.87
     # the corrected variance never falls below sd^2 n_test/n_train: a small effect is out of reach
     assert splits_for_power(0.005, 0.05, 813, 232, 0.05) == float("inf")
-    from nriqa_lib.stats import nb_power
+    from nriqa_lib.core.stats import nb_power
     for J in (3, 10, 40):
         assert nb_power(0.04, 0.03, J, 813, 232, 0.05) == pytest.approx(_nb_power(0.04, 0.03, J, 813, 232, 0.05),
                                                                           abs=1e-6)
@@ -152,8 +152,8 @@ def test_pooled_rows_and_forest(tmp_path):
     per-split difference (by hand), k = 1 with no heterogeneity; the synthetic set gets a row of its own, never
     pooled with CLIVE; splits_80/mde80 use that dataset's sizes at alpha/m of the row's Holm family."""
     from nriqa_lib.analysis.common import Design, TableInputs, compare, pooled, pooled_outputs
-    from nriqa_lib.config import Stats
-    from nriqa_lib.stats import mde_nadeau_bengio, nadeau_bengio
+    from nriqa_lib.core.config import Stats
+    from nriqa_lib.core.stats import mde_nadeau_bengio, nadeau_bengio
     rows = _split_rows(np.random.default_rng(0), datasets=("clive", "synthetic"))
     des = {"clive": Design("splits", 813, 232), "synthetic": Design("splits", 130, 52)}
     tests = compare(rows, pd.DataFrame(), ["dataset", "backbone"], "head", "B", des, ["a"])
@@ -201,8 +201,8 @@ def test_bootstrap_cells_sharing_resamples_are_pooled_with_their_correlation(rng
     """Cells that share images: averaging their replicates keeps the correlation. Identical cells pool to that
     cell's se (not se / sqrt(2)); the pooled se of correlated cells lies between the independent value and the
     mean se."""
-    from nriqa_lib.metrics import srcc_along
-    from nriqa_lib.stats import bootstrap_cells_test, paired_bootstrap
+    from nriqa_lib.core.metrics import srcc_along
+    from nriqa_lib.core.stats import bootstrap_cells_test, paired_bootstrap
     y = rng.normal(size=200)
     c = y + rng.normal(size=200)
     a1 = y + rng.normal(size=200)
@@ -219,7 +219,7 @@ def test_bootstrap_cells_sharing_resamples_are_pooled_with_their_correlation(rng
 
 
 def test_a_bootstrap_p_below_its_resolution_is_a_bound():
-    from nriqa_lib.stats import bootstrap_p
+    from nriqa_lib.core.stats import bootstrap_p
     assert bootstrap_p(np.full(500, 0.1)) == (1 / 500, True)
     assert bootstrap_p(np.r_[np.full(490, 0.1), np.full(10, -0.1)]) == (0.04, False)
     from nriqa_lib.reporting.display import formatted
@@ -242,7 +242,7 @@ def test_synthetic_cards_and_not_human_rated_agree():
 
     import yaml
 
-    from nriqa_lib.paths import NOT_HUMAN_RATED
+    from nriqa_lib.core.paths import NOT_HUMAN_RATED
     mdir = Path(__file__).resolve().parents[1] / "data_manifests"
     synthetic = {f.stem for f in mdir.glob("*.yaml")
                  if "NOT HUMAN OPINIONS" in str((yaml.safe_load(f.read_text()) or {}).get("scores", "")).upper()}

@@ -1,4 +1,4 @@
-"""nriqa_lib.protocol on a toy tree: P1 splits without val, selection on test, the cross-dataset step."""
+"""nriqa_lib.training.protocol on a toy tree: P1 splits without val, selection on test, the cross-dataset step."""
 import pytest
 
 from conftest import BB, make_splits_files, make_tree
@@ -14,8 +14,8 @@ def test_heads_and_cross_run_on_p1_splits_selected_on_test(tree):
     """The paper profile: P1 splits (no val part), select_on test, cross-dataset step with B_Gated."""
     from nriqa_lib.data.manifest import load_dataset
     from nriqa_lib.features import load_feature_set
-    from nriqa_lib.paths import features_dir, splits_path
-    from nriqa_lib.protocol import cross_dataset, cross_heads, heads_for, mos_of, run_heads
+    from nriqa_lib.core.paths import features_dir, splits_path
+    from nriqa_lib.training.protocol import cross_dataset, cross_heads, heads_for, mos_of, run_heads
     _, p = tree
     p.train.select_on = "test"
     make_splits_files(p, lambda d: "p1")

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
-from nriqa_lib.config import ConfigError, load_params
+from nriqa_lib.core.config import ConfigError, load_params
 
 
 def _params(tmp_path, mutate, text: str | None = None):
@@ -71,7 +71,7 @@ def test_profile_overrides_quote_any_string_so_dvc_reads_it_back(tmp_path, value
     """Item 15: strings with non-ASCII, '#', quotes, '~' or ': ' survive DVC's own override parser (Hydra) as the
     same string, in a top-level value and inside a mapping."""
     from dvc.utils.hydra import apply_overrides
-    from nriqa_lib.profiles import overrides
+    from nriqa_lib.stages.profiles import overrides
     base = tmp_path / "base.yaml"
     prof = tmp_path / "prof.yaml"
     base.write_text(yaml.safe_dump({"run": {"launcher": "python"}, "data": {"roots": {"clive": "a"}}}))
@@ -172,7 +172,7 @@ def test_disk_full_names_the_file_and_a_corrupt_weight_file_is_not_present(tmp_p
     the file being written; a truncated safetensors / zip checkpoint is reported corrupt by `weights check`."""
     import errno
 
-    from nriqa_lib.io import atomic_path
+    from nriqa_lib.core.io import atomic_path
     target = tmp_path / "features.npy"
     with pytest.raises(OSError) as e:
         with atomic_path(target) as tmp:
@@ -208,7 +208,7 @@ def test_constant_mos_and_non_finite_features_are_one_line(tmp_path, monkeypatch
     features file with NaN/inf is not valid: the stage reading it says which file and row, and the cache check
     (whose docstring promised "finite") treats such an entry as broken and recomputes it."""
     from nriqa_lib.data.manifest import ManifestError, load_dataset
-    from nriqa_lib.features import _finished, load_feature_set, save_feature_set, FeatureSet
+    from nriqa_lib.features.cache import FeatureSet, finished_entry, load_feature_set, save_feature_set
     root = tmp_path / "root"
     df = make_image_dataset(root, n=6)
     df["mos"] = 0.5
@@ -222,7 +222,7 @@ def test_constant_mos_and_non_finite_features_are_one_line(tmp_path, monkeypatch
     save_feature_set(FeatureSet(feats, ["a", "b", "c"], {"key": "k"}), tmp_path / "f")
     with pytest.raises(FloatingPointError, match=r"features\.npy: row 1 \(b\) is not finite"):
         load_feature_set(tmp_path / "f")
-    assert _finished(tmp_path / "f", ["a", "b", "c"]) is None and not (tmp_path / "f" / "features.npy").exists()
+    assert finished_entry(tmp_path / "f", ["a", "b", "c"]) is None and not (tmp_path / "f" / "features.npy").exists()
 
 
 def test_a_switched_root_or_changed_content_changes_what_dvc_tracks(tmp_path, monkeypatch):
@@ -232,7 +232,7 @@ def test_a_switched_root_or_changed_content_changes_what_dvc_tracks(tmp_path, mo
     trusts an unchanged (path, size, mtime), as DVC does (documented); `cli hash --rehash` hashes again."""
     import shutil
 
-    from nriqa_lib.config import Params
+    from nriqa_lib.core.config import Params
     from nriqa_lib.stages import dvcfile
     from nriqa_lib.stages.check import write_fingerprints
     spec = yaml.safe_load(dvcfile.render())["stages"]
@@ -304,7 +304,7 @@ def test_exif_orientation_applied_and_gif_frame_named(tmp_path):
     from PIL import Image
     from nriqa_lib.data.manifest import load_dataset
     from nriqa_lib.features import decode_notes, load_image
-    from nriqa_lib.pixels import squash
+    from nriqa_lib.features.pixels import squash
     root, df, upright, frames = _turned_dataset(tmp_path)
     p = root / df["image"][1]
     assert np.array_equal(np.asarray(load_image(p)), np.asarray(upright))          # turned upright

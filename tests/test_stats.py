@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats as S
 
-from nriqa_lib import stats
-from nriqa_lib.metrics import plcc, srcc
+from nriqa_lib.core import stats
+from nriqa_lib.core.metrics import plcc, srcc
 
 
 def test_summarize_by_hand():
@@ -110,7 +110,7 @@ def test_summarize_corrected_interval_by_hand():
 
 
 def test_resampled_ranks_equal_scipy_on_expanded_resamples():
-    from nriqa_lib.stats import _ResampleRanks, _weighted_corr
+    from nriqa_lib.core.stats import _ResampleRanks, _weighted_corr
     g = np.random.default_rng(0)
     y = np.round(g.random(200), 2)                        # ties in the MOS
     P = np.round(g.random((3, 200)) + y, 1)                # ties in the predictions

@@ -36,7 +36,7 @@ def test_pseudo_mos_is_ssim_and_falls_with_level(tmp_path):
 def test_stage_generates_nothing_when_the_set_is_not_used(tmp_path, monkeypatch):
     """Issue 22 item 9: the paper profile (no synthetic in data.datasets) gets the stage's outputs empty, at once;
     a stale image folder from an earlier default run is removed."""
-    from nriqa_lib.config import Params
+    from nriqa_lib.core.config import Params
     from nriqa_lib.data.synthetic import COLUMNS
     from nriqa_lib.stages import synthetic, view
     monkeypatch.chdir(tmp_path)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from nriqa_lib.train import HeadJob, TrainConfig, batch_order, init_head, iqa_loss, train_heads
+from nriqa_lib.training.heads import HeadJob, TrainConfig, batch_order, init_head, iqa_loss, train_heads
 
 
 def _data(N=240, D=32, seed=0):
@@ -165,7 +165,7 @@ def test_learns_deterministic_and_selects_on_val():
     cfg = TrainConfig(head="B", hidden=32, epochs=12, batch_size=32, lr=3e-3)
     r1, r2 = train_heads(X, y, jobs, cfg), train_heads(X, y, jobs, cfg)
     assert r1.predictions["pred"].equals(r2.predictions["pred"])      # bit-identical on CPU
-    from nriqa_lib.metrics import srcc
+    from nriqa_lib.core.metrics import srcc
     te = r1.predictions.query("part == 'test'")
     assert np.median([srcc(g.pred, g.mos) for _, g in te.groupby("job")]) > 0.6
     h = r1.history
@@ -188,7 +188,7 @@ def test_entropy_penalty_lowers_selection_entropy():
 
 
 def test_ridge_baseline_matches_closed_form():
-    from nriqa_lib.train import ridge_predictions
+    from nriqa_lib.training.heads import ridge_predictions
     X, y = _data(N=200, D=16)
     jobs = _jobs(len(X), 2)
     pred, alphas = ridge_predictions(X, y, jobs, alphas=[3.0])

@@ -13,12 +13,12 @@ import pandas as pd
 from scipy import stats
 
 from ..data.splits import load_splits
-from ..metrics import all_metrics
-from ..paths import SYNTHETIC_LABEL, human_rated, single_partition, split_sizes, splits_path
+from ..core.metrics import all_metrics
+from ..core.paths import SYNTHETIC_LABEL, human_rated, single_partition, split_sizes, splits_path
 from ..reporting import plots
 from ..reporting.export import RANDOM_WEIGHTS, export_table
-from ..stats import (bootstrap_cells_test, compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon,
-                     pool_datasets, split_cells_test, splits_for_power, summarize, two_level_bootstrap)
+from ..core.stats import (bootstrap_cells_test, compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon,
+                          pool_datasets, split_cells_test, splits_for_power, summarize, two_level_bootstrap)
 from .inputs import TableInputs
 
 __all__ = ["TableInputs", "split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
@@ -330,9 +330,9 @@ def dataset_cells(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, D
                   diff: str = "diff") -> pd.DataFrame:
     """Per claim and dataset, one test for all of its cells (backbones, heads, ...): cells of one dataset share
     its test images and splits, so they are combined before anything is pooled. Nadeau-Bengio cells: the
-    per-split differences averaged over cells, one corrected t (:func:`nriqa_lib.stats.split_cells_test`);
+    per-split differences averaged over cells, one corrected t (:func:`nriqa_lib.core.stats.split_cells_test`);
     bootstrap cells: the replicates (same resamples) averaged over cells
-    (:func:`nriqa_lib.stats.bootstrap_cells_test`). One cell: that cell's own test, unchanged."""
+    (:func:`nriqa_lib.core.stats.bootstrap_cells_test`). One cell: that cell's own test, unchanged."""
     split_diffs, boot = tests.attrs.get("split_diffs", {}), tests.attrs.get("boot_dists", {})
     out = []
     for key, g in tests.groupby([*claim, "dataset"], sort=False):
@@ -374,7 +374,7 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     """The pooled verdicts of a test table, per claim (rows sharing the ``claim`` columns; one claim = one
     score, one comparison): first one test per dataset (:func:`dataset_cells`), then
     - scope "human-rated": the human-rated datasets pooled, k = 1: that dataset's test itself; k >= 2: the mean
-      over datasets with a one-sample t on k - 1 df (:func:`nriqa_lib.stats.pool_datasets`; DerSimonian-Laird
+      over datasets with a one-sample t on k - 1 df (:func:`nriqa_lib.core.stats.pool_datasets`; DerSimonian-Laird
       tau^2 and I^2 describe the heterogeneity, ``estimate_ivw`` is the inverse-variance estimate);
     - one row per dataset that is not human-rated (the synthetic set), labelled, never pooled with the others.
     Holm runs over the human-rated rows of the table (``p_holm``; the synthetic rows are a family of their own).
@@ -445,9 +445,9 @@ def pooled_outputs(run: TableInputs, tests: pd.DataFrame, claim: str, cell: Sequ
 
 def power_curves(pool: pd.DataFrame, claim: str, alpha: float, max_splits: int = 60) -> pd.DataFrame:
     """Power vs number of splits at each one-dataset row's estimate (Nadeau-Bengio rows of :func:`pooled`;
-    :func:`nriqa_lib.stats.nb_power` with that dataset's sd of the mean per-split difference and part sizes, at
+    :func:`nriqa_lib.core.stats.nb_power` with that dataset's sd of the mean per-split difference and part sizes, at
     alpha/m of the row's Holm family, the level its test faces)."""
-    from ..stats import nb_power
+    from ..core.stats import nb_power
     rows = []
     for r in pool.itertuples():
         if r.k != 1 or not (np.isfinite(getattr(r, "sd_diff", np.nan)) and r.sd_diff > 0 and np.isfinite(r.estimate)

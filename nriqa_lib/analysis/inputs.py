@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..config import Stats
+from ..core.config import Stats
 
 __all__ = ["TableInputs"]
 

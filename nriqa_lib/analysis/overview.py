@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..data.manifest import Manifest
 from ..data.splits import load_splits
-from ..paths import splits_path
+from ..core.paths import splits_path
 from ..reporting import plots
 from ..reporting.export import export_table, table_dirs
 

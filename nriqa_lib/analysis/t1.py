@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import load_predictions
+from ..core.paths import load_predictions
 from ..reporting import plots
 from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
 from .common import (METRICS, TableInputs, ci_label, compare, design_note, designs, export, family_note,

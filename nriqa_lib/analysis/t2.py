@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..backbones import pretrained
-from ..config import T2
-from ..paths import load_cross, load_predictions
+from ..core.config import T2
+from ..core.paths import load_cross, load_predictions
 from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
 from .common import (METRICS, TableInputs, compare, cross_designs, design_note, designs, export, family_note,
                      pooled_outputs, protocol, split_metrics, summarize_groups)

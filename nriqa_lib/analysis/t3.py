@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from ..backbones import pretrained
-from ..config import T2
-from ..paths import load_predictions, load_shares
+from ..core.config import T2
+from ..core.paths import load_predictions, load_shares
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
 from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv

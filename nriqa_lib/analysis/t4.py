@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ..backbones import is_control
-from ..metrics import LogisticFitWarning, all_metrics, plcc, plcc_along, srcc_along
-from ..paths import load_zeroshot
+from ..core.metrics import LogisticFitWarning, all_metrics, plcc, plcc_along, srcc_along
+from ..core.paths import load_zeroshot
 from ..reporting import plots
 from ..reporting.export import table_dirs, write_metrics_json
-from ..stats import bootstrap_ci, paired_bootstrap, williams_t
+from ..core.stats import bootstrap_ci, paired_bootstrap, williams_t
 from .common import TableInputs, export, family_note, holm_by_family, pooled_outputs
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "t4.clip_models", "stats")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import T5
-from ..paths import load_resolution, resolution_dir, timing_dir
+from ..core.config import T5
+from ..core.paths import load_resolution, resolution_dir, timing_dir
 from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
 from .common import (METRICS, TableInputs, compare, design_note, designs, export, family_note, pooled_outputs,
                      protocol, split_metrics, summarize_groups)

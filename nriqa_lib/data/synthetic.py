@@ -18,7 +18,7 @@ from skimage import data as skdata
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
-from ..io import atomic_path, atomic_write_text
+from ..core.io import atomic_path, atomic_write_text
 from .manifest import sha256_file
 
 # pristine colour photographs bundled inside scikit-image (no download); motorcycle_right is left out

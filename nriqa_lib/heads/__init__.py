@@ -58,7 +58,7 @@ def register_predictor(spec: PredictorSpec) -> PredictorSpec:
     return spec
 
 
-register_predictor(PredictorSpec("ridge", "linear"))     # ridge regression on standardised features (train.py)
+register_predictor(PredictorSpec("ridge", "linear"))     # ridge regression on standardised features (training/heads.py)
 
 SELECTION_HEADS = ("B_Gated", "kway")      # the selection heads the study trains (T3): P1's and ours
 

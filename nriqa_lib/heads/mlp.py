@@ -6,13 +6,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config import T3
+from ..core.config import T3
 from . import ACTIVATIONS, PRESETS
 from .activations import GatedBlend, KWaySelection, get_activation
 
 __all__ = ["MLPHead", "PRESETS", "build_head", "selection_shares"]
 
-_CANDIDATES = tuple(T3().candidates)     # t3.candidates' default (nriqa_lib.config), the one source of it
+_CANDIDATES = tuple(T3().candidates)     # t3.candidates' default (nriqa_lib.core.config), the one source of it
 
 
 class MLPHead(nn.Module):

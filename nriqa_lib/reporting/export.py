@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_write_text
+from ..core.io import atomic_write_text
 
 __all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs", "round_sig", "write_csv", "TABLE_DIGITS"]
 

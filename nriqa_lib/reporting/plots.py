@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..core.io import atomic_path  # noqa: E402
 
 __all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
            "sample_grid", "per_view_plot", "forest", "power_plot"]

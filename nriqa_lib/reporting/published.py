@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from ..analysis.common import CORRELATION_RANGE
-from ..io import atomic_write_text
+from ..core.io import atomic_write_text
 from .report import _read
 
 __all__ = ["PUBLISHED", "load_published", "compare_published", "published_markdown", "write_published"]

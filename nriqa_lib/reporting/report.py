@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..backbones import REGISTRY, is_control
-from ..io import atomic_write_text
-from ..stats import holm
+from ..core.io import atomic_write_text
+from ..core.stats import holm
 from .export import RANDOM_WEIGHTS
 
 PARAMS = ("stats.alpha", "features.pretrained")

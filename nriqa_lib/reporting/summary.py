@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.common import DIFF_RANGE
-from ..io import atomic_write_text
+from ..core.io import atomic_write_text
 from .report import _pooled_claims, round_p
 
 __all__ = ["findings", "write_summary", "readme_block", "update_readme", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG",

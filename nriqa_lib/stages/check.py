@@ -6,7 +6,7 @@ import json
 from ..backbones import REGISTRY, WeightsError
 from ..backbones.weights import weight_identity, weight_source
 from ..data.manifest import check_present
-from ..io import atomic_write_text
+from ..core.io import atomic_write_text
 from .registry import Option, Stage
 
 STAGE = Stage(
@@ -63,8 +63,8 @@ def run(p, stamp: str | None = None, weights_out: str | None = None, data_out: s
     after the other backbones' extraction). With ``stamp`` write a file of constant content that every stage
     depends on. CLIP models of ``t4.clip_models`` may be absent: T4 lists them as not run."""
     if p.run.device not in ("auto", "cpu"):     # a GPU named but absent: refused here, not mid-run
-        from ..config import ConfigError
-        from ..device import resolve_device
+        from ..core.config import ConfigError
+        from ..core.device import resolve_device
         try:
             resolve_device(p.run.device)
         except RuntimeError as e:

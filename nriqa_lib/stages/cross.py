@@ -9,10 +9,10 @@ import torch
 
 from ..backbones import pretrained
 from ..data.splits import load_splits
-from ..features import load_feature_set
-from ..io import atomic_path
-from ..paths import cross_dir, features_dir, splits_path
-from ..protocol import cross_dataset, cross_heads, mos_of
+from ..features.cache import load_feature_set
+from ..core.io import atomic_path
+from ..core.paths import cross_dir, features_dir, splits_path
+from ..training.protocol import cross_dataset, cross_heads, mos_of
 from . import open_dataset
 from .registry import Stage
 
@@ -27,12 +27,16 @@ def run(p) -> None:
     torch.set_num_threads(p.features.threads)
     Path("results/cross").mkdir(parents=True, exist_ok=True)
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
+    backbones = pretrained(p.features.backbones)
     for a, b in pairs:
-        for bb in pretrained(p.features.backbones):
+        if not backbones:
+            continue
+        man_a, man_b, splits_a = open_dataset(p, a), open_dataset(p, b), load_splits(splits_path(a))
+        for bb in backbones:
             t = time.time()
             fa, fb = load_feature_set(features_dir(a, bb)), load_feature_set(features_dir(b, bb))
-            pred = cross_dataset(fa, mos_of(open_dataset(p, a), fa.images), load_splits(splits_path(a)), fb,
-                                 mos_of(open_dataset(p, b), fb.images), cross_heads(p.t2), p.train, p.t3, a)
+            pred = cross_dataset(fa, mos_of(man_a, fa.images), splits_a, fb, mos_of(man_b, fb.images),
+                                 cross_heads(p.t2), p.train, p.t3, a)
             with atomic_path(cross_dir(a, b, bb) / "predictions.csv") as tmp:
                 pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
             print(f"cross {a}->{b} on {bb}: {pred['head'].nunique()} heads x {pred['split'].nunique()} splits "

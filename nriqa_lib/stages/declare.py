@@ -11,7 +11,7 @@ from pathlib import Path
 from .registry import Stage, registry
 
 PKG = Path(__file__).resolve().parents[1]           # nriqa_lib/
-__all__ = ["import_closure", "stage_files", "stage_params"]
+__all__ = ["import_closure", "stage_files", "stage_deps", "stage_params"]
 
 
 def _module_file(mod: str) -> Path | None:
@@ -89,6 +89,27 @@ def stage_files(stage: Stage | str) -> list[str]:
         for m in notebook_imports(src) if src.is_file() else []:
             files |= import_closure(m)
     return sorted(str(f.relative_to(PKG.parent)) for f in files)
+
+
+def stage_deps(stage: Stage | str) -> list[str]:
+    """:func:`stage_files` as dvc.yaml lists them: a package folder (``nriqa_lib/heads/``) where the stage loads every
+    one of its files (with its subfolders), the single files elsewhere; the same set of files either way
+    (.dvcignore leaves ``__pycache__`` out of a folder's hash)."""
+    files = set(stage_files(stage))
+    root = PKG.parent
+    folders = sorted({d for d in PKG.rglob("*") if d.is_dir() and d.name != "__pycache__"},
+                     key=lambda d: len(d.parts))
+    out: list[str] = []
+    covered: set[str] = set()
+    for d in folders:                                 # outermost first: a whole package before its subpackages
+        if any(str(d.relative_to(root)).startswith(c) for c in covered):
+            continue
+        inside = {str(f.relative_to(root)) for f in d.rglob("*.py") if "__pycache__" not in f.parts}
+        if inside and inside <= files:
+            covered.add(str(d.relative_to(root)) + "/")
+            out.append(str(d.relative_to(root)) + "/")
+    out += [f for f in files if not any(f.startswith(c) for c in covered)]
+    return sorted(out)
 
 
 def stage_params(name: str) -> tuple[str, ...]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import sys
 import time
 
-from .. import dist
-from ..device import resolve_device, run_info, set_deterministic
-from ..features import decode_notes, extract_many, save_feature_set
-from ..paths import features_dir
+from ..core import dist
+from ..core.device import resolve_device, run_info, set_deterministic
+from ..features.decode import decode_notes
+from ..features.extract import extract_many
+from ..features.cache import save_feature_set
+from ..core.paths import features_dir
 from . import backbone, open_dataset
 from .registry import BACKBONE, D, Stage
 

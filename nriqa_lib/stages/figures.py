@@ -7,14 +7,16 @@ import numpy as np
 
 from ..backbones import pretrained
 from ..data.splits import load_splits
-from ..explain import gradcam, hidden_embedding
-from ..features import build_transform, load_feature_set, load_image
-from ..paths import features_dir, figures_dir, splits_path
-from ..protocol import jobs_from_splits
+from ..reporting.explain import gradcam, hidden_embedding
+from ..features.transforms import build_transform
+from ..features.cache import load_feature_set
+from ..features.decode import load_image
+from ..core.paths import features_dir, figures_dir, splits_path
+from ..training.protocol import jobs_from_splits
 from ..reporting import plots
-from ..train import TrainConfig
+from ..training.heads import TrainConfig
 from . import backbone, open_dataset
-from ..train import train_heads
+from ..training.heads import train_heads
 from .registry import Stage
 
 STAGE = Stage(name="figures", module=__name__,

@@ -10,14 +10,14 @@ results/finetune/<dataset>/status.json saying so. The frozen regime is the heads
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
 import time
 
-from ..io import atomic_path, atomic_write_text
-from ..paths import finetune_ckpt, finetune_dir, splits_path
+from ..core.cache import key_of
+from ..core.io import atomic_path, atomic_write_text
+from ..core.paths import finetune_ckpt, finetune_dir, splits_path
 from .registry import BACKBONE, D, Option, Stage
 
 STAGE = Stage(name="finetune", module=__name__, matrix=True, launched=True,
@@ -57,13 +57,13 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     import pandas as pd
     import torch
 
-    from .. import dist
+    from ..core import dist
     from . import backbone, open_dataset
     from ..data.splits import load_splits
-    from ..device import resolve_device, run_info, set_deterministic
-    from ..finetune import REGIME_LABELS, FinetuneConfig, finetune_split
-    from ..protocol import jobs_from_splits
-    from ..train import TrainConfig
+    from ..core.device import resolve_device, run_info, set_deterministic
+    from ..training.finetune import REGIME_LABELS, FinetuneConfig, finetune_split
+    from ..training.protocol import jobs_from_splits
+    from ..training.heads import TrainConfig
     torch.set_num_threads(p.features.threads)
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)
@@ -81,8 +81,8 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
         probe = backbone(p, bname)
         px = None
         if p.features.test_time == "squash":
-            from ..pixels import squashed_images
-            from ..workspace import cache_dir
+            from ..features.pixels import squashed_images
+            from ..core.workspace import cache_dir
             pp = probe.preprocess       # P1's path: its bicubic squash first (then the processor, per batch)
             pk = (pp.squash_size, "bicubic" if pp.pre_squash else pp.interpolation)
             if pk not in pixels:
@@ -101,7 +101,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                                  batch_size=tcfg.batch_size, precision=p.finetune.p1_precision)
             ident = json.dumps({"dataset": dataset, "manifest": man.content_hash, "backbone": probe.identity(),
                                 "regime": regime, "head": head, "test_time": p.features.test_time}, sort_keys=True)
-            key = hashlib.sha256(ident.encode()).hexdigest()[:20]
+            key = key_of(ident)
             for job in jobs:
                 k = job.tags["split"]
                 log = (lambda msg, k=k, h=head: print(f"  {bname}/{regime}/{h} split {k}: {msg}", file=sys.stderr,

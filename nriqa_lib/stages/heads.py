@@ -6,9 +6,9 @@ import time
 import torch
 
 from ..data.splits import load_splits
-from ..features import load_feature_set
-from ..paths import features_dir, heads_dir, splits_path
-from ..protocol import heads_for, mos_of, run_heads, save_heads
+from ..features.cache import load_feature_set
+from ..core.paths import features_dir, heads_dir, splits_path
+from ..training.protocol import heads_for, mos_of, run_heads, save_heads
 from . import open_dataset
 from .registry import BACKBONE, D, Stage
 

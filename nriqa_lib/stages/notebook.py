@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..io import umask
+from ..core.io import umask
 
 if TYPE_CHECKING:
     from ..analysis.inputs import TableInputs
@@ -22,7 +22,7 @@ def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None 
     the repository root (JupyterLab starts it in the notebook's folder: notebooks/, or results/<t>/ for an executed
     copy) first moves to the nearest folder above with dvc.yaml and ``params_file``, so the notebook's relative paths
     (params, results/, splits/) mean what they mean under papermill and DVC."""
-    from ..config import load_params
+    from ..core.config import load_params
     from . import stage, view
     here = Path.cwd()
     if not Path(params_file).is_file():
@@ -40,12 +40,11 @@ def table_inputs(p) -> "TableInputs":
     from the params its stage declares (a table that does not declare ``train.select_on``/``train.report_last``
     gets the clean protocol's defaults, which it does not read)."""
     from ..analysis.inputs import TableInputs
-    from ..config import Stats
+    from ..core.config import Stats
+    protocol = {k: getattr(p.train, k) for k in ("select_on", "report_last") if p.declares(f"train.{k}")}
     return TableInputs(datasets=p.data.datasets, backbones=p.features.backbones,
                        stats=Stats(**{k: getattr(p.stats, k) for k in Stats.model_fields}),
-                       pretrained=p.features.pretrained,
-                       select_on=p.train.select_on if p.declares("train.select_on") else "val",
-                       report_last=p.train.report_last if p.declares("train.report_last") else False)
+                       pretrained=p.features.pretrained, **protocol)
 
 
 def _deterministic(nb_path: Path, final: Path) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 
-from ..io import atomic_path, atomic_write_text
-from ..paths import resolution_dir, splits_path, timing_dir
+from ..core.io import atomic_path, atomic_write_text
+from ..core.paths import resolution_dir, splits_path, timing_dir
 from .registry import BACKBONE, D, Stage
 
 STAGE = Stage(name="resolution", module=__name__, matrix=True,
@@ -51,8 +51,10 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     from . import backbone, open_dataset
     from ..data.splits import load_splits
     from ..estimate import forward_gflops
-    from ..features import build_transform, extract_features, load_image
-    from ..protocol import mos_of, run_heads
+    from ..features.transforms import build_transform
+    from ..features.extract import extract_features
+    from ..features.decode import load_image
+    from ..training.protocol import mos_of, run_heads
     torch.set_num_threads(p.features.threads)
     man = open_dataset(p, dataset, decode=True, pixels=True)
     splits = load_splits(splits_path(dataset))
@@ -100,7 +102,7 @@ def dataset_cost(bb, man, test_time: str, forward_gflops, build_transform) -> di
     import torch
     from PIL import Image
 
-    from ..features import ORIENTATION
+    from ..features.decode import ORIENTATION
     sizes = Counter()
     for path in man.paths():
         with Image.open(path) as im:        # EXIF orientations 5-8 turn the image a quarter: width and height swap

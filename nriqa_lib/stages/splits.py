@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..data.splits import make_splits, save_splits
-from ..paths import splits_path
-from ..workspace import repo_path
+from ..core.paths import splits_path
+from ..core.workspace import repo_path
 from . import open_dataset
 from .registry import D, Stage
 
@@ -36,7 +36,7 @@ def run(p, dataset: str) -> None:
 def check_sizes(sp, dataset: str, select_on: str, limit: int = 0) -> None:
     """Refuse (one line, with the sizes) splits that the heads could not train, select or test on: every split
     needs >= 3 train and test images, and >= 3 val images when the epoch is selected on val."""
-    from ..config import ConfigError
+    from ..core.config import ConfigError
     sizes = sp.groupby(["split", "part"]).size().unstack(fill_value=0).reindex(columns=["train", "val", "test"],
                                                                                 fill_value=0)
     need = ["train", "test"] + (["val"] if select_on == "val" else [])

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..data.synthetic import COLUMNS, generate
-from ..io import atomic_write_text
+from ..core.io import atomic_write_text
 from .registry import Stage
 
 STAGE = Stage(name="synthetic", module=__name__, params=("data.datasets", "data.synthetic_root", "data.synthetic_seed"),

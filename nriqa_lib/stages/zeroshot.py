@@ -2,10 +2,10 @@
 features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): results/zeroshot/<dataset>/."""
 from __future__ import annotations
 
-from ..features import load_feature_set
-from ..io import atomic_path
-from ..paths import features_dir, zeroshot_dir
-from ..zeroshot import dataset_scores
+from ..features.cache import load_feature_set
+from ..core.io import atomic_path
+from ..core.paths import features_dir, zeroshot_dir
+from ..zeroshot.clip import dataset_scores
 from . import open_dataset
 from .registry import D, Stage
 

@@ -1,23 +1,11 @@
-"""Training-free IQA: CLIP-IQA, MA-CLIP (P2, arXiv 2511.09948) and the magnitude cue on any backbone.
-
-Every step and constant follows STUDY_SPEC.md section 3 (P2's official code):
-- views: all 224x224 windows on a stride-128 grid from (0, 0) (remainders dropped) + one global view,
-  a bilinear resize of the whole normalised image to 224x224;
-- Q_sim = mean over antonym pairs of softmax(s cos(f, t+), s cos(f, t-))[+], s = exp(logit_scale);
-- Q_mag = mean_d ((x_d + 1)^lambda - 1) / lambda, x = |f| / (std(|f|, ddof=1) + 1e-6), log(1 + x) at lambda 0;
-- (w_sim, w_mag) = softmax(b_sim + alpha delta, b_mag - alpha delta), delta = Q_sim - Q_mag;
-  Q_view = w_sim Q_sim + w_mag Q_mag; image score = mean over views.
-f is the image embedding before L2 normalisation. P2 drops the positional embedding of the CLIP
-image tower (``pos="drop"``); so does the CLIP-IQA baseline, which runs the whole image at native size in
-one pass (pyiqa's ``CLIPIQA.forward`` calls the image tower with ``pos_embedding=False``).
-"""
+"""The CLIP side of the zero-shot scores: image and text towers (positional embedding dropped as P2 and pyiqa),
+MA-CLIP's per-view embeddings and CLIP-IQA's scores, both kept in the cache (:mod:`nriqa_lib.core.cache`), and every
+zero-shot score of one dataset."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
@@ -27,14 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms as T
-from tqdm import tqdm
 
-from .data.manifest import Manifest
-from .features import load_image, make_views, view_grid  # noqa: F401 (view_grid: public here too)
-from .io import atomic_path
-from .workspace import cache_dir
+from ..core.cache import chunked, folder as cache_folder, key_of, load_npz, save_npz
+from ..data.manifest import Manifest
+from ..features.decode import load_image
+from ..features.views import make_views
+from .scores import ViewEmbeddings, ablation_grid, l2_norm_scores, magnitude_scores, q_sim, score_table
+
+__all__ = ["PosMode", "PROMPT_PAIRS", "PRE_RESIZE", "encode_image", "text_features", "image_tensor",
+           "clip_view_embeddings", "clipiqa_scores", "clip_scores", "dataset_scores"]
+
 
 PosMode = Literal["drop", "interpolate", "keep"]
+
+
 PROMPT_PAIRS: tuple[tuple[str, str], ...] = (
     ("Good image", "bad image"),
     ("Sharp image", "blurry image"),
@@ -42,13 +36,9 @@ PROMPT_PAIRS: tuple[tuple[str, str], ...] = (
     ("High resolution image", "low resolution image"),
     ("Noise-free image", "noisy image"),
 )
-# P2's per-dataset pre-resize (width, height); others stay at native size
-PRE_RESIZE = {"spaq": (448, 448), "agiqa1k": (224, 224)}
 
-__all__ = ["PROMPT_PAIRS", "PRE_RESIZE", "view_grid", "make_views", "encode_image", "text_features", "q_sim", "q_mag",
-           "fuse", "maclip_views", "MAClipConfig", "ablation_grid", "magnitude_scores", "l2_norm_scores",
-           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "chunked", "ViewEmbeddings", "score_table", "clip_scores",
-           "dataset_scores"]
+
+PRE_RESIZE = {"spaq": (448, 448), "agiqa1k": (224, 224)}
 
 
 @contextlib.contextmanager
@@ -103,86 +93,6 @@ def text_features(model: nn.Module, tokenizer, pairs: Sequence[tuple[str, str]] 
     return _TEXT_CACHE[key]
 
 
-def q_sim(f: np.ndarray, text: np.ndarray, scale: float) -> np.ndarray:
-    """CLIP-IQA: per view, mean over pairs of the softmax probability of the positive prompt. f: (V, D)."""
-    f = np.asarray(f, np.float64)
-    fn = f / np.linalg.norm(f, axis=-1, keepdims=True)
-    logits = scale * np.einsum("vd,pkd->vpk", fn, np.asarray(text, np.float64))
-    logits -= logits.max(-1, keepdims=True)
-    e = np.exp(logits)
-    return (e[..., 0] / e.sum(-1)).mean(-1)
-
-
-def q_mag(f: np.ndarray, lam: float = 0.5, eps: float = 1e-6) -> np.ndarray:
-    """P2's magnitude cue: mean shifted Box-Cox of |f| / (unbiased std(|f|) + eps), per row. Scale-invariant."""
-    a = np.abs(np.asarray(f, np.float64))
-    x = a / (a.std(-1, ddof=1, keepdims=True) + eps)
-    y = np.log1p(x) if lam == 0 else ((x + 1.0) ** lam - 1.0) / lam
-    return y.mean(-1)
-
-
-def fuse(qs: np.ndarray, qm: np.ndarray, b_sim: float = 1.0, b_mag: float = 0.6, alpha: float = 1.0):
-    """Adaptive fusion: w = softmax(b_sim + alpha delta, b_mag - alpha delta); returns (Q, w_sim)."""
-    d = np.asarray(qs) - np.asarray(qm)
-    w_sim = 1.0 / (1.0 + np.exp(-((b_sim + alpha * d) - (b_mag - alpha * d))))
-    return w_sim * qs + (1 - w_sim) * qm, w_sim
-
-
-@dataclass(frozen=True)
-class MAClipConfig:
-    lam: float = 0.5
-    b_sim: float = 1.0
-    b_mag: float = 0.6
-    alpha: float = 1.0
-    mag: Literal["boxcox", "l2"] = "boxcox"     # l2: Q_mag replaced by the raw L2 norm (ablation)
-    mix: Literal["adaptive", "fixed", "sim", "mag"] = "adaptive"
-    level: Literal["view", "image"] = "view"    # fuse per view (P2) or on image-level averages
-
-
-def maclip_views(f: np.ndarray, text: np.ndarray, scale: float, cfg: MAClipConfig = MAClipConfig()) -> dict:
-    """MA-CLIP on one image's view embeddings f (V, D): score and the per-view Q_sim, Q_mag, w_sim."""
-    qs = q_sim(f, text, scale)
-    qm = q_mag(f, cfg.lam) if cfg.mag == "boxcox" else np.linalg.norm(np.asarray(f, np.float64), axis=-1)
-    if cfg.level == "image":
-        qs_i, qm_i = qs.mean(keepdims=True), qm.mean(keepdims=True)
-    else:
-        qs_i, qm_i = qs, qm
-    if cfg.mix == "adaptive":
-        qv, w = fuse(qs_i, qm_i, cfg.b_sim, cfg.b_mag, cfg.alpha)
-    elif cfg.mix == "fixed":
-        qv, w = 0.5 * qs_i + 0.5 * qm_i, np.full_like(qs_i, 0.5)
-    elif cfg.mix == "sim":
-        qv, w = qs_i, np.ones_like(qs_i)
-    else:
-        qv, w = qm_i, np.zeros_like(qs_i)
-    return {"score": float(qv.mean()), "q_sim": qs, "q_mag": qm, "w_sim": w, "q_view": qv}
-
-
-def ablation_grid(lams: Sequence[float] = (0, 0.3, 0.5, 0.7, 1.0), biases: Sequence[float] = (0.0, 0.4),
-                  alphas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0)) -> dict[str, MAClipConfig]:
-    """P2's defaults plus our ablations (STUDY_SPEC.md section 3, 'Beyond P2'), by readable name."""
-    base = MAClipConfig()
-    grid = {"MA-CLIP (P2)": base, "Q_sim only (CLIP-IQA views)": MAClipConfig(mix="sim"),
-            "Q_mag only": MAClipConfig(mix="mag"), "fixed 0.5/0.5": MAClipConfig(mix="fixed"),
-            "Q_mag -> L2 norm": MAClipConfig(mag="l2"), "fusion on image averages": MAClipConfig(level="image")}
-    for lam in lams:
-        grid[f"lambda={lam:g}"] = MAClipConfig(lam=float(lam))
-    for b in biases:
-        grid[f"b_sim-b_mag={b:g}"] = MAClipConfig(b_sim=base.b_mag + float(b))
-    for a in alphas:
-        grid[f"alpha={a:g}"] = MAClipConfig(alpha=float(a))
-    return grid
-
-
-def magnitude_scores(features: np.ndarray, lam: float = 0.5) -> np.ndarray:
-    """The magnitude cue as a zero-shot score on any backbone's pooled features (N, D)."""
-    return q_mag(features, lam)
-
-
-def l2_norm_scores(features: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.asarray(features, np.float64), axis=-1)
-
-
 def image_tensor(path: Path, mean, std, pre_resize: tuple[int, int] | None = None,
                  exif: bool = True) -> torch.Tensor:
     """Load an RGB image at native size (or P2's pre-resize, bicubic) as a normalised (C, H, W) tensor."""
@@ -190,20 +100,6 @@ def image_tensor(path: Path, mean, std, pre_resize: tuple[int, int] | None = Non
     if pre_resize:
         im = im.resize(tuple(pre_resize), resample=3)
     return T.Normalize(mean, std)(T.functional.to_tensor(im))
-
-
-@dataclass
-class ViewEmbeddings:
-    """Per-view embeddings of a whole dataset: rows of ``f`` for image i are offsets[i]:offsets[i+1]."""
-    f: np.ndarray
-    offsets: np.ndarray
-    meta: dict
-
-    def image(self, i: int) -> np.ndarray:
-        return self.f[self.offsets[i]:self.offsets[i + 1]]
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
 
 
 def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_resize=None, pos: PosMode = "drop",
@@ -224,11 +120,10 @@ def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_re
     meta_json = json.dumps(meta, sort_keys=True)
     file = None
     if cache is not None:
-        file = Path(cache) / f"views_{hashlib.sha256(meta_json.encode()).hexdigest()[:20]}.npz"
-        if file.is_file():
-            z = np.load(file, allow_pickle=False)
-            if json.dumps(json.loads(str(z["meta"])), sort_keys=True) == meta_json:
-                return ViewEmbeddings(z["f"], z["offsets"], meta)
+        file = Path(cache) / f"views_{key_of(meta_json)}.npz"
+        z = load_npz(file, meta_json)
+        if z is not None:
+            return ViewEmbeddings(z["f"], z["offsets"], meta)
     model.eval()
     paths = manifest.paths()
 
@@ -247,38 +142,8 @@ def clip_view_embeddings(model: nn.Module, manifest: Manifest, mean, std, pre_re
     counts = np.concatenate([c["counts"] for c in parts])
     out = ViewEmbeddings(np.concatenate([c["f"] for c in parts]), np.concatenate([[0], np.cumsum(counts)]), meta)
     if file is not None:
-        with atomic_path(file, suffix=".npz") as tmp:
-            np.savez(tmp, f=out.f, offsets=out.offsets, meta=meta_json)
+        save_npz(file, meta_json, f=out.f, offsets=out.offsets)
         shutil.rmtree(file.with_suffix(""), ignore_errors=True)      # the chunks are in the finished entry now
-    return out
-
-
-def chunked(folder: Path | None, meta_json: str, n: int, chunk_size: int, compute, desc: str = "",
-            progress: bool = True, max_chunks: int | None = None) -> list[dict[str, np.ndarray]]:
-    """``compute(lo, hi)`` over items ``[0, n)`` in chunks of ``chunk_size``, each saved (atomically) to
-    ``folder/chunk_<c>.npz`` as it finishes, so an interrupted run (a GPU job's time limit, a kill) resumes with
-    the missing chunks only; a chunk whose stored meta differs is recomputed. ``folder`` None: nothing saved.
-    ``max_chunks`` computes at most that many and then raises InterruptedError (tests of the resume).
-    Written here rather than reusing features' chunk cache, which is bound to one loader over many backbones."""
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    out, done = [], 0
-    for c in tqdm(range(n_chunks), desc=desc, disable=not progress):
-        lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
-        f = folder / f"chunk_{c:05d}_{chunk_size}.npz" if folder is not None else None
-        if f is not None and f.is_file():
-            with np.load(f, allow_pickle=False) as z:
-                if str(z["meta"]) == meta_json:
-                    out.append({k: z[k] for k in z.files if k != "meta"})
-                    continue
-        if max_chunks is not None and done >= max_chunks:
-            raise InterruptedError(f"stopped after {max_chunks} chunk(s) (max_chunks)")
-        part = compute(lo, hi)
-        if f is not None:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(f, suffix=".npz") as tmp:
-                np.savez(tmp, meta=meta_json, **part)
-        out.append(part)
-        done += 1
     return out
 
 
@@ -294,7 +159,7 @@ def clipiqa_scores(model: nn.Module, tokenizer, manifest: Manifest, mean, std, p
     meta = json.dumps({"kind": "clipiqa", "dataset": manifest.name, "manifest": manifest.content_hash,
                        "pairs": [list(p) for p in pairs], "mean": [float(v) for v in mean],
                        "std": [float(v) for v in std], **(identity or {})}, sort_keys=True)
-    folder = Path(cache) / f"clipiqa_{hashlib.sha256(meta.encode()).hexdigest()[:20]}" if cache is not None else None
+    folder = Path(cache) / f"clipiqa_{key_of(meta)}" if cache is not None else None
 
     def compute(lo: int, hi: int) -> dict[str, np.ndarray]:
         out = []
@@ -308,33 +173,22 @@ def clipiqa_scores(model: nn.Module, tokenizer, manifest: Manifest, mean, std, p
     return np.concatenate([c["q"] for c in parts])
 
 
-def score_table(views: ViewEmbeddings, text: np.ndarray, scale: float,
-                configs: dict[str, MAClipConfig]) -> pd.DataFrame:
-    """Image scores of every config from one set of cached view embeddings (long format: image, config, score)."""
-    rows = []
-    for i in range(len(views)):
-        f = views.image(i)
-        for name, cfg in configs.items():
-            rows.append((i, name, maclip_views(f, text, scale, cfg)["score"]))
-    return pd.DataFrame(rows, columns=["index", "config", "score"])
-
-
 def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_resize, lambdas, biases,
                 alphas, progress: bool = False, pretrained: bool = True) -> dict[str, np.ndarray]:
     """CLIP-IQA, MA-CLIP and the ablation grid of one CLIP model on a dataset, per image in manifest order
     (raises backbones.WeightsError when the weights are absent; ``pretrained=False``: seeded random weights,
     the smoke profile). The view embeddings are cached."""
     import open_clip
-    from .backbones import REGISTRY, create_backbone
+    from ..backbones import REGISTRY, create_backbone
     bb = create_backbone(model_name, pretrained=pretrained, weights=weights)
     model, pp = bb.model, bb.preprocess
     tok = open_clip.get_tokenizer(REGISTRY[model_name].arch)
-    views = clip_view_embeddings(model, manifest, pp.mean, pp.std, pre_resize, "drop", cache=cache_dir("maclip"),
+    views = clip_view_embeddings(model, manifest, pp.mean, pp.std, pre_resize, "drop", cache=cache_folder("maclip"),
                                  identity={"model": model_name, "weights": bb.weight_id}, progress=progress)
     text = text_features(model, tok).numpy()
     st = score_table(views, text, float(model.logit_scale.exp()), ablation_grid(lambdas, biases, alphas))
     out = {"CLIP-IQA": clipiqa_scores(model, tok, manifest, pp.mean, pp.std, progress=progress,
-                                      cache=cache_dir("maclip"), identity={"model": model_name, "weights": bb.weight_id})}
+                                      cache=cache_folder("maclip"), identity={"model": model_name, "weights": bb.weight_id})}
     for name, g in st.groupby("config", sort=False):
         out[name] = g.sort_values("index")["score"].to_numpy()
     return out
@@ -345,7 +199,7 @@ def dataset_scores(manifest: Manifest, features: dict[str, np.ndarray], clip_mod
     """Every zero-shot score on one dataset: the magnitude cue (Q_mag, lambda 0.5) and the L2 norm of each
     backbone's pooled ``features`` (rows in manifest order), and each CLIP model's scores where its weights
     exist. Returns (scores: source, score, image, value, mos; notes: model, note for CLIP models not run)."""
-    from .backbones import WeightsError
+    from ..backbones import WeightsError
     images, mos = manifest.table["image"].to_numpy(), manifest.table["mos"].to_numpy()
     frames, notes = [], []
 

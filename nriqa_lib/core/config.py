@@ -33,8 +33,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_default=False)
 
 
+# The Fields' upper bounds (le=) are far beyond any sensible study, low enough that a typo fails here, not after an
+# hour or 51 GB.
 
-# upper bounds: far beyond any sensible study, low enough that a typo fails here, not after an hour or 51 GB
+
 class Data(_Section):
     datasets: list[str] = Field(default_factory=lambda: ["synthetic", "clive"], min_length=1)
     # per-dataset image roots (env NRIQA_ROOT_<NAME> overrides; relative = from the repository root); the
@@ -360,9 +362,9 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel]:
 def check_params(p: Params) -> None:
     """What the models cannot check alone: backbone, head, activation and manifest names against their
     registries (each looked up where it lives, so config imports no torch)."""
-    from .backbones import REGISTRY, unknown_backbone_message
-    from .data.manifest import known_datasets
-    from .heads import ACTIVATIONS, get_predictor
+    from ..backbones import REGISTRY, unknown_backbone_message
+    from ..data.manifest import known_datasets
+    from ..heads import ACTIVATIONS, get_predictor
     for b in p.features.backbones + p.t4.clip_models:
         if b not in REGISTRY:
             raise ConfigError("params: " + unknown_backbone_message(b, "features.backbones/t4.clip_models"))
@@ -373,12 +375,13 @@ def check_params(p: Params) -> None:
                          ("finetune.heads: ", p.finetune.heads)):
         for h in heads:
             try:
-                spec = get_predictor(h)
+                get_predictor(h)
             except KeyError as e:
                 raise ConfigError(f"params: {where}{e.args[0]}") from None
-            if where.startswith("finetune") and spec.kind != "mlp":
-                raise ConfigError(f"params: finetune.heads has {h!r}, which is not an MLP head (fine-tuning trains "
-                                  f"the backbone through the head's gradient)")
+    for h in p.finetune.heads:
+        if get_predictor(h).kind != "mlp":
+            raise ConfigError(f"params: finetune.heads has {h!r}, which is not an MLP head (fine-tuning trains "
+                              f"the backbone through the head's gradient)")
     for c in p.t3.candidates:
         if c not in ACTIVATIONS:
             raise ConfigError(f"params: t3.candidates has unknown activation {c!r}")

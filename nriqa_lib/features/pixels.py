@@ -14,7 +14,6 @@ A hand-written cache (not safetensors/DVC): the array must be memory-mapped by D
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,9 +23,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from . import dist
-from .data.manifest import Manifest
-from .features import load_image
+from ..core import dist
+from ..core.cache import key_of
+from ..data.manifest import Manifest
+from .decode import load_image
 
 __all__ = ["squash", "squashed_images", "SquashedDataset", "RESAMPLE"]
 
@@ -57,7 +57,7 @@ def _key(manifest: Manifest, size: int, interpolation: str) -> tuple[str, str]:
     meta = json.dumps({"dataset": manifest.name, "manifest": manifest.content_hash, "size": int(size),
                        "interpolation": interpolation, "squash": "PIL resize of load_image, uint8 HWC"},
                       sort_keys=True)
-    return hashlib.sha256(meta.encode()).hexdigest()[:20], meta
+    return key_of(meta), meta
 
 
 def squashed_images(manifest: Manifest, size: int, interpolation: str, cache: str | os.PathLike,

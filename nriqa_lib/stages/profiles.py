@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import atomic_write_bytes
+from ..core.io import atomic_write_bytes
 
 __all__ = ["overrides", "exp_command", "run_profile"]
 

@@ -1,5 +1,5 @@
 """P1's image-level regimes (STUDY_SPEC.md section 2), trained with P1's head and loss
-(:func:`nriqa_lib.train.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``:
+(:func:`nriqa_lib.training.heads.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``:
 
 * ``p1``: what P1's train.py actually runs (l.260-319): LoRA adapters (r 4, alpha 8, dropout 0.05 on q/k) *and*
   every backbone weight trained (``model.requires_grad_(True)``), one Adam over all of them and the head at
@@ -46,12 +46,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader
 
-from . import dist
-from .device import autocast, loader_kwargs, training_attention
-from .features import ImageDataset, build_transform
-from .config import REGIME_LABELS, Finetune, Train
-from .io import atomic_path
-from .train import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
+from ..core import dist
+from ..core.device import autocast, loader_kwargs, training_attention
+from ..features.decode import ImageDataset
+from ..features.transforms import build_transform
+from ..core.config import REGIME_LABELS, Finetune, Train
+from ..core.io import atomic_path
+from .heads import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
 
 __all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_lora", "finetune", "finetune_split",
            "CONV_TARGETS", "REGIME_LABELS", "check_bf16", "p1_dtypes"]
@@ -60,7 +61,7 @@ __all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_l
 CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl", "convolution")
 
 
-_T, _F = Train(), Finetune()     # params.yaml's defaults (nriqa_lib.config), the one source of them
+_T, _F = Train(), Finetune()     # params.yaml's defaults (nriqa_lib.core.config), the one source of them
 
 
 @dataclass
@@ -96,7 +97,7 @@ def p1_dtypes(features: nn.Module, head: nn.Module) -> None:
     """P1's dtypes in place (train.py l.260, 294-298 and peft's adapter upcast): every weight bf16 except the LoRA
     adapters and the head's parametric activations (our ParamSigmoid / PReLU = P1's ParamSigmoid2 /
     ParamLeakyReLU2), which stay fp32. GatedBlend's gate g is bf16 in P1 too (GatedBlend is not in its list)."""
-    from .heads.activations import ParamSigmoid
+    from ..heads.activations import ParamSigmoid
     features.to(torch.bfloat16)
     for n, prm in features.named_parameters():
         if "lora_" in n:
@@ -245,7 +246,7 @@ def _groups(features: nn.Module, head: nn.Module, cfg: FinetuneConfig) -> tuple[
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, scale: float = 1.0) -> float:
     """Forward + backward of one batch (or of this rank's micro-batches of it); with ``micro_batch`` P1's
     accumulation: each complete micro-batch's loss / (batch_size // micro_batch), as
-    :func:`nriqa_lib.train.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
+    :func:`nriqa_lib.training.heads.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
     bounds activation memory. Under DDP only the last backward all-reduces (``no_sync`` before it)."""
     mb = cfg.micro_batch or len(x)
     n_acc = max((cfg.batch_size or len(x)) // mb, 1) if cfg.micro_batch else 1
@@ -323,10 +324,10 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     """Fine-tune a fresh backbone + P1 head on one split's train images; after every epoch predict val and
     test and checkpoint; return the predictions of the epoch chosen on ``tcfg.select_on`` (val, or test
     as P1) and those of the last epoch. ``ckpt``: the checkpoint file (resumed when present and made for the
-    same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.train.p1_windows`);
+    same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.training.heads.p1_windows`);
     the p1 regime runs in ``cfg.precision`` whatever ``amp`` says (bf16: P1's dtypes and autocast, refused where
     the device has no bf16; fp32: no autocast). ``pixels``: the images already squashed to the input size
-    (:func:`nriqa_lib.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
+    (:func:`nriqa_lib.features.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
     ``exif``: decode with the EXIF orientation applied (:func:`nriqa_lib.features.load_image`)."""
     if cfg.mode == "p1":
         if cfg.precision == "bf16":
@@ -365,7 +366,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         if test_time != "squash" or pixels.shape[1:3] != (side, side) or len(pixels) != len(paths):
             raise ValueError(f"pixels of shape {pixels.shape} are not {len(paths)} images squashed to "
                              f"{side} px (test_time {test_time})")
-        from .pixels import SquashedDataset
+        from ..features.pixels import SquashedDataset
         ds = SquashedDataset(pixels, tf)
     else:
         ds = ImageDataset(list(paths), tf, exif)

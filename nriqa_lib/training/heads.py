@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from scipy import stats as sstats
 from torch.func import functional_call, stack_module_state, vmap
 
-from .config import T3, Train
-from .heads import MLPHead, build_head
+from ..core.config import T3, Train
+from ..heads import MLPHead, build_head
 
 __all__ = ["HeadJob", "TrainConfig", "iqa_loss", "micro_batched_loss", "init_head", "batch_order", "p1_windows",
            "train_order", "train_heads", "TrainResult",
@@ -42,7 +42,7 @@ class HeadJob:
 
 
 class TrainConfig(Train):
-    """Everything ``train_heads`` needs: params.yaml's ``train`` section (:class:`nriqa_lib.config.Train`, the
+    """Everything ``train_heads`` needs: params.yaml's ``train`` section (:class:`nriqa_lib.core.config.Train`, the
     one source of the training defaults) plus the head being trained (T3's section for the selection heads)."""
     head: str = "B"
     depth: int = 3

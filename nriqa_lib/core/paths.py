@@ -11,8 +11,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from .data.splits import load_splits
-from .workspace import cache_dir
+from ..data.splits import load_splits
+from .cache import folder as cache_folder
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
            "finetune_ckpt", "load_finetune", "timing_dir", "resolution_dir", "load_resolution", "load_predictions",
@@ -60,7 +60,7 @@ def finetune_dir(dataset: str) -> Path:
 
 
 def finetune_ckpt(key: str, split: int) -> Path:
-    return cache_dir("finetune") / key / f"split_{split:03d}.pt"
+    return cache_folder("finetune") / key / f"split_{split:03d}.pt"
 
 
 def figures_dir() -> Path:

@@ -11,13 +11,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .backbones import is_control
-from .config import T1, T2, T3, Train
-from .data.manifest import Manifest
-from .features import FeatureSet
-from .heads import SELECTION_HEADS, get_predictor, selection_shares
-from .io import atomic_path
-from .train import HeadJob, TrainConfig, ridge_predictions, train_heads
+from ..backbones import is_control
+from ..core.config import T1, T2, T3, Train
+from ..data.manifest import Manifest
+from ..features.cache import FeatureSet
+from ..heads import SELECTION_HEADS, get_predictor, selection_shares
+from ..core.io import atomic_path
+from .heads import HeadJob, TrainConfig, ridge_predictions, train_heads
 
 __all__ = ["jobs_from_splits", "heads_for", "mos_of", "run_heads", "save_heads", "cross_heads", "cross_dataset"]
 

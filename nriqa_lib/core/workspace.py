@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["PACKAGE_ROOT", "origin_root", "cache_dir", "repo_path"]
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _MARK = (".dvc", "tmp", "exps")
 
 
