@@ -129,9 +129,9 @@ def _resume_run(name: str, folder: Path, ckpt: Path | None, device: str, size: i
     import torch
 
     from nriqa_lib.backbones import create_backbone
-    from nriqa_lib.device import set_deterministic
-    from nriqa_lib.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.train import HeadJob, TrainConfig
+    from nriqa_lib.core.device import set_deterministic
+    from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
+    from nriqa_lib.training.heads import HeadJob, TrainConfig
     dev = torch.device(device)
     set_deterministic(dev)
     paths = sorted(folder.glob("*.png"))
@@ -222,10 +222,10 @@ def speed(a, out: Path) -> None:
     import torch
 
     from nriqa_lib.backbones import create_backbone
-    from nriqa_lib.device import autocast, set_deterministic
+    from nriqa_lib.core.device import autocast, set_deterministic
     from nriqa_lib.estimate import meta_gflops
-    from nriqa_lib.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.train import HeadJob, TrainConfig
+    from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
+    from nriqa_lib.training.heads import HeadJob, TrainConfig
     dev = torch.device(a.device)
     set_deterministic(dev)
     cuda = dev.type == "cuda"
@@ -289,7 +289,7 @@ def speed(a, out: Path) -> None:
 def paper_hours() -> None:
     """The paper profile's fine-tuning hours from the measured step times (estimate.py's counts of images,
     splits, epochs and heads), beside the FLOP-based estimate."""
-    from nriqa_lib.config import load_params
+    from nriqa_lib.core.config import load_params
     from nriqa_lib.estimate import DATASET_IMAGES
     p = load_params(str(REPO / "params-paper.yaml"))
     tot: dict[str, float] = {}

@@ -56,8 +56,8 @@ def _resume_run(name: str, folder: Path, ckpt: Path | None, kill_after_first: bo
     import torch
 
     from nriqa_lib.backbones import create_backbone
-    from nriqa_lib.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.train import HeadJob, TrainConfig
+    from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
+    from nriqa_lib.training.heads import HeadJob, TrainConfig
     torch.set_num_threads(2)
     paths = sorted(folder.glob("*.png"))
     mos = np.linspace(0.1, 0.9, len(paths))
