@@ -67,7 +67,7 @@ def test_one_pass_decodes_each_image_once_and_equals_each_backbone_alone(mixed, 
                                 progress=False, jpeg_draft=0.0) for i, x in enumerate((a, b))]
     calls = []
     real = F.load_image
-    monkeypatch.setattr(F, "load_image", lambda p, draft=1, exif=True: calls.append((p, draft)) or real(p, draft, exif))
+    monkeypatch.setattr(F.decode, "load_image", lambda p, draft=1, exif=True: calls.append((p, draft)) or real(p, draft, exif))
     both = F.extract_many([a, b], mixed, batch_size=2, chunk_size=3, cache_dir=tmp_path / "both", progress=False,
                           jpeg_draft=0.0)
     assert len(calls) == len(mixed.table)                                  # not once per backbone
@@ -86,7 +86,7 @@ def test_draft_only_where_the_image_is_much_larger_than_the_view(mixed, tmp_path
     full = F.extract_features(bb, mixed, batch_size=2, cache_dir=tmp_path / "full", progress=False, jpeg_draft=0.0)
     calls = []
     real = F.load_image
-    monkeypatch.setattr(F, "load_image", lambda p, draft=1, exif=True: calls.append(draft) or real(p, draft, exif))
+    monkeypatch.setattr(F.decode, "load_image", lambda p, draft=1, exif=True: calls.append(draft) or real(p, draft, exif))
     drafted = F.extract_features(bb, mixed, batch_size=2, cache_dir=tmp_path / "draft", progress=False,
                                  jpeg_draft=2.0)
     # 1600 x 1200 JPEGs: 1600 // 128 = 12, 1200 // 128 = 9 -> 1/8; 300 x 200: 200 // 128 = 1 -> full; PNG: full

@@ -126,7 +126,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_determinism import _fake_predictions, _write_tables
 from threadpoolctl import threadpool_info
-from nriqa_lib import stats
+from nriqa_lib.core import stats
 from nriqa_lib.core.metrics import srcc_along
 y = np.random.default_rng(0).normal(size=300)
 A = y + np.random.default_rng(1).normal(size=(10, 300))

@@ -57,7 +57,7 @@ def test_torchrun_extraction_equals_one_process_through_the_cli(tmp_path):
 
 WORKER = textwrap.dedent("""
     import os, sys, numpy as np, torch
-    from nriqa_lib import dist
+    from nriqa_lib.core import dist
     from nriqa_lib.backbones import create_backbone
     from nriqa_lib.data.manifest import load_dataset
     from nriqa_lib.features import extract_features
@@ -102,7 +102,7 @@ FT_WORKER = textwrap.dedent("""
     from PIL import Image
     from pathlib import Path
     from torch import nn
-    from nriqa_lib import dist
+    from nriqa_lib.core import dist
     from nriqa_lib.backbones import Preprocess
     from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
     from nriqa_lib.training.heads import HeadJob, TrainConfig

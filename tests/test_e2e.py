@@ -68,13 +68,13 @@ def at_study(study, monkeypatch):
 
 def test_stages_train_seeds_on_a_single_split(at_study):
     from nriqa_lib.analysis.common import designs
-    from nriqa_lib.core.paths import heads_dir
+    from nriqa_lib.core.paths import heads_dir, load_split_files
     tmp, p = at_study
     pred = pd.read_csv(heads_dir("toya", BB) / "predictions.csv")
     test = pred.query("head == 'B' and part == 'test'")
     assert test["split"].nunique() == 5                       # five seeds on the one official partition
     assert test.groupby("split")["image"].apply(frozenset).nunique() == 1
-    des = designs(p.data.datasets)
+    des = designs(load_split_files(p.data.datasets))
     assert des["toya"].kind == "shared" and des["toyb"].kind == "splits"
 
 

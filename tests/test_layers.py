@@ -70,3 +70,52 @@ def test_the_check_catches_a_function_that_takes_params(tmp_path, monkeypatch):
     finally:
         sys.modules.pop("fake_lib_mod", None)
     assert found == ["fake_lib_mod.run_heads"]
+
+
+# what reads or writes a file: the loaders of core.paths, the writers of reporting.export/plots, pandas/numpy/json I/O
+_IO_NAMES = {"open", "read_csv", "read_text", "read_bytes", "to_csv", "write_text", "write_bytes", "mkdir", "savefig",
+             "save", "load", "table_dirs", "export_table", "write_csv", "write_metrics_json",
+             "write_result", "atomic_path", "atomic_write_text", "load_splits"}
+
+
+def _io_calls(source: str) -> list[str]:
+    """Calls to a name of _IO_NAMES or to a ``load_*`` function (a file reader of core.paths) in the functions of
+    ``source``, except a table's entry (the function that calls ``write_result``: it reads the inputs, calls
+    ``compute`` and writes)."""
+    out = []
+    for fn in ast.parse(source).body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        calls = [n for n in ast.walk(fn) if isinstance(n, ast.Call)]
+        names = [(c.func.attr if isinstance(c.func, ast.Attribute) else c.func.id if isinstance(c.func, ast.Name)
+                  else "", c.lineno) for c in calls]
+        if any(name == "write_result" for name, _ in names) and any(name == "compute" for name, _ in names):
+            continue
+        out += [f"{fn.name}: {name}() at line {line}" for name, line in names
+                if name in _IO_NAMES or name.startswith("load_")]
+    return out
+
+
+def test_analyses_are_pure_functions_of_their_inputs():
+    """Issue 24 item 4: each table's ``compute`` takes frames and typed configs and returns a Result (nothing read
+    or written); its module's one entry (``t1_backbones``, ...) reads the stages' outputs (core.paths' loaders),
+    calls ``compute`` and writes the Result (reporting.export.write_result). Keeping the entry beside ``compute``
+    keeps each table stage's code deps to its own module: a change to T3 re-runs T3 only, and a new table re-runs
+    no other."""
+    files = sorted((PKG / "analysis").glob("*.py"))
+    assert len(files) >= 9
+    bad = {f.name: calls for f in files if (calls := _io_calls(f.read_text()))}
+    assert not bad, bad
+    for n in ("t1", "t2", "t3", "t4", "t5", "t6", "overview"):
+        mod = importlib.import_module(f"nriqa_lib.analysis.{n}")
+        entries = [f for f in ast.parse(Path(mod.__file__).read_text()).body
+                   if isinstance(f, ast.FunctionDef) and "write_result" in ast.unparse(f)]
+        assert callable(mod.compute) and len(entries) == 1, n
+
+
+def test_the_purity_check_can_fail():
+    assert _io_calls("def compute(x):\n    return pd.read_csv(x)\n") == ["compute: read_csv() at line 2"]
+    assert _io_calls("def compute(d):\n    return load_predictions(d)\n") == ["compute: load_predictions() at line 2"]
+    assert _io_calls("def compute(d):\n    return d.groupby('a').mean()\n") == []
+    entry = "def t(o, r):\n    return write_result(o, compute(load_predictions(r)))\n"
+    assert _io_calls(entry) == [] and _io_calls(entry.replace("compute(", "other(")) != []

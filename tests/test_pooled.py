@@ -151,7 +151,8 @@ def test_pooled_rows_and_forest(tmp_path):
     """The pooled row of a claim on one human-rated dataset is the Nadeau-Bengio test of the cells' mean
     per-split difference (by hand), k = 1 with no heterogeneity; the synthetic set gets a row of its own, never
     pooled with CLIVE; splits_80/mde80 use that dataset's sizes at alpha/m of the row's Holm family."""
-    from nriqa_lib.analysis.common import Design, TableInputs, compare, pooled, pooled_outputs
+    from nriqa_lib.analysis.common import Design, Result, TableInputs, compare, pooled, pooled_outputs
+    from nriqa_lib.reporting.export import write_result
     from nriqa_lib.core.config import Stats
     from nriqa_lib.core.stats import mde_nadeau_bengio, nadeau_bengio
     rows = _split_rows(np.random.default_rng(0), datasets=("clive", "synthetic"))
@@ -170,10 +171,15 @@ def test_pooled_rows_and_forest(tmp_path):
     assert sig["mde80"] == pytest.approx(mde_nadeau_bengio(dbar.std(ddof=1), 10, 813, 232, 0.05 / 2))
     assert (pool["p_holm"] >= pool["p"]).all()
     run = TableInputs(datasets=["clive", "synthetic"], backbones=[], stats=Stats(alpha=0.05))
-    (tmp_path / "f").mkdir()
-    pooled_outputs(run, tests, "a", ["dataset", "backbone"], des, tmp_path, tmp_path / "f", "tx", "TX")
-    assert (tmp_path / "tx_pooled.csv").is_file() and (tmp_path / "f" / "tx_forest.png").stat().st_size > 1000
-    assert (tmp_path / "f" / "tx_power.png").stat().st_size > 1000
+    res = Result()
+    pooled_outputs(res, run, tests, "a", ["dataset", "backbone"], des, "tx", "TX")
+    assert [(kind, name) for kind, name, *_ in res.files] == [("table", "tx_pooled"), ("figure", "tx_forest"),
+                                                             ("figure", "tx_power")]
+    assert not list(tmp_path.iterdir())                     # computing wrote nothing
+    write_result(tmp_path, res)
+    t, f = tmp_path / "tables", tmp_path / "figures"
+    assert (t / "tx_pooled.csv").is_file() and (f / "tx_forest.png").stat().st_size > 1000
+    assert (f / "tx_power.png").stat().st_size > 1000
     from nriqa_lib.analysis.common import power_curves
     cur = power_curves(pool, "a", 0.05)
     assert set(cur["dataset"]) == {"clive", "synthetic"}                 # one curve per claim and dataset

@@ -227,9 +227,9 @@ def test_views_and_clipiqa_resume_a_killed_run_chunk_by_chunk(tiny_clip, tmp_pat
             fn(1)
         seen = []
         real = zs.image_tensor
-        monkeypatch.setattr(zs, "image_tensor", lambda p, *a, **k: (seen.append(p.name), real(p, *a, **k))[1])
+        monkeypatch.setattr(zs.clip, "image_tensor", lambda p, *a, **k: (seen.append(p.name), real(p, *a, **k))[1])
         got = fn(None)
-        monkeypatch.setattr(zs, "image_tensor", real)
+        monkeypatch.setattr(zs.clip, "image_tensor", real)
         assert seen == ["2.png", "3.png", "4.png"]                          # chunk 0 (images 0, 1) was kept
         if isinstance(got, np.ndarray):
             assert np.array_equal(got, whole_q)

@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.splits import load_splits
 from ..core.metrics import all_metrics
-from ..core.paths import SYNTHETIC_LABEL, human_rated, single_partition, split_sizes, splits_path
+from ..core.paths import SYNTHETIC_LABEL, human_rated, single_partition, split_sizes
 from ..reporting import plots
-from ..reporting.export import RANDOM_WEIGHTS, export_table
+from ..reporting.export import RANDOM_WEIGHTS
 from ..core.stats import (bootstrap_cells_test, compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon,
                           pool_datasets, split_cells_test, splits_for_power, summarize, two_level_bootstrap)
 from .inputs import TableInputs
+from .result import Result
 
 __all__ = ["TableInputs", "split_metrics", "summary_table", "Design", "designs", "protocol", "prediction_matrix",
            "summarize_groups", "compare", "holm_by_family", "family_note", "ci_label", "METRICS", "cross_designs",
-           "RANDOM_WEIGHTS", "weights_label", "export", "pooled", "POOLED_NOTE", "pooled_outputs",
+           "RANDOM_WEIGHTS", "weights_label", "Result", "pooled", "POOLED_NOTE", "pooled_outputs",
            "power_curves", "dataset_cells", "POOLED_COLUMNS",
            "splits_provenance", "design_note"]
 
@@ -253,12 +253,12 @@ def _detectable(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def designs(datasets: Sequence[str]) -> dict[str, Design]:
-    """Per dataset, its design: random/published splits (Nadeau-Bengio, with mean part sizes) or one
-    partition trained with several seeds (shared test images: two-level bootstrap)."""
+def designs(splits: dict[str, pd.DataFrame]) -> dict[str, Design]:
+    """Per dataset (name -> its split file's rows, in the run's order), its design: random/published splits
+    (Nadeau-Bengio, with mean part sizes) or one partition trained with several seeds (shared test images:
+    two-level bootstrap)."""
     out = {}
-    for d in datasets:
-        sp = load_splits(splits_path(d))
+    for d, sp in splits.items():
         if single_partition(d):
             out[d] = Design("shared", what="training seeds", provenance=f"one official partition, "
                                                                         f"{sp['split'].nunique()} training seeds")
@@ -283,13 +283,14 @@ def design_note(design: dict[str, "Design"]) -> str:
     return f" Splits: {'; '.join(parts)}." if parts else ""
 
 
-def cross_designs(pairs: Sequence[tuple[str, str]]) -> dict[str, Design]:
-    """Cross-dataset pairs: every source split's head is tested on the same whole target set (two-level
-    bootstrap); the source splits overlap in their training sets, so their head-level variance gets
-    Nadeau-Bengio's factor 1 + J n_test/n_train (STUDY_SPEC.md section 4; stats.two_level_bootstrap)."""
+def cross_designs(pairs: Sequence[tuple[str, str]], splits: dict[str, pd.DataFrame]) -> dict[str, Design]:
+    """Cross-dataset pairs (``splits``: each source dataset's split file): every source split's head is tested on the
+    same whole target set (two-level bootstrap); the source splits overlap in their training sets, so their
+    head-level variance gets Nadeau-Bengio's factor 1 + J n_test/n_train (STUDY_SPEC.md section 4;
+    stats.two_level_bootstrap)."""
     out = {}
     for a, b in pairs:
-        sp = load_splits(splits_path(a))
+        sp = splits[a]
         n_tr, n_te = split_sizes(sp)
         J = sp["split"].nunique()
         infl = 1 + J * n_te / n_tr if J > 1 else 1.0
@@ -313,11 +314,6 @@ def ci_label(summary: pd.DataFrame) -> str:
 def weights_label(pretrained: bool) -> str:
     """The label every table of a random-weights run carries (``features.pretrained: false``, the smoke profile)."""
     return "" if pretrained else f" [{RANDOM_WEIGHTS}]"
-
-
-def export(run: TableInputs, df: pd.DataFrame, out_dir, name: str, caption: str = ""):
-    """:func:`export_table` with the run's weights label appended to the caption."""
-    return export_table(df, out_dir, name, caption + weights_label(run.pretrained))
 
 
 def _dataset_human(key: str) -> bool:
@@ -424,22 +420,23 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     return df[[c for c in cols if c in df.columns]].reset_index(drop=True)
 
 
-def pooled_outputs(run: TableInputs, tests: pd.DataFrame, claim: str, cell: Sequence[str], design: dict[str, Design] | None,
-                   tdir, fdir, name: str, what: str, diff: str = "diff") -> pd.DataFrame:
+def pooled_outputs(res: Result, run: TableInputs, tests: pd.DataFrame, claim: str, cell: Sequence[str],
+                   design: dict[str, Design] | None, name: str, what: str, diff: str = "diff") -> pd.DataFrame:
     """The pooled verdicts of a test table (``<name>_pooled``: rows per ``claim`` level, :func:`pooled`), its
     forest plot (``<name>_forest.png``: every cell's difference with its CI, and the pooled diamonds) and power
-    curves per claim and dataset (``<name>_power.png``)."""
+    curves per claim and dataset (``<name>_power.png``), added to ``res``; returns the pooled rows."""
     pool = pooled(tests, [claim], design, run.stats.alpha, diff)
-    export(run, pool, tdir, f"{name}_pooled", f"{what}: pooled. " + POOLED_NOTE + "."
-           + (design_note(design) if design else ""))
+    res.table(f"{name}_pooled", pool, f"{what}: pooled. " + POOLED_NOTE + "." + (design_note(design) if design else ""))
     if len(tests):
-        plots.save(plots.forest(tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of "
-                                f"each cell's test) and the pooled estimates"), fdir / f"{name}_forest.png")
+        res.figure(f"{name}_forest", lambda: plots.forest(
+            tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of each cell's test) and the "
+                                                  f"pooled estimates"))
     curves = power_curves(pool, claim, run.stats.alpha)
     if len(curves):
-        plots.save(plots.power_plot(curves, "claim on dataset", f"{what}: power of the Nadeau-Bengio test at the "
-                                    f"estimate vs number of splits, per claim and dataset, at alpha/m of its Holm "
-                                    f"family (dot: the splits used)"), fdir / f"{name}_power.png")
+        res.figure(f"{name}_power", lambda: plots.power_plot(
+            curves, "claim on dataset", f"{what}: power of the Nadeau-Bengio test at the estimate vs number of "
+                                        f"splits, per claim and dataset, at alpha/m of its Holm family (dot: the "
+                                        f"splits used)"))
     return pool
 
 

@@ -8,15 +8,15 @@ import pandas as pd
 
 from ..backbones import pretrained
 from ..core.config import T2
-from ..core.paths import load_predictions, load_shares
+from ..core.paths import load_predictions, load_shares, load_split_files
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
-from ..reporting.export import format_pm, table_dirs, write_metrics_json, write_csv
-from .common import (METRICS, TableInputs, compare, design_note, designs, export, family_note, pooled_outputs,
-                     protocol, split_metrics, summarize_groups)
+from ..reporting.export import format_pm, write_result
+from .common import (METRICS, Design, Result, TableInputs, compare, design_note, designs, family_note, pooled_outputs,
+                     protocol, split_metrics, summarize_groups, weights_label)
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "stats")
-__all__ = ["PARAMS", "t3_selection", "best_fixed"]
+__all__ = ["PARAMS", "compute", "t3_selection", "best_fixed"]
 
 
 def best_fixed(pred: pd.DataFrame, fixed: list[str], select_on: str) -> pd.DataFrame:
@@ -29,39 +29,46 @@ def best_fixed(pred: pd.DataFrame, fixed: list[str], select_on: str) -> pd.DataF
     return best.rename(columns={"head": "best_fixed_head", "value": f"best_fixed_head_{select_on}_srcc"})
 
 
-def t3_selection(out_dir: str | Path, run: TableInputs, t2: T2) -> dict[str, pd.DataFrame]:
+def compute(pred: pd.DataFrame, shares: pd.DataFrame, design: dict[str, Design], run: TableInputs, t2: T2) -> Result:
     """T3: B_Gated and the K-way selection vs the best fixed activation of T2, chosen per dataset/backbone by
-    mean SRCC on val (on test only under the paper profile's select_on: test), with per-channel selection
-    shares. Holm family: one selection head vs best fixed across datasets x backbones."""
-    out, tdir, fdir = table_dirs(out_dir)
-    backbones = pretrained(run.backbones)
-    pred = load_predictions(run.datasets, backbones)
+    mean SRCC on val (on test only under the paper profile's select_on: test), from the heads stage's predictions
+    ``pred``, with per-channel selection ``shares``. Holm family: one selection head vs best fixed across datasets x
+    backbones."""
+    res = Result(label=weights_label(run.pretrained))
     fixed = [h for h in dict.fromkeys([t2.reference, *t2.heads]) if get_predictor(h).fixed_activation]
     best = best_fixed(pred, fixed, run.select_on)
     test = pred[pred["part"] == "test"].merge(best[["dataset", "backbone", "best_fixed_head"]], on=["dataset", "backbone"])
     keep = test[test["head"].isin(SELECTION_HEADS) | (test["head"] == test["best_fixed_head"])].copy()
     keep["role"] = np.where(keep["head"].isin(SELECTION_HEADS), keep["head"], "best fixed")
-    des = designs(run.datasets)
     rows = split_metrics(keep, ["dataset", "backbone", "role"])
-    ksum = summarize_groups(rows, keep, ["dataset", "backbone", "role"], des, METRICS, run.stats.n_boot, run.stats.seed)
-    tests = compare(rows, keep, ["dataset", "backbone"], "role", "best fixed", des, ["a"], run.stats.alpha,
+    ksum = summarize_groups(rows, keep, ["dataset", "backbone", "role"], design, METRICS, run.stats.n_boot,
+                            run.stats.seed)
+    tests = compare(rows, keep, ["dataset", "backbone"], "role", "best fixed", design, ["a"], run.stats.alpha,
                     run.stats.n_boot, run.stats.seed)
     table = format_pm(ksum[ksum["metric"] == "srcc"], ["dataset", "backbone"], ["role"]).join(best.set_index(["dataset", "backbone"]))
-    shares = load_shares(run.datasets, backbones)
     share_tbl = shares.groupby(["dataset", "backbone", "head", "layer", "candidate"])["share"].agg(["mean", "std"]).round(3)
     how = "mean val SRCC" if run.select_on == "val" else "mean test SRCC (paper profile: optimistic)"
-    export(run, table, tdir, "t3_selection", f"T3: learnable activation selection vs the best fixed activation, test "
-                 f"SRCC mean ± sd over splits; best fixed = the T2 head (best_fixed_head) with the highest {how} per "
-                 f"dataset/backbone "
-                 f"({protocol(run.select_on)})" + design_note(des))
-    export(run, tests, tdir, "t3_tests", "T3: selection heads vs best fixed (SRCC). "
-                 + family_note(tests, "one selection head vs best fixed across all datasets x backbones", run.stats.alpha))
-    export(run, share_tbl, tdir, "t3_shares", "T3: share of channels choosing each candidate (mean, sd over splits)")
-    write_csv(ksum, tdir / "t3_summary.csv")
-    pool = pooled_outputs(run, tests, "a", ["dataset", "backbone"], des, tdir, fdir, "t3",
+    res.table("t3_selection", table, f"T3: learnable activation selection vs the best fixed activation, test "
+                                     f"SRCC mean ± sd over splits; best fixed = the T2 head (best_fixed_head) with the "
+                                     f"highest {how} per dataset/backbone ({protocol(run.select_on)})"
+                                     + design_note(design))
+    res.table("t3_tests", tests, "T3: selection heads vs best fixed (SRCC). " + family_note(
+        tests, "one selection head vs best fixed across all datasets x backbones", run.stats.alpha))
+    res.table("t3_shares", share_tbl, "T3: share of channels choosing each candidate (mean, sd over splits)")
+    res.csv("t3_summary", ksum)
+    pool = pooled_outputs(res, run, tests, "a", ["dataset", "backbone"], design, "t3",
                           "T3 each selection head vs best fixed")
-    plots.save(plots.selection_shares_plot(shares), fdir / "t3_shares.png")
-    write_metrics_json(out / "metrics.json", {f"{d}/{b}": g.set_index("role")["mean"].to_dict()
-                                              for (d, b), g in ksum[ksum["metric"] == "srcc"].groupby(["dataset", "backbone"])})
-    return {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl, "best_fixed": best,
-            "pooled": pool}
+    res.figure("t3_shares", lambda: plots.selection_shares_plot(shares))
+    res.metrics = {f"{d}/{b}": g.set_index("role")["mean"].to_dict()
+                   for (d, b), g in ksum[ksum["metric"] == "srcc"].groupby(["dataset", "backbone"])}
+    res.frames = {"rows": rows, "summary": ksum, "table": table, "tests": tests, "shares": share_tbl,
+                  "best_fixed": best, "pooled": pool}
+    return res
+
+
+def t3_selection(out_dir: str | Path, run: TableInputs, t2: T2) -> dict[str, pd.DataFrame]:
+    """T3 as its notebook runs it: the heads stage's predictions and selection shares in, :func:`compute`, the files
+    written (the one function of this module that reads or writes files); returns the frames."""
+    backbones = pretrained(run.backbones)
+    return write_result(out_dir, compute(load_predictions(run.datasets, backbones), load_shares(run.datasets, backbones),
+                                         designs(load_split_files(run.datasets)), run, t2))

@@ -12,13 +12,13 @@ import pandas as pd
 from ..backbones import is_control
 from ..core.metrics import LogisticFitWarning, all_metrics, plcc, plcc_along, srcc_along
 from ..core.paths import load_zeroshot
-from ..reporting import plots
-from ..reporting.export import table_dirs, write_metrics_json
 from ..core.stats import bootstrap_ci, paired_bootstrap, williams_t
-from .common import TableInputs, export, family_note, holm_by_family, pooled_outputs
+from ..reporting import plots
+from ..reporting.export import write_result
+from .common import Result, TableInputs, family_note, holm_by_family, pooled_outputs, weights_label
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "t4.clip_models", "stats")
-__all__ = ["PARAMS", "t4_zeroshot"]
+__all__ = ["PARAMS", "compute", "t4_zeroshot"]
 
 
 def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.ndarray, n_boot: int, seed: int) -> dict:
@@ -34,14 +34,13 @@ def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.nda
             "fit": "raw (logistic-5 fit failed)" if failed else "logistic-5"}
 
 
-def t4_zeroshot(out_dir: str | Path, run: TableInputs, clip_models: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """T4: every zero-shot score of the zeroshot stage on whole datasets (SRCC with a 95% bootstrap CI, raw
+def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, run: TableInputs, clip_models: Sequence[str]) -> Result:
+    """T4: every zero-shot score of the zeroshot stage (``scores``; ``notes_df``: the CLIP models not run) on whole datasets (SRCC with a 95% bootstrap CI, raw
     and 5-parameter-logistic PLCC as P2, KRCC, RMSE); paired bootstrap of SRCC differences and Williams' t:
     each pretrained backbone's cue vs the random control, and every MA-CLIP variant vs CLIP-IQA (Holm within
     each claim)."""
-    out, tdir, fdir = table_dirs(out_dir)
+    out = Result(label=weights_label(run.pretrained))
     n_boot, seed = run.stats.n_boot, run.stats.seed
-    scores, notes_df = load_zeroshot(run.datasets)
     rows, tests, preds, dists = [], [], {}, {}
     for (d, src, score), g in scores.groupby(["dataset", "source", "score"], sort=False):
         vals, mos = g["value"].to_numpy(), g["mos"].to_numpy()
@@ -74,15 +73,22 @@ def t4_zeroshot(out_dir: str | Path, run: TableInputs, clip_models: Sequence[str
     tests.attrs["boot_dists"] = dists
     table = res.set_index(["dataset", "source", "score"])[["srcc", "srcc_ci_low", "srcc_ci_high", "plcc",
                                                            "plcc_logistic5", "krcc", "rmse", "fit"]].round(4)
-    export(run, table, tdir, "t4_zeroshot", "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, "
-                 "raw PLCC and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
-    export(run, tests, tdir, "t4_tests", "T4: paired bootstrap (images) of SRCC differences and Williams' t on "
-                 "PLCC. " + family_note(tests, "one claim across all datasets and backbones", run.stats.alpha))
-    export(run, notes_df.set_index(["dataset", "model"]), tdir, "t4_notes", "T4: CLIP models not run")
-    pool = pooled_outputs(run, tests, "claim", ["dataset", "a"], None, tdir, fdir, "t4", "T4 claims", diff="srcc_diff")
+    out.table("t4_zeroshot", table, "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, raw PLCC "
+                                     "and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
+    out.table("t4_tests", tests, "T4: paired bootstrap (images) of SRCC differences and Williams' t on PLCC. "
+               + family_note(tests, "one claim across all datasets and backbones", run.stats.alpha))
+    out.table("t4_notes", notes_df.set_index(["dataset", "model"]), "T4: CLIP models not run")
+    pool = pooled_outputs(out, run, tests, "claim", ["dataset", "a"], None, "t4", "T4 claims", diff="srcc_diff")
     fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
-    plots.save(plots.bars_with_ci(fig_df, "source", "score", "dataset",
-                                  ci_label="95% CI: percentile bootstrap over images (whole dataset)"), fdir / "t4_srcc.png")
-    write_metrics_json(out / "metrics.json", {f"{r.dataset}/{r.source}/{r.score}": {"srcc": r.srcc, "plcc": r.plcc}
-                                              for r in res.itertuples()})
-    return {"table": table, "tests": tests, "notes": notes_df, "rows": res, "pooled": pool}
+    out.figure("t4_srcc", lambda: plots.bars_with_ci(fig_df, "source", "score", "dataset",
+                                                      ci_label="95% CI: percentile bootstrap over images (whole dataset)"))
+    out.metrics = {f"{r.dataset}/{r.source}/{r.score}": {"srcc": r.srcc, "plcc": r.plcc} for r in res.itertuples()}
+    out.frames = {"table": table, "tests": tests, "notes": notes_df, "rows": res, "pooled": pool}
+    return out
+
+
+def t4_zeroshot(out_dir: str | Path, run: TableInputs, clip_models: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """T4 as its notebook runs it: the zeroshot stage's scores in, :func:`compute`, the files written (the one
+    function of this module that reads or writes files); returns the frames."""
+    scores, notes = load_zeroshot(run.datasets)
+    return write_result(out_dir, compute(scores, notes, run, clip_models))

@@ -16,7 +16,7 @@ from .cache import folder as cache_folder
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
            "finetune_ckpt", "load_finetune", "timing_dir", "resolution_dir", "load_resolution", "load_predictions",
-           "load_shares", "load_cross", "load_zeroshot", "split_sizes", "single_partition", "NOT_HUMAN_RATED",
+           "load_shares", "load_cross", "load_zeroshot", "load_split_files", "load_cost", "load_timing", "split_sizes", "single_partition", "NOT_HUMAN_RATED",
            "SYNTHETIC_LABEL", "human_rated"]
 
 
@@ -79,6 +79,23 @@ def _read_all(dirs: dict[tuple, Path], filename: str, names: Sequence[str], stag
             df.insert(0, n, v)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def load_split_files(datasets: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Each dataset's split file (splits/<dataset>.csv), checked, in the given order."""
+    return {d: load_splits(splits_path(d)) for d in datasets}
+
+
+def load_cost(datasets: Sequence[str]) -> pd.DataFrame:
+    """T5's counted cost per policy (results/resolution/<dataset>/cost.csv) of every dataset, with a dataset column."""
+    return pd.concat([pd.read_csv(resolution_dir(d) / "cost.csv").assign(dataset=d) for d in datasets],
+                     ignore_index=True)
+
+
+def load_timing(datasets: Sequence[str]) -> dict[str, dict]:
+    """Measured speeds (results/timing/resolution_<dataset>.json, outside DVC's outputs), where present."""
+    import json
+    return {d: json.loads(f.read_text()) for d in datasets if (f := timing_dir() / f"resolution_{d}.json").is_file()}
 
 
 def load_predictions(datasets: Sequence[str], backbones: Sequence[str], last: bool = False) -> pd.DataFrame:

@@ -58,7 +58,7 @@ def extract_many(backbones: list[Backbone], manifest: Manifest, test_time: TestT
 
     Chunks of ``chunk_size`` images are saved as they finish, so a rerun after an interruption only
     computes the missing chunks. ``max_chunks`` stops early (used to test resuming). ``device``/``amp``/
-    ``workers`` as :mod:`nriqa_lib.device` (``run`` params): a GPU, bf16 autocast, decode processes.
+    ``workers`` as :mod:`nriqa_lib.core.device` (``run`` params): a GPU, bf16 autocast, decode processes.
     ``jpeg_draft`` > 0: JPEGs are decoded at 1/2, 1/4 or 1/8 scale where that leaves at least ``jpeg_draft``
     times the view's size (:func:`draft_request`); it enters the key only of entries with drafted images.
 

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.io import atomic_write_text
+from . import plots
 
-__all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs", "round_sig", "write_csv", "TABLE_DIGITS"]
+__all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs", "round_sig", "write_csv", "TABLE_DIGITS",
+           "write_result"]
 
 
 # the label of every table and report of a random-weights run (features.pretrained: false, the smoke profile)
@@ -113,11 +115,25 @@ def write_metrics_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(clean(data), indent=1, sort_keys=True) + "\n")
 
 
-
-
 def table_dirs(out_dir: str | Path) -> tuple[Path, Path, Path]:
     """(out_dir, out_dir/tables, out_dir/figures), created."""
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     return out, out / "tables", out / "figures"
+
+
+def write_result(out_dir: str | Path, res) -> dict:
+    """Write a table's :class:`~nriqa_lib.analysis.result.Result` into ``out_dir`` (tables/, figures/,
+    metrics.json; each file atomically, in the order the table added them); returns its frames."""
+    out, tdir, fdir = table_dirs(out_dir)
+    for kind, name, obj, caption in res.files:
+        if kind == "table":
+            export_table(obj, tdir, name, caption)
+        elif kind == "csv":
+            write_csv(obj, tdir / f"{name}.csv")
+        else:
+            plots.save(obj(), fdir / f"{name}.png")
+    if res.metrics is not None:
+        write_metrics_json(out / "metrics.json", res.metrics)
+    return res.frames

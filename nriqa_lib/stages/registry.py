@@ -3,10 +3,10 @@ stage's module holds ``STAGE``; the notebook stages, one per table, are entries 
 dvc.yaml (:mod:`nriqa_lib.stages.dvcfile`), the CLI's subcommands (:mod:`nriqa_lib.cli`), the params each stage may
 read (:func:`nriqa_lib.stages.view`) and the pipeline tests are all derived from :func:`registry`.
 
-Adding a table: an analysis module (``nriqa_lib/analysis/tN.py``), its notebook (``notebooks/tN_<name>.ipynb``,
-from ``scripts/make_notebooks.py``) and one ``Stage(..., notebook="tN")`` in ``stages/tables.py`` (+ its params
-section if it has knobs); then ``python -m nriqa_lib.stages.dvcfile``. The report depends on every table's outputs
-and picks the new one up.
+Adding a table: an analysis module (``nriqa_lib/analysis/tN.py``: ``PARAMS``, a pure ``compute`` and the entry that
+reads its inputs and writes it), its notebook (``notebooks/tN_<name>.py``, built by ``scripts/make_notebooks.py``)
+and one ``Stage(..., notebook="tN")`` in ``stages/tables.py`` (+ its params section if it has knobs); then
+``python -m nriqa_lib.stages.dvcfile``. The report depends on every table's outputs and picks the new one up.
 """
 from __future__ import annotations
 

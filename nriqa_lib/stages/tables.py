@@ -1,6 +1,7 @@
-"""The notebook stages: one :class:`~nriqa_lib.stages.registry.Stage` per table (its notebook calls one analysis
-function of ``module``, under that module's ``PARAMS``), the data overview, and the report, which depends on every
-table's tables and figures. A new table is one more entry of ``TABLES``."""
+"""The notebook stages: one :class:`~nriqa_lib.stages.registry.Stage` per table (its notebook calls the entry of
+``module``, which reads the stages' outputs, computes the table (its pure ``compute``) and writes it, under that
+module's ``PARAMS``), the data overview, and the report, which depends on every table's tables and figures. A new
+table is one more entry of ``TABLES``."""
 from __future__ import annotations
 
 from importlib import import_module
