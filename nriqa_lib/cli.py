@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from .core.config import ConfigError, load_params
+from .core.config import ConfigError
+from .core.params import load_params
 from .data.manifest import ManifestError
 
 

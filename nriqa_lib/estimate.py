@@ -101,7 +101,7 @@ def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: S
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from .core.config import load_params
+    from .core.params import load_params
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params", nargs="?", default="params-paper.yaml")
     ap.add_argument("--gpus", type=int, nargs="*", default=[1, 8, 32])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nriqa_lib.core.config import load_params
+from nriqa_lib.core.params import load_params
 
 p = load_params("params.yaml")
 errors = []

@@ -289,7 +289,7 @@ def speed(a, out: Path) -> None:
 def paper_hours() -> None:
     """The paper profile's fine-tuning hours from the measured step times (estimate.py's counts of images,
     splits, epochs and heads), beside the FLOP-based estimate."""
-    from nriqa_lib.core.config import load_params
+    from nriqa_lib.core.params import load_params
     from nriqa_lib.estimate import DATASET_IMAGES
     p = load_params(str(REPO / "params-paper.yaml"))
     tot: dict[str, float] = {}

@@ -7,7 +7,8 @@ import yaml
 from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
 from nriqa_lib.stages.notebook import run_notebook
-from nriqa_lib.core.config import ConfigError, load_params
+from nriqa_lib.core.config import ConfigError
+from nriqa_lib.core.params import load_params
 
 
 def _params(tmp_path, mutate):
@@ -246,7 +247,7 @@ def test_params_and_analyses_import_no_torch():
     registries; the models load on first use)."""
     import subprocess
     import sys
-    code = ("import sys; from nriqa_lib.core.config import load_params; load_params('params.yaml'); "
+    code = ("import sys; from nriqa_lib.core.params import load_params; load_params('params.yaml'); "
             "import nriqa_lib.analysis.overview, nriqa_lib.analysis.t1, nriqa_lib.analysis.t2, nriqa_lib.analysis.t3, "
             "nriqa_lib.analysis.t4, nriqa_lib.analysis.t5, nriqa_lib.analysis.t6, nriqa_lib.reporting.report; "
             "print('torch' in sys.modules); from nriqa_lib.backbones import create_backbone; "
@@ -338,7 +339,7 @@ def test_check_refuses_a_missing_image_of_the_limit_sample(tmp_path, monkeypatch
 def test_the_parameters_box_shows_the_run_once_folded_and_only_its_datasets():
     """Issue 25 item 5: a notebook's params box (ParamsView's HTML) is one folded <details>, and per-dataset
     settings list the run's datasets only, not the /path/to placeholders of datasets the run does not use."""
-    from nriqa_lib.core.config import load_params
+    from nriqa_lib.core.params import load_params
     from nriqa_lib.stages import view
     P = view(load_params(str(REPO / "params.yaml")), "data_overview")
     html = P._repr_html_()

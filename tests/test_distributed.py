@@ -153,7 +153,8 @@ def test_ddp_finetuning_on_two_processes_matches_one(tmp_path, mode):
 
 
 def test_stages_that_scale_out_start_with_the_launcher_param():
-    from nriqa_lib.core.config import ConfigError, load_params
+    from nriqa_lib.core.config import ConfigError
+    from nriqa_lib.core.params import load_params
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert dvc["features"]["cmd"].startswith("${run.launcher} -m nriqa_lib.cli features")
     assert dvc["finetune"]["cmd"].startswith("${run.launcher} -m nriqa_lib.cli finetune")
@@ -234,7 +235,7 @@ def test_slurm_recipe_builds_one_torchrun_per_node_with_slurms_rendezvous(tmp_pa
     params file passes the checks."""
     from dvc.utils.hydra import apply_overrides
 
-    from nriqa_lib.core.config import load_params
+    from nriqa_lib.core.params import load_params
     stub = tmp_path / "bin"
     stub.mkdir()
     (stub / "scontrol").write_text("#!/bin/sh\nprintf 'gpu-a\\ngpu-b\\n'\n")

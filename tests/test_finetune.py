@@ -209,7 +209,7 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
     import pandas as pd
 
     import nriqa_lib.training.finetune as ft
-    from nriqa_lib.core.config import ParamsView, load_params
+    from nriqa_lib.core.params import ParamsView, load_params
     from nriqa_lib.data.splits import make_splits, save_splits
     from nriqa_lib.stages import finetune as stage
     from nriqa_lib.stages import open_dataset

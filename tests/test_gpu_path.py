@@ -12,7 +12,8 @@ from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
 from nriqa_lib.backbones import REGISTRY, WeightsError, create_backbone
 from nriqa_lib.backbones.weights import weight_identity
-from nriqa_lib.core.config import ConfigError, Train, load_params
+from nriqa_lib.core.config import ConfigError, Train
+from nriqa_lib.core.params import load_params
 from nriqa_lib.core.device import autocast, loader_kwargs, resolve_device, use_bf16
 from nriqa_lib.training.heads import TrainConfig
 

@@ -9,8 +9,9 @@ import nriqa_lib
 from conftest import library_modules, module_members
 
 PKG = Path(nriqa_lib.__file__).parent
-# where params are loaded: the command line (it hands a stage its view) and the cost estimate's own command
-ENTRY_POINTS = {"nriqa_lib.cli", "nriqa_lib.core.config", "nriqa_lib.estimate.main"}
+# where params are defined (core.config) and loaded (core.params), the command line (it hands a stage its view) and
+# the cost estimate's own command
+ENTRY_POINTS = {"nriqa_lib.cli", "nriqa_lib.core.config", "nriqa_lib.core.params", "nriqa_lib.estimate.main"}
 PARAMS_NAMES = {"p", "P", "params", "view"}
 
 

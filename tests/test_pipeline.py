@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from nriqa_lib.core.config import Params, ParamsView, UndeclaredParam
+from nriqa_lib.core.config import Params
+from nriqa_lib.core.params import ParamsView, UndeclaredParam
 from nriqa_lib.stages.declare import import_closure, stage_files, stage_params
 from nriqa_lib.stages.dvcfile import render
 from nriqa_lib.stages.registry import registry

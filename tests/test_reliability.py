@@ -11,7 +11,8 @@ import yaml
 
 from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
-from nriqa_lib.core.config import ConfigError, load_params
+from nriqa_lib.core.config import ConfigError
+from nriqa_lib.core.params import load_params
 
 
 def _params(tmp_path, mutate, text: str | None = None):

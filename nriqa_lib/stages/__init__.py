@@ -1,7 +1,7 @@
 """One :class:`~nriqa_lib.stages.registry.Stage` per DVC stage (dvc.yaml runs ``python -m nriqa_lib.cli <stage>``).
 
 A compute stage's module declares ``STAGE`` (its params, data deps, outputs, command-line options) and
-``run(p, ...)``, which receives a :class:`nriqa_lib.core.config.ParamsView` of exactly the declared params: reading
+``run(p, ...)``, which receives a :class:`nriqa_lib.core.params.ParamsView` of exactly the declared params: reading
 anything else raises. The notebook stages (one per table, the data overview, the report) are the entries of
 :mod:`nriqa_lib.stages.tables`; each runs one analysis function under its module's ``PARAMS``. dvc.yaml, the CLI
 and tests/test_pipeline.py are derived from :func:`~nriqa_lib.stages.registry.registry`.
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.config import Params, ParamsView
+from ..core.config import Params
+from ..core.params import ParamsView
 from ..data.manifest import Manifest, load_dataset
 from .registry import Stage, registry
 

@@ -22,7 +22,7 @@ def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None 
     the repository root (JupyterLab starts it in the notebook's folder: notebooks/, or results/<t>/ for an executed
     copy) first moves to the nearest folder above with dvc.yaml and ``params_file``, so the notebook's relative paths
     (params, results/, splits/) mean what they mean under papermill and DVC."""
-    from ..core.config import load_params
+    from ..core.params import load_params
     from . import stage, view
     here = Path.cwd()
     if not Path(params_file).is_file():
