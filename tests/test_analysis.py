@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nriqa_lib.analysis.common import Design, compare, split_metrics, summarize_groups, summary_table
+from nriqa_lib.analysis.compare import compare, split_metrics, summarize_groups, summary_table
+from nriqa_lib.analysis.design import Design
 from nriqa_lib.reporting.export import export_table, format_pm, write_metrics_json
 from nriqa_lib.core.stats import compare_paired, holm
 
@@ -52,7 +53,7 @@ def test_compare_shared_design_uses_the_two_level_bootstrap():
     rows = split_metrics(pred, ["dataset", "head"])
     des = {"k": Design("shared", what="training seeds")}
     t = compare(rows, pred, ["dataset"], "head", "B", des, family=["a"], n_boot=300)
-    from nriqa_lib.analysis.common import prediction_matrix
+    from nriqa_lib.analysis.compare import prediction_matrix
     from nriqa_lib.core.stats import two_level_bootstrap
     A, m = prediction_matrix(pred[pred["head"] == "sig"])
     B, _ = prediction_matrix(pred[pred["head"] == "B"])
@@ -94,7 +95,7 @@ def test_intervals_and_mdes_stay_inside_the_range_of_their_statistic(tmp_path):
     MDE passes 2 (all computed here from scipy); the tables show them inside, and the MDE as not detectable."""
     from scipy import stats as st
 
-    from nriqa_lib.analysis.common import pooled
+    from nriqa_lib.analysis.pooled import pooled
     vals = {"B": [0.9, -0.6, 0.95], "sig": [-0.9, 0.8, -0.7]}
     rows = pd.DataFrame([("clive", h, k, "srcc", v) for h, vs in vals.items() for k, v in enumerate(vs)],
                         columns=["dataset", "head", "split", "metric", "value"])

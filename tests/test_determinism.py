@@ -39,7 +39,9 @@ def _fake_predictions(seed: int = 3, J: int = 6, n: int = 60) -> pd.DataFrame:
 def _write_tables(pred: pd.DataFrame, out: Path) -> dict[str, str]:
     """The T1 path on fake predictions: per-split metrics, design-aware summaries, pairwise tests, pooled
     verdicts; every file written, returned as name -> sha256."""
-    from nriqa_lib.analysis.common import Design, compare, pooled, split_metrics, summarize_groups
+    from nriqa_lib.analysis.compare import compare, split_metrics, summarize_groups
+    from nriqa_lib.analysis.design import Design
+    from nriqa_lib.analysis.pooled import pooled
     des = {"d": Design("splits", 45, 15)}
     rows = split_metrics(pred, ["dataset", "backbone"])
     summ = summarize_groups(rows, pred, ["dataset", "backbone"], des, n_boot=200)

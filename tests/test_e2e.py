@@ -67,7 +67,7 @@ def at_study(study, monkeypatch):
 
 
 def test_stages_train_seeds_on_a_single_split(at_study):
-    from nriqa_lib.analysis.common import designs
+    from nriqa_lib.analysis.design import designs
     from nriqa_lib.core.paths import heads_dir, load_split_files
     tmp, p = at_study
     pred = pd.read_csv(heads_dir("toya", BB) / "predictions.csv")

@@ -151,7 +151,11 @@ def test_pooled_rows_and_forest(tmp_path):
     """The pooled row of a claim on one human-rated dataset is the Nadeau-Bengio test of the cells' mean
     per-split difference (by hand), k = 1 with no heterogeneity; the synthetic set gets a row of its own, never
     pooled with CLIVE; splits_80/mde80 use that dataset's sizes at alpha/m of the row's Holm family."""
-    from nriqa_lib.analysis.common import Design, Result, TableInputs, compare, pooled, pooled_outputs
+    from nriqa_lib.analysis.compare import compare
+    from nriqa_lib.analysis.design import Design
+    from nriqa_lib.analysis.inputs import TableInputs
+    from nriqa_lib.analysis.pooled import pooled, pooled_outputs
+    from nriqa_lib.analysis.result import Result
     from nriqa_lib.reporting.export import write_result
     from nriqa_lib.core.config import Stats
     from nriqa_lib.core.stats import mde_nadeau_bengio, nadeau_bengio
@@ -180,7 +184,7 @@ def test_pooled_rows_and_forest(tmp_path):
     t, f = tmp_path / "tables", tmp_path / "figures"
     assert (t / "tx_pooled.csv").is_file() and (f / "tx_forest.png").stat().st_size > 1000
     assert (f / "tx_power.png").stat().st_size > 1000
-    from nriqa_lib.analysis.common import power_curves
+    from nriqa_lib.analysis.pooled import power_curves
     cur = power_curves(pool, "a", 0.05)
     assert set(cur["dataset"]) == {"clive", "synthetic"}                 # one curve per claim and dataset
     s10 = cur[(cur["a"] == "sigmoid") & (cur["dataset"] == "clive") & (cur["n_splits"] == 10)].iloc[0]
@@ -189,7 +193,9 @@ def test_pooled_rows_and_forest(tmp_path):
 
 
 def test_pooled_over_two_human_datasets_and_one_cell_equals_the_cell():
-    from nriqa_lib.analysis.common import Design, compare, pooled
+    from nriqa_lib.analysis.compare import compare
+    from nriqa_lib.analysis.design import Design
+    from nriqa_lib.analysis.pooled import pooled
     rows = _split_rows(np.random.default_rng(3), datasets=("clive", "koniq10k"), backbones=("l0",))
     des = {"clive": Design("splits", 813, 232), "koniq10k": Design("splits", 7058, 2015)}
     tests = compare(rows, pd.DataFrame(), ["dataset", "backbone"], "head", "B", des, ["a"])
@@ -256,7 +262,8 @@ def test_synthetic_cards_and_not_human_rated_agree():
 
 
 def test_nadeau_bengio_rows_carry_a_ci_that_agrees_with_their_p():
-    from nriqa_lib.analysis.common import Design, compare
+    from nriqa_lib.analysis.compare import compare
+    from nriqa_lib.analysis.design import Design
     rng = np.random.default_rng(0)
     rows = []
     for split in range(10):
@@ -312,7 +319,9 @@ def test_t5_policies_views_and_native_size():
 def test_cells_sharing_splits_are_pooled_without_an_estimated_correlation():
     """Two cells whose per-split differences are identical carry one cell's information: the dataset's test is
     that cell's test (se and p), not a test with se / sqrt(2)."""
-    from nriqa_lib.analysis.common import Design, compare, pooled
+    from nriqa_lib.analysis.compare import compare
+    from nriqa_lib.analysis.design import Design
+    from nriqa_lib.analysis.pooled import pooled
     rng = np.random.default_rng(1)
     rows = []
     for split in range(10):

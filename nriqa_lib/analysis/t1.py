@@ -8,8 +8,11 @@ import pandas as pd
 from ..core.paths import load_predictions, load_split_files
 from ..reporting import plots
 from ..reporting.export import format_pm, write_result
-from .common import (METRICS, Design, Result, TableInputs, ci_label, compare, design_note, designs, family_note,
-                     pooled_outputs, protocol, split_metrics, summarize_groups, weights_label)
+from .compare import METRICS, ci_label, compare, family_note, protocol, split_metrics, summarize_groups, weights_label
+from .design import Design, design_note, designs
+from .inputs import TableInputs
+from .pooled import pooled_outputs
+from .result import Result
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "train.report_last", "t1.head",
           "stats")

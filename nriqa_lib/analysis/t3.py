@@ -12,8 +12,11 @@ from ..core.paths import load_predictions, load_shares, load_split_files
 from ..heads import SELECTION_HEADS, get_predictor
 from ..reporting import plots
 from ..reporting.export import format_pm, write_result
-from .common import (METRICS, Design, Result, TableInputs, compare, design_note, designs, family_note, pooled_outputs,
-                     protocol, split_metrics, summarize_groups, weights_label)
+from .compare import METRICS, compare, family_note, protocol, split_metrics, summarize_groups, weights_label
+from .design import Design, design_note, designs
+from .inputs import TableInputs
+from .pooled import pooled_outputs
+from .result import Result
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "t2.heads", "t2.reference", "stats")
 __all__ = ["PARAMS", "compute", "t3_selection", "best_fixed"]

@@ -15,7 +15,10 @@ from ..core.paths import load_zeroshot
 from ..core.stats import bootstrap_ci, paired_bootstrap, williams_t
 from ..reporting import plots
 from ..reporting.export import write_result
-from .common import Result, TableInputs, family_note, holm_by_family, pooled_outputs, weights_label
+from .compare import family_note, holm_by_family, weights_label
+from .inputs import TableInputs
+from .pooled import pooled_outputs
+from .result import Result
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "t4.clip_models", "stats")
 __all__ = ["PARAMS", "compute", "t4_zeroshot"]

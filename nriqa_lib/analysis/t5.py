@@ -9,8 +9,11 @@ import pandas as pd
 from ..core.config import T5
 from ..core.paths import load_cost, load_resolution, load_split_files, load_timing
 from ..reporting.export import format_pm, write_result
-from .common import (METRICS, Design, Result, TableInputs, compare, design_note, designs, family_note, pooled_outputs,
-                     protocol, split_metrics, summarize_groups, weights_label)
+from .compare import METRICS, compare, family_note, protocol, split_metrics, summarize_groups, weights_label
+from .design import Design, design_note, designs
+from .inputs import TableInputs
+from .pooled import pooled_outputs
+from .result import Result
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "features.test_time", "train.select_on",
           "t5", "stats")

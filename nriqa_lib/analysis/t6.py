@@ -10,8 +10,11 @@ from ..backbones import pretrained
 from ..core.config import REGIME_LABELS, Finetune
 from ..core.paths import load_finetune, load_predictions, load_split_files
 from ..reporting.export import format_pm, write_result
-from .common import (METRICS, Design, Result, TableInputs, compare, design_note, designs, family_note, pooled_outputs,
-                     protocol, split_metrics, summarize_groups, weights_label)
+from .compare import METRICS, compare, family_note, protocol, split_metrics, summarize_groups, weights_label
+from .design import Design, design_note, designs
+from .inputs import TableInputs
+from .pooled import pooled_outputs
+from .result import Result
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "train.report_last",
           "finetune", "stats")

@@ -52,7 +52,7 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
             vals = [f"< {v}" if b and v else v for v, b in zip(vals, below)]
         if c in ("p_holm", "p_study"):      # an adjusted bound is a bound (Holm of p < 1/n_boot)
             vals = [f"<= {v}" if b and v and v != "1" else v for v, b in zip(vals, below)]
-        if c == "mde80":    # an MDE beyond 2, the largest SRCC difference (analysis.common: NaN + flag)
+        if c == "mde80":    # an MDE beyond 2, the largest SRCC difference (analysis.compare: NaN + flag)
             vals = ["not detectable with these splits" if b else v for v, b in zip(vals, beyond)]
         out[c] = vals
     out = out.drop(columns=[c for c in ("p_below", "mde80_beyond_range") if c in out])

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..analysis.common import CORRELATION_RANGE
+from ..analysis.compare import CORRELATION_RANGE
 from ..core.io import atomic_write_text
 from .report import _read
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.common import DIFF_RANGE
+from ..analysis.compare import DIFF_RANGE
 from ..core.io import atomic_write_text
 from .report import _pooled_claims, round_p
 
