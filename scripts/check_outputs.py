@@ -62,13 +62,44 @@ for name, st in registry().items():
     for done in Path(st.out_dir).glob(f"{name}__*.ipynb"):
         if _code(nbformat.read(done, as_version=4)) != src:
             errors.append(f"{done} did not run the code of notebooks/{name}.py (stale: dvc repro {name})")
-# the README's Findings mirror the run's results/summary.md (python -m nriqa_lib.reporting.summary --readme)
+# the README's Findings mirror the committed results/summary.md (python -m nriqa_lib.reporting.summary --readme): a
+# check of the commit, the same on every machine. Then how this run's findings compare with the committed ones:
+# head training's last bits depend on the CPU (README: "The same numbers on every machine"), so the digits may
+# differ on another CPU; a verdict that differs is an error.
+import io  # noqa: E402
+import subprocess  # noqa: E402
+
 from nriqa_lib.reporting.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG, readme_block  # noqa: E402
+
+
+def _committed(path: str) -> str | None:
+    """``path`` as committed (HEAD), or None (not a git checkout, or not committed)."""
+    r = subprocess.run(["git", "show", f"HEAD:{path}"], capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else None
+
 
 for f in (SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG, SUMMARY_CSV):
     if not Path(f).is_file():
         errors.append(f"missing {f}")
-if Path(SUMMARY_MD).is_file() and readme_block(Path("README.md").read_text()) != Path(SUMMARY_MD).read_text():
-    errors.append(f"README.md's Findings differ from {SUMMARY_MD}: python -m nriqa_lib.reporting.summary --readme")
+md = _committed(SUMMARY_MD)
+md = md if md is not None else (Path(SUMMARY_MD).read_text() if Path(SUMMARY_MD).is_file() else None)
+if md is not None and readme_block(Path("README.md").read_text()) != md:
+    errors.append(f"README.md's Findings differ from the committed {SUMMARY_MD}: python -m nriqa_lib.reporting.summary "
+                  f"--readme")
+csv = _committed(SUMMARY_CSV)
+if csv is not None and Path(SUMMARY_CSV).is_file():
+    if Path(SUMMARY_CSV).read_text() == csv:
+        print(f"check: this run's findings ({SUMMARY_CSV}) equal the committed ones byte for byte")
+    else:
+        was, now = pd.read_csv(io.StringIO(csv)).set_index("claim"), pd.read_csv(SUMMARY_CSV).set_index("claim")
+        both = was.index.intersection(now.index)
+        moved = [c for c in both if not was.loc[c].equals(now.loc[c])]
+        flipped = [c for c in both if was.at[c, "verdict"] != now.at[c, "verdict"]]
+        est = (now.loc[both, "estimate"] - was.loc[both, "estimate"]).abs().max()
+        print(f"check: this run's findings differ from the committed ones in {len(moved)} of {len(both)} claims (largest "
+              f"estimate change {est:.4f}; {len(flipped)} verdicts differ; claims only committed / only here: "
+              f"{len(was.index.difference(now.index))} / {len(now.index.difference(was.index))})")
+        errors += [f"verdict of '{c}': committed '{was.at[c, 'verdict']}', this run '{now.at[c, 'verdict']}'"
+                   for c in flipped]
 print("\n".join(errors) or "check: pipeline outputs OK")
 sys.exit(1 if errors else 0)
