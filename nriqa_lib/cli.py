@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
-from .core.config import ConfigError
-from .core.params import load_params
-from .data.manifest import ManifestError
+_T0 = time.perf_counter()      # the stage's time includes its imports (torch, pandas: seconds of a short stage)
+
+from .core.config import ConfigError  # noqa: E402
+from .core.params import load_params  # noqa: E402
+from .data.manifest import ManifestError  # noqa: E402
 
 
 def _writable(*dirs: str) -> None:
@@ -98,11 +101,31 @@ def build_parser(stages: dict | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+def _timed_label(a: argparse.Namespace) -> str | None:
+    """What the one timing line names: the stage (and its dataset or notebook); None for the tools."""
+    if a.cmd in ("weights", "profile", "hash"):
+        return None
+    if a.cmd == "notebook":
+        return f"notebook {a.name}"
+    return a.cmd + (f"@{a.dataset}" if getattr(a, "dataset", None) else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage or tool; a stage that succeeds ends with one line on stderr, ``nriqa: stage NAME took S s``
+    (DVC prints no per-stage time; CI and the notes read these lines). A failure stays its one-line error."""
     from .stages.registry import registry
     stages = registry()
     ap = build_parser(stages)
     a = ap.parse_args(argv)
+    t0 = _T0 if argv is None else time.perf_counter()       # a process of its own: from its first import
+    rc = _main(stages, a)
+    label = _timed_label(a)
+    if label and rc == 0:
+        print(f"nriqa: stage {label} took {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return rc
+
+
+def _main(stages: dict, a: argparse.Namespace) -> int:
     try:
         stamp = Path("results/params_ok.txt")
         if os.environ.get("DVC_STAGE") and a.cmd not in ("check", "weights", "profile", "hash") and not stamp.is_file():

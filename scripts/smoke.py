@@ -4,7 +4,9 @@ results), run with the command a user runs for the paper profile, `python -m nri
 checked: every backbone family extracted, P1 splits, cross-dataset, T3, T4 with CLIP-IQA and MA-CLIP, LoRA and
 full fine-tuning, the report, and the random-weights label on every table. Then a fine-tuning of every backbone
 family (and library) is killed (SIGKILL) after its first checkpoint and resumed: the resumed run must equal an
-uninterrupted one to the last bit (:func:`resume_every_family`).
+uninterrupted one to the last bit (:func:`resume_every_family`). The two halves are independent and run side by side (the profile in a child
+process, the resume check here, one thread each of its fine-tunings), so the smoke takes about as long as the
+longer half; each step prints its time.
 
 Usage: python scripts/smoke.py [--profile params-smoke.yaml] [--keep] [--resume-only]
 """
@@ -15,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,7 +47,7 @@ def copy_tree(dst: Path) -> None:
 # one backbone per family, the libraries and LoRA placements mixed: open_clip's MHA (CLIP), open_clip's timm trunk
 # with fused qkv (SigLIP2), transformers' query/key (DINOv2, P1's loader), timm RoPE (DINOv3), timm EVA (PE),
 # transformers' conv ResNet (P1's loader), timm conv (EfficientNet-Lite); P1's regime (adapters + every weight),
-# 64 px, 8 images, 2 epochs. Measured on 2 cores: 5 min for these 7 (13 entries, every library of each: 11 min)
+# 64 px, 8 images, 2 epochs. Measured on 2 cores: 150 s for these 7 alone (13 entries, every library of each: 11 min)
 RESUME_FAMILIES = ["clip_vit_b16", "siglip2_vit_b16", "dinov2_vitb14_hf", "dinov3_vitb16", "pe_core_b16",
                    "resnet152_hf", "tf_efficientnet_lite0"]
 
@@ -58,7 +61,7 @@ def _resume_run(name: str, folder: Path, ckpt: Path | None, kill_after_first: bo
     from nriqa_lib.backbones import create_backbone
     from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
     from nriqa_lib.training.heads import HeadJob, TrainConfig
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)            # the profile's stages run beside it on the other core (and their own)
     paths = sorted(folder.glob("*.png"))
     mos = np.linspace(0.1, 0.9, len(paths))
     job = HeadJob(np.arange(6), np.zeros(0, np.int64), np.arange(6, 8), seed=3, tags={"split": 0})
@@ -198,19 +201,34 @@ def main() -> int:
     cmd = [sys.executable, "-m", "nriqa_lib.cli", "profile", "smoke", a.profile]
     print("smoke:", " ".join(cmd), f"(in {ws})", flush=True)
     log = ws / "smoke.log"
+    ended: list[float] = []
     with open(log, "w") as fh:
-        rc = subprocess.call(cmd, cwd=ws, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        waiter = threading.Thread(target=lambda: ended.append(proc.wait() * 0 + time.time()), daemon=True)
+        waiter.start()
+        try:            # meanwhile, beside the profile (its own folder: DVC's workspace stays as the profile left it)
+            t = time.time()
+            resumed = resume_every_family(REPO / ".smoke-resume")
+            print(f"smoke: kill-and-resume of {len(RESUME_FAMILIES)} families took {time.time() - t:.0f}s", flush=True)
+        finally:
+            waiter.join()
+            shutil.rmtree(REPO / ".smoke-resume", ignore_errors=True)
+    rc = proc.returncode
+    print(f"smoke: the profile (copy + dvc exp run) took {ended[0] - t0:.0f}s", flush=True)
     text = log.read_text()
-    for line in text.splitlines():          # the numbers users ask for: images/s per backbone, fine-tuning step
-        if " img/s" in line or line.startswith("finetune "):
+    for line in text.splitlines():  # images/s per backbone, fine-tuning steps, and each stage's time (issue 34)
+        if " img/s" in line or line.startswith(("finetune ", "nriqa: stage ")):
             print("  " + line)
+    for b in resumed:
+        print("smoke: " + b, file=sys.stderr)
     if rc != 0:
         print(text[-6000:])
         print(f"smoke: FAILED (exit {rc}); workspace kept in {ws}", file=sys.stderr)
         return 1
-    bad = check(ws, prof) + resume_every_family(ws)
-    for b in bad:
+    checked = check(ws, prof)
+    for b in checked:                    # (the resume check's problems are printed above)
         print("smoke: " + b, file=sys.stderr)
+    bad = checked + resumed
     print(f"smoke: {'FAILED' if bad else 'passed'} in {time.time() - t0:.0f}s")
     if not bad and not a.keep:
         shutil.rmtree(ws)

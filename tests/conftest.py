@@ -20,7 +20,8 @@ LABELS = SHARED / "labels"
 needs_shared = pytest.mark.skipif(not (CLIVE_ROOT / "clive.csv").is_file() or not LABELS.is_dir(),
                                   reason="../shared (CLIVE images and label tables) not beside the checkout")
 
-torch.set_num_threads(2)
+# the machine's 2 cores: all of them for one pytest process, one each under pytest-xdist's 2 workers (scripts/test.sh)
+torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture

@@ -62,6 +62,24 @@ def test_params_typos_fail_in_one_line(tmp_path, mutate, pattern, capsys):
     assert err.startswith("error: params:") and len(err.splitlines()) == 1
 
 
+def test_a_stage_that_succeeds_ends_with_its_time_and_a_failure_stays_one_line(tmp_path, monkeypatch, capsys):
+    """Issue 34 item 1: DVC prints no per-stage time, so each stage's last line on stderr is
+    `nriqa: stage NAME took S s` (CI and the notes read them); a failing stage prints only its one-line error."""
+    import re
+    monkeypatch.chdir(tmp_path)
+    f = _params(tmp_path, lambda r: r["data"].update(datasets=["synthetic"]))
+    out = ["--stamp", "ok.txt", "--weights-out", "w.json", "--data-out", "data"]
+    assert cli.main(["--params", str(f), "check", *out]) == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(r"nriqa: stage check took \d+\.\d s", last), last
+    assert cli.main(["--params", str(f), "weights", "list"]) == 0          # a tool, not a stage: no time line
+    assert "took" not in capsys.readouterr().err
+    bad = _params(tmp_path, lambda r: r["data"].update(datasets=["synthetic"], roots={"synthetic": "/no/such"}))
+    assert cli.main(["--params", str(bad), "check", *out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "took" not in err[0]
+
+
 def test_missing_data_root_fails_at_check(tmp_path, capsys):
     f = _params(tmp_path, lambda r: r["data"]["roots"].update(clive="/no/such/clive"))
     assert cli.main(["--params", str(f), "check"]) == 2
@@ -193,6 +211,9 @@ def test_notebook_reruns_are_byte_identical_and_leave_no_temp_dirs(tmp_path, mon
 
 
 def test_killed_notebook_stage_leaves_no_temp_dir(tmp_path):
+    """SIGTERM (what `kill` and DVC send) during a notebook's cell: the stage exits promptly with 143, before the
+    cell's 60 s sleep ends, and leaves neither its work folder nor a partial notebook. (Before, this test ran
+    `cli notebook tiny`, which argparse refuses: the work folder never appeared and the kill was never tested.)"""
     import os
     import signal
     import subprocess
@@ -200,15 +221,17 @@ def test_killed_notebook_stage_leaves_no_temp_dir(tmp_path):
     import time
     _tiny_notebook(tmp_path, "import time\ntime.sleep(60)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "nriqa_lib.cli", "--params", str(REPO / "params.yaml"), "notebook",
-                             "tiny", "--out", "res"], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    code = "from nriqa_lib.stages.notebook import run_notebook; run_notebook('tiny', 'res', 'params.yaml')"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
     t = time.time()
-    while not list((tmp_path / "res").glob(".tmp-nb-*")) and time.time() - t < 60:
+    while not list((tmp_path / "res").glob(".tmp-nb-*")) and time.time() - t < 60 and proc.poll() is None:
         time.sleep(0.2)
-    time.sleep(3)
+    assert list((tmp_path / "res").glob(".tmp-nb-*")), proc.communicate()[1].decode()[-2000:]
+    time.sleep(3)                                   # the kernel is in the cell's sleep by now
+    t = time.time()
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    assert proc.returncode != 0
+    proc.wait(timeout=30)                           # well before the cell's 60 s sleep would end
+    assert proc.returncode == 143 and time.time() - t < 30
     assert not list((tmp_path / "res").glob(".tmp-nb-*")) and not list((tmp_path / "res").glob("*.ipynb"))
 
 

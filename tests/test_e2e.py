@@ -13,6 +13,8 @@ from conftest import BB, REPO, make_splits_files, make_tree
 from nriqa_lib import stages
 from nriqa_lib.stages.notebook import table_inputs
 
+pytestmark = pytest.mark.xdist_group("e2e")     # one worker builds the module fixture (scripts/test.sh)
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):

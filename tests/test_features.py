@@ -7,6 +7,8 @@ from nriqa_lib.backbones import create_backbone
 from nriqa_lib.data.manifest import ManifestError, load_dataset
 from nriqa_lib.features import build_transform, cache_key, extract_features, load_feature_set, save_feature_set
 
+pytestmark = pytest.mark.xdist_group("features")     # one worker builds the module fixture (scripts/test.sh)
+
 
 @pytest.fixture
 def toy(tmp_path):

@@ -23,8 +23,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 P1_DIR = REPO.parent / "shared" / "reference" / "NR_IQA_AGM"
 CLIVE = REPO.parent / "shared" / "datasets" / "clive"
-pytestmark = pytest.mark.skipif(not (P1_DIR / "train.py").is_file() or not (CLIVE / "clive.csv").is_file(),
-                                reason="needs ../shared (P1's official code and CLIVE)")
+pytestmark = [pytest.mark.xdist_group("p1_oracle"),      # one worker imports P1's modules (scripts/test.sh)
+              pytest.mark.skipif(not (P1_DIR / "train.py").is_file() or not (CLIVE / "clive.csv").is_file(),
+                                 reason="needs ../shared (P1's official code and CLIVE)")]
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
-from ..backbones import pretrained
-from ..data.splits import load_splits
-from ..features.cache import load_feature_set
-from ..core.io import atomic_path
-from ..core.paths import cross_dir, features_dir, splits_path
-from ..training.protocol import cross_dataset, cross_heads, mos_of
 from . import open_dataset
 from .registry import Stage
+
 
 STAGE = Stage(name="cross", module=__name__,
               params=("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed",
@@ -24,6 +17,15 @@ STAGE = Stage(name="cross", module=__name__,
 
 
 def run(p) -> None:
+    # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
+    # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
+    import torch
+    from ..backbones import pretrained
+    from ..data.splits import load_splits
+    from ..features.cache import load_feature_set
+    from ..core.io import atomic_path
+    from ..core.paths import cross_dir, features_dir, splits_path
+    from ..training.protocol import cross_dataset, cross_heads, mos_of
     torch.set_num_threads(p.features.threads)
     Path("results/cross").mkdir(parents=True, exist_ok=True)
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]

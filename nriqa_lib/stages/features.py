@@ -7,14 +7,9 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core import dist
-from ..core.device import resolve_device, run_info, set_deterministic
-from ..features.decode import decode_notes
-from ..features.extract import extract_many
-from ..features.cache import save_feature_set
-from ..core.paths import features_dir
 from . import backbone, open_dataset
 from .registry import BACKBONE, D, Stage
+
 
 STAGE = Stage(name="features", module=__name__, matrix=True, launched=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
@@ -25,6 +20,14 @@ STAGE = Stage(name="features", module=__name__, matrix=True, launched=True,
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:
+    # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
+    # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
+    from ..core import dist
+    from ..core.device import resolve_device, run_info, set_deterministic
+    from ..features.decode import decode_notes
+    from ..features.extract import extract_many
+    from ..features.cache import save_feature_set
+    from ..core.paths import features_dir
     m = open_dataset(p, dataset, decode=True, pixels=True)        # validates files (existence, sha256, decoding) first
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)

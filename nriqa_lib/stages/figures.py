@@ -3,21 +3,9 @@ layer, Grad-CAM, for the T1 head trained on split 0 of the last configured datas
 backbone (results/figures/)."""
 from __future__ import annotations
 
-import numpy as np
-
-from ..backbones import pretrained
-from ..data.splits import load_splits
-from ..reporting.explain import gradcam, hidden_embedding
-from ..features.transforms import build_transform
-from ..features.cache import load_feature_set
-from ..features.decode import load_image
-from ..core.paths import features_dir, figures_dir, splits_path
-from ..training.protocol import jobs_from_splits
-from ..reporting import plots
-from ..training.heads import TrainConfig
 from . import backbone, open_dataset
-from ..training.heads import train_heads
 from .registry import Stage
+
 
 STAGE = Stage(name="figures", module=__name__,
               params=("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed",
@@ -28,6 +16,20 @@ STAGE = Stage(name="figures", module=__name__,
 
 
 def run(p) -> dict:
+    # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
+    # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
+    import numpy as np
+    from ..backbones import pretrained
+    from ..data.splits import load_splits
+    from ..reporting.explain import gradcam, hidden_embedding
+    from ..features.transforms import build_transform
+    from ..features.cache import load_feature_set
+    from ..features.decode import load_image
+    from ..core.paths import features_dir, figures_dir, splits_path
+    from ..training.protocol import jobs_from_splits
+    from ..reporting import plots
+    from ..training.heads import TrainConfig
+    from ..training.heads import train_heads
     out = figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     d = p.data.datasets[-1]

@@ -3,14 +3,9 @@ from __future__ import annotations
 
 import time
 
-import torch
-
-from ..data.splits import load_splits
-from ..features.cache import load_feature_set
-from ..core.paths import features_dir, heads_dir, splits_path
-from ..training.protocol import heads_for, mos_of, run_heads, save_heads
 from . import open_dataset
 from .registry import BACKBONE, D, Stage
+
 
 STAGE = Stage(name="heads", module=__name__, matrix=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones",
@@ -21,6 +16,13 @@ STAGE = Stage(name="heads", module=__name__, matrix=True,
 
 
 def run(p, dataset: str, backbones: list[str] | None = None) -> None:
+    # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
+    # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
+    import torch
+    from ..data.splits import load_splits
+    from ..features.cache import load_feature_set
+    from ..core.paths import features_dir, heads_dir, splits_path
+    from ..training.protocol import heads_for, mos_of, run_heads, save_heads
     torch.set_num_threads(p.features.threads)
     manifest = open_dataset(p, dataset)
     splits = load_splits(splits_path(dataset))

@@ -2,12 +2,9 @@
 features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): results/zeroshot/<dataset>/."""
 from __future__ import annotations
 
-from ..features.cache import load_feature_set
-from ..core.io import atomic_path
-from ..core.paths import features_dir, zeroshot_dir
-from ..zeroshot.clip import dataset_scores
 from . import open_dataset
 from .registry import D, Stage
+
 
 STAGE = Stage(name="zeroshot", module=__name__, matrix=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
@@ -18,6 +15,12 @@ STAGE = Stage(name="zeroshot", module=__name__, matrix=True,
 
 
 def run(p, dataset: str) -> None:
+    # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
+    # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
+    from ..features.cache import load_feature_set
+    from ..core.io import atomic_path
+    from ..core.paths import features_dir, zeroshot_dir
+    from ..zeroshot.clip import dataset_scores
     man = open_dataset(p, dataset, pixels=True)
     feats = {}
     for bb in p.features.backbones:
