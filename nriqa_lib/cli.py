@@ -101,9 +101,12 @@ def build_parser(stages: dict | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+TOOLS = ("weights", "profile", "hash")      # subcommands that are not stages: no params stamp, no timing line
+
+
 def _timed_label(a: argparse.Namespace) -> str | None:
     """What the one timing line names: the stage (and its dataset or notebook); None for the tools."""
-    if a.cmd in ("weights", "profile", "hash"):
+    if a.cmd in TOOLS:
         return None
     if a.cmd == "notebook":
         return f"notebook {a.name}"
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(stages: dict, a: argparse.Namespace) -> int:
     try:
         stamp = Path("results/params_ok.txt")
-        if os.environ.get("DVC_STAGE") and a.cmd not in ("check", "weights", "profile", "hash") and not stamp.is_file():
+        if os.environ.get("DVC_STAGE") and a.cmd not in ("check", *TOOLS) and not stamp.is_file():
             raise ConfigError(f"{stamp} is missing: the check stage failed or did not run; run `dvc repro check` "
                               f"(or a plain `dvc repro`) first")
         p = load_params(a.params)

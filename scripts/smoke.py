@@ -4,9 +4,9 @@ results), run with the command a user runs for the paper profile, `python -m nri
 checked: every backbone family extracted, P1 splits, cross-dataset, T3, T4 with CLIP-IQA and MA-CLIP, LoRA and
 full fine-tuning, the report, and the random-weights label on every table. Then a fine-tuning of every backbone
 family (and library) is killed (SIGKILL) after its first checkpoint and resumed: the resumed run must equal an
-uninterrupted one to the last bit (:func:`resume_every_family`). The two halves are independent and run side by side (the profile in a child
-process, the resume check here, one thread each of its fine-tunings), so the smoke takes about as long as the
-longer half; each step prints its time.
+uninterrupted one to the last bit (:func:`resume_every_family`). The two halves are independent and run side by
+side (the profile in a child process, the resume check here, one thread each of its fine-tunings), so the smoke
+takes about as long as the longer half; each step prints its time.
 
 Usage: python scripts/smoke.py [--profile params-smoke.yaml] [--keep] [--resume-only]
 """
@@ -204,7 +204,11 @@ def main() -> int:
     ended: list[float] = []
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        waiter = threading.Thread(target=lambda: ended.append(proc.wait() * 0 + time.time()), daemon=True)
+        def wait_for_profile() -> None:     # when the profile ended, while the resume check may still run
+            proc.wait()
+            ended.append(time.time())
+
+        waiter = threading.Thread(target=wait_for_profile, daemon=True)
         waiter.start()
         try:            # meanwhile, beside the profile (its own folder: DVC's workspace stays as the profile left it)
             t = time.time()
