@@ -1,14 +1,16 @@
 # %% [markdown]
-# # T6: training regimes (P1): frozen vs P1's regime vs LoRA vs full fine-tuning
+# # T6: training regimes (P1): frozen vs P1's two recipes vs LoRA vs full fine-tuning
 #
 # Each head of `finetune.heads` on the frozen backbone (the heads stage) against the image-level regimes of the
-# finetune stage: `p1`, P1's regime (LoRA adapters + the full backbone, one Adam at `train.lr`, P1's bf16 dtypes:
-# what produced P1's published numbers), and ours: `lora` (adapters only: r 4, alpha 8, dropout 0.05 on the
-# attention q/k projections; conv LoRA on CNNs) and `full` (backbone lr `finetune.lr_backbone`), with the same head,
-# loss, epochs and epoch selection. Cells are test SRCC, mean ± sd over the fine-tuned splits; each regime is
-# compared with frozen on the same splits (Holm within one claim: one regime over all datasets x backbones x heads).
-# With `train.report_last` the same at the last epoch (what P1's code writes). Off in the offline default
-# (`finetune.regimes: []`).
+# finetune stage: `p1_frozen`, **P1 as published** (most likely): the training script of P1's first commit, LoRA
+# adapters on a frozen bf16 backbone (every shipped checkpoint carries its naming and holds adapters only); `p1`,
+# **P1's released train.py**: LoRA adapters + every backbone weight; and ours: `lora` (adapters only: r 4, alpha 8,
+# dropout 0.05 on the attention q/k projections; conv LoRA on CNNs) and `full` (backbone lr
+# `finetune.lr_backbone`), with the same head, loss, epochs and epoch selection. Cells are test SRCC, mean ± sd over
+# the fine-tuned splits; each regime is compared with frozen on the same splits (Holm within one claim: one regime
+# over all datasets x backbones x heads). With `train.report_last` the same at the last epoch (what P1's code
+# writes); then each regime's test SRCC epoch by epoch, and how much choosing the epoch on the test set flatters.
+# Off in the offline default (`finetune.regimes: []`).
 
 # %% tags=["parameters"]
 params_file = "params.yaml"
@@ -41,3 +43,9 @@ pooled_section(T["pooled"], out / "figures" / "t6_forest.png")
 
 # %%
 show(T["last_epoch"]["table"], "T6 at the LAST epoch (what P1's code writes)") if "last_epoch" in T else None
+
+# %%
+show(T["flattery"], "Best-on-test vs the last epoch, test SRCC (mean over splits)") if "flattery" in T else None
+
+# %%
+Image(out / "figures" / "t6_epochs.png") if "epoch_curves" in T else None

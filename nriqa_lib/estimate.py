@@ -87,7 +87,7 @@ def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: S
         ft = list(finetune.backbones) or [b for b in backbones if not b.startswith("random_")]
         for b in ft:
             for r in finetune.regimes:
-                k = 3 if r in ("full", "p1") else 2      # p1 trains every backbone weight, as full does
+                k = 3 if r in ("full", "p1") else 2      # p1 trains every backbone weight, as full does (p1_frozen: adapters)
                 n_tr = n * train_frac
                 fl = len(finetune.heads) * n_splits * epochs * (n_tr * k + (n - n_tr)) * gflops[b] * 1e9
                 comp = fl / (a.mfu_train * a.peak_tflops * 1e12)

@@ -131,3 +131,21 @@ def test_t3_best_fixed_is_chosen_on_val_not_test():
     pred = pd.concat(rows, ignore_index=True)
     assert best_fixed(pred, ["B", "sigmoid"], "val")["best_fixed_head"].item() == "B"
     assert best_fixed(pred, ["B", "sigmoid"], "test")["best_fixed_head"].item() == "sigmoid"
+
+
+def test_t6_epoch_curves_and_how_much_best_on_test_flatters():
+    """Issue 35 item 4: T6's per-epoch curve is the mean (sd, n) over splits of each epoch's test SRCC, an undefined
+    SRCC (null in run.json) left out of its epoch's n; the flattery table is, per split, the best epoch's test SRCC
+    (P1's best-on-test) minus the last epoch's, averaged; hand-computed."""
+    import pandas as pd
+    from nriqa_lib.analysis.t6 import _flattery, epoch_table
+    h = pd.DataFrame({"dataset": "clive", "backbone": "b", "head": "B", "regime": "p1_frozen",
+                      "split": [0, 0, 0, 1, 1, 1], "epoch": [0, 1, 2, 0, 1, 2],
+                      "test_srcc": [0.5, 0.7, 0.6, 0.4, np.nan, 0.8]})
+    c = epoch_table(h)
+    assert c["epoch"].tolist() == [0, 1, 2] and c["n"].tolist() == [2, 1, 2]
+    np.testing.assert_allclose(c["mean"], [0.45, 0.7, 0.7])
+    np.testing.assert_allclose(c["sd"].iloc[[0, 2]], [np.std([0.5, 0.4], ddof=1), np.std([0.6, 0.8], ddof=1)])
+    f = _flattery(h).iloc[0]
+    # split 0: best 0.7, last 0.6 (gain 0.1); split 1: best 0.8 = last (gain 0)
+    assert (f["best_on_test"], f["last_epoch"], f["gain"], f["gain_max"], f["splits"]) == (0.75, 0.7, 0.05, 0.1, 2)

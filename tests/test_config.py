@@ -79,7 +79,7 @@ def test_types_are_yaml_s_own():
                          ({"train": {"epochs": True}}, "train.epochs should be int, got True"),
                          ({"t1": []}, "t1 must be a mapping, got list"),
                          ({"run": {"amp": "fp16"}}, "run.amp='fp16'; use auto, bf16 or off"),
-                         ({"finetune": {"regimes": ["lora", "qlora"]}}, "finetune.regimes[1]='qlora'; use lora, full or p1"),
+                         ({"finetune": {"regimes": ["lora", "qlora"]}}, "finetune.regimes[1]='qlora'; use p1_frozen, p1, lora or full"),
                          ({"t4": {"biases": []}}, "t4.biases is empty; give at least one value")]:
         with pytest.raises(ValidationError) as e:
             Params.model_validate(raw)

@@ -150,13 +150,13 @@ def _images(tmp_path, n=14):
     return paths, np.asarray(mos)
 
 
-@pytest.mark.parametrize("mode", ["lora", "full", "p1"])
+@pytest.mark.parametrize("mode", ["lora", "full", "p1", "p1_frozen"])
 def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(tmp_path, mode):
     paths, mos = _images(tmp_path)
     pp = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     job = HeadJob(np.arange(0, 8), np.arange(8, 11), np.arange(11, 14), seed=3)
     # p1: P1's loop (windows across epochs) and the last epoch reported too, in fp32 (bf16: test_p1_oracle.py)
-    extra = {"accumulation": "p1", "report_last": True} if mode == "p1" else {}
+    extra = {"accumulation": "p1", "report_last": True} if mode.startswith("p1") else {}
     tcfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, hidden=8, micro_batch=2, **extra)
     cfg = FinetuneConfig(mode=mode, epochs=3, lr_head=1e-3, lr_backbone=1e-4, micro_batch=2, batch_size=4,
                          precision="fp32")
@@ -178,6 +178,10 @@ def test_finetune_split_resumes_to_the_same_numbers_and_selects_its_best_epoch(t
     assert resumed.best_epoch == whole.best_epoch
     val = [h["val_srcc"] for h in whole.history]
     assert whole.best_epoch == int(np.argmax(val))                       # selection on val (clean protocol)
+    # every epoch's test PLCC too (what P1's scripts write), scipy's Pearson r of that epoch's test predictions
+    from scipy.stats import pearsonr
+    last = whole.last_predictions[whole.last_predictions["part"] == "test"]
+    assert whole.history[-1]["test_plcc"] == pytest.approx(pearsonr(last["pred"], last["mos"])[0], abs=1e-12)
     assert set(whole.predictions["part"]) == {"val", "test"} and len(whole.predictions) == 6
     # a checkpoint made for another run is not resumed
     other = finetune_split(_Tiny, pp, paths, mos, HeadJob(job.train_idx, job.val_idx, job.test_idx, seed=4), cfg,
@@ -244,7 +248,28 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
     assert pred.groupby("head")["pred"].first().to_dict() == {"B": 1.0, "B_Gated": 2.0}
     assert last.groupby("head")["pred"].first().to_dict() == {"B": -1.0, "B_Gated": -2.0}
     info = json.loads((out / "run.json").read_text())
-    assert info["label"] == "P1's regime: LoRA adapters + full backbone" and info["heads"] == ["B", "B_Gated"]
+    assert info["label"] == "P1's released train.py: LoRA adapters + every backbone weight"
+    assert info["heads"] == ["B", "B_Gated"] and info["precision"] == "fp32"
+
+
+def test_an_undefined_srcc_never_wins_and_all_undefined_reports_the_last_epoch(tmp_path, monkeypatch):
+    """Issue 35 item 5: P1 keeps a best only when ``SRCC > best_SRCC`` (NaN never is; all NaN: no best checkpoint,
+    and its results are the last epoch's). Ours: an epoch whose selection SRCC is undefined never wins, and if
+    every epoch's is, the last epoch is reported. Constant predictions (SRCC undefined) come from a backbone whose
+    features are all zero (the head then gives every image the same score, whatever training does to it)."""
+    paths, mos = _images(tmp_path)
+    pp = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    job = HeadJob(np.arange(0, 8), np.arange(8, 11), np.arange(11, 14), seed=3)
+    tcfg = TrainConfig(epochs=3, batch_size=4, lr=1e-3, hidden=8)
+    cfg = FinetuneConfig(mode="full", epochs=3, lr_head=1e-3, precision="fp32")
+
+    class Zero(_Tiny):
+        def forward(self, x):
+            return super().forward(x) * 0
+
+    res = finetune_split(Zero, pp, paths, mos, job, cfg, tcfg)
+    assert all(not np.isfinite(h["val_srcc"]) for h in res.history) and res.best_epoch == 2
+    assert all(np.isnan(h["test_plcc"]) for h in res.history)
 
 
 # one entry per family and library (SigLIP2's ViT-B: the same open_clip timm trunk and fused qkv as so400m, 20 s less

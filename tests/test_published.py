@@ -44,7 +44,7 @@ def test_published_values_are_those_of_study_spec():
 
 
 def _t6_row(ds, head, metric, mean, lo, hi, n=3, backbone="siglip2_so400m_p16_512_hf"):
-    return {"dataset": ds, "backbone": backbone, "head": head, "regime": "p1", "metric": metric, "mean": mean,
+    return {"dataset": ds, "backbone": backbone, "head": head, "regime": "p1_frozen", "metric": metric, "mean": mean,
             "sd": 0.01, "median": mean, "n": n, "ci_low": lo, "ci_high": hi, "ci_kind": "t"}
 
 

@@ -1,5 +1,6 @@
-"""T6: training regimes (P1): frozen backbone + head (the heads stage) vs P1's regime (LoRA adapters + full backbone)
-vs LoRA adapters only vs full fine-tuning, per fine-tuned head."""
+"""T6: training regimes (P1): frozen backbone + head (the heads stage) vs P1's two recipes (``p1_frozen``: as
+published, LoRA adapters on a frozen backbone; ``p1``: as released, LoRA adapters + every backbone weight) vs ours
+(LoRA adapters only, full fine-tuning), per fine-tuned head; and each regime's test SRCC epoch by epoch."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,8 @@ import pandas as pd
 
 from ..backbones import pretrained
 from ..core.config import REGIME_LABELS, Finetune
-from ..core.paths import load_finetune, load_predictions, load_split_files
+from ..core.paths import load_finetune, load_finetune_history, load_predictions, load_split_files
+from ..reporting import plots
 from ..reporting.export import format_pm, write_result
 from .compare import METRICS, compare, family_note, protocol, split_metrics, summarize_groups, weights_label
 from .design import Design, design_note, designs
@@ -18,16 +20,40 @@ from .result import Result
 
 PARAMS = ("data.datasets", "features.backbones", "features.pretrained", "train.select_on", "train.report_last",
           "finetune", "stats")
-__all__ = ["PARAMS", "compute", "t6_regimes"]
+__all__ = ["PARAMS", "compute", "epoch_table", "t6_regimes"]
+
+KEYS = ["dataset", "backbone", "head", "regime"]
+
+
+def epoch_table(history: pd.DataFrame) -> pd.DataFrame:
+    """Test SRCC epoch by epoch, per dataset x backbone x head x regime: mean, sd and n over the fine-tuned splits
+    (a split whose SRCC is undefined at an epoch, constant predictions, is left out of that epoch's n)."""
+    g = history.groupby([*KEYS, "epoch"], sort=False)["test_srcc"]
+    return g.agg(mean="mean", sd="std", n="count").reset_index()
+
+
+def _flattery(history: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: the mean over splits of the best test SRCC over epochs (best-on-test, P1's selection), of the last
+    epoch's (what P1's code writes), and their difference: how much choosing the epoch on the test set flatters."""
+    h = history.dropna(subset=["test_srcc"])
+    per = h.groupby([*KEYS, "split"], sort=False).agg(best=("test_srcc", "max"), n_epochs=("epoch", "nunique"))
+    last = h.sort_values("epoch").groupby([*KEYS, "split"], sort=False)["test_srcc"].last()
+    per = per.assign(last=last, gain=per["best"] - last).reset_index()
+    out = per.groupby(KEYS, sort=False).agg(best_on_test=("best", "mean"), last_epoch=("last", "mean"),
+                                            gain=("gain", "mean"), gain_max=("gain", "max"), splits=("split", "count"),
+                                            epochs=("n_epochs", "max")).reset_index()
+    return out.round({"best_on_test": 4, "last_epoch": 4, "gain": 4, "gain_max": 4})
 
 
 def compute(ft: pd.DataFrame | None, frozen: pd.DataFrame | None, design: dict[str, Design], run: TableInputs,
-            finetune: Finetune, last: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Result:
+            finetune: Finetune, last: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+            history: pd.DataFrame | None = None) -> Result:
     """T6: each regime vs frozen on the same splits, per head of ``finetune.heads`` (Holm family: one regime vs
     frozen over every dataset x backbone x head, one claim), with the statistics of T1-T3, from the finetune
     stage's predictions ``ft`` and the heads stage's ``frozen``. Splits fine-tuned (``finetune.max_splits``) decide
     which frozen splits enter the comparison: both sides always on the same splits. ``last``: (ft, frozen) at the
-    last epoch (``train.report_last``: a second set of tables, what P1's code writes). ``ft`` None: no regime."""
+    last epoch (``train.report_last``: a second set of tables, what P1's code writes). ``history``: every epoch's
+    test SRCC (the finetune stage's run.json), for the per-epoch curves. ``ft`` None: no regime."""
     res = Result(label=weights_label(run.pretrained))
     regimes = list(finetune.regimes)
     if ft is None:
@@ -41,6 +67,14 @@ def compute(ft: pd.DataFrame | None, frozen: pd.DataFrame | None, design: dict[s
     res.frames = _t6(res, ft, frozen, design, run, finetune, labels, last=False)
     if last is not None:
         res.frames["last_epoch"] = _t6(res, *last, design, run, finetune, labels, last=True)
+    if history is not None and len(history):
+        curves, flat = epoch_table(history), _flattery(history)
+        res.table("t6_epochs", flat, "T6: test SRCC at the best epoch chosen ON THE TEST SET (P1's selection) vs at "
+                  "the last epoch (what P1's code writes), mean over splits, and their mean and largest difference "
+                  f"per split: how much best-on-test flatters ({labels})")
+        res.csv("t6_epoch_curves", curves)
+        res.figure("t6_epochs", lambda: plots.epoch_curves(curves))
+        res.frames.update(epoch_curves=curves, flattery=flat)
     summ = res.frames["summary"]
     res.metrics = {f"{d}/{b}/{h}": g.set_index("regime")["mean"].to_dict()
                    for (d, b, h), g in summ[summ["metric"] == "srcc"].groupby(["dataset", "backbone", "head"])}
@@ -84,4 +118,5 @@ def t6_regimes(out_dir: str | Path, run: TableInputs, finetune: Finetune) -> dic
         return (load_finetune(run.datasets, backbones, list(finetune.regimes), last=last),
                 load_predictions(run.datasets, backbones, last=last))
     return write_result(out_dir, compute(*both(False), designs(load_split_files(run.datasets)), run, finetune,
-                                         both(True) if run.report_last else None))
+                                         both(True) if run.report_last else None,
+                                         load_finetune_history(run.datasets, backbones, list(finetune.regimes))))

@@ -186,20 +186,24 @@ class T5(_Section):
 
 
 # how tables name each training regime (T6, run.json)
+# p1_frozen: P1's first-commit script (the shipped checkpoints' naming, adapters-only saves): most likely what
+# produced P1's published numbers; p1: P1's released train.py (STUDY_SPEC.md section 2, ../shared/reference/README.md)
 REGIME_LABELS = {"frozen": "frozen backbone + head", "lora": "LoRA adapters only (ours)",
                  "full": "full fine-tuning at lr_backbone (ours)",
-                 "p1": "P1's regime: LoRA adapters + full backbone"}
+                 "p1_frozen": "P1 as published: LoRA adapters on a frozen backbone (P1's first-commit script)",
+                 "p1": "P1's released train.py: LoRA adapters + every backbone weight"}
 
 
 class Finetune(_Section):
     """P1's image-level regimes (STUDY_SPEC.md section 2): LoRA r 4, alpha 8, dropout 0.05 on the attention q/k
     projections (conv LoRA on CNNs), or full fine-tuning; head, loss, epochs and batches as ``train``."""
-    # lora (adapters only) | full (every backbone weight at lr_backbone) | p1 (P1's regime: LoRA adapters + the whole
-    # backbone, one Adam at train.lr, P1's precision); empty = off (2 CPU cores cannot afford it)
-    regimes: list[Literal["lora", "full", "p1"]] = Field(default_factory=list)
+    # p1_frozen (P1 as published: LoRA adapters on a frozen backbone, P1's first-commit script) | p1 (P1's released
+    # train.py: LoRA adapters + every backbone weight) -- both one Adam at train.lr in p1_precision -- | lora (ours:
+    # adapters only) | full (ours: every backbone weight at lr_backbone); empty = off (2 CPU cores cannot afford it)
+    regimes: list[Literal["p1_frozen", "p1", "lora", "full"]] = Field(default_factory=list)
     heads: list[str] = Field(default_factory=lambda: ["B"])   # heads fine-tuned with each regime (P1's Table 5: B, B_Sig, B_Gated)
-    # the p1 regime: bf16 (P1: bf16 backbone and head, parametric activations fp32, bf16 autocast) | fp32 (no
-    # autocast: the equivalence test's setting)
+    # P1's two recipes (p1_frozen, p1): bf16 (P1's numerics: bf16 backbone and head, adapters and parametric
+    # activations fp32, bf16 autocast, P1's loss on the bf16 score) | fp32 (no autocast)
     p1_precision: Literal["bf16", "fp32"] = "bf16"
     backbones: list[str] = Field(default_factory=list)    # empty = the pretrained ones of features.backbones
     lr_backbone: float = Field(5e-6, gt=0, le=10)   # full fine-tuning; LoRA adapters use train.lr (as P1)

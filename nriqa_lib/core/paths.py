@@ -15,7 +15,7 @@ from ..data.splits import load_splits
 from .cache import folder as cache_folder
 
 __all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
-           "finetune_ckpt", "load_finetune", "timing_dir", "resolution_dir", "load_resolution", "load_predictions",
+           "finetune_ckpt", "load_finetune", "load_finetune_history", "timing_dir", "resolution_dir", "load_resolution", "load_predictions",
            "load_shares", "load_cross", "load_zeroshot", "load_split_files", "load_cost", "load_timing", "split_sizes", "single_partition", "NOT_HUMAN_RATED",
            "SYNTHETIC_LABEL", "human_rated"]
 
@@ -121,6 +121,25 @@ def load_finetune(datasets: Sequence[str], backbones: Sequence[str], regimes: Se
         return pd.DataFrame(columns=["dataset", "backbone", "regime", "head", "split", "part", "image", "pred", "mos"])
     return _read_all(dirs, "predictions_last.csv" if last else "predictions.csv", ["dataset", "backbone", "regime"],
                      "finetune", dtype={"image": str})
+
+
+def load_finetune_history(datasets: Sequence[str], backbones: Sequence[str], regimes: Sequence[str]) -> pd.DataFrame:
+    """Every fine-tuned epoch's val/test SRCC (and PLCC) from each run.json's ``history``: dataset, backbone, regime,
+    head, split, epoch, val_srcc, test_srcc, ... (a non-finite SRCC is written as null and read as NaN)."""
+    import json
+    rows = []
+    for d in datasets:
+        for b in backbones:
+            for r in regimes:
+                f = finetune_dir(d) / b / r / "run.json"
+                if not f.is_file():
+                    raise FileNotFoundError(f"{f} missing (run `dvc repro finetune`)")
+                rows += [{"dataset": d, "backbone": b, "regime": r, **h} for h in json.loads(f.read_text())["history"]]
+    df = pd.DataFrame(rows, columns=None if rows else ["dataset", "backbone", "regime", "head", "split", "epoch",
+                                                        "val_srcc", "test_srcc"])
+    for c in df.columns.intersection(["val_srcc", "test_srcc", "val_plcc", "test_plcc"]):
+        df[c] = pd.to_numeric(df[c]).astype(float)          # null -> NaN
+    return df
 
 
 def load_cross(pairs: Sequence[tuple[str, str]], backbones: Sequence[str]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import seaborn as sns  # noqa: E402
 
 from ..core.io import atomic_path  # noqa: E402
 
-__all__ = ["save", "mos_histograms", "bars_with_ci", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
+__all__ = ["save", "mos_histograms", "bars_with_ci", "epoch_curves", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
            "sample_grid", "per_view_plot", "forest", "power_plot"]
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -80,6 +80,25 @@ def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None
     if hue:
         axes.ravel()[len(cols) - 1].legend(fontsize=7, loc="lower right")
     fig.suptitle(ci_label, fontsize=8, y=0.01, va="top")
+    fig.tight_layout()
+    return fig
+
+
+def epoch_curves(curves: pd.DataFrame) -> plt.Figure:
+    """T6's per-epoch curves: test SRCC by epoch, mean over splits, one line per regime, a panel per dataset /
+    backbone / head (``curves``: :func:`nriqa_lib.analysis.t6.epoch_table`'s rows)."""
+    c = curves.assign(panel=curves["dataset"] + " / " + curves["backbone"] + " / " + curves["head"])
+    panels = list(dict.fromkeys(c["panel"]))
+    ncol = min(3, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, p in zip(axes.ravel(), panels):
+        d = c[c["panel"] == p].assign(epoch=lambda f: f["epoch"] + 1)
+        sns.lineplot(d, x="epoch", y="mean", hue="regime", marker="o", ax=ax, legend=ax is axes.ravel()[0])
+        ax.set(title=p, ylabel="test SRCC (mean over splits)", xlabel="epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig
 

@@ -47,7 +47,7 @@ def _p1(cell, src: dict, t6: pd.DataFrame) -> dict:
     s = src["study"]
     rows = t6[(t6["regime"] == s["regime"]) & t6["backbone"].str.startswith(s["backbone"])] if len(t6) else t6
     if not len(rows):
-        return {"note": "needs P1's fine-tuning of SigLIP2 so400m (its weights, finetune.regimes: [p1]; "
+        return {"note": f"needs P1's fine-tuning of SigLIP2 so400m (its weights, finetune.regimes: [{s['regime']}]; "
                         "params-paper.yaml)"}
     hit = rows[(rows["dataset"] == cell.dataset) & (rows["head"] == cell.method) & (rows["metric"] == cell.metric)]
     if not len(hit):
@@ -56,7 +56,7 @@ def _p1(cell, src: dict, t6: pd.DataFrame) -> dict:
     r = hit.sort_values("backbone", key=lambda b: ~b.str.endswith("_hf")).iloc[0]   # P1's loader first
     one = r.get("n", 2) < 2          # one split: its "interval" is a point, no CI to compare with
     return {"study": r["mean"], "ci_low": np.nan if one else r["ci_low"], "ci_high": np.nan if one else r["ci_high"],
-            "study_cell": f"T6 last epoch: {r['backbone']}, p1, {r['head']}, mean of {int(r.get('n', 0))} split(s)"
+            "study_cell": f"T6 last epoch: {r['backbone']}, {s['regime']}, {r['head']}, mean of {int(r.get('n', 0))} split(s)"
                           + (" (one split: no interval)" if one else "")}
 
 

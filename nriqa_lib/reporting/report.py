@@ -110,8 +110,10 @@ def _default_claim(rel: str, key: str) -> str:
     return key
 
 
-# T6's regimes as claims: P1's published fine-tuning is the p1 regime; lora (adapters only) and full are ours
-T6_CLAIMS = {"p1": "P1: its fine-tuning (LoRA adapters + full backbone) beats a frozen backbone",
+# T6's regimes as claims: P1's published fine-tuning is (most likely) p1_frozen, its released code p1; lora and full
+# are ours
+T6_CLAIMS = {"p1_frozen": "P1 (as published): LoRA adapters on a frozen backbone beat a frozen backbone + head",
+             "p1": "P1's released code: LoRA adapters + full backbone beat a frozen backbone",
              "lora": "ours: LoRA adapters alone beat a frozen backbone",
              "full": "ours: full fine-tuning beats a frozen backbone"}
 

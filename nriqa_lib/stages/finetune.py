@@ -1,4 +1,5 @@
-"""Stage ``finetune@<dataset>``: P1's image-level regimes (``finetune.regimes``: p1, lora, full) for every backbone of
+"""Stage ``finetune@<dataset>``: P1's image-level regimes (``finetune.regimes``: p1_frozen = P1 as published, p1 = P1's
+released train.py, and our lora, full) for every backbone of
 ``finetune.backbones`` (empty: the pretrained ones of ``features.backbones``) and every head of ``finetune.heads``
 on every split: results/finetune/<dataset>/<backbone>/<regime>/predictions.csv (the heads stage's columns; and
 predictions_last.csv, the last epoch's, with ``train.report_last``) + run.json.
@@ -24,10 +25,10 @@ STAGE = Stage(name="finetune", module=__name__, matrix=True, launched=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
                       "features.backbones", "features.weights", "features.pretrained", "features.image_size",
                       "features.test_time", "features.threads", "train", "finetune", "run"),
-              desc="P1's regime, LoRA and full fine-tuning (finetune.regimes; off by default)",
+              desc="P1's two recipes, LoRA and full fine-tuning (finetune.regimes; off by default)",
               deps=("data_manifests", f"splits/{D}.csv", "results/weights.json"), outs=(f"results/finetune/{D}",),
               options=(BACKBONE, Option("--regime", "restrict to this regime (repeatable)", repeat=True,
-                                        choices=("p1", "lora", "full"), dest="regimes")),
+                                        choices=("p1_frozen", "p1", "lora", "full"), dest="regimes")),
               writes=("results/finetune", "cache/finetune", "cache/pixels"))
 
 
@@ -61,7 +62,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     from . import backbone, open_dataset
     from ..data.splits import load_splits
     from ..core.device import resolve_device, run_info, set_deterministic
-    from ..training.finetune import REGIME_LABELS, FinetuneConfig, finetune_split
+    from ..training.finetune import P1_MODES, REGIME_LABELS, FinetuneConfig, finetune_split
     from ..training.protocol import jobs_from_splits
     from ..training.heads import TrainConfig
     torch.set_num_threads(p.features.threads)
@@ -131,9 +132,9 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 "heads": list(p.finetune.heads), "splits": len(jobs), "epochs": tcfg.epochs,
                 "batch_size": tcfg.batch_size, "micro_batch": tcfg.micro_batch, "accumulation": tcfg.accumulation,
                 "lr_head": tcfg.lr, "lr_backbone": cfg.lr_backbone if regime == "full" else None,
-                "precision": cfg.precision if regime == "p1" else None,
+                "precision": cfg.precision if regime in P1_MODES else None,
                 "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout}
-                if regime in ("lora", "p1") else None, "history": hist,
+                if regime in ("lora", *P1_MODES) else None, "history": hist,
                 "run": {**run_info(dev, p.run.amp, p.run.workers), "processes": dist.world()}}
         atomic_write_text(out / "run.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
         step = float(np.nanmedian(steps)) if steps else float("nan")

@@ -1,13 +1,21 @@
 """P1's image-level regimes (STUDY_SPEC.md section 2), trained with P1's head and loss
 (:func:`nriqa_lib.training.heads.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``:
 
-* ``p1``: what P1's train.py actually runs (l.260-319): LoRA adapters (r 4, alpha 8, dropout 0.05 on q/k) *and*
-  every backbone weight trained (``model.requires_grad_(True)``), one Adam over all of them and the head at
-  ``train.lr``; with ``precision="bf16"`` P1's dtypes: backbone and head weights bf16, the adapters fp32 (peft's
-  ``get_peft_model`` upcasts them), the head's parametric activations (ParamSigmoid, PReLU) fp32, training under
-  bf16 autocast, evaluation on an fp32 copy under bf16 autocast (P1's ``evaluate``).
-* ``lora`` (ours): the adapters only, the backbone frozen; ``full`` (ours): every backbone weight at
-  ``lr_backbone`` (5e-6), no adapters.
+* ``p1_frozen``: P1 as published (most likely): the training script of P1's first commit (344d615,
+  ``F_AAAI_train_baseline_siglip2_param_activation_gating_MSE_seed_8.py``, l.167-361), whose naming and
+  adapters-only saves every shipped checkpoint carries: ``model.requires_grad_(True)`` comes *before*
+  ``get_peft_model``, so only the LoRA adapters (r 4, alpha 8, dropout 0.05 on q/k) and the head train, on a
+  **frozen** backbone; one Adam at ``train.lr`` (frozen tensors get no gradient, so Adam skips them).
+* ``p1``: P1's *released* train.py (l.260-319): ``get_peft_model`` first, then ``model.requires_grad_(True)``: the
+  adapters *and* every backbone weight train, one Adam over all of them and the head at ``train.lr``.
+* ``lora`` (ours): the adapters only, the backbone frozen, in the run's precision; ``full`` (ours): every backbone
+  weight at ``lr_backbone`` (5e-6), no adapters.
+
+Both P1 recipes run in ``precision`` (``finetune.p1_precision``); bf16 is P1's numerics: backbone and head weights
+bf16, the adapters fp32 (peft's ``get_peft_model`` upcasts them), the head's parametric activations fp32 and
+computed as P1 computes them (:class:`nriqa_lib.heads.activations.PReLU`), training under bf16 autocast with the
+loss in P1's form on the bf16 score (:func:`p1_loss`), evaluation on an fp32 copy under bf16 autocast (P1's
+``evaluate``). fp32 runs take today's fp32 path (no autocast, :func:`iqa_loss` on the score).
 
 Where LoRA goes (:func:`add_lora`), by what the backbone has:
 
@@ -52,10 +60,20 @@ from ..features.decode import ImageDataset
 from ..features.transforms import build_transform
 from ..core.config import REGIME_LABELS, Finetune, Train
 from ..core.io import atomic_path
+from ..core.metrics import plcc
 from .heads import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
 
+
+def _plcc(p: np.ndarray, y: np.ndarray) -> float:
+    """Test PLCC of one epoch (no logistic fit: P1's ``metric.calculate_plcc``); NaN for constant predictions."""
+    if len(y) < 3 or np.ptp(p) == 0:
+        return float("nan")
+    return plcc(p, y)
+
 __all__ = ["FinetuneConfig", "ImageIQAModel", "FusedQKLoRA", "MHAQKLoRA", "add_lora", "finetune", "finetune_split",
-           "CONV_TARGETS", "REGIME_LABELS", "check_bf16", "p1_dtypes"]
+           "CONV_TARGETS", "REGIME_LABELS", "P1_MODES", "check_bf16", "p1_dtypes", "p1_loss", "p1_margin"]
+
+P1_MODES = ("p1_frozen", "p1")      # P1's recipes: as published (first commit) and as released
 
 # ResNet bottleneck (timm), EfficientNet(-Lite) blocks, transformers' ResNet ("convolution")
 CONV_TARGETS = ("conv1", "conv2", "conv3", "conv_pw", "conv_pwl", "convolution")
@@ -68,7 +86,7 @@ _T, _F = Train(), Finetune()     # params.yaml's defaults (nriqa_lib.core.config
 class FinetuneConfig:
     """One regime's settings: the ``finetune`` section's LoRA/backbone knobs and the ``train`` section's loss,
     epochs and batches (the stage fills every field from params; the defaults are params.yaml's)."""
-    mode: Literal["lora", "full", "p1"] = "lora"
+    mode: Literal["lora", "full", "p1", "p1_frozen"] = "lora"
     epochs: int = _T.epochs
     lr_head: float = _T.lr             # the head, and the LoRA adapters (as P1)
     lr_backbone: float = _F.lr_backbone    # full fine-tuning only
@@ -81,7 +99,7 @@ class FinetuneConfig:
     margin_loss_swapped: bool = _T.margin_loss_swapped
     micro_batch: int = _T.micro_batch
     batch_size: int = 0                # the batch the accumulation count refers to (0: each batch's own size)
-    precision: Literal["fp32", "bf16"] = _F.p1_precision     # the p1 regime's weights and autocast (P1: bf16)
+    precision: Literal["fp32", "bf16"] = _F.p1_precision     # P1's recipes' weights and autocast (P1: bf16)
 
 
 def check_bf16(device: torch.device) -> None:
@@ -104,7 +122,7 @@ def p1_dtypes(features: nn.Module, head: nn.Module) -> None:
             prm.data = prm.data.float()
     head.to(torch.bfloat16)
     for m in head.modules():
-        if isinstance(m, (ParamSigmoid, nn.PReLU)):
+        if isinstance(m, (ParamSigmoid, nn.PReLU)):       # (our PReLU is an nn.PReLU)
             m.float()
 
 
@@ -227,27 +245,63 @@ def _groups(features: nn.Module, head: nn.Module, cfg: FinetuneConfig) -> tuple[
     elif cfg.mode == "full":
         features.requires_grad_(True)
         groups = [{"params": list(features.parameters()), "lr": cfg.lr_backbone}]
-    elif cfg.mode == "p1":        # P1: get_peft_model, then model.requires_grad_(True): adapters + every weight
+    elif cfg.mode in P1_MODES:
         if cfg.precision == "bf16":
             features.to(torch.bfloat16)          # P1 loads the backbone in bf16, then adds the adapters
-        features = add_lora(features, cfg)
+        features = add_lora(features, cfg)       # adapters trainable, every backbone weight frozen
         if cfg.precision == "bf16":
             p1_dtypes(features, head)
-        features.requires_grad_(True)
+        if cfg.mode == "p1":                     # released: get_peft_model, then model.requires_grad_(True)
+            features.requires_grad_(True)
         head.requires_grad_(True)
-        # one Adam group over the backbone and the head at train.lr (P1 l.315-319)
-        return features, [{"params": list(features.parameters()) + list(head.parameters()), "lr": cfg.lr_head}]
+        # one Adam group over what trains and the head at train.lr (released l.315-319; first commit l.361, where
+        # the frozen backbone tensors are in the list but never get a gradient, so Adam never moves them)
+        return features, [{"params": [p for p in features.parameters() if p.requires_grad] + list(head.parameters()),
+                           "lr": cfg.lr_head}]
     else:
-        raise ValueError(f"mode must be lora, full or p1, got {cfg.mode!r}")
+        raise ValueError(f"mode must be lora, full, p1 or p1_frozen, got {cfg.mode!r}")
     groups.append({"params": list(head.parameters()), "lr": cfg.lr_head})
     return features, groups
+
+
+def p1_margin(y: torch.Tensor, yp: torch.Tensor, lambda_: float = 0.25) -> torch.Tensor:
+    """P1's ``util.margin_loss(y, yp)`` op for op (STUDY_SPEC.md section 1): ``2/(n(n-1)) sum_{i<j, y_i != y_j}
+    max(0, -sign(y_i - y_j)(yp_i - yp_j) + lambda std_pop(y))``, a Python loop over pairs accumulated in P1's order,
+    in the dtypes of its inputs. Written out (not :func:`iqa_loss`'s vectorised form) because in bf16 the order and
+    dtype of each operation decide the bits; P1's code is a test oracle, never imported by the library."""
+    n = y.size(0)
+    m = lambda_ * torch.std(y, unbiased=False)
+    loss, count = 0.0, 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            sign = torch.sign(y[i] - y[j])
+            if sign != 0:
+                loss += torch.clamp(-(sign * (yp[i] - yp[j])) + m, min=0.0)
+                count += 1
+    if count == 0:
+        return torch.tensor(0.0, device=y.device)
+    return (2.0 / (n * (n - 1))) * loss
+
+
+def p1_loss(score: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig) -> torch.Tensor:
+    """P1's loss as its loop computes it (released train.py l.399-401, first commit l.459-463): ``mse_loss(score, y)
+    + margin_loss(score, y)`` on the head's own (bf16) score under the run's autocast, P1's argument order unless
+    ``margin_loss_swapped`` is off. Used by P1's recipes in bf16; fp32 runs keep :func:`iqa_loss`."""
+    loss = torch.nn.functional.mse_loss(score, target)
+    if cfg.margin_weight:
+        a, b = (score, target) if cfg.margin_loss_swapped else (target, score)
+        margin = p1_margin(a, b, cfg.margin_scale)
+        loss = loss + (margin if cfg.margin_weight == 1 else cfg.margin_weight * margin)
+    return loss
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, scale: float = 1.0) -> float:
     """Forward + backward of one batch (or of this rank's micro-batches of it); with ``micro_batch`` P1's
     accumulation: each complete micro-batch's loss / (batch_size // micro_batch), as
     :func:`nriqa_lib.training.heads.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
-    bounds activation memory. Under DDP only the last backward all-reduces (``no_sync`` before it)."""
+    bounds activation memory. Under DDP only the last backward all-reduces (``no_sync`` before it). P1's recipes in
+    bf16 take P1's loss on the bf16 score (:func:`p1_loss`); everything else one loss on a float32 copy."""
+    p1_form = cfg.mode in P1_MODES and cfg.precision == "bf16"
     mb = cfg.micro_batch or len(x)
     n_acc = max((cfg.batch_size or len(x)) // mb, 1) if cfg.micro_batch else 1
     starts = list(range(0, len(x) - mb + 1, mb))
@@ -255,9 +309,13 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfi
     for j, i in enumerate(starts):
         sync = j == len(starts) - 1 or not hasattr(model, "no_sync")
         with contextlib.nullcontext() if sync else model.no_sync():
-            pred = model(x[i:i + mb]).float().reshape(1, -1)
-            loss = iqa_loss(pred, y[i:i + mb].float().reshape(1, -1), torch.ones_like(pred), cfg.margin_weight,
-                            cfg.margin_scale, cfg.margin_loss_swapped).sum() / n_acc * scale
+            if p1_form:
+                loss = p1_loss(model(x[i:i + mb]).reshape(-1), y[i:i + mb].float().reshape(-1), cfg) / n_acc
+                loss = loss * scale if scale != 1.0 else loss
+            else:
+                pred = model(x[i:i + mb]).float().reshape(1, -1)
+                loss = iqa_loss(pred, y[i:i + mb].float().reshape(1, -1), torch.ones_like(pred), cfg.margin_weight,
+                                cfg.margin_scale, cfg.margin_loss_swapped).sum() / n_acc * scale
             loss.backward()
         total += float(loss.detach())
     return total
@@ -329,10 +387,11 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     the device has no bf16; fp32: no autocast). ``pixels``: the images already squashed to the input size
     (:func:`nriqa_lib.features.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
     ``exif``: decode with the EXIF orientation applied (:func:`nriqa_lib.features.load_image`)."""
-    if cfg.mode == "p1":
-        if cfg.precision == "bf16":
+    p1_bf16 = cfg.mode in P1_MODES and cfg.precision == "bf16"
+    if cfg.mode in P1_MODES:
+        if p1_bf16:
             check_bf16(device)
-        amp = "bf16" if cfg.precision == "bf16" else "off"
+        amp = "bf16" if p1_bf16 else "off"
     cfg_id = {"ft": asdict(cfg), "train": tcfg.model_dump(exclude={"per_dataset"}),
               "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
     eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
@@ -390,18 +449,24 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
             else:
                 scales.append(1.0)
             batches.append(idx)
-        for idx, sc, x in zip(batches, scales, DataLoader(ds, batch_sampler=batches, **lk)):
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            with autocast(device, amp), training_attention(device):
-                _loss(net, x.to(device, non_blocking=True), mos_t[idx].to(device), cfg, scale=sc)
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            step_t.append(time.perf_counter() - t0)
+        # P1's loops hold ONE bf16 autocast context for the whole epoch (released l.379, first commit l.428).
+        # autocast caches the bf16 copy of every fp32 leaf weight an op casts (the LoRA adapters' Linear weights) at
+        # its first use and drops the cache only when the context exits: P1's forward sees the adapters as they were
+        # at the epoch's start, their updates take effect at the next epoch (measured on a tiny SigLIP: lora_A's
+        # gradients are exactly 0 for all of epoch 1, lora_B being cached at its zero init). Kept, to be P1's run.
+        with autocast(device, amp) if p1_bf16 else contextlib.nullcontext():
+            for idx, sc, x in zip(batches, scales, DataLoader(ds, batch_sampler=batches, **lk)):
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                with autocast(device, amp), training_attention(device):
+                    _loss(net, x.to(device, non_blocking=True), mos_t[idx].to(device), cfg, scale=sc)
+                opt.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                step_t.append(time.perf_counter() - t0)
         model.eval()
         # P1's evaluate() scores an fp32 copy of the bf16-trained weights under bf16 autocast
-        evalm = copy.deepcopy(model).float() if cfg.mode == "p1" and cfg.precision == "bf16" else model
+        evalm = copy.deepcopy(model).float() if cfg.mode in P1_MODES and cfg.precision == "bf16" else model
         preds = []
         mine = np.arange(len(eval_idx))[R::W]                  # this rank's share of the val + test images
         with torch.inference_mode(), autocast(device, amp):
@@ -414,10 +479,15 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
             pred[pos] = pr
         score = {p: _srcc(pred[parts == p], mos[eval_idx][parts == p]) if (parts == p).sum() > 1 else float("nan")
                  for p in ("val", "test")}
-        history.append({"epoch": ep, **{f"{p}_srcc": v for p, v in score.items()}})
-        s = score[select]
-        if s > best[0] or best[2] is None:
-            best = (s if np.isfinite(s) else -np.inf, ep, pred)
+        plcc = {p: _plcc(pred[parts == p], mos[eval_idx][parts == p]) if (parts == p).sum() > 1 else float("nan")
+                for p in ("val", "test")}
+        history.append({"epoch": ep, **{f"{p}_srcc": v for p, v in score.items()},
+                        **{f"{p}_plcc": v for p, v in plcc.items()}})     # what P1's script writes every epoch
+        s = score[select] if np.isfinite(score[select]) else -np.inf
+        # the first epoch with the highest finite SRCC (P1: ``SRCC > best_SRCC``); NaN never wins. If every epoch's
+        # is NaN, the last epoch (P1 then saves no best checkpoint and writes the last epoch's results)
+        if best[2] is None or s > best[0] or (s == best[0] == -np.inf):
+            best = (s, ep, pred)
         last = (ep, pred)
         if progress:
             progress(f"epoch {ep + 1}/{tcfg.epochs}: val {score['val']:.3f} test {score['test']:.3f}")
