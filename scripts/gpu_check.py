@@ -260,7 +260,7 @@ def speed(a, out: Path) -> None:
                    "bf16_vs_fp32_min_cosine": cos}
             say(f"speed.{name}.extract", row, f"speed {name} ({s} px, {gf:.1f} GFLOP/img): extraction {ips:.0f} "
                 f"img/s bf16 batch 16 = {gf * ips / 1e3:.0f} TFLOP/s; bf16 vs fp32 features min cosine {cos:.5f}")
-            regimes = ["p1", "lora", "full"] if name in a.all_regimes else ["p1"]
+            regimes = ["p1", "p1_frozen", "lora", "full"] if name in a.all_regimes else ["p1"]
             for regime in regimes:
                 if cuda:
                     torch.cuda.empty_cache()
@@ -270,7 +270,7 @@ def speed(a, out: Path) -> None:
                 cfg = FinetuneConfig(mode=regime, epochs=2, lr_head=1e-4, micro_batch=2, batch_size=12,
                                      precision=a.precision)
                 make = lambda: create_backbone(name, pretrained=False, image_size=a.size or None)  # noqa: E731
-                t, k = time.time(), 2 if regime == "lora" else 3     # estimate.py's k: no frozen-weight grads
+                t, k = time.time(), 3 if regime in ("p1", "full") else 2     # estimate.py's k: no frozen-weight grads
                 res = finetune_split(make, pp, paths, mos, job, cfg, tcfg, device=dev, amp="auto")
                 mem = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else float("nan")
                 ok = bool(np.isfinite(res.predictions["pred"]).all())
@@ -299,7 +299,9 @@ def paper_hours() -> None:
         for b in PAPER:
             ex = RESULTS.get(f"speed.{b}.extract")
             for r in p.finetune.regimes:
-                m = RESULTS.get(f"speed.{b}.{r}") or RESULTS.get(f"speed.{b}.p1")   # lora/full: p1's if unmeasured
+                # unmeasured: p1_frozen at lora's time (the same trainable tensors), lora/full at p1's
+                m = (RESULTS.get(f"speed.{b}.{r}") or (RESULTS.get(f"speed.{b}.lora") if r == "p1_frozen" else None)
+                     or RESULTS.get(f"speed.{b}.p1"))
                 if not (ex and m):
                     continue
                 n_tr = n * p.splits.ratios[0]
