@@ -343,3 +343,33 @@ def test_pixels_decoded_once_are_p1s_squash_and_give_the_same_finetuning(tmp_pat
     np.testing.assert_array_equal(cached.predictions["pred"], decoded.predictions["pred"])
     with pytest.raises(ValueError, match="not 15 images squashed to 32 px"):
         finetune_split(_Tiny, pp, man.paths(), mos_all, job, cfg, tcfg, pixels=arr[:, :24, :24])
+
+
+@pytest.mark.parametrize("name", ["clip_vit_b16", "dinov2_vitb14", "tf_efficientnet_lite0"])
+def test_p1_frozen_trains_adapters_and_head_only_on_every_lora_placement(name):
+    """Issue 35: P1 as published (p1_frozen) on each adapter placement (open_clip's MHA parametrization, timm's
+    fused qkv, peft's conv LoRA): in P1's bf16 the backbone is bf16 and frozen, the adapters fp32 and the only
+    trainable backbone tensors, one Adam group with the head; two optimiser steps (fp32: bf16 matmuls are slow on
+    CPUs without AMX) move adapters and head and leave every backbone weight as it was."""
+    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.training.finetune import ImageIQAModel, _groups, _loss
+    for precision in ("bf16", "fp32"):
+        cfg = FinetuneConfig(mode="p1_frozen", precision=precision, lr_head=1e-2)
+        bb = create_backbone(name, pretrained=False, image_size=64)
+        head = build_head("B_Gated", bb.dim, hidden=8)
+        feats, groups = _groups(bb, head, cfg)
+        train = {n for n, p in feats.named_parameters() if p.requires_grad}
+        assert train and all("lora_" in n for n in train)
+        assert {p.dtype for n, p in feats.named_parameters() if n in train} == {torch.float32}
+        assert ({p.dtype for n, p in feats.named_parameters() if n not in train}
+                == {torch.bfloat16 if precision == "bf16" else torch.float32})
+        assert len(groups) == 1 and len(groups[0]["params"]) == len(train) + len(list(head.parameters()))
+    before = {n: p.detach().clone() for n, p in feats.named_parameters()}
+    model, opt = ImageIQAModel(feats, head).train(), torch.optim.Adam(groups)
+    x, y = torch.randn(4, 3, 64, 64), torch.linspace(0.1, 0.9, 4)
+    for _ in range(2):
+        opt.zero_grad()
+        _loss(model, x, y, cfg)
+        opt.step()
+    moved = {n for n, p in feats.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved <= train

@@ -87,7 +87,7 @@ def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None
 def epoch_curves(curves: pd.DataFrame) -> plt.Figure:
     """T6's per-epoch curves: test SRCC by epoch, mean over splits, one line per regime, a panel per dataset /
     backbone / head (``curves``: :func:`nriqa_lib.analysis.t6.epoch_table`'s rows)."""
-    c = curves.assign(panel=curves["dataset"] + " / " + curves["backbone"] + " / " + curves["head"])
+    c = curves.assign(panel=curves["dataset"] + "\n" + curves["backbone"] + " / " + curves["head"])
     panels = list(dict.fromkeys(c["panel"]))
     ncol = min(3, len(panels))
     nrow = -(-len(panels) // ncol)
@@ -96,8 +96,12 @@ def epoch_curves(curves: pd.DataFrame) -> plt.Figure:
         ax.axis("off")
     for ax, p in zip(axes.ravel(), panels):
         d = c[c["panel"] == p].assign(epoch=lambda f: f["epoch"] + 1)
-        sns.lineplot(d, x="epoch", y="mean", hue="regime", marker="o", ax=ax, legend=ax is axes.ravel()[0])
-        ax.set(title=p, ylabel="test SRCC (mean over splits)", xlabel="epoch")
+        first = ax is axes.ravel()[0]
+        sns.lineplot(d, x="epoch", y="mean", hue="regime", marker="o", ax=ax, legend=first)
+        if first:
+            ax.legend(fontsize=7, title="regime", title_fontsize=7)
+        ax.set_title(p, fontsize=9)
+        ax.set(ylabel="test SRCC (mean over splits)", xlabel="epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig
