@@ -80,7 +80,14 @@ def test_types_are_yaml_s_own():
                          ({"t1": []}, "t1 must be a mapping, got list"),
                          ({"run": {"amp": "fp16"}}, "run.amp='fp16'; use auto, bf16 or off"),
                          ({"finetune": {"regimes": ["lora", "qlora"]}}, "finetune.regimes[1]='qlora'; use p1_frozen, p1, lora or full"),
-                         ({"t4": {"biases": []}}, "t4.biases is empty; give at least one value")]:
+                         ({"t4": {"biases": []}}, "t4.biases is empty; give at least one value"),
+                         # issue 37 T1/T2: each raised a traceback in a stage after `check` had passed
+                         ({"train": {"seed": 2**64}}, "train.seed=18446744073709551616 is out of range; allowed: in "
+                                                      "[0, 2147483647]"),
+                         ({"t3": {"candidates": []}}, "t3.candidates=[]; give at least two distinct activations "
+                                                      "(the K-way head selects among them per channel)"),
+                         ({"t3": {"candidates": ["relu", "relu"]}}, "t3.candidates=['relu', 'relu']; give at least "
+                          "two distinct activations (the K-way head selects among them per channel)")]:
         with pytest.raises(ValidationError) as e:
             Params.model_validate(raw)
         assert _message(e.value) == "params: " + pattern

@@ -183,16 +183,13 @@ def test_disk_full_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch,
 
 
 def _tiny_notebook(tmp_path, body):
+    """notebooks/tiny.py (the source) and the tiny.ipynb built from it, as scripts/make_notebooks.py builds them."""
     import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-    c = new_code_cell('params_file = "params.yaml"\nout_dir = "out"')
-    c.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[c, new_code_cell(body)], metadata={"kernelspec": {"name": "python3",
-                                                                             "display_name": "Python 3", "language": "python"}})
-    for i, cell in enumerate(nb.cells):
-        cell["id"] = f"c{i}"
+    from nriqa_lib.stages.notebook import build_notebook
     (tmp_path / "notebooks").mkdir(exist_ok=True)
-    nbformat.write(nb, str(tmp_path / "notebooks" / "tiny.ipynb"))
+    (tmp_path / "notebooks" / "tiny.py").write_text('# %% tags=["parameters"]\nparams_file = "params.yaml"\n'
+                                                    f'out_dir = "out"\n\n# %%\n{body}\n')
+    nbformat.write(build_notebook("tiny", tmp_path / "notebooks"), str(tmp_path / "notebooks" / "tiny.ipynb"))
 
 
 def test_notebook_reruns_are_byte_identical_and_leave_no_temp_dirs(tmp_path, monkeypatch):
@@ -200,14 +197,34 @@ def test_notebook_reruns_are_byte_identical_and_leave_no_temp_dirs(tmp_path, mon
     _tiny_notebook(tmp_path, "import pandas as pd\npd.DataFrame({'srcc': [0.5, 0.25]})")
     out = tmp_path / "res"
     (out / ".tmp-nb-999").mkdir(parents=True)                       # left behind by a killed run
-    (out / "tmpabc").mkdir()
+    (out / "tmpabc").mkdir()                        # not ours (issue 37 L2: every DIR/tmp* folder was deleted)
+    (out / "tmpabc" / "data.txt").write_text("a user's")
     run_notebook("tiny", str(out), "params.yaml", "x-1")
     a = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     assert set(a) == {"tiny__x-1.ipynb", "tiny__x-1.html"}
-    assert [d for d in out.iterdir() if d.is_dir()] == []
+    assert [d.name for d in out.iterdir() if d.is_dir()] == ["tmpabc"]
+    assert (out / "tmpabc" / "data.txt").read_text() == "a user's"
     run_notebook("tiny", str(out), "params.yaml", "x-1")
     b = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
     assert a == b                                                    # no papermill timestamps left
+
+
+def test_a_notebook_whose_ipynb_is_not_its_sources_build_is_refused(tmp_path, monkeypatch):
+    """Issue 37 E2: dvc.yaml depended on the .ipynb only, so an edited notebooks/<name>.py left the render stale
+    while `dvc status` was clean. The stage now depends on the source too, and refuses, in one line, an .ipynb that
+    is not the source's build (before anything is written)."""
+    from nriqa_lib.stages.registry import registry
+    for st in registry().values():
+        if st.is_notebook:
+            assert f"notebooks/{st.name}.py" in st.deps and f"notebooks/{st.name}.ipynb" in st.deps
+    monkeypatch.chdir(tmp_path)
+    _tiny_notebook(tmp_path, "x = 1")
+    src = tmp_path / "notebooks" / "tiny.py"
+    src.write_text(src.read_text().replace("x = 1", "x = 2"))
+    with pytest.raises(SystemExit, match="tiny.ipynb is not the build of its source .*tiny.py: run python "
+                                         "scripts/make_notebooks.py"):
+        run_notebook("tiny", str(tmp_path / "res"), "params.yaml", "x-1")
+    assert not (tmp_path / "res").exists()
 
 
 def test_killed_notebook_stage_leaves_no_temp_dir(tmp_path):

@@ -273,3 +273,24 @@ def test_a_torchrun_launcher_survives_dvcs_override_syntax(tmp_path):
     f.write_text((REPO / "params.yaml").read_text())
     apply_overrides(str(f), overrides(REPO / "params.yaml", tmp_path / "prof.yaml"))
     assert yaml.safe_load(f.read_text())["run"]["launcher"] == "torchrun --nproc_per_node=8 --max-restarts=0"
+
+
+@pytest.mark.parametrize("launcher", ["python -c 'import os; os.system(\"touch x\")'; python", "python; rm -rf data",
+                                      "torchrun $(touch x)", "python `touch x`", "python > out", "python | tee x",
+                                      "torchrun --nproc_per_node 8 && python", "python\ntouch x", "srun *",
+                                      "python -c \"print(1)\""])
+def test_a_launcher_that_a_shell_would_read_as_more_than_words_is_refused(launcher):
+    """Issue 37 S1: run.launcher was checked on its first word only, and DVC runs the stage command through a
+    shell: ``python -c '<code>'; python`` passed ``check`` and ran the code. Now every word must be plain (no
+    quote, ;, |, &, $, backtick, redirection or glob) and the program one of python/torchrun/srun."""
+    from nriqa_lib.core.config import Run
+    with pytest.raises(ValueError, match="plain words"):      # ConfigError, as pydantic reports it
+        Run(launcher=launcher)
+
+
+def test_the_documented_launchers_pass():
+    from nriqa_lib.core.config import Run
+    for ok in ("python", "python3", "torchrun --nproc_per_node 8", "torchrun --nproc_per_node=8",
+               "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=2 --nproc_per_node=8 "
+               "--rdzv_id=77 --rdzv_backend=c10d --rdzv_endpoint=gpu-a:29500"):
+        assert Run(launcher=ok).launcher == ok

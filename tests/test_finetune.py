@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -373,3 +374,33 @@ def test_p1_frozen_trains_adapters_and_head_only_on_every_lora_placement(name):
         opt.step()
     moved = {n for n, p in feats.named_parameters() if not torch.equal(p, before[n])}
     assert moved and moved <= train
+
+
+class _Payload:
+    """Unpickling this runs code (writes a marker file): what a checkpoint must never be able to do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "executed"))
+
+
+def test_a_checkpoint_is_never_unpickled_and_an_unreadable_one_starts_over(tmp_path, capsys):
+    """Issue 37 S3: fine-tuning checkpoints (a shared cache) load with ``weights_only=True``: a file whose pickle
+    would run code is refused (the code does not run), said in one line, and the split starts over to the same
+    numbers as a fresh run; a checkpoint of this format (predictions stored as tensors) still resumes."""
+    paths, mos = _images(tmp_path)
+    pp = Preprocess(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    job = HeadJob(np.arange(0, 8), np.arange(8, 11), np.arange(11, 14), seed=3)
+    tcfg = TrainConfig(epochs=2, batch_size=4, lr=1e-3, hidden=8)
+    cfg = FinetuneConfig(mode="lora", epochs=2, lr_head=1e-3, precision="fp32")
+    fresh = finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg)
+    bad, marker = tmp_path / "bad.pt", tmp_path / "marker.txt"
+    torch.save({"cfg_id": _Payload(marker)}, bad)
+    got = finetune_split(_Tiny, pp, paths, mos, job, cfg, tcfg, ckpt=bad)
+    assert not marker.exists()
+    assert "not a checkpoint this version reads" in capsys.readouterr().err
+    np.testing.assert_array_equal(got.predictions["pred"], fresh.predictions["pred"])
+    done = torch.load(bad, weights_only=True)            # rewritten in the safe format
+    assert isinstance(done["best"][2], torch.Tensor) and done["epoch"] == 1

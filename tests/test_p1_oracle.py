@@ -771,3 +771,22 @@ def test_bf16_identity_needs_p1s_prelu_and_loss(p1_original, tmp_path, monkeypat
             got = _ours(case).last_predictions
         got = got[got["part"] == "test"]["pred"].to_numpy()
         assert np.abs(got - theirs.preds[-1]).max() > 0, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_p1_margin_is_p1s_margin_loss_bit_for_bit(p1, p1_original, dtype):
+    """The library's transcription of P1's margin term (training/finetune.p1_margin, used by P1's recipes in bf16
+    and as test_train.py's oracle of iqa_loss) against P1's util.margin_loss of both commits: the same value and
+    gradient, bit for bit, on scores in ``dtype`` with ties (sign 0 pairs), micro-batches of 2 and a batch of 12."""
+    from nriqa_lib.training.finetune import p1_margin
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 12):
+        y = torch.rand(n, generator=g)
+        y[1] = y[0]                                       # a tie: skipped in the sum, counted in n(n-1)/2
+        pred = torch.randn(n, generator=g).to(dtype)
+        for fn in (p1.util.margin_loss, p1_original.util.margin_loss):
+            a, b = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+            ours, theirs = p1_margin(a, y), fn(b, y)
+            ours.backward(), theirs.backward()
+            assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+            assert torch.equal(a.grad, b.grad)

@@ -38,7 +38,7 @@ def test_every_page_carries_a_navigation_whose_links_all_resolve(tmp_path):
     out = tmp_path / "site"
     build_site(pages, summary, out, figure=fig)
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted(["index.html", "forest.png", *(f"{p.slug}.html" for p in pages)])
+    assert files == sorted(["index.html", "forest.png", ".nriqa-site", *(f"{p.slug}.html" for p in pages)])
     for f in out.glob("*.html"):
         text = f.read_text()
         links = re.findall(r'href="([^"]+)"', text)
@@ -69,6 +69,25 @@ def test_a_rebuild_is_byte_identical_and_a_missing_page_leaves_the_old_site(tmp_
     bad.write_text("<p>no head</p>")
     with pytest.raises(ValueError, match="bad.html: not a rendered notebook"):
         build_site([Page("x", "X", "", bad)], summary, out)
+
+
+def test_a_build_into_a_folder_keeps_every_file_it_did_not_write(tmp_path):
+    """Issue 37 L1: ``site --out DIR`` replaced DIR wholesale (a docs/ folder lost engineering.md and measured/).
+    Now only the site's own files are written, and a rebuild removes only a file the previous build wrote and this
+    one does not (a page dropped from the registry), never another file of the folder."""
+    pages, summary, fig = _fake(tmp_path)
+    out = tmp_path / "docs"
+    (out / "measured").mkdir(parents=True)
+    (out / "engineering.md").write_text("ours, not the site's")
+    (out / "measured" / "gpu.json").write_text("{}")
+    (out / "notes.html").write_text("a page the site never wrote")
+    build_site(pages, summary, out, figure=fig)
+    build_site(pages[:2], summary, out, figure=fig)             # t2_activations dropped
+    assert (out / "engineering.md").read_text() == "ours, not the site's"
+    assert (out / "measured" / "gpu.json").read_text() == "{}" and (out / "notes.html").is_file()
+    assert not (out / "t2_activations.html").exists() and (out / "t1_backbones.html").is_file()
+    assert (out / ".nriqa-site").read_text().split() == sorted(["forest.png", "index.html", "report.html",
+                                                                "t1_backbones.html"])
 
 
 def test_the_site_has_a_page_for_every_notebook_stage_of_the_registry(tmp_path):

@@ -60,19 +60,10 @@ def test_batched_equals_each_head_alone(vary, head):
 
 
 def p1_margin_loss(y, yp, lambda_=0.25):
-    """Transcription of P1's util.margin_loss(y, yp) (drkkgy/NR_IQA_AGM), loop for loop."""
-    n = y.size(0)
-    m = lambda_ * torch.std(y, unbiased=False)
-    loss, count = 0.0, 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            sign = torch.sign(y[i] - y[j])
-            if sign != 0:
-                loss += torch.clamp(-(sign * (yp[i] - yp[j])) + m, min=0.0)
-                count += 1
-    if count == 0:
-        return torch.tensor(0.0)
-    return (2.0 / (n * (n - 1))) * loss
+    """P1's util.margin_loss(y, yp) loop for loop: the library's transcription, which tests/test_p1_oracle.py checks
+    bit for bit against P1's own function (fp32 and bf16)."""
+    from nriqa_lib.training.finetune import p1_margin
+    return p1_margin(y, yp, lambda_)
 
 
 def test_iqa_loss_equals_p1_body_in_both_orders():

@@ -17,6 +17,11 @@ __all__ = ["ConfigError", "Params", "Data", "Splits", "Features", "Train", "T1",
            "Stats", "REGIME_LABELS"]
 
 
+# every seed key's bound: job seeds are train.seed x 1000 + split and torch.manual_seed takes < 2**64 (a larger
+# train.seed passed `check` and raised OverflowError in the heads stage, issue 37 T1)
+SEED_MAX = 2**31 - 1
+
+
 class ConfigError(ValueError):
     """A params.yaml problem, reported as one line naming the key."""
 
@@ -39,9 +44,9 @@ class Data(_Section):
         "synthetic": "data/synthetic", "clive": "../shared/datasets/clive",
         **{d: f"/path/to/{d}" for d in ("koniq10k", "kadid10k", "spaq", "agiqa3k", "agiqa1k", "csiq", "tid2013", "live")}})
     synthetic_root: str = "data/synthetic"
-    synthetic_seed: int = Field(0, ge=0)
+    synthetic_seed: int = Field(0, ge=0, le=SEED_MAX)
     limit: int = Field(0, ge=0)        # > 0: a seeded sample of this many images per dataset (a quick first try)
-    limit_seed: int = Field(0, ge=0)
+    limit_seed: int = Field(0, ge=0, le=SEED_MAX)
     # dataset -> the manifest it reads (data_manifests/<name>.csv; default its own): P1's rows and layouts in the
     # paper profile, e.g. {clive: clive_p1 (all 1169 rows, release order), koniq10k: koniq10k_512x384}
     manifests: dict[str, str] = Field(default_factory=dict)
@@ -64,7 +69,7 @@ class Splits(_Section):
         default_factory=lambda: {"synthetic": "random", "clive": "clive_liqe", "koniq10k": "official"})
     n_splits: int = Field(10, ge=1, le=1000)
     ratios: list[float] = Field(default_factory=lambda: [0.7, 0.1, 0.2])
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     liqe_folder: str = "../shared/labels/clive_liqe_splits"
 
     @model_validator(mode="after")
@@ -116,7 +121,7 @@ class Train(_Section):
     accumulation: Literal["batch", "p1"] = "batch"
     report_last: bool = False          # also write the last epoch's predictions (P1's code writes those)
     select_on: Literal["val", "test"] = "val"   # val (clean protocol) | test (P1's optimistic, paper-faithful only)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     # training seeds on a dataset with one split (KonIQ's official one); >= 5 gives a seed-to-seed spread
     single_split_seeds: int = Field(5, ge=1, le=1000)
     # dataset -> {train key: value} where a dataset differs (P1: epochs 30 for CLIVE, 15 elsewhere)
@@ -156,6 +161,13 @@ class T3(_Section):
     temperature: float = Field(1.0, gt=0, le=100)
     hard: bool = False
     entropy_weight: float = Field(0.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _candidates(self):
+        if len(self.candidates) < 2 or len(set(self.candidates)) != len(self.candidates):
+            raise ConfigError(f"params: t3.candidates={self.candidates!r}; give at least two distinct activations "
+                              f"(the K-way head selects among them per channel)")
+        return self
 
 
 class T4(_Section):
@@ -219,6 +231,11 @@ class Finetune(_Section):
         return self
 
 
+# words a shell reads as themselves (no quoting needed), separated by single spaces (a newline or tab is a separator
+# a shell reads otherwise)
+_LAUNCHER = re.compile(r"[A-Za-z0-9_./:=,@+%-]+( [A-Za-z0-9_./:=,@+%-]+)*")
+
+
 class Run(_Section):
     """Where the work runs (never changes the protocol): device, mixed precision, data-loading workers."""
     device: str = "auto"               # auto (cuda when available) | cpu | cuda | cuda:N
@@ -230,16 +247,20 @@ class Run(_Section):
     def _where(self):
         if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ConfigError(f"params: run.device={self.device!r}; use auto, cpu, cuda or cuda:N")
-        if not self.launcher.split() or self.launcher.split()[0] not in ("python", "python3", "torchrun", "srun"):
+        # DVC runs '<launcher> -m nriqa_lib.cli ...' through a shell: the launcher must be plain words (no quotes,
+        # ;, |, &, $, backticks, redirections, globs), its program one of these
+        words = self.launcher.split(" ")
+        if not _LAUNCHER.fullmatch(self.launcher) or words[0] not in ("python", "python3", "torchrun", "srun"):
             raise ConfigError(f"params: run.launcher={self.launcher!r}; use python, torchrun --nproc_per_node N or "
-                              f"srun ... torchrun ... (the stage command is '<launcher> -m nriqa_lib.cli ...')")
+                              f"srun ... torchrun ... in plain words: letters, digits and _ . / : = , @ + % - "
+                              f"(the stage command is '<launcher> -m nriqa_lib.cli ...', run by a shell)")
         return self
 
 
 class Stats(_Section):
     alpha: float = Field(0.05, gt=0, le=0.5)
     n_boot: int = Field(1000, ge=100, le=1_000_000)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 class Params(_Section):

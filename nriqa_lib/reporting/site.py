@@ -78,10 +78,14 @@ def _index(pages: Sequence[Page], summary_md: str, published_md: str | None, fig
             + "\n".join(parts) + "</main></body></html>\n")
 
 
+SITE_RECORD = ".nriqa-site"      # the files the last build wrote (the only ones a rebuild may remove)
+
+
 def build_site(pages: Sequence[Page], summary_md: Path, out: Path, figure: Path | None = None,
                published_md: Path | None = None) -> Path:
     """Write ``out``/index.html (the findings) and one ``<slug>.html`` per page with a navigation bar; the same
-    inputs give byte-identical files. A missing input stops before ``out`` is touched, naming the file."""
+    inputs give byte-identical files. A missing input stops before ``out`` is touched, naming the file. Nothing
+    in ``out`` that this function did not write is replaced or removed (:data:`SITE_RECORD` lists what it wrote)."""
     for f in [summary_md, *(p.source for p in pages), *([figure] if figure else [])]:
         if not Path(f).is_file():
             raise FileNotFoundError(f"site: {f} not found: run the study first (make repro)")
@@ -103,14 +107,21 @@ def build_site(pages: Sequence[Page], summary_md: Path, out: Path, figure: Path 
                                         encoding="utf-8")
         for f in tmp.iterdir():
             os.chmod(f, 0o644)
-        os.chmod(tmp, 0o755)
-        old = out.with_name(f".{out.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        # only what this tool writes is replaced or removed in ``out`` (it may be a folder with other files, e.g.
+        # docs/): the files of this build, and those the previous build listed in its record and this one no
+        # longer makes; each file replaced atomically, the record last
+        out.mkdir(parents=True, exist_ok=True)
+        record = out / SITE_RECORD
+        made = sorted(f.name for f in tmp.iterdir())
+        before = record.read_text(encoding="utf-8").split() if record.is_file() else []
+        for name in made:
+            os.replace(tmp / name, out / name)
+        for name in sorted(set(before) - set(made)):
+            if "/" not in name and (out / name).is_file():
+                (out / name).unlink()
+        (tmp / SITE_RECORD).write_text("\n".join(made) + "\n", encoding="utf-8")
+        os.chmod(tmp / SITE_RECORD, 0o644)
+        os.replace(tmp / SITE_RECORD, record)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / "index.html"

@@ -66,6 +66,38 @@ def _deterministic(nb_path: Path, final: Path) -> None:
     nbformat.write(nb, str(nb_path))
 
 
+_KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+           "language_info": {"name": "python"}}
+
+
+def build_notebook(name: str, folder: Path = Path("notebooks")):
+    """The notebook of ``folder/<name>.py`` (jupytext's percent format: the source you edit and review): its cells,
+    ids ``<name[:20]>-NN``, tags only, the python3 kernel; the same source gives the same bytes
+    (``scripts/make_notebooks.py`` writes it as ``<name>.ipynb``, what papermill executes)."""
+    import jupytext
+    import nbformat
+    nb = jupytext.read(Path(folder) / f"{name}.py", fmt="py:percent")
+    for i, c in enumerate(nb.cells):
+        tags = c.metadata.get("tags")
+        c.metadata = nbformat.NotebookNode({"tags": tags} if tags else {})
+        c["id"] = f"{name[:20]}-{i:02d}"
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    nb.metadata = nbformat.from_dict(_KERNEL)
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
+def check_built(name: str, folder: Path = Path("notebooks")) -> None:
+    """Refuse, in one line, to run a notebook whose .ipynb is not the build of its source .py (an edited source
+    would otherwise render the old code while DVC calls the stage up to date)."""
+    import nbformat
+    ipynb = Path(folder) / f"{name}.ipynb"
+    if not ipynb.is_file() or nbformat.writes(build_notebook(name, folder)) + "\n" != ipynb.read_text(encoding="utf-8"):
+        raise SystemExit(f"nriqa: {ipynb} is not the build of its source {Path(folder) / (name + '.py')}: run "
+                         f"python scripts/make_notebooks.py, then rerun")
+
+
 def remove_stale(out: Path, name: str, stem: str) -> list[str]:
     """The stage owns its folder: rendered notebooks of ``name`` under another tag (e.g. t1.head changed from B to
     B_Sig) are removed once the new ones are written, so a reader never opens a stale, untracked notebook."""
@@ -87,10 +119,11 @@ def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = No
     import shutil
     import signal
     import papermill as pm
+    check_built(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)      # papermill does not create output folders
-    for old in list(out.glob(".tmp-nb-*")) + list(out.glob("tmp*")):
-        if old.is_dir():
+    for old in out.glob(".tmp-nb-*"):           # our own work folders (this prefix) left by killed runs; nothing else
+        if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stem = f"{name}__{tag}" if tag else name

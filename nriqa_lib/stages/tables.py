@@ -15,7 +15,7 @@ __all__ = ["TABLES", "report_stage"]
 def _table(name: str, module: str, notebook: str, tag: str, deps: tuple[str, ...], desc: str,
            plots: tuple[str, ...] = (), metrics: bool = True, whole_folder: bool = False) -> Stage:
     return Stage(name=name, module=module, params=tuple(import_module(module).PARAMS), desc=desc,
-                 deps=(f"notebooks/{name}.ipynb", *deps), notebook=notebook, tag=tag, metrics=metrics,
+                 deps=(f"notebooks/{name}.py", f"notebooks/{name}.ipynb", *deps), notebook=notebook, tag=tag, metrics=metrics,
                  whole_folder=whole_folder, plots=tuple(f"results/{notebook}/figures/{p}" for p in plots))
 
 
@@ -35,7 +35,7 @@ TABLES: tuple[Stage, ...] = (
     _table("t5_resolution", "nriqa_lib.analysis.t5", "t5", "ref-${features.test_time}", ("results/resolution", "splits"),
            "T5 (beyond P1): input resolution and test-time views"),
     _table("t6_regimes", "nriqa_lib.analysis.t6", "t6", "ref-frozen_head-${t1.head}",
-           ("results/heads", "results/finetune", "splits"), "T6 (P1): frozen vs P1's regime vs LoRA vs full fine-tuning"),
+           ("results/heads", "results/finetune", "splits"), "T6 (P1): frozen vs P1's two recipes vs LoRA vs full fine-tuning"),
 )
 
 
@@ -43,7 +43,7 @@ def report_stage(tables: Sequence[Stage]) -> Stage:
     """The report: every claim of every table (its metrics), the tables and the figures."""
     from ..reporting.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG
     with_tables = [t for t in tables if t.metrics]
-    deps = ("notebooks/report.ipynb", "references/published.yaml", *[f"{t.out_dir}/tables" for t in with_tables],
+    deps = ("notebooks/report.py", "notebooks/report.ipynb", "references/published.yaml", *[f"{t.out_dir}/tables" for t in with_tables],
             *[f"{t.out_dir}/figures" for t in with_tables], "results/figures")
     return Stage(name="report", module="nriqa_lib.reporting.summary",
                  params=tuple(import_module("nriqa_lib.reporting.report").PARAMS), deps=deps, notebook="report",

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -396,7 +397,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
               "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
     eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
     parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
-    st = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt is not None and ckpt.is_file() else {}
+    st = _load_checkpoint(ckpt)
     if st.get("cfg_id") == cfg_id and "trainable" not in st:     # a finished split: its record, no weights
         return _result(parts, eval_idx, mos, st["best"], st["last"], st["history"], [])
     torch.manual_seed(job.seed)
@@ -494,7 +495,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         if ckpt is not None and dist.is_main():
             # the last epoch's checkpoint keeps only the split's result: weights and Adam's moments of every
             # finished split would pile up (P1's regime on SigLIP2-so400m: ~5 GB per split, head and split)
-            state = {"cfg_id": cfg_id, "epoch": ep, "history": history, "best": best, "last": last}
+            state = {"cfg_id": cfg_id, "epoch": ep, "history": history, "best": _tensors(best), "last": _tensors(last)}
             if ep < tcfg.epochs - 1:
                 state.update(trainable=_trainable_state(model), opt=opt.state_dict(), rng=_rng_state(device))
             ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -503,6 +504,32 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
             del state
         dist.barrier()
     return _result(parts, eval_idx, mos, best, last, history, step_t)
+
+
+def _tensors(record):
+    """A (score, epoch, predictions) or (epoch, predictions) record with its numpy predictions as a tensor: a
+    checkpoint holds tensors and plain Python values only, so it loads with ``weights_only=True``."""
+    if record is None:
+        return None
+    return tuple(torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for v in record)
+
+
+def _load_checkpoint(ckpt: Path | None) -> dict:
+    """A split's checkpoint, loaded without unpickling code (``weights_only=True``: tensors, containers, numbers,
+    strings). One it cannot read that way (a file from before this format, or anything else) is not resumed: said
+    in one line, the split starts over and overwrites it."""
+    if ckpt is None or not ckpt.is_file():
+        return {}
+    try:
+        st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as e:          # UnpicklingError, a truncated zip, ...: never executed, never trusted
+        print(f"nriqa: {ckpt}: not a checkpoint this version reads ({type(e).__name__}); starting this split over",
+              file=sys.stderr)
+        return {}
+    for k in ("best", "last"):
+        if st.get(k) is not None:
+            st[k] = tuple(v.numpy() if isinstance(v, torch.Tensor) else v for v in st[k])
+    return st
 
 
 def _result(parts: np.ndarray, eval_idx: np.ndarray, mos: np.ndarray, best, last, history: list[dict],
