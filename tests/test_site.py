@@ -123,3 +123,14 @@ def test_a_p_value_keeps_four_significant_digits_and_is_never_rounded_to_zero(p)
     assert got > 0
     assert abs(got - p) <= 5e-4 * p                       # 4 significant digits
     assert round_p(float("nan")) != round_p(float("nan"))   # NaN (no test) stays NaN
+
+
+def test_make_site_without_results_says_so_in_one_line(tmp_path, capsys):
+    """Issue 37 T6: `make site` before `make repro` (no rendered notebooks) ended in an 11-line traceback; now one
+    line naming what is missing and what to run, exit status 1, nothing written."""
+    with pytest.raises(SystemExit) as e:
+        site_stage.main(["--root", str(tmp_path), "--out", str(tmp_path / "site")])
+    msg = str(e.value.code)
+    assert msg.startswith("nriqa: site: expected one rendered results/") and msg.endswith("run the study first "
+                                                                                            "(make repro)")
+    assert "\n" not in msg and not (tmp_path / "site").exists()

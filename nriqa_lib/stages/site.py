@@ -7,7 +7,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ..reporting.site import Page, build_site
+from ..reporting.site import SITE_RECORD, Page, build_site
 from ..reporting.summary import SUMMARY_MD, SUMMARY_PNG
 from .registry import registry
 
@@ -41,9 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=SITE)
     a = ap.parse_args(argv)
     root = Path(a.root)
-    index = build_site(pages(root), root / SUMMARY_MD, Path(a.out), figure=root / SUMMARY_PNG,
-                       published_md=root / registry()["report"].out_dir / "published_vs_reproduced.md")
-    files = sorted(Path(a.out).iterdir())
+    try:
+        index = build_site(pages(root), root / SUMMARY_MD, Path(a.out), figure=root / SUMMARY_PNG,
+                           published_md=root / registry()["report"].out_dir / "published_vs_reproduced.md")
+    except (FileNotFoundError, ValueError) as e:      # one line, naming the file (issue 37 T6: an 11-line traceback)
+        raise SystemExit(f"nriqa: {e}")
+    files = [Path(a.out) / n for n in (Path(a.out) / SITE_RECORD).read_text(encoding="utf-8").split()]
     print(f"{index}: {len(files)} files, {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB")
 
 
