@@ -4,8 +4,9 @@ results/summary.json (the headline metrics DVC lists: ``dvc metrics show / diff`
 (one forest plot of every claim). Written by the report stage from the tables' pooled rows
 (:func:`nriqa_lib.reporting.report.claims`); nothing here computes a statistic.
 
-``python -m nriqa_lib.reporting.summary --readme`` copies results/summary.md into README.md between its markers;
-scripts/check_outputs.py fails when the two differ after a run.
+``python -m nriqa_lib.reporting.summary --readme`` copies results/summary.md into README.md between its markers,
+only from the default study (the committed params.yaml, the report up to date; ``--force`` otherwise), and prints
+the verdicts it changed; scripts/check_outputs.py fails when the two differ after a run.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..analysis.compare import DIFF_RANGE
 from ..core.io import atomic_write_text
 from .report import _pooled_claims, round_p
 
-__all__ = ["findings", "write_summary", "readme_block", "update_readme", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG",
+__all__ = ["findings", "write_summary", "readme_block", "update_readme", "verdict_changes", "not_the_default_run", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG",
            "SUMMARY_CSV"]
 
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG = "results/summary.md", "results/summary.json", "results/summary_forest.png"
@@ -107,10 +108,53 @@ def update_readme(readme: str | Path = "README.md", summary: str | Path = SUMMAR
     return new != old
 
 
+def _verdicts(md: str) -> dict[str, str]:
+    """claim -> verdict of a findings table (its first and last columns)."""
+    rows = [r.strip().strip("|").split("|") for r in md.splitlines() if r.startswith("| ") and not r.startswith("| claim")]
+    return {r[0].strip(): r[-1].strip() for r in rows if len(r) >= 6}
+
+
+def verdict_changes(old_md: str, new_md: str) -> list[str]:
+    """What replacing the findings ``old_md`` by ``new_md`` changes, claim by claim: a verdict that moved, a claim
+    added or gone (the rest of a row, effect and CI, may move without a line here)."""
+    old, new = _verdicts(old_md), _verdicts(new_md)
+    out = [f"  {c}: {old[c]} -> {new[c]}" for c in old if c in new and old[c] != new[c]]
+    out += [f"  + {c} ({new[c]})" for c in new if c not in old]
+    out += [f"  - {c} ({old[c]})" for c in old if c not in new]
+    return out
+
+
+def not_the_default_run(run_status=None) -> str | None:
+    """Why results/ may not be the default study (the committed params.yaml, every stage up to date), or None. The
+    README's Findings mirror the default study only (issue 37 E4: a 40-image, 2-split try replaced its 18 claims
+    with 3, silently). ``run_status``: a stand-in for ``dvc status report --json`` (tests)."""
+    import subprocess
+    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "params.yaml"]).returncode != 0:
+        return "params.yaml differs from the committed one"
+    out = run_status() if run_status else subprocess.run(["dvc", "status", "report", "--json"], capture_output=True,
+                                                         text=True).stdout
+    try:
+        stale = json.loads(out or "null")
+    except json.JSONDecodeError:
+        stale = None
+    if stale != {}:
+        return "`dvc status report` does not say the report is up to date with params.yaml and the code"
+    return None
+
+
 if __name__ == "__main__":
     import argparse
+    import sys
     ap = argparse.ArgumentParser(prog="python -m nriqa_lib.reporting.summary", description=__doc__.splitlines()[0])
-    ap.add_argument("--readme", action="store_true", help="copy results/summary.md into README.md's Findings")
+    ap.add_argument("--readme", action="store_true", help="copy results/summary.md into README.md's Findings (only "
+                    "from the default study: the committed params.yaml, the report up to date)")
+    ap.add_argument("--force", action="store_true", help="replace the Findings from any run")
     a = ap.parse_args()
     if a.readme:
+        why = None if a.force else not_the_default_run()
+        if why:
+            sys.exit(f"nriqa: README.md's Findings not replaced: {why} (they mirror the default study; --force to "
+                     f"replace them anyway)")
+        changes = verdict_changes(readme_block(Path("README.md").read_text()), Path(SUMMARY_MD).read_text())
         print("README.md updated" if update_readme() else "README.md already current")
+        print("\n".join(["verdicts changed:", *changes]) if changes else "no verdict changed")
