@@ -18,6 +18,10 @@ not in timed tests).
   measured images/s (depthwise convolutions run far below the matmul rate, so a ratio > 1 is expected);
 - decode: images/s of SPAQ-sized (4000 x 3000) JPEGs decoded in full vs in draft mode (``features.jpeg_draft``),
   and three backbones extracted with one shared decode pass (``extract_many``) vs one pass each;
+- fused fine-tuning (:mod:`nriqa_lib.training.fused`): runs x micro-steps per second of k = 3, 9, 27 runs of a
+  tiny ViT (timm, fused-qkv LoRA) and a tiny ResNet (timm resnet10t, conv LoRA + BatchNorm) in P1's published recipe
+  (p1_frozen, fp32: bf16 matmuls are slow on CPUs without AMX) at micro-batch 2, fused vs one by one, and the ratio
+  (a CPU is compute-bound: the gain is on a GPU, where kernel launches bound micro-batches of 2);
 - peak resident memory.
 """
 from __future__ import annotations
@@ -186,6 +190,64 @@ def bench_decode(root: str, n_images: int = 32, n_shared: int = 128) -> dict[str
     return out
 
 
+def bench_fused(ks: tuple[int, ...] = (3, 9, 27), n_train: int = 32, n_epochs: int = 2) -> dict[str, float]:
+    """Fused vs solo fine-tuning throughput (module docstring): runs x micro-steps per second, each k measured on
+    the same runs (their own seeds and splits) both ways, one epoch of ``n_train`` images each."""
+    import timm
+    from torch import nn
+    from .backbones import Preprocess
+    from .training.finetune import FinetuneConfig
+    from .training.fused import RunSpec, finetune_group
+    from .training.heads import HeadJob, TrainConfig
+
+    class Tiny(nn.Module):
+        def __init__(self, arch: str):
+            super().__init__()
+            kw = dict(depth=2, embed_dim=64, num_heads=2, img_size=32) if arch.startswith("vit") else {}
+            self.model = timm.create_model(arch, pretrained=False, num_classes=0, **kw)
+            self.dim = self.model.num_features
+
+        def forward(self, x):
+            return self.model(x)
+
+    n = n_train + 8
+    pixels = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    mos = np.linspace(0, 1, n)
+    pp = Preprocess(32, (0.5,) * 3, (0.5,) * 3)
+    out: dict[str, float] = {}
+    for arch, name in (("vit_tiny_patch16_224", "vit"), ("resnet10t", "resnet")):
+        torch.manual_seed(0)
+        ref = Tiny(arch).state_dict()
+
+        def make(arch=arch, ref=ref):         # the same (pretrained-like) weights in every run: one shared backbone
+            m = Tiny(arch)
+            m.load_state_dict(ref)
+            return m
+        for k in ks:
+            if k == 1:                                # one run: the solo loop either way
+                continue
+            specs = []
+            for r in range(k):
+                p = np.random.default_rng(r).permutation(n)
+                tcfg = TrainConfig(epochs=n_epochs, batch_size=12, micro_batch=2, accumulation="p1", hidden=64)
+                cfg = FinetuneConfig(mode="p1_frozen", epochs=n_epochs, micro_batch=2, batch_size=12, precision="fp32")
+                specs.append(RunSpec(HeadJob(p[:n_train], p[n_train:n_train + 4], p[n_train + 4:], seed=r), cfg, tcfg))
+            steps = k * n_epochs * (n_train // 2)
+            res = {}
+            for fuse in (1, k):
+                best = np.inf
+                for _ in range(2 if k > 1 else 1):      # the faster of two (the first fused call warms up)
+                    t = time.perf_counter()
+                    finetune_group(make, pp, [f"{i}.png" for i in range(n)], mos, specs, fuse=fuse,
+                                   pixels=pixels, say=lambda m: None)
+                    best = min(best, time.perf_counter() - t)
+                res[fuse] = steps / best
+            out[f"fused_{name}_k{k}_run_steps_per_s"] = res[k]
+            out[f"solo_{name}_k{k}_run_steps_per_s"] = res[1]
+            out[f"fused_{name}_k{k}_speedup"] = res[k] / res[1]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clive", default=os.environ.get("NRIQA_ROOT_CLIVE", "../shared/datasets/clive"))
@@ -196,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     out = {"threads": a.threads}
     out.update(bench_heads())
     out.update(bench_heads_roofline(measured_s=out["heads_batched_s"]))
+    out.update(bench_fused())
     if os.path.isdir(a.clive):
         out.update(bench_extraction(a.clive, a.images))
         out.update(bench_decode(a.clive))

@@ -1,6 +1,8 @@
-"""Back-of-envelope cost of a profile on GPUs, from counted FLOPs (an ESTIMATE, not a measurement).
+"""Cost of a profile on GPUs: fine-tuning hours from step times MEASURED on a GPU (:func:`measured_hours`, from
+``docs/measured/gpu_check_*.json``: scripts/gpu_check.py's per-image training and inference times), and, beside
+them, a FLOP-based ESTIMATE (below), which assumes a utilisation P1's micro-batches of 2 never reach.
 
-``python -m nriqa_lib.estimate [params-paper.yaml] [--gpus 1 8 32]`` counts each backbone's forward FLOPs at its
+``python -m nriqa_lib.estimate [params-paper.yaml] [--gpus 1 8 32] [--measured FILE]`` prints both. The FLOP part counts each backbone's forward FLOPs at its
 input size with torch's FlopCounterMode on the meta device (shapes only: no weights are allocated or computed, so
 every backbone of the paper profile, SigLIP2 so400m included, is counted in seconds), then
 
@@ -20,14 +22,19 @@ disjoint images or splits), so wall time on G GPUs is the total / G plus one mod
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from .core.config import Finetune, Splits, Train
 
-__all__ = ["forward_gflops", "meta_gflops", "DATASET_IMAGES", "Assumptions", "estimate", "main"]
+__all__ = ["forward_gflops", "meta_gflops", "DATASET_IMAGES", "Assumptions", "estimate", "measured_hours",
+           "MEASURED", "main"]
+
+MEASURED = Path(__file__).resolve().parents[1] / "docs" / "measured" / "gpu_check_h200_run1.json"
 
 # images and typical megapixels per image of each dataset (manifests; the releases' image sizes)
 DATASET_IMAGES = {"clive": (1162, 0.25), "koniq10k": (10073, 0.79), "spaq": (11125, 12.0), "agiqa3k": (2982, 0.6),
@@ -68,15 +75,18 @@ def meta_gflops(name: str, image_size: int | None = None) -> tuple[float, int]:
 
 
 def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: Sequence[str], finetune: Finetune,
-             gflops: dict[str, float], a: Assumptions = Assumptions()) -> list[dict]:
+             gflops: dict[str, float], a: Assumptions = Assumptions(), limit: int = 0) -> list[dict]:
     """Seconds per stage item on one GPU (features per dataset x backbone; finetune per dataset x backbone x
-    regime), from the profile's datasets, splits, epochs and ratios (``data.datasets``, the ``splits`` and
+    regime), from the profile's datasets, splits, epochs and ratios (``data.datasets`` and ``data.limit``, the ``splits`` and
     ``train`` sections, ``features.backbones``, the ``finetune`` section)."""
     rows = []
     train_frac = splits.ratios[0]
     n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
+    if getattr(finetune, "max_splits", 0):
+        n_splits = min(n_splits, finetune.max_splits)
     for d in datasets:
         n, mp = DATASET_IMAGES.get(d, (1000, 1.0))
+        n = min(n, limit) if limit else n          # data.limit
         decode_s = n * mp / (a.decode_mp_s * a.workers)
         epochs = (train.per_dataset.get(d) or {}).get("epochs", train.epochs)
         for b in backbones:
@@ -98,6 +108,42 @@ def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: S
     return rows
 
 
+def measured_hours(datasets: Sequence[str], splits: Splits, train: Train, backbones: Sequence[str],
+                   finetune: Finetune, measured: dict, limit: int = 0) -> list[dict]:
+    """Solo fine-tuning GPU-hours per (dataset, backbone, regime) of params ``p`` from measured times
+    (scripts/gpu_check.py's ``speed.<backbone>.<regime>.per_train_image_s``, the training step / 12 images, and
+    ``speed.<backbone>.extract.extract_img_s`` for the val/test predictions of every epoch): heads x splits x
+    epochs x (n_train x per-image + n_eval / images per s). A regime without its own time takes the nearest
+    measured one (``p1_frozen``: ``lora``'s, the same trained tensors; otherwise ``p1``'s), said in ``source``; a
+    backbone never measured gives ``hours`` None. The sections as :func:`estimate` takes them (``data.limit`` and
+    ``finetune.max_splits`` honoured)."""
+    from .backbones import pretrained
+    # the finetune stage's backbones (stages.finetune.finetune_backbones, not imported: the resolution stage
+    # imports this module, and its DVC dependencies would take in the training code)
+    ft = (list(finetune.backbones) or pretrained(backbones)) if finetune.regimes else []
+    n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
+    if getattr(finetune, "max_splits", 0):
+        n_splits = min(n_splits, finetune.max_splits)
+    rows = []
+    for d in datasets:
+        n = DATASET_IMAGES.get(d, (1000, 1.0))[0]
+        n = min(n, limit) if limit else n
+        epochs = (train.per_dataset.get(d) or {}).get("epochs", train.epochs)
+        for b in ft:
+            ex = measured.get(f"speed.{b}.extract")
+            for r in finetune.regimes:
+                order = [r] + (["lora"] if r == "p1_frozen" else []) + ["p1"]
+                src = next((x for x in order if measured.get(f"speed.{b}.{x}")), None)
+                h = None
+                if ex and src:
+                    per = measured[f"speed.{b}.{src}"]["per_train_image_s"]
+                    n_tr = n * splits.ratios[0]
+                    h = len(finetune.heads) * n_splits * epochs * (n_tr * per + (n - n_tr) / ex["extract_img_s"]) / 3600
+                rows.append({"dataset": d, "backbone": b, "regime": r, "hours": h,
+                             "source": src if src == r else (f"{src}'s time" if src else "not measured")})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
@@ -105,23 +151,40 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("params", nargs="?", default="params-paper.yaml")
     ap.add_argument("--gpus", type=int, nargs="*", default=[1, 8, 32])
+    ap.add_argument("--measured", default=str(MEASURED), help="a scripts/gpu_check.py output (gpu_check.json)")
     a = ap.parse_args(argv)
     p = load_params(a.params)
+    pd.set_option("display.width", 200)
+    meas = json.loads(Path(a.measured).read_text())
+    dev = (meas.get("env") or {}).get("nvidia_smi", "?").split(",")[0]
+    mh = pd.DataFrame(measured_hours(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, meas,
+                                     limit=p.data.limit))
+    if len(mh):
+        print(f"MEASURED step times ({Path(a.measured).name}: {dev}, torch {(meas.get('env') or {}).get('torch')}), "
+              f"fine-tuning run by run (finetune.fuse 1), GPU-hours:")
+        print(mh.groupby(["backbone", "regime", "source"], sort=False, dropna=False)["hours"].sum(min_count=1)
+              .round(2).to_string())
+        known = mh["hours"].dropna()
+        print(f"total {known.sum():.1f} GPU-h measured ({len(known)} of {len(mh)} dataset x backbone x regime "
+              f"cells have a measured time)")
+        print("fused runs (finetune.fuse): not yet timed on a GPU (scripts/gpu_check.py --fused); on a CPU, which is "
+              "compute-bound, `make bench` measures their ratio to these solo runs")
+    else:
+        print("finetune.regimes is empty: nothing is fine-tuned")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gf = {}
     for b in dict.fromkeys([*p.features.backbones, *p.finetune.backbones]):
         gf[b], size = meta_gflops(b, p.features.image_size or None)
         print(f"{b}: {gf[b]:.1f} GFLOP per image at {size} px")
-    df = pd.DataFrame(estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, gf))
-    pd.set_option("display.width", 200)
-    print("ESTIMATE (FLOPs at the stated MFU, decode at the stated rate), GPU-hours on one H100:")
+    df = pd.DataFrame(estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, gf,
+                               limit=p.data.limit))
+    print("ESTIMATE from FLOPs (the compute floor at the stated MFU, decode at the stated rate), GPU-hours on one "
+          "H100:")
     print(df.groupby(["stage", "regime"])["seconds"].sum().div(3600).round(2).to_string())
     print(df.groupby(["stage", "dataset"])["seconds"].sum().div(3600).round(2).to_string())
     total = df["seconds"].sum() / 3600
     for g in a.gpus:
         print(f"wall time on {g} GPU(s): {total / g:.1f} h (total {total:.1f} GPU-h split evenly)")
-    print("MEASURED on an H200 (README, scripts/gpu_check.py): fine-tuning in P1's micro-batches of 2 reached 0.3-3.4% "
-          "of the bf16 peak, not the 30% assumed here; the paper profile's fine-tuning took ~20x this estimate")
     return 0
 
 

@@ -12,6 +12,11 @@ model hub is needed). Prints one line per measurement and writes them to ``--out
    the min cosine of bf16 vs fp32 features, and fine-tuning seconds per optimiser step (P1's 12-image windows of
    2-image micro-batches) for each regime, with peak memory; then the paper profile's GPU-hours from these
    measured times, beside nriqa_lib.estimate's FLOP-based estimate.
+4. **fused** (``--parts fused``, issue 36): per family, P1's published recipe (p1_frozen, bf16, one shared
+   backbone of fixed random weights) with k = 1, 3, 9, 27, 54 runs fused (``--fused-k``; nriqa_lib.training.fused):
+   seconds per micro-step of the group, per training image per run, peak memory, under the deterministic settings;
+   the k = 9 group run twice and compared bit for bit; then the paper profile's p1_frozen GPU-hours from the
+   largest k's per-image time.
 
 Usage (repository root, a CUDA machine): python scripts/gpu_check.py --images /data/clive --out /tmp/gpu
 (``--device cpu --size 64`` runs the same code on a CPU: a dry run of the script, not a measurement).
@@ -286,30 +291,96 @@ def speed(a, out: Path) -> None:
     paper_hours()
 
 
-def paper_hours() -> None:
-    """The paper profile's fine-tuning hours from the measured step times (estimate.py's counts of images,
-    splits, epochs and heads), beside the FLOP-based estimate."""
+def paper_hours(measured: dict | None = None, key: str = "paper_finetune_gpu_hours_measured",
+                what: str = "measured step times") -> None:
+    """The paper profile's fine-tuning hours from the measured step times (nriqa_lib.estimate.measured_hours)."""
     from nriqa_lib.core.params import load_params
-    from nriqa_lib.estimate import DATASET_IMAGES
+    from nriqa_lib.estimate import measured_hours
     p = load_params(str(REPO / "params-paper.yaml"))
     tot: dict[str, float] = {}
-    for d in p.data.datasets:
-        n = DATASET_IMAGES[d][0]
-        ep = (p.train.per_dataset.get(d) or {}).get("epochs", p.train.epochs)
-        for b in PAPER:
-            ex = RESULTS.get(f"speed.{b}.extract")
-            for r in p.finetune.regimes:
-                # unmeasured: p1_frozen at lora's time (the same trainable tensors), lora/full at p1's
-                m = (RESULTS.get(f"speed.{b}.{r}") or (RESULTS.get(f"speed.{b}.lora") if r == "p1_frozen" else None)
-                     or RESULTS.get(f"speed.{b}.p1"))
-                if not (ex and m):
-                    continue
-                n_tr = n * p.splits.ratios[0]
-                s = len(p.finetune.heads) * 3 * ep * (n_tr * m["per_train_image_s"] + (n - n_tr) / ex["extract_img_s"])
-                tot[r] = tot.get(r, 0.0) + s / 3600
-    say("paper_finetune_gpu_hours_measured", tot, "paper profile fine-tuning from measured step times: "
-        + ", ".join(f"{r} {h:.1f} GPU-h" for r, h in tot.items()) + f" (total {sum(tot.values()):.1f}; "
-        "lora/full of a family without its own measurement use its p1 time)")
+    for row in measured_hours(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune,
+                              RESULTS if measured is None else measured):
+        if row["hours"] is not None:
+            tot[row["regime"]] = tot.get(row["regime"], 0.0) + row["hours"]
+    say(key, tot, f"paper profile fine-tuning from {what}: "
+        + ", ".join(f"{r} {h:.1f} GPU-h" for r, h in tot.items()) + f" (total {sum(tot.values()):.1f}; a regime "
+        "without its own time takes p1_frozen <- lora <- p1's)")
+
+
+# ------------------------------------------------------------------------------------------------------- 4. fused
+def fused(a, out: Path) -> None:
+    import numpy as np
+    import torch
+
+    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.core.device import set_deterministic
+    from nriqa_lib.training.finetune import FinetuneConfig
+    from nriqa_lib.training.fused import RunSpec, finetune_group
+    from nriqa_lib.training.heads import HeadJob, TrainConfig
+    dev = torch.device(a.device)
+    set_deterministic(dev)
+    cuda = dev.type == "cuda"
+    paths = sorted((Path(a.images) / "images").glob("*.*"))[:36]
+    mos = np.linspace(0.1, 0.9, len(paths))
+    fastest: dict = {}
+    for name in a.families:
+        if time.time() - T0 > a.budget:
+            say(f"fused.{name}", "skipped", f"fused {name}: skipped (the script's {a.budget}s budget is spent)")
+            continue
+        try:
+            torch.manual_seed(0)
+            ref = {k: v.clone() for k, v in create_backbone(name, pretrained=False,
+                                                              image_size=a.size or None).state_dict().items()}
+
+            def make(name=name, ref=ref):          # pretrained-like: the same weights in every run (one shared copy)
+                m = create_backbone(name, pretrained=False, image_size=a.size or None)
+                m.load_state_dict(ref)
+                return m
+            pp = make().preprocess
+
+            def group(k):
+                specs = []
+                for r in range(k):
+                    perm = np.random.default_rng(r).permutation(len(paths))
+                    tcfg = TrainConfig(head="B_Gated", epochs=1, batch_size=12, lr=1e-4, micro_batch=2,
+                                       accumulation="p1", select_on="test")
+                    cfg = FinetuneConfig(mode="p1_frozen", epochs=1, lr_head=1e-4, micro_batch=2, batch_size=12,
+                                         precision=a.precision)
+                    specs.append(RunSpec(HeadJob(perm[:24], np.zeros(0, np.int64), perm[24:], seed=r), cfg, tcfg))
+                lines = []
+                res = finetune_group(make, pp, paths, mos, specs, fuse=k, device=dev, amp="auto", say=lines.append)
+                return res, lines
+            for k in a.fused_k:
+                if time.time() - T0 > a.budget:
+                    break
+                if cuda:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(dev)
+                t = time.time()
+                res, lines = group(k)
+                mem = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else float("nan")
+                step = float(np.median([r.step_seconds for r in res]))     # a window of 12 images, all k runs
+                row = {"k": k, "window_s": step, "per_train_image_s": step / 12 / k, "peak_gib": mem,
+                       "wall_s": time.time() - t, "said": lines[-3:]}
+                if k == 9 and a.fused_repeat:
+                    again, _ = group(k)
+                    row["repeat_equal"] = all(x.predictions["pred"].equals(y.predictions["pred"])
+                                              for x, y in zip(res, again))
+                say(f"fused.{name}.k{k}", row, f"fused {name} p1_frozen {a.precision} k={k}: {step:.3f} s per "
+                    f"12-image window of all {k} runs = {row['per_train_image_s'] * 1e3:.2f} ms per image per run; "
+                    f"peak {mem:.1f} GiB; {row['wall_s']:.0f}s with the builds"
+                    + (f"; repeat equal {row['repeat_equal']}" if "repeat_equal" in row else ""))
+                fastest[name] = row
+        except Exception as e:
+            say(f"fused.{name}.error", repr(e)[:500], f"fused {name}: FAILED {repr(e)[:300]}")
+        save(out)
+    if fastest:
+        base = json.loads((REPO / "docs/measured/gpu_check_h200_run1.json").read_text())
+        m = {**base, **RESULTS}
+        for name, row in fastest.items():
+            m[f"speed.{name}.p1_frozen"] = {"per_train_image_s": row["per_train_image_s"]}
+        paper_hours(m, "paper_finetune_gpu_hours_fused", "fused p1_frozen times (largest k that ran; other "
+                    "regimes solo, as measured)")
 
 
 def main() -> int:
@@ -328,7 +399,10 @@ def main() -> int:
     ap.add_argument("--precision", default="bf16", help="P1's regime's precision (fp32: a quick CPU dry run)")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--budget", type=float, default=420.0, help="seconds after which speed skips families")
-    ap.add_argument("--parts", nargs="*", default=["pipeline", "resume", "speed"])
+    ap.add_argument("--parts", nargs="*", default=["pipeline", "resume", "speed"],
+                    help="pipeline resume speed sdpa fused")
+    ap.add_argument("--fused-k", type=int, nargs="*", default=[1, 3, 9, 27, 54])
+    ap.add_argument("--fused-repeat", type=int, default=1, help="run k=9 twice and compare (0: skip)")
     ap.add_argument("--resume-child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -346,7 +420,7 @@ def main() -> int:
         f"torch {torch.__version__} (CUDA {torch.version.cuda}), {torch.cuda.device_count()} GPU(s): {smi}")
     for part in a.parts:
         try:
-            {"pipeline": pipeline, "resume": resume, "speed": speed, "sdpa": sdpa}[part](a, out)
+            {"pipeline": pipeline, "resume": resume, "speed": speed, "sdpa": sdpa, "fused": fused}[part](a, out)
         except Exception as e:
             import traceback
             traceback.print_exc()

@@ -225,7 +225,7 @@ def test_finetune_stage_trains_every_head_of_finetune_heads(tmp_path, monkeypatc
     p = load_params(repo / "params-smoke.yaml")
     p.data.roots["clive"], p.data.limit = str(clive), 12
     p.finetune.backbones, p.finetune.regimes, p.finetune.heads = ["random_tf_efficientnet_lite0"], ["p1"], ["B", "B_Gated"]
-    p.finetune.max_splits = 1
+    p.finetune.max_splits, p.finetune.fuse = 1, 1            # (fused runs: tests/test_fused.py)
     monkeypatch.chdir(tmp_path)
     view = ParamsView(p, stage.STAGE.params)
     man = open_dataset(view, "clive")

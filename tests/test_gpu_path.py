@@ -2,6 +2,7 @@
 device / precision / workers), on CPU with random weights."""
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,3 +295,49 @@ def test_training_attention_is_the_math_path_on_deterministic_cuda_only():
             assert flags() == before                       # no determinism asked: the fused kernels stay
     finally:
         torch.use_deterministic_algorithms(was)
+
+
+def test_measured_hours_by_hand_and_they_honour_the_profiles_limits():
+    """Issue 36 item 6: fine-tuning GPU-hours from measured per-image times (heads x splits x epochs x (n_train x
+    train time + n_eval / inference rate)), a regime without its own time taking p1_frozen <- lora <- p1's; a
+    64-image, 1-split try is costed as such (it printed the full profile's hours before), and so is the FLOP
+    estimate."""
+    from types import SimpleNamespace
+
+    from nriqa_lib.estimate import Assumptions, estimate, measured_hours
+    meas = {"speed.b.extract": {"extract_img_s": 100.0}, "speed.b.lora": {"per_train_image_s": 0.5},
+            "speed.b.p1": {"per_train_image_s": 0.8}}
+    p = SimpleNamespace(data=SimpleNamespace(datasets=["clive"], limit=0),
+                        splits=SimpleNamespace(ratios=[0.8, 0.2], schemes={"clive": "p1"}, n_splits=10),
+                        train=SimpleNamespace(epochs=15, per_dataset={"clive": {"epochs": 30}}),
+                        features=SimpleNamespace(backbones=["b"]),
+                        finetune=SimpleNamespace(backbones=["b", "c"], regimes=["p1_frozen", "p1", "full"],
+                                                 heads=["B", "B_Gated"], max_splits=0))
+    def hours(p):
+        return measured_hours(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, meas,
+                              limit=p.data.limit)
+    rows = {(r["backbone"], r["regime"]): r for r in hours(p)}
+    n_tr = 1162 * 0.8
+    one = lambda per: 2 * 3 * 30 * (n_tr * per + (1162 - n_tr) / 100.0) / 3600     # noqa: E731
+    assert rows["b", "p1_frozen"]["hours"] == pytest.approx(one(0.5)) and rows["b", "p1_frozen"]["source"] == "lora's time"
+    assert rows["b", "p1"]["hours"] == pytest.approx(one(0.8)) and rows["b", "p1"]["source"] == "p1"
+    assert rows["b", "full"]["hours"] == pytest.approx(one(0.8)) and rows["b", "full"]["source"] == "p1's time"
+    assert rows["c", "p1"]["hours"] is None and rows["c", "p1"]["source"] == "not measured"
+    p.data.limit, p.finetune.max_splits = 64, 1
+    small = {(r["backbone"], r["regime"]): r["hours"] for r in hours(p)}
+    assert small["b", "p1"] == pytest.approx(2 * 1 * 30 * (64 * 0.8 * 0.8 + 64 * 0.2 / 100.0) / 3600)
+    a = Assumptions(peak_tflops=100.0, mfu_infer=0.5, mfu_train=0.5, decode_mp_s=1e9, workers=1)
+    ft = [r for r in estimate(p.data.datasets, p.splits, p.train, ["b"], p.finetune, {"b": 10.0, "c": 1.0}, a,
+                              limit=64) if r["stage"] == "finetune" and r["backbone"] == "b" and r["regime"] == "p1"]
+    assert ft[0]["compute_s"] == pytest.approx(2 * 1 * 30 * (64 * 0.8 * 3 + 64 * 0.2) * 10e9 / 50e12)
+
+
+def test_the_estimate_prints_measured_hours_first(capsys, monkeypatch):
+    """python -m nriqa_lib.estimate on the paper profile: the measured step times' GPU-hours (the committed H200
+    run, every paper backbone timed) before the FLOP floor, and no constant ratio footer."""
+    from nriqa_lib import estimate
+    monkeypatch.setattr(estimate, "meta_gflops", lambda name, size=None: (10.0, 224))
+    assert estimate.main([str(Path(__file__).resolve().parents[1] / "params-paper.yaml"), "--gpus", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("MEASURED step times (gpu_check_h200_run1.json: NVIDIA H200") < out.index("ESTIMATE from FLOPs")
+    assert "(144 of 144 dataset x backbone x regime cells have a measured time)" in out and "~20x" not in out

@@ -9,7 +9,7 @@ any work starts (:mod:`nriqa_lib.core.params`: loading, the registry lookups, th
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -223,6 +223,9 @@ class Finetune(_Section):
     lora_alpha: int = Field(8, gt=0, le=4096)
     lora_dropout: float = Field(0.05, ge=0, le=1)
     max_splits: int = Field(0, ge=0)   # > 0: only the first N splits (a quick first try)
+    # runs (heads x splits) of one backbone and regime trained side by side (nriqa_lib.training.fused): 1 = one by
+    # one | N = up to N per group | auto = as many as the device's free memory holds; bf16-autocast runs go one by one
+    fuse: Literal["auto"] | Annotated[int, Field(ge=1, le=4096)] = 1
 
     @model_validator(mode="after")
     def _heads(self):

@@ -62,7 +62,8 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     from . import backbone, open_dataset
     from ..data.splits import load_splits
     from ..core.device import resolve_device, run_info, set_deterministic
-    from ..training.finetune import P1_MODES, REGIME_LABELS, FinetuneConfig, finetune_split
+    from ..training.finetune import P1_MODES, REGIME_LABELS, FinetuneConfig
+    from ..training.fused import RunSpec, finetune_group
     from ..training.protocol import jobs_from_splits
     from ..training.heads import TrainConfig
     torch.set_num_threads(p.features.threads)
@@ -90,7 +91,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 pixels[pk] = squashed_images(man, *pk, cache=cache_dir("pixels"), workers=p.run.workers,
                                              progress=dist.is_main())
             px = pixels[pk]
-        frames, lasts, hist, steps = [], [], [], []
+        frames, lasts, hist, steps, specs = [], [], [], [], []
         t = time.time()
         for head in p.finetune.heads:
             tcfg = TrainConfig.from_params(p.train, head, None, dataset)   # P1's heads (t3 only for K-way)
@@ -107,18 +108,21 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 k = job.tags["split"]
                 log = (lambda msg, k=k, h=head: print(f"  {bname}/{regime}/{h} split {k}: {msg}", file=sys.stderr,
                                                       flush=True) if dist.is_main() else None)
-                res = finetune_split(lambda: backbone(p, bname), probe.preprocess, paths, mos, job, cfg,
-                                     tcfg, ckpt=finetune_ckpt(key, k), device=dev, amp=p.run.amp,
-                                     workers=p.run.workers, test_time=p.features.test_time, progress=log,
-                                     pixels=px, exif=man.exif_transpose)
-                for out_frames, df, ep in ((frames, res.predictions, res.best_epoch),
-                                           (lasts, res.last_predictions, tcfg.epochs - 1)):
-                    if df is not None:
-                        df = df.assign(head=head, split=k, best_epoch=ep)
-                        df["image"] = np.asarray(images)[df["index"].to_numpy()]
-                        out_frames.append(df)
-                hist += [{"head": head, "split": k, **{a: _clean(b) for a, b in h.items()}} for h in res.history]
-                steps.append(res.step_seconds)
+                specs.append(RunSpec(job, cfg, tcfg, finetune_ckpt(key, k), log))
+        results = finetune_group(lambda: backbone(p, bname), probe.preprocess, paths, mos, specs,
+                                 fuse=p.finetune.fuse, device=dev, amp=p.run.amp, workers=p.run.workers,
+                                 test_time=p.features.test_time, pixels=px, exif=man.exif_transpose,
+                                 label=f"finetune {bname}/{regime} on {dataset}")
+        for s, res in zip(specs, results):
+            head, k = s.tcfg.head, s.job.tags["split"]
+            for out_frames, df, ep in ((frames, res.predictions, res.best_epoch),
+                                       (lasts, res.last_predictions, s.tcfg.epochs - 1)):
+                if df is not None:
+                    df = df.assign(head=head, split=k, best_epoch=ep)
+                    df["image"] = np.asarray(images)[df["index"].to_numpy()]
+                    out_frames.append(df)
+            hist += [{"head": head, "split": k, **{a: _clean(b) for a, b in h.items()}} for h in res.history]
+            steps.append(res.step_seconds)
         if not dist.is_main():
             continue
         out = out_root / bname / regime
@@ -129,7 +133,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 pd.concat(fr, ignore_index=True)[cols].to_csv(tmp, index=False, float_format="%.7g",
                                                               lineterminator="\n")
         info = {"regime": regime, "label": REGIME_LABELS[regime], "backbone": bname, "weights": probe.weight_id,
-                "heads": list(p.finetune.heads), "splits": len(jobs), "epochs": tcfg.epochs,
+                "heads": list(p.finetune.heads), "splits": len(jobs), "fuse": p.finetune.fuse, "epochs": tcfg.epochs,
                 "batch_size": tcfg.batch_size, "micro_batch": tcfg.micro_batch, "accumulation": tcfg.accumulation,
                 "lr_head": tcfg.lr, "lr_backbone": cfg.lr_backbone if regime == "full" else None,
                 "precision": cfg.precision if regime in P1_MODES else None,

@@ -157,9 +157,16 @@ class FusedQKLoRA(nn.Module):
         self.base, self.dim, self.scaling = base, base.out_features // 3, alpha / r
         self.lora_A, self.lora_B = _lora_pair(base.in_features, self.dim, r, k=2)
         self.drop = nn.Dropout(dropout)
+        self._group: tuple[torch.Tensor, torch.Tensor] | None = None    # k runs' (A, B) in a fused group (fused.py)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         h = self.drop(x)
+        if self._group is not None:           # k runs' rows (k x B, ..., in), each through its own adapters
+            a, b = self._group
+            hs = h.reshape(a.shape[0], -1, h.shape[-1])
+            q = torch.bmm(torch.bmm(hs, a[:, 0].transpose(1, 2)), b[:, 0].transpose(1, 2)).reshape(*h.shape[:-1], -1)
+            k = torch.bmm(torch.bmm(hs, a[:, 1].transpose(1, 2)), b[:, 1].transpose(1, 2)).reshape(*h.shape[:-1], -1)
+            return torch.cat([q, k, torch.zeros_like(q)], -1) * self.scaling
         q = h @ self.lora_A[0].T @ self.lora_B[0].T
         k = h @ self.lora_A[1].T @ self.lora_B[1].T
         return torch.cat([q, k, torch.zeros_like(q)], -1) * self.scaling
@@ -255,12 +262,14 @@ def _groups(features: nn.Module, head: nn.Module, cfg: FinetuneConfig) -> tuple[
         if cfg.mode == "p1":                     # released: get_peft_model, then model.requires_grad_(True)
             features.requires_grad_(True)
         head.requires_grad_(True)
+        _run_dropouts(features)
         # one Adam group over what trains and the head at train.lr (released l.315-319; first commit l.361, where
         # the frozen backbone tensors are in the list but never get a gradient, so Adam never moves them)
         return features, [{"params": [p for p in features.parameters() if p.requires_grad] + list(head.parameters()),
                            "lr": cfg.lr_head}]
     else:
         raise ValueError(f"mode must be lora, full, p1 or p1_frozen, got {cfg.mode!r}")
+    _run_dropouts(features)
     groups.append({"params": list(head.parameters()), "lr": cfg.lr_head})
     return features, groups
 
@@ -296,27 +305,35 @@ def p1_loss(score: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig) -> t
     return loss
 
 
+def _micro_loss(pred: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, n_acc: int, scale: float = 1.0
+                ) -> torch.Tensor:
+    """One micro-batch's loss as :func:`_loss` backpropagates it (``pred`` the model's output for it)."""
+    if cfg.mode in P1_MODES and cfg.precision == "bf16":
+        loss = p1_loss(pred.reshape(-1), y.float().reshape(-1), cfg) / n_acc
+        return loss * scale if scale != 1.0 else loss
+    pred = pred.float().reshape(1, -1)
+    return iqa_loss(pred, y.float().reshape(1, -1), torch.ones_like(pred), cfg.margin_weight, cfg.margin_scale,
+                    cfg.margin_loss_swapped).sum() / n_acc * scale
+
+
+def _n_acc(cfg: FinetuneConfig, n: int) -> int:
+    return max((cfg.batch_size or n) // cfg.micro_batch, 1) if cfg.micro_batch else 1
+
+
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, scale: float = 1.0) -> float:
     """Forward + backward of one batch (or of this rank's micro-batches of it); with ``micro_batch`` P1's
     accumulation: each complete micro-batch's loss / (batch_size // micro_batch), as
     :func:`nriqa_lib.training.heads.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
     bounds activation memory. Under DDP only the last backward all-reduces (``no_sync`` before it). P1's recipes in
     bf16 take P1's loss on the bf16 score (:func:`p1_loss`); everything else one loss on a float32 copy."""
-    p1_form = cfg.mode in P1_MODES and cfg.precision == "bf16"
     mb = cfg.micro_batch or len(x)
-    n_acc = max((cfg.batch_size or len(x)) // mb, 1) if cfg.micro_batch else 1
+    n_acc = _n_acc(cfg, len(x))
     starts = list(range(0, len(x) - mb + 1, mb))
     total = 0.0
     for j, i in enumerate(starts):
         sync = j == len(starts) - 1 or not hasattr(model, "no_sync")
         with contextlib.nullcontext() if sync else model.no_sync():
-            if p1_form:
-                loss = p1_loss(model(x[i:i + mb]).reshape(-1), y[i:i + mb].float().reshape(-1), cfg) / n_acc
-                loss = loss * scale if scale != 1.0 else loss
-            else:
-                pred = model(x[i:i + mb]).float().reshape(1, -1)
-                loss = iqa_loss(pred, y[i:i + mb].float().reshape(1, -1), torch.ones_like(pred), cfg.margin_weight,
-                                cfg.margin_scale, cfg.margin_loss_swapped).sum() / n_acc * scale
+            loss = _micro_loss(model(x[i:i + mb]), y[i:i + mb], cfg, n_acc, scale)
             loss.backward()
         total += float(loss.detach())
     return total
@@ -375,6 +392,176 @@ def _set_rng_state(st, device: torch.device) -> None:
         torch.cuda.set_rng_state(st["cuda"], device)
 
 
+class RunDropout(nn.Dropout):
+    """``nn.Dropout`` (the same ``F.dropout``) unless a fused group hands it its masks (:mod:`.fused`): then
+    ``x * mask``, the mask drawn per run from the run's own generator as ``F.dropout`` draws it on a CPU
+    (``empty_like(x).bernoulli_(1 - p).div_(1 - p)``), so a run's masks do not depend on its group."""
+    _masks: list | None = None      # set by fused.py for one forward: (record shapes | pop masks), in call order
+    _record: list | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return super().forward(x)
+        if RunDropout._record is not None:
+            e = torch.empty_like(x)
+            RunDropout._record.append((tuple(e.shape), tuple(e.stride()), e.dtype, self.p))
+            return x
+        if RunDropout._masks is not None:
+            return x * RunDropout._masks.pop(0)
+        return super().forward(x)
+
+
+def _run_dropouts(module: nn.Module) -> None:
+    """Every active ``nn.Dropout`` (LoRA's) becomes a :class:`RunDropout` (in place; no state, same numbers)."""
+    for m in module.modules():
+        if type(m) is nn.Dropout and m.p > 0:
+            m.__class__ = RunDropout
+
+
+@dataclass
+class _Run:
+    """One split's fine-tuning as the solo and the fused loops share it (:func:`_prepare`)."""
+    job: HeadJob
+    cfg: FinetuneConfig
+    tcfg: TrainConfig
+    ckpt: Path | None
+    progress: Callable[[str], None] | None
+    cfg_id: dict
+    eval_idx: np.ndarray
+    parts: np.ndarray
+    select: str
+    model: ImageIQAModel | None = None
+    opt: torch.optim.Optimizer | None = None
+    order: list = field(default_factory=list)
+    start: int = 0
+    history: list = field(default_factory=list)
+    best: tuple = (-np.inf, -1, None)
+    last: tuple | None = None
+    done: SplitResult | None = None
+    step_t: list = field(default_factory=list)
+
+
+def _prepare(make_backbone: Callable[[], nn.Module], mos: np.ndarray, job: HeadJob, cfg: FinetuneConfig,
+             tcfg: TrainConfig, ckpt: Path | None, device: torch.device, progress=None) -> _Run:
+    """A run's model, optimiser, order and resumed state (its checkpoint, when made for the same run); the global
+    RNG is left where the solo loop starts drawing (``torch.manual_seed(job.seed)``, then the builds, then a
+    resumed run's saved state). A finished split's run carries its result only (``done``)."""
+    cfg_id = {"ft": asdict(cfg), "train": tcfg.model_dump(exclude={"per_dataset"}),
+              "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
+    eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
+    parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
+    select = "val" if (tcfg.select_on == "val" and len(job.val_idx)) else "test"
+    run = _Run(job, cfg, tcfg, ckpt, progress, cfg_id, eval_idx, parts, select)
+    st = _load_checkpoint(ckpt)
+    if st.get("cfg_id") == cfg_id and "trainable" not in st:     # a finished split: its record, no weights
+        run.done = _result(parts, eval_idx, mos, st["best"], st["last"], st["history"], [])
+        return run
+    torch.manual_seed(job.seed)
+    backbone = make_backbone()
+    head = init_head(tcfg, backbone.dim, job.seed)
+    features, groups = _groups(backbone, head, cfg)
+    run.model = ImageIQAModel(features, head).to(device)
+    run.opt = torch.optim.Adam(groups)
+    run.order = train_order(len(job.train_idx), tcfg, job.seed)
+    if st.get("cfg_id") == cfg_id:
+        sd = run.model.state_dict()   # (a checkpoint from before non-persistent buffers were left out: skip them)
+        run.model.load_state_dict({**sd, **{k: v for k, v in st["trainable"].items() if k in sd}})
+        run.opt.load_state_dict(st["opt"])
+        _set_rng_state(st["rng"], device)
+        run.start, run.history, run.best, run.last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
+    return run
+
+
+def _epoch_batches(run: _Run, ep: int, W: int = 1, R: int = 0) -> tuple[list[list[int]], list[float]]:
+    """Epoch ``ep``'s optimiser steps as index lists (this rank's micro-batches of each under DDP) and loss scales."""
+    batches, scales = [], []
+    for b in run.order[ep]:
+        idx = run.job.train_idx[b].tolist()
+        if W > 1:       # this rank's micro-batches of the global batch (r, r + W, ...); none: a zero-loss one
+            mbs = [idx[i:i + run.cfg.micro_batch] for i in range(0, len(idx) - run.cfg.micro_batch + 1,
+                                                                   run.cfg.micro_batch)]
+            mine = mbs[R::W]
+            scales.append(float(W) if mine else 0.0)
+            idx = sum(mine or mbs[:1] or [idx[:run.cfg.micro_batch]], [])
+        else:
+            scales.append(1.0)
+        batches.append(idx)
+    return batches, scales
+
+
+def _evaluate(run: _Run, ds, lk: dict, device: torch.device, amp: str, W: int = 1, R: int = 0) -> np.ndarray:
+    """Val + test predictions of the run's model now (P1's ``evaluate()`` scores an fp32 copy of bf16-trained
+    weights under bf16 autocast)."""
+    model = run.model.eval()
+    evalm = copy.deepcopy(model).float() if run.cfg.mode in P1_MODES and run.cfg.precision == "bf16" else model
+    preds = []
+    mine = np.arange(len(run.eval_idx))[R::W]                  # this rank's share of the val + test images
+    bs = run.tcfg.batch_size
+    with torch.inference_mode(), autocast(device, amp):
+        ev = [run.eval_idx[mine[i:i + bs]].tolist() for i in range(0, len(mine), bs)]
+        for x in DataLoader(ds, batch_sampler=ev, **lk):
+            preds.append(evalm(x.to(device, non_blocking=True)).float().reshape(-1).cpu().numpy())
+    del evalm
+    pred = np.zeros(len(run.eval_idx))
+    for pos, pr in dist.gather_objects((mine, np.concatenate(preds) if preds else np.zeros(0))):
+        pred[pos] = pr
+    return pred
+
+
+def _end_epoch(run: _Run, ep: int, pred: np.ndarray, mos: np.ndarray, rng: dict) -> None:
+    """Record epoch ``ep`` (history, best, last), say it, and checkpoint the run (``rng``: its generators' state)."""
+    parts, mos_e = run.parts, mos[run.eval_idx]
+    score = {p: _srcc(pred[parts == p], mos_e[parts == p]) if (parts == p).sum() > 1 else float("nan")
+             for p in ("val", "test")}
+    pl = {p: _plcc(pred[parts == p], mos_e[parts == p]) if (parts == p).sum() > 1 else float("nan")
+          for p in ("val", "test")}
+    run.history.append({"epoch": ep, **{f"{p}_srcc": v for p, v in score.items()},
+                        **{f"{p}_plcc": v for p, v in pl.items()}})     # what P1's script writes every epoch
+    s = score[run.select] if np.isfinite(score[run.select]) else -np.inf
+    # the first epoch with the highest finite SRCC (P1: ``SRCC > best_SRCC``); NaN never wins. If every epoch's
+    # is NaN, the last epoch (P1 then saves no best checkpoint and writes the last epoch's results)
+    if run.best[2] is None or s > run.best[0] or (s == run.best[0] == -np.inf):
+        run.best = (s, ep, pred)
+    run.last = (ep, pred)
+    if run.progress:
+        run.progress(f"epoch {ep + 1}/{run.tcfg.epochs}: val {score['val']:.3f} test {score['test']:.3f}")
+    if run.ckpt is not None and dist.is_main():
+        # the last epoch's checkpoint keeps only the split's result: weights and Adam's moments of every
+        # finished split would pile up (P1's regime on SigLIP2-so400m: ~5 GB per split, head and split)
+        state = {"cfg_id": run.cfg_id, "epoch": ep, "history": run.history, "best": _tensors(run.best),
+                 "last": _tensors(run.last)}
+        if ep < run.tcfg.epochs - 1:
+            state.update(trainable=_trainable_state(run.model), opt=run.opt.state_dict(), rng=rng)
+        run.ckpt.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run.ckpt) as tmp:
+            torch.save(state, tmp)
+        del state
+    dist.barrier()
+
+
+def _dataset(preprocess, paths: Sequence[Path], test_time: str, pixels: np.ndarray | None, exif: bool):
+    tf = build_transform(preprocess, test_time)
+    if pixels is not None:
+        side = preprocess.squash_size
+        if test_time != "squash" or pixels.shape[1:3] != (side, side) or len(pixels) != len(paths):
+            raise ValueError(f"pixels of shape {pixels.shape} are not {len(paths)} images squashed to "
+                             f"{side} px (test_time {test_time})")
+        from ..features.pixels import SquashedDataset
+        return SquashedDataset(pixels, tf)
+    return ImageDataset(list(paths), tf, exif)
+
+
+def _run_amp(cfg: FinetuneConfig, device: torch.device, amp: str) -> str:
+    """The run's autocast: P1's recipes run in ``cfg.precision`` whatever ``amp`` says (bf16 refused where the
+    device has none); the others in ``amp``."""
+    if cfg.mode in P1_MODES:
+        if cfg.precision == "bf16":
+            check_bf16(device)
+            return "bf16"
+        return "off"
+    return amp
+
+
 def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Sequence[Path], mos: np.ndarray,
                    job: HeadJob, cfg: FinetuneConfig, tcfg: TrainConfig, ckpt: Path | None = None,
                    device: torch.device = torch.device("cpu"), amp: str = "off", workers: int = 0,
@@ -387,69 +574,28 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     the p1 regime runs in ``cfg.precision`` whatever ``amp`` says (bf16: P1's dtypes and autocast, refused where
     the device has no bf16; fp32: no autocast). ``pixels``: the images already squashed to the input size
     (:func:`nriqa_lib.features.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
-    ``exif``: decode with the EXIF orientation applied (:func:`nriqa_lib.features.load_image`)."""
+    ``exif``: decode with the EXIF orientation applied (:func:`nriqa_lib.features.load_image`). Several runs of
+    one backbone train side by side in :func:`nriqa_lib.training.fused.finetune_group`."""
     p1_bf16 = cfg.mode in P1_MODES and cfg.precision == "bf16"
-    if cfg.mode in P1_MODES:
-        if p1_bf16:
-            check_bf16(device)
-        amp = "bf16" if p1_bf16 else "off"
-    cfg_id = {"ft": asdict(cfg), "train": tcfg.model_dump(exclude={"per_dataset"}),
-              "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
-    eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
-    parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))
-    st = _load_checkpoint(ckpt)
-    if st.get("cfg_id") == cfg_id and "trainable" not in st:     # a finished split: its record, no weights
-        return _result(parts, eval_idx, mos, st["best"], st["last"], st["history"], [])
-    torch.manual_seed(job.seed)
-    backbone = make_backbone()
-    head = init_head(tcfg, backbone.dim, job.seed)
-    features, groups = _groups(backbone, head, cfg)
-    model = ImageIQAModel(features, head).to(device)
-    opt = torch.optim.Adam(groups)
+    amp = _run_amp(cfg, device, amp)
+    run = _prepare(make_backbone, mos, job, cfg, tcfg, ckpt, device, progress)
+    if run.done is not None:
+        return run.done
+    model, opt = run.model, run.opt
     W, R = dist.world(), dist.rank()
     if W > 1 and not cfg.micro_batch:
         raise ValueError("distributed fine-tuning needs train.micro_batch > 0 (P1: 2): ranks share a batch by its "
                          "micro-batches, and a whole-batch margin loss couples all of its images")
-    order = train_order(len(job.train_idx), tcfg, job.seed)
-    select = "val" if (tcfg.select_on == "val" and len(job.val_idx)) else "test"
-    start, history, best, last = 0, [], (-np.inf, -1, None), None
-    if st.get("cfg_id") == cfg_id:
-        sd = model.state_dict()       # (a checkpoint from before non-persistent buffers were left out: skip them)
-        model.load_state_dict({**sd, **{k: v for k, v in st["trainable"].items() if k in sd}})
-        opt.load_state_dict(st["opt"])
-        _set_rng_state(st["rng"], device)
-        start, history, best, last = st["epoch"] + 1, st["history"], st["best"], st.get("last")
-    del st
-    tf = build_transform(preprocess, test_time)
-    if pixels is not None:
-        side = preprocess.squash_size
-        if test_time != "squash" or pixels.shape[1:3] != (side, side) or len(pixels) != len(paths):
-            raise ValueError(f"pixels of shape {pixels.shape} are not {len(paths)} images squashed to "
-                             f"{side} px (test_time {test_time})")
-        from ..features.pixels import SquashedDataset
-        ds = SquashedDataset(pixels, tf)
-    else:
-        ds = ImageDataset(list(paths), tf, exif)
+    ds = _dataset(preprocess, paths, test_time, pixels, exif)
     lk = loader_kwargs(device, workers)
     mos_t = torch.tensor(np.asarray(mos, dtype=np.float32))      # a copy: the manifest column may be read-only
-    step_t: list[float] = []
     net = model
     if W > 1:       # gradients averaged over ranks: each rank's loss x W gives the one-process sum
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    for ep in range(start, tcfg.epochs):
+    for ep in range(run.start, tcfg.epochs):
         model.train()
-        batches, scales = [], []
-        for b in order[ep]:
-            idx = job.train_idx[b].tolist()
-            if W > 1:       # this rank's micro-batches of the global batch (r, r + W, ...); none: a zero-loss one
-                mbs = [idx[i:i + cfg.micro_batch] for i in range(0, len(idx) - cfg.micro_batch + 1, cfg.micro_batch)]
-                mine = mbs[R::W]
-                scales.append(float(W) if mine else 0.0)
-                idx = sum(mine or mbs[:1] or [idx[:cfg.micro_batch]], [])
-            else:
-                scales.append(1.0)
-            batches.append(idx)
+        batches, scales = _epoch_batches(run, ep, W, R)
         # P1's loops hold ONE bf16 autocast context for the whole epoch (released l.379, first commit l.428).
         # autocast caches the bf16 copy of every fp32 leaf weight an op casts (the LoRA adapters' Linear weights) at
         # its first use and drops the cache only when the context exits: P1's forward sees the adapters as they were
@@ -464,46 +610,10 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
                 opt.step()
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                step_t.append(time.perf_counter() - t0)
-        model.eval()
-        # P1's evaluate() scores an fp32 copy of the bf16-trained weights under bf16 autocast
-        evalm = copy.deepcopy(model).float() if cfg.mode in P1_MODES and cfg.precision == "bf16" else model
-        preds = []
-        mine = np.arange(len(eval_idx))[R::W]                  # this rank's share of the val + test images
-        with torch.inference_mode(), autocast(device, amp):
-            ev = [eval_idx[mine[i:i + tcfg.batch_size]].tolist() for i in range(0, len(mine), tcfg.batch_size)]
-            for x in DataLoader(ds, batch_sampler=ev, **lk):
-                preds.append(evalm(x.to(device, non_blocking=True)).float().reshape(-1).cpu().numpy())
-        del evalm
-        pred = np.zeros(len(eval_idx))
-        for pos, pr in dist.gather_objects((mine, np.concatenate(preds) if preds else np.zeros(0))):
-            pred[pos] = pr
-        score = {p: _srcc(pred[parts == p], mos[eval_idx][parts == p]) if (parts == p).sum() > 1 else float("nan")
-                 for p in ("val", "test")}
-        plcc = {p: _plcc(pred[parts == p], mos[eval_idx][parts == p]) if (parts == p).sum() > 1 else float("nan")
-                for p in ("val", "test")}
-        history.append({"epoch": ep, **{f"{p}_srcc": v for p, v in score.items()},
-                        **{f"{p}_plcc": v for p, v in plcc.items()}})     # what P1's script writes every epoch
-        s = score[select] if np.isfinite(score[select]) else -np.inf
-        # the first epoch with the highest finite SRCC (P1: ``SRCC > best_SRCC``); NaN never wins. If every epoch's
-        # is NaN, the last epoch (P1 then saves no best checkpoint and writes the last epoch's results)
-        if best[2] is None or s > best[0] or (s == best[0] == -np.inf):
-            best = (s, ep, pred)
-        last = (ep, pred)
-        if progress:
-            progress(f"epoch {ep + 1}/{tcfg.epochs}: val {score['val']:.3f} test {score['test']:.3f}")
-        if ckpt is not None and dist.is_main():
-            # the last epoch's checkpoint keeps only the split's result: weights and Adam's moments of every
-            # finished split would pile up (P1's regime on SigLIP2-so400m: ~5 GB per split, head and split)
-            state = {"cfg_id": cfg_id, "epoch": ep, "history": history, "best": _tensors(best), "last": _tensors(last)}
-            if ep < tcfg.epochs - 1:
-                state.update(trainable=_trainable_state(model), opt=opt.state_dict(), rng=_rng_state(device))
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(ckpt) as tmp:
-                torch.save(state, tmp)
-            del state
-        dist.barrier()
-    return _result(parts, eval_idx, mos, best, last, history, step_t)
+                run.step_t.append(time.perf_counter() - t0)
+        pred = _evaluate(run, ds, lk, device, amp, W, R)
+        _end_epoch(run, ep, pred, mos, _rng_state(device))
+    return _result(run.parts, run.eval_idx, mos, run.best, run.last, run.history, run.step_t)
 
 
 def _tensors(record):
