@@ -74,6 +74,26 @@ def meta_gflops(name: str, image_size: int | None = None) -> tuple[float, int]:
         return forward_gflops(bb), bb.preprocess.size
 
 
+def _plan(datasets: Sequence[str], splits: Splits, train: Train, backbones: Sequence[str], finetune: Finetune,
+          limit: int) -> tuple[int, list[str], list[tuple[str, int, float, int]]]:
+    """What the finetune stage of these sections runs: (splits per dataset: P1's 3 where every scheme is ``p1``, at
+    most ``finetune.max_splits``; its backbones; per dataset (name, images after ``data.limit``, megapixels per image,
+    epochs after ``train.per_dataset``))."""
+    from .backbones import pretrained
+    n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
+    if getattr(finetune, "max_splits", 0):
+        n_splits = min(n_splits, finetune.max_splits)
+    # the finetune stage's backbones (stages.finetune.finetune_backbones, not imported: the resolution stage
+    # imports this module, and its DVC dependencies would take in the training code)
+    ft = list(finetune.backbones) or pretrained(backbones)
+    per = []
+    for d in datasets:
+        n, mp = DATASET_IMAGES.get(d, (1000, 1.0))
+        per.append((d, min(n, limit) if limit else n, mp,
+                    (train.per_dataset.get(d) or {}).get("epochs", train.epochs)))
+    return n_splits, ft, per
+
+
 def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: Sequence[str], finetune: Finetune,
              gflops: dict[str, float], a: Assumptions = Assumptions(), limit: int = 0) -> list[dict]:
     """Seconds per stage item on one GPU (features per dataset x backbone; finetune per dataset x backbone x
@@ -81,20 +101,14 @@ def estimate(datasets: Sequence[str], splits: Splits, train: Train, backbones: S
     ``train`` sections, ``features.backbones``, the ``finetune`` section)."""
     rows = []
     train_frac = splits.ratios[0]
-    n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
-    if getattr(finetune, "max_splits", 0):
-        n_splits = min(n_splits, finetune.max_splits)
-    for d in datasets:
-        n, mp = DATASET_IMAGES.get(d, (1000, 1.0))
-        n = min(n, limit) if limit else n          # data.limit
+    n_splits, ft, per_dataset = _plan(datasets, splits, train, backbones, finetune, limit)
+    for d, n, mp, epochs in per_dataset:
         decode_s = n * mp / (a.decode_mp_s * a.workers)
-        epochs = (train.per_dataset.get(d) or {}).get("epochs", train.epochs)
         for b in backbones:
             g = gflops[b]
             comp = n * g * 1e9 / (a.mfu_infer * a.peak_tflops * 1e12)
             rows.append({"stage": "features", "dataset": d, "backbone": b, "regime": "", "gflops_per_image": g,
                          "compute_s": comp, "decode_s": decode_s, "seconds": max(comp, decode_s)})
-        ft = list(finetune.backbones) or [b for b in backbones if not b.startswith("random_")]
         for b in ft:
             for r in finetune.regimes:
                 k = 3 if r in ("full", "p1") else 2      # p1 trains every backbone weight, as full does (p1_frozen: adapters)
@@ -117,18 +131,9 @@ def measured_hours(datasets: Sequence[str], splits: Splits, train: Train, backbo
     measured one (``p1_frozen``: ``lora``'s, the same trained tensors; otherwise ``p1``'s), said in ``source``; a
     backbone never measured gives ``hours`` None. The sections as :func:`estimate` takes them (``data.limit`` and
     ``finetune.max_splits`` honoured)."""
-    from .backbones import pretrained
-    # the finetune stage's backbones (stages.finetune.finetune_backbones, not imported: the resolution stage
-    # imports this module, and its DVC dependencies would take in the training code)
-    ft = (list(finetune.backbones) or pretrained(backbones)) if finetune.regimes else []
-    n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
-    if getattr(finetune, "max_splits", 0):
-        n_splits = min(n_splits, finetune.max_splits)
+    n_splits, ft, per_dataset = _plan(datasets, splits, train, backbones, finetune, limit)
     rows = []
-    for d in datasets:
-        n = DATASET_IMAGES.get(d, (1000, 1.0))[0]
-        n = min(n, limit) if limit else n
-        epochs = (train.per_dataset.get(d) or {}).get("epochs", train.epochs)
+    for d, n, _, epochs in per_dataset:
         for b in ft:
             ex = measured.get(f"speed.{b}.extract")
             for r in finetune.regimes:

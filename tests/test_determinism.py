@@ -219,3 +219,51 @@ def test_a_bootstrap_p_below_resolution_reads_as_a_bound_in_markdown_and_latex(t
     assert "< 0.001" in md and "0.25" in md and "0.0000" not in md
     assert "< 0.001" in tex
     assert pd.read_csv(tmp_path / "t.csv")["p"].tolist() == [0.001, 0.25]
+
+
+_HEADS_CODE = """
+import sys, hashlib, numpy as np, torch
+import nriqa_lib
+from nriqa_lib.training import heads as th
+th.HEAD_DTYPE = getattr(torch, sys.argv[1])
+torch.set_num_threads(2)
+g = np.random.default_rng(0)
+X = np.maximum(g.normal(size=(400, 96)), 0)           # pooled-activation-like: non-negative, half zeros
+y = np.tanh(X[:, :8].sum(1) / 4 - 1) + 0.3 * g.normal(size=400)
+jobs = [th.HeadJob(*np.split(g.permutation(400), [280, 320]), seed=s) for s in range(3)]
+out = []
+for head in ("B", "B_Sig"):
+    r = th.train_heads(X, y, jobs, th.TrainConfig(head=head, hidden=64, epochs=8, batch_size=32, lr=3e-3))
+    out.append(r.predictions.to_csv(index=False, float_format="%.7g") + str(r.best_epoch))
+    np.save(sys.argv[2] + head, r.predictions["pred"].to_numpy())
+print(hashlib.sha256("".join(out).encode()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MKL's branches are x86 (Linux CI)")
+def test_head_training_is_the_same_under_every_blas_and_dnn_branch(tmp_path):
+    """Issue 37: train_heads (float64) writes the same predictions (at the stage's %.7g) and selects the same epochs
+    under MKL's, oneDNN's and OpenBLAS's other code paths (each set in a child process; ATen's vector ISA stays
+    pinned by nriqa_lib), and the raw predictions agree within 1e-12. Negative control: the same runs in float32
+    differ under MKL's compatible branch (here by 1.6e-6, float64 5.6e-16; on the study's CLIVE heads float32 flipped
+    an epoch and moved predictions by 0.23: scripts/kernel_paths.py, docs/measured/kernel_paths_amd_epyc.json)."""
+    variants = {"native": {}, "mkl_compatible": {"MKL_CBWR": "COMPATIBLE"}, "onednn_sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
+                "openblas_haswell": {"OPENBLAS_CORETYPE": "Haswell"}}
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")}
+
+    def run(dtype, name):
+        pre = str(tmp_path / f"{dtype}_{name}_")
+        out = subprocess.run([sys.executable, "-c", _HEADS_CODE, dtype, pre], env={**env, **variants[name]},
+                             capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-1], np.concatenate([np.load(pre + h + ".npy") for h in ("B", "B_Sig")])
+
+    ref, ref_raw = run("float64", "native")
+    for name in list(variants)[1:]:
+        digest, raw = run("float64", name)
+        assert digest == ref, f"float64 heads differ under {name}"
+        assert np.abs(raw - ref_raw).max() < 1e-12, name
+    if "avx2" in _cpu_flags():         # MKL's AVX2 branch (the pin) vs its compatible one: other fp32 GEMM kernels
+        _, f32 = run("float32", "native")
+        _, f32_mkl = run("float32", "mkl_compatible")
+        assert np.abs(f32 - f32_mkl).max() > 0, "float32 agrees under MKL's branches here: the control shows nothing"

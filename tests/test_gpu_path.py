@@ -239,21 +239,21 @@ def test_flop_count_and_estimate_arithmetic():
     p = SimpleNamespace(data=SimpleNamespace(datasets=["clive"]),
                         splits=SimpleNamespace(ratios=[0.8, 0.2], schemes={"clive": "p1"}, n_splits=3),
                         train=SimpleNamespace(epochs=15, per_dataset={"clive": {"epochs": 30}}),
-                        features=SimpleNamespace(backbones=["b"]),
+                        features=SimpleNamespace(backbones=["tf_efficientnet_lite0"]),
                         finetune=SimpleNamespace(backbones=[], regimes=["lora"], heads=["B"]))
     a = Assumptions(peak_tflops=100.0, mfu_infer=0.5, mfu_train=0.5, decode_mp_s=1e9, workers=1)
-    rows = {r["stage"]: r for r in estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, {"b": 10.0}, a)}
+    rows = {r["stage"]: r for r in estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, {"tf_efficientnet_lite0": 10.0}, a)}
     assert rows["features"]["seconds"] == pytest.approx(1162 * 10e9 / 50e12)
     n_tr = 1162 * 0.8
     assert rows["finetune"]["seconds"] == pytest.approx(3 * 30 * (n_tr * 2 + 1162 - n_tr) * 10e9 / 50e12)
     # P1's regime trains every backbone weight (k = 3, as full); each head of finetune.heads is a run of its own
     p.finetune = SimpleNamespace(backbones=[], regimes=["p1"], heads=["B", "B_Sig", "B_Gated"])
-    rows = {r["stage"]: r for r in estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, {"b": 10.0}, a)}
+    rows = {r["stage"]: r for r in estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, {"tf_efficientnet_lite0": 10.0}, a)}
     assert rows["finetune"]["seconds"] == pytest.approx(3 * 3 * 30 * (n_tr * 3 + 1162 - n_tr) * 10e9 / 50e12)
     # issue 22 item 11: images are decoded once per dataset (the pixel cache), not per head x split x epoch
     a.decode_mp_s = 1.0
     p.finetune = SimpleNamespace(backbones=[], regimes=["p1", "lora"], heads=["B", "B_Sig", "B_Gated"])
-    rows = [r for r in estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, {"b": 10.0}, a) if r["stage"] == "finetune"]
+    rows = [r for r in estimate(p.data.datasets, p.splits, p.train, p.features.backbones, p.finetune, {"tf_efficientnet_lite0": 10.0}, a) if r["stage"] == "finetune"]
     assert [r["decode_s"] for r in rows] == [pytest.approx(1162 * 0.25), 0.0]
     assert rows[0]["seconds"] == pytest.approx(rows[0]["compute_s"] + 1162 * 0.25)
 

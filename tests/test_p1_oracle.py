@@ -674,7 +674,7 @@ def _run_released(p1, case, head_cls, precision, tmp_path):
 
 
 def _compare(res, theirs, precision: str) -> float:
-    """Ours vs the script: test predictions after every epoch (bit for bit in bf16, 1e-6 in fp32), the per-epoch
+    """Ours vs the script: test predictions after every epoch (bit for bit in bf16, 2e-5 in fp32), the per-epoch
     SRCC and PLCC the script computed, the best epoch (first maximum, P1's ``SRCC > best_SRCC``) and its
     predictions. Returns the largest prediction difference."""
     test = res.predictions["part"] == "test"
@@ -682,12 +682,15 @@ def _compare(res, theirs, precision: str) -> float:
     ours_last = res.last_predictions[res.last_predictions["part"] == "test"]["pred"].to_numpy()
     srcc = [r["SRCC"] for r in theirs.results]
     best = int(np.argmax(srcc))
-    tol = 0.0 if precision == "bf16" else 1e-6
+    # fp32: the same recipe through two codes' op orders; measured 8.5e-6 on one thread (an xdist worker), < 1e-6
+    # on two (a recipe difference moves predictions by ~1e-2)
+    tol = 0.0 if precision == "bf16" else 2e-5
     diff = max(np.abs(ours_last - theirs.preds[-1]).max(), np.abs(ours_best - theirs.preds[best]).max())
     assert diff <= tol, f"{precision}: predictions differ by {diff:.3g}"
-    assert [h["test_srcc"] for h in res.history] == pytest.approx(srcc, abs=1e-12 if precision == "bf16" else 1e-5)
+    # fp32 on one thread (an xdist worker): predictions 8.5e-6 apart, the script's float32 PLCC 5.2e-5 from ours
+    assert [h["test_srcc"] for h in res.history] == pytest.approx(srcc, abs=1e-12 if precision == "bf16" else 1e-4)
     assert [h["test_plcc"] for h in res.history] == pytest.approx([r["PLCC"] for r in theirs.results],
-                                                                    abs=1e-6 if precision == "bf16" else 1e-5)
+                                                                    abs=1e-6 if precision == "bf16" else 1e-4)
     assert res.best_epoch == best
     return float(diff)
 

@@ -22,10 +22,11 @@ def _jobs(N, M, vary=False):
 
 
 def _reference(X, y, job, cfg, stop_epoch):
-    """Independent single-head loop: the module head, torch.optim.Adam, the same init and batch order."""
-    h = init_head(cfg, X.shape[1], job.seed)
+    """Independent single-head loop: the module head, torch.optim.Adam, the same init and batch order, in float64
+    (train_heads' dtype)."""
+    h = init_head(cfg, X.shape[1], job.seed).double()
     opt = torch.optim.Adam(h.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
+    Xt, yt = torch.tensor(X, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
     for ep, batches in enumerate(batch_order(len(job.train_idx), cfg.epochs, cfg.batch_size, job.seed)):
         for b in batches:
             ix = torch.as_tensor(job.train_idx[b])
@@ -55,7 +56,7 @@ def test_batched_equals_each_head_alone(vary, head):
         assert np.abs(a - b).max() < 1e-4
         ref = _reference(X, y, jobs[m], cfg, stacked.best_epoch[m])
         with torch.no_grad():
-            mine = stacked.heads[m](torch.tensor(X)).numpy()
+            mine = stacked.heads[m](torch.tensor(X, dtype=torch.float64)).numpy()
         assert np.abs(ref - mine).max() < 1e-4
 
 
@@ -102,10 +103,10 @@ def test_swapped_margin_reaches_the_predictions_through_their_std():
 
 
 def _p1_accumulation_reference(X, y, job, cfg, epochs):
-    """P1's loop on one head: micro-batches of 2, loss / 6, backward, torch.optim.Adam step every 6."""
-    h = init_head(cfg, X.shape[1], job.seed)
+    """P1's loop on one head: micro-batches of 2, loss / 6, backward, torch.optim.Adam step every 6 (float64)."""
+    h = init_head(cfg, X.shape[1], job.seed).double()
     opt = torch.optim.Adam(h.parameters(), lr=cfg.lr)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
+    Xt, yt = torch.tensor(X, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
     acc = cfg.batch_size // cfg.micro_batch
     for batches in batch_order(len(job.train_idx), epochs, cfg.batch_size, job.seed):
         for b in batches:
@@ -129,7 +130,7 @@ def test_faithful_profile_trains_p1_term_on_2x6_micro_batches():
     for m in range(2):
         ref = _p1_accumulation_reference(X, y, jobs[m], cfg, res.best_epoch[m] + 1)
         with torch.no_grad():
-            mine = res.heads[m](torch.tensor(X)).numpy()
+            mine = res.heads[m](torch.tensor(X, dtype=torch.float64)).numpy()
         assert np.abs(ref - mine).max() < 1e-5
     # and it is not plain MSE training
     mse_only = train_heads(X, y, jobs, cfg.model_copy(update={"margin_weight": 0.0}))

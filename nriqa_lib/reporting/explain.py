@@ -22,7 +22,7 @@ def hidden_embedding(head: torch.nn.Module, X: np.ndarray, seed: int = 0) -> np.
     from :func:`sq_distances` and a seeded random start instead of the PCA start (an SVD, BLAS again)."""
     from sklearn.manifold import TSNE
     with torch.no_grad():
-        h = head.hidden(torch.as_tensor(X, dtype=torch.float32)).numpy()
+        h = head.hidden(torch.as_tensor(X, dtype=next(head.parameters()).dtype)).numpy()
     return TSNE(n_components=2, init="random", metric="precomputed", random_state=seed,
                 perplexity=min(30, len(h) - 1)).fit_transform(sq_distances(h))
 
@@ -35,7 +35,7 @@ def gradcam(backbone, head: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     model = backbone.model
     with torch.enable_grad():
         fmap = model.forward_features(x).detach().requires_grad_(True)       # (1, K, h, w)
-        score = head(model.forward_head(fmap, pre_logits=True))
+        score = head(model.forward_head(fmap, pre_logits=True).to(next(head.parameters()).dtype))
         (g,) = torch.autograd.grad(score.sum(), fmap)
     w = g.mean((2, 3), keepdim=True)
     cam = torch.relu((w * fmap).sum(1))[0].detach().numpy()

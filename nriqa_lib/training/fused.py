@@ -25,13 +25,14 @@ copies; its evaluation, selection, checkpoints and resume, by the solo loop's ow
 
 Measured on this CPU (AMD EPYC, tests/test_fused.py; 3 runs, 2-3 epochs, LoRA dropout 0.05): one shared backbone
 gives each run its solo numbers bit for bit in fp32 and bf16 (tiny ViT, a tiny transformers SigLIP, EfficientNet-
-Lite0, DINOv3 and CLIP-HF at 64 px) and within 3e-8 on ResNet-50 and DINOv2-HF; stacked copies within 1.2e-7
+Lite0, DINOv3 and CLIP-HF at 64 px) and within 3e-8 on ResNet-50, 7.5e-8 on DINOv2-HF; stacked copies within 1.2e-7
 (batched matmuls accumulate in another order) and up to 2e-3 on EfficientNet-Lite0 (BatchNorm over a micro-batch of
 2 amplifies rounding); the selected epochs equal. The tests assert 1e-6 (fp32) and 1e-2 (bf16). ``vmap`` refuses
 any other random op in the forward (``randomness="error"``).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import sys
@@ -152,17 +153,24 @@ def _memory_model(run, x: torch.Tensor) -> tuple[float, float]:
     def hook(_m, _i, out):
         if isinstance(out, torch.Tensor):
             acts[0] += out.numel() * out.element_size()
-    hs = [m.register_forward_hook(hook) for m in feats.modules()]
-    bufs = {n: b.clone() for n, b in feats.named_buffers()}
+    _recording_forward(feats, x, contextlib.nullcontext(), hook)
+    return 5.0 * trained + acts[0], float(shared)
+
+
+def _recording_forward(feats: nn.Module, x: torch.Tensor, ctx, hook=None) -> list:
+    """One forward of ``feats`` on ``x`` under ``ctx`` (no gradients; on copies of its buffers, so BatchNorm's
+    running statistics stay as they are), with ``hook`` on every module: returns the LoRA dropout calls it made
+    (:class:`RunDropout`'s record: shapes, strides, dtypes, rates, in call order)."""
+    hs = [m.register_forward_hook(hook) for m in feats.modules()] if hook else []
+    RunDropout._record = []
     try:
-        with torch.no_grad():
-            RunDropout._record = []
-            torch.func.functional_call(feats, bufs, (x,))
+        with torch.no_grad(), ctx:
+            torch.func.functional_call(feats, {n: b.clone() for n, b in feats.named_buffers()}, (x,))
+        return RunDropout._record
     finally:
         RunDropout._record = None
         for h in hs:
             h.remove()
-    return 5.0 * trained + acts[0], float(shared)
 
 
 def _lora_layers(module: nn.Module) -> tuple[list[str], list[str], bool]:
@@ -227,7 +235,8 @@ class _Group:
         for n, p in named[0].items():
             if p.requires_grad:
                 continue
-            if all(torch.equal(p, d[n]) for d in named[1:]):   # the pretrained weights: one copy for the group
+            # the pretrained weights: one copy for the group (_share_frozen made equal ones the same tensor already)
+            if all(d[n] is p or torch.equal(p, d[n]) for d in named[1:]):
                 self.frozen_shared[n] = p
                 for r, d in zip(runs[1:], named[1:]):
                     _share(r.model.features, n, p)
@@ -261,15 +270,8 @@ class _Group:
         # the shapes, strides and dtypes of the dropout inputs of one micro-batch, in call order
         # (and whether the backbone draws any other random number in training mode: then its runs' draws could
         # not be their own -- transformers' DINOv3 rescales its RoPE coordinates by a random factor per forward)
-        RunDropout._record = []
         before = _rng_now(device)
-        try:
-            with torch.no_grad(), autocast(device, amp):
-                torch.func.functional_call(tmpl.train(), {n: b.clone() for n, b in tmpl.named_buffers()},
-                                           (torch.zeros(mb_shape, device=device),))
-            self.drops = RunDropout._record
-        finally:
-            RunDropout._record = None
+        self.drops = _recording_forward(tmpl.train(), torch.zeros(mb_shape, device=device), autocast(device, amp))
         if not all(torch.equal(a, b) for a, b in zip(before, _rng_now(device))):
             raise _NotFusable("the backbone draws random numbers in training mode besides LoRA dropout (e.g. "
                               "transformers' DINOv3 rescales its RoPE coordinates by a random factor per forward), "
@@ -577,17 +579,14 @@ def finetune_group(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
 
 
 def _with_halving(c: _Ctx, specs: list[RunSpec], label: str) -> list[SplitResult]:
-    oom = False
     try:
         return _fused(c, specs, label)
     except torch.OutOfMemoryError:
         if len(specs) == 1:
             raise
-        oom = True
-    if oom:                                     # (outside the except block: its frames hold the group's tensors)
-        gc.collect()
-        if c.device.type == "cuda":
-            torch.cuda.empty_cache()
+    gc.collect()                                # (outside the except block: its frames hold the group's tensors)
+    if c.device.type == "cuda":
+        torch.cuda.empty_cache()
     h = math.ceil(len(specs) / 2)
     c.say(f"{label}: out of memory with {len(specs)} runs fused; halving to {h} + {len(specs) - h} and resuming "
           f"each run from its last checkpoint")

@@ -26,6 +26,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..core.config import T3, Train
 from ..heads import MLPHead, build_head
 
+HEAD_DTYPE = torch.float64   # the heads' training dtype (see train_heads: float32 training depends on the CPU)
+
 __all__ = ["HeadJob", "TrainConfig", "iqa_loss", "micro_batched_loss", "init_head", "batch_order", "p1_windows",
            "train_order", "train_heads", "TrainResult",
            "ridge_predictions"]
@@ -183,15 +185,20 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     Adam is written out over the stacked (M, ...) weights because torch.optim.Adam cannot skip the
     heads that have no samples in a padded step; it follows torch.optim.Adam's update exactly
     (L2 weight decay added to the gradient, bias-corrected moments, eps 1e-8).
+
+    Everything runs in :data:`HEAD_DTYPE` (float64): the heads, features, targets, optimiser state and returned
+    heads. In float32 the last bits of a step depend on the CPU's kernel path, and a val-selected epoch flipped
+    between two kernel paths of one machine (predictions moved by up to 0.26, table means by 0.0018); in float64
+    the same runs agree to ~1e-15 and select the same epochs (``tests/test_kernel_paths.py``).
     """
-    X = torch.as_tensor(np.array(X, dtype=np.float32))
-    y = torch.as_tensor(np.array(y, dtype=np.float32))
+    X = torch.as_tensor(np.array(X)).to(HEAD_DTYPE)
+    y = torch.as_tensor(np.array(y)).to(HEAD_DTYPE)
     M = len(jobs)
     if M == 0:
         raise ValueError("no jobs")
     if cfg.select_on not in ("val", "test"):
         raise ValueError(f"select_on must be val or test, got {cfg.select_on!r}")
-    heads = [init_head(cfg, X.shape[1], j.seed) for j in jobs]
+    heads = [init_head(cfg, X.shape[1], j.seed).to(HEAD_DTYPE) for j in jobs]
     params, buffers = stack_module_state(heads)
     base = copy.deepcopy(heads[0]).to("meta")
     names = list(params)
@@ -221,12 +228,12 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     hist = []
     # the mini-batch's features are gathered into one buffer reused every step, not a fresh (M x B x d)
     # tensor per step (bench workload: 0.35-0.45 M instead of 0.6 M page faults per run)
-    xbuf = torch.empty(M * cfg.batch_size, X.shape[1])
+    xbuf = torch.empty(M * cfg.batch_size, X.shape[1], dtype=X.dtype)
     for ep in range(cfg.epochs):
         n_steps = max(len(o[ep]) for o in orders)
         for s in range(n_steps):
             idx = torch.zeros(M, cfg.batch_size, dtype=torch.long)
-            w = torch.zeros(M, cfg.batch_size)
+            w = torch.zeros(M, cfg.batch_size, dtype=X.dtype)
             for m, (job, o) in enumerate(zip(jobs, orders)):
                 if s < len(o[ep]):
                     pos = job.train_idx[o[ep][s]]
@@ -382,8 +389,8 @@ class _MaskedAdam:
     def step(self, active: torch.Tensor) -> None:
         self.steps += active.double()
         t = self.steps.clamp_min(1)
-        step_size = (self.lr / (1 - self.b1 ** t)).float()
-        bc2_sqrt = torch.sqrt(1 - self.b2 ** t).float()
+        step_size = (self.lr / (1 - self.b1 ** t)).to(self.params[0].dtype)
+        bc2_sqrt = torch.sqrt(1 - self.b2 ** t).to(self.params[0].dtype)
         for p, m1, m2 in zip(self.params, self.m1, self.m2):
             shape = (-1,) + (1,) * (p.dim() - 1)
             a = active.view(shape)
