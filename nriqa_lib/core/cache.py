@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .io import atomic_path
 from .workspace import cache_dir
 
-__all__ = ["key_of", "folder", "lock", "load_npz", "save_npz", "chunked"]
+__all__ = ["key_of", "content_sha256", "folder", "lock", "load_npz", "save_npz", "chunked"]
 
 
 def key_of(identity: dict | str) -> str:
@@ -28,6 +28,13 @@ def key_of(identity: dict | str) -> str:
     string as it is)."""
     text = identity if isinstance(identity, str) else json.dumps(identity, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def content_sha256(a: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (row-major): the checksum an entry records of its content and is
+    checked against before every use (a flipped byte or two swapped rows is a different entry)."""
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
 
 
 def folder(kind: str) -> Path:

@@ -14,8 +14,14 @@ import platform
 
 import torch
 
-__all__ = ["resolve_device", "use_bf16", "autocast", "loader_kwargs", "set_deterministic", "training_attention",
+from .config import ConfigError
+
+__all__ = ["DeviceError", "resolve_device", "use_bf16", "autocast", "loader_kwargs", "set_deterministic", "training_attention",
            "run_info"]
+
+
+class DeviceError(ConfigError, RuntimeError):
+    """run.device names a device torch does not see (a params error: one line wherever a stage meets it)."""
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -24,10 +30,10 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(spec)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"run.device={spec!r} but torch sees no CUDA device (torch {torch.__version__}); "
+        raise DeviceError(f"run.device={spec!r} but torch sees no CUDA device (torch {torch.__version__}); "
                            f"use run.device: auto or cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise RuntimeError(f"run.device={spec!r} but torch sees {torch.cuda.device_count()} CUDA device(s) "
+        raise DeviceError(f"run.device={spec!r} but torch sees {torch.cuda.device_count()} CUDA device(s) "
                            f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); use run.device: auto, cuda or one of those")
     return dev
 

@@ -179,6 +179,12 @@ def check_mos_range(df: pd.DataFrame, card: dict, where: str) -> None:
                                 f"declared range [{a:g}, {b:g}]")
 
 
+def _sidecar_entry_ok(v) -> bool:
+    return (isinstance(v, list) and len(v) in (2, 3) and isinstance(v[0], list) and len(v[0]) == 2
+            and all(type(x) is int for x in v[0]) and isinstance(v[1], str) and len(v[1]) == 64
+            and all(c in "0123456789abcdef" for c in v[1]) and (len(v) == 2 or isinstance(v[2], bool)))
+
+
 class HashSidecar:
     """sha256 of image files, remembered per (path, size, mtime_ns) in a JSON sidecar, so each file is hashed
     once however often it is validated; a file that changes (size or mtime) is hashed again. It also remembers
@@ -189,17 +195,23 @@ class HashSidecar:
         self.known: dict = {}
         if self.path is not None and self.path.is_file():
             try:
-                self.known = json.loads(self.path.read_text())
-            except ValueError:
-                self.known = {}
-        self.dirty = False
+                raw = json.loads(self.path.read_text())
+            except (ValueError, OSError):
+                raw = {}
+            # only well-formed entries ({path: [[size, mtime_ns], 64-hex sha256(, decoded)]}); the rest (a sidecar
+            # of another shape, a hand-edited line) are hashed again, never trusted or crashed on
+            self.known = {k: v for k, v in raw.items() if _sidecar_entry_ok(v)} if isinstance(raw, dict) else {}
+            self.dirty = len(self.known) != (len(raw) if isinstance(raw, dict) else -1)
+        else:
+            self.dirty = False
 
-    def sha256(self, p: Path) -> str:
+    def sha256(self, p: Path, fresh: bool = False) -> str:
+        """The file's sha256: remembered while its size and mtime are unchanged, hashed anew with ``fresh``."""
         st = p.stat()
         k = str(p.resolve())
         ident = [st.st_size, st.st_mtime_ns]
         hit = self.known.get(k)
-        if hit and hit[0] == ident:
+        if hit and hit[0] == ident and not fresh:
             return hit[1]
         h = sha256_file(p)
         self.known[k] = [ident, h]
@@ -250,6 +262,8 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
         hashes.append(got)
         if has_sha and isinstance(df["sha256"].iloc[i], str) and df["sha256"].iloc[i]:
             got = got or sha256_file(p)
+            if got != df["sha256"].iloc[i] and decode:      # the sidecar's memory is not blamed on the image
+                got = hashes[-1] = sidecar.sha256(p, fresh=True)
             if got != df["sha256"].iloc[i]:
                 raise ManifestError(f"{row}: sha256 mismatch for {p} (manifest {df['sha256'].iloc[i][:12]}..., "
                                     f"file {got[:12]}...)")
@@ -291,6 +305,18 @@ def read_card(path: Path) -> dict:
     if not isinstance(card, dict):
         raise ManifestError(f"{path}: a dataset card must be a mapping (dataset: ..., original_scale: ...), got a "
                             f"{type(card).__name__}")
+    sc = card.get("original_scale")
+    if sc is not None and not isinstance(sc, dict):
+        raise ManifestError(f"{path}: original_scale must be a mapping (nominal_range: [low, high], direction: ...), "
+                            f"got {sc!r}")
+    for k in ("nominal_range", "observed_range"):
+        r = (sc or {}).get(k)
+        if r is None:
+            continue
+        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            and np.isfinite(v) for v in r) and r[0] < r[1]):
+            raise ManifestError(f"{path}: original_scale.{k} must be two finite numbers [low, high] with low < high "
+                                f"(e.g. [0, 100]), got {r!r}")
     return card
 
 
@@ -336,8 +362,10 @@ def _used_rows(name: str, roots, limit: int, limit_seed: int, manifest: str | No
     """The manifest rows a run will use (the ``data.limit`` sample, or all) and the root, after a stat of each
     file: a missing one is named with its manifest line."""
     path = manifest_path(manifest or name, _mdir(manifest_dir))
+    card = read_card(Path(_mdir(manifest_dir)) / f"{manifest or name}.yaml")
     root = resolve_root(name, roots)
     df = read_manifest(path)
+    check_mos_range(df, card, str(path))
     keep = sample_index(len(df), limit, limit_seed)
     for i in keep:
         rel = df["image"].iloc[i]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from ..backbones import Backbone
-from ..core.cache import key_of
+from ..core.cache import content_sha256, key_of
 from ..core.config import Features
 from ..core.io import atomic_path, atomic_write_text
 from ..data.manifest import Manifest
@@ -63,23 +64,46 @@ def missing_chunks(part: Path, n_chunks: int) -> list[int]:
     return [c for c in range(n_chunks) if not (part / f"chunk_{c:05d}.npy").is_file()]
 
 
+def _problem(final: Path, meta_f: Path, names: Path, images: list[str]) -> tuple[str | None, np.ndarray | None, dict]:
+    """(what is wrong with the entry, "<file>: <what>", or None; its features; its meta): it must load, list
+    ``images`` in order, hold one finite row per image and match the checksum its meta.json records."""
+    try:
+        meta = json.loads(meta_f.read_text())
+        if not isinstance(meta, dict):
+            return f"{meta_f}: not a JSON object", None, {}
+    except (ValueError, OSError) as e:
+        return f"{meta_f}: unreadable ({type(e).__name__})", None, {}
+    try:
+        feats = np.load(final, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        return f"{final}: unreadable ({type(e).__name__})", None, {}
+    if not names.is_file() or names.read_text().splitlines() != images:
+        return f"{names}: does not list the manifest's images in order", None, meta
+    if feats.ndim != 2 or len(feats) != len(images):
+        return f"{final}: shape {feats.shape} for {len(images)} images", None, meta
+    if not np.isfinite(feats).all():
+        i = int(np.flatnonzero(~np.isfinite(feats).all(1))[0])
+        return f"{final}: row {i} ({images[i]}) is not finite", None, meta
+    if meta.get("sha256") != content_sha256(feats):
+        return (f"{meta_f}: no content checksum (written before checksums)" if "sha256" not in meta
+                else f"{final}: content does not match the sha256 in meta.json"), None, meta
+    return None, feats, meta
+
+
 def finished_entry(root: Path, images: list[str]) -> FeatureSet | None:
-    """The cache entry if it is complete and consistent (one finite row per image, in images.txt's order);
-    None if it is absent; a broken one is removed so that it is recomputed, never used."""
+    """The cache entry if it is complete and proves its content (one finite row per image, in images.txt's order,
+    the bytes meta.json's sha256 records); None if it is absent; a broken one is removed, said in one line, so
+    that it is recomputed, never used."""
     final, meta_f, names = root / "features.npy", root / "meta.json", root / "images.txt"
     if not (final.is_file() and meta_f.is_file()):
         return None
-    try:
-        feats = np.load(final)
-        ok = (names.is_file() and names.read_text().splitlines() == images and feats.ndim == 2
-              and len(feats) == len(images) and bool(np.isfinite(feats).all()))
-    except (ValueError, OSError):
-        ok = False
-    if not ok:
+    why, feats, meta = _problem(final, meta_f, names, images)
+    if why:
+        print(f"feature cache: {why}; entry removed, recomputing", file=sys.stderr)
         for f in (final, meta_f, names):
             f.unlink(missing_ok=True)
         return None
-    return FeatureSet(feats, images, json.loads(meta_f.read_text()))
+    return FeatureSet(feats, images, meta)
 
 
 def assemble_entry(root, part, n_chunks, paths, images, key, ident, backbone_name, dataset) -> FeatureSet:
@@ -97,7 +121,7 @@ def assemble_entry(root, part, n_chunks, paths, images, key, ident, backbone_nam
         shutil.rmtree(part)
         raise FloatingPointError(f"non-finite features from {backbone_name} on {dataset}, first at image {images[i]} "
                                  f"(row {i}); nothing cached (broken weights, or bf16 overflow: run.amp off)")
-    meta = {"key": key, **ident, "dim": int(feats.shape[1])}
+    meta = {"key": key, **ident, "dim": int(feats.shape[1]), "sha256": content_sha256(feats)}
     atomic_write_text(root / "images.txt", "\n".join(images) + "\n")
     with atomic_path(root / "features.npy") as tmp:
         np.save(tmp, feats)
@@ -115,19 +139,18 @@ def save_feature_set(fs: FeatureSet, out_dir: str | os.PathLike) -> None:
     with atomic_path(out / "features.npy") as tmp:
         np.save(tmp, fs.features)
     atomic_write_text(out / "images.txt", "\n".join(fs.images) + "\n")
-    atomic_write_text(out / "meta.json", json.dumps(fs.meta, indent=1, sort_keys=True))
+    meta = {**fs.meta, "sha256": content_sha256(fs.features)}
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
 
 
 def load_feature_set(out_dir: str | os.PathLike) -> FeatureSet:
+    """A features stage's output, checked as a cache entry is (:func:`_problem`); a bad one is one line."""
     out = Path(out_dir)
     for f in ("features.npy", "images.txt", "meta.json"):
         if not (out / f).is_file():
             raise FileNotFoundError(f"feature set incomplete: {out / f} missing (run `dvc repro features`)")
-    feats, images = np.load(out / "features.npy"), (out / "images.txt").read_text().splitlines()
-    bad = np.flatnonzero(~np.isfinite(feats).all(1)) if feats.ndim == 2 else [0]
-    if len(bad) or feats.ndim != 2 or len(feats) != len(images):
-        where = f"row {int(bad[0])} ({images[int(bad[0])]}) is not finite" if len(bad) and feats.ndim == 2 else \
-            f"shape {feats.shape} for {len(images)} images"
-        raise FloatingPointError(f"{out / 'features.npy'}: {where}; not a valid feature set, rerun "
-                                 f"`dvc repro -f features@<dataset>`")
-    return FeatureSet(feats, images, json.loads((out / "meta.json").read_text()))
+    images = (out / "images.txt").read_text().splitlines()
+    why, feats, meta = _problem(out / "features.npy", out / "meta.json", out / "images.txt", images)
+    if why:
+        raise FloatingPointError(f"{why}; not a valid feature set, rerun `dvc repro -f features@<dataset>`")
+    return FeatureSet(feats, images, meta)

@@ -79,9 +79,14 @@ def decode_notes(manifest: Manifest) -> str:
             f"{rule}; {frames} have several frames (the first frame is used)")
 
 
+class _Unmappable(ValueError):
+    """An image that decodes but whose values have no faithful 8-bit RGB mapping."""
+
+
 def load_image(path: Path, draft: int = 1, exif: bool = True) -> Image.Image:
     """Decode an image as 8-bit RGB. 16-bit (and 32-bit integer) greyscale is scaled to 8 bits, not clipped
-    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white). ``exif``: turn the
+    (PIL's convert('RGB') clips 'I;16' values above 255, turning almost every pixel white); 32-bit float greyscale
+    in [0, 1] is scaled by 255 (PIL's cast made it black) and refused in one line outside [0, 1]. ``exif``: turn the
     image upright as its EXIF orientation tag says (``ImageOps.exif_transpose``; ``data.exif_transpose``); false:
     the pixels as stored (P1's and P2's code). An animated GIF/WebP or multi-page TIFF gives its first frame.
 
@@ -97,7 +102,16 @@ def load_image(path: Path, draft: int = 1, exif: bool = True) -> Image.Image:
                 a = np.asarray(im, dtype=np.float64)
                 top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
                 return Image.fromarray(np.round(a * (255.0 / top)).clip(0, 255).astype(np.uint8), "L").convert("RGB")
+            if im.mode == "F":       # 32-bit float: PIL's convert casts the values, so [0, 1] data came out black
+                a = np.asarray(im, dtype=np.float64)
+                if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+                    raise _Unmappable(f"a 32-bit float image with values in [{np.nanmin(a):g}, {np.nanmax(a):g}] has "
+                                      f"no faithful 8-bit mapping (only [0, 1] is read, as x 255); save it as 8- or "
+                                      f"16-bit")
+                return Image.fromarray(np.round(a * 255.0).astype(np.uint8), "L").convert("RGB")
             return im.convert("RGB")
+    except _Unmappable as e:
+        raise ManifestError(f"{path}: {e}") from None
     except Exception as e:
         raise ManifestError(f"unreadable or corrupt image {path}: {type(e).__name__}: {e}") from None
 

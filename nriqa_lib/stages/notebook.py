@@ -14,7 +14,7 @@ from ..core.io import umask
 if TYPE_CHECKING:
     from ..analysis.inputs import TableInputs
 
-__all__ = ["run_notebook", "open_stage", "table_inputs"]
+__all__ = ["run_notebook", "render_html", "open_stage", "table_inputs", "NotebookInputError"]
 
 
 def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None = None):
@@ -109,6 +109,23 @@ def remove_stale(out: Path, name: str, stem: str) -> list[str]:
     return gone
 
 
+OFFLINE_TEMPLATES = Path(__file__).resolve().parents[1] / "reporting" / "templates"
+USER_ERRORS = ("FileNotFoundError", "WeightsError", "ManifestError", "ConfigError", "FloatingPointError")
+
+
+class NotebookInputError(RuntimeError):
+    """A notebook stopped on something the user can fix (its cell raised one of :data:`USER_ERRORS`)."""
+
+
+def render_html(nb: Path) -> str:
+    """An executed notebook as the study's HTML page: outputs only, like a results section (the .ipynb keeps the
+    code), and no script from the network (reporting/templates/offline: nbconvert's lab template without
+    require.js, MathJax and mermaid; the README promises a study that reads offline)."""
+    from nbconvert import HTMLExporter
+    return HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                        extra_template_basedirs=[str(OFFLINE_TEMPLATES)], template_name="offline").from_filename(str(nb))[0]
+
+
 def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = None) -> None:
     """Run notebooks/<name>.ipynb with papermill into out_dir (created) and render HTML with nbconvert.
 
@@ -131,15 +148,18 @@ def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = No
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-nb-"))
     try:
         nb_tmp = tmp / target.name
-        pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
-                            "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd(),
-                            shutdown_kernel="immediate")   # nothing is left to flush: 0.7 s less per notebook
+        try:
+            pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
+                                "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd(),
+                                shutdown_kernel="immediate")   # nothing is left to flush: 0.7 s less per notebook
+        except pm.PapermillExecutionError as e:
+            # what a user can fix (an input not yet made, a bad manifest or param) in one line, as every stage
+            # says it; anything else (a bug) keeps papermill's report with the cell's traceback
+            if e.ename in USER_ERRORS:
+                raise NotebookInputError(f"notebook {name}: {e.ename}: {e.evalue}") from None
+            raise
         _deterministic(nb_tmp, target)
-        from nbconvert import HTMLExporter
-        # the HTML reads like a results section: outputs only (the .ipynb keeps the code)
-        html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                               exclude_output_prompt=True).from_filename(str(nb_tmp))
-        (tmp / f"{name}.html").write_text(html, encoding="utf-8")
+        (tmp / f"{name}.html").write_text(render_html(nb_tmp), encoding="utf-8")
         for f in (nb_tmp, tmp / f"{name}.html"):
             os.chmod(f, 0o666 & ~umask())
         os.replace(nb_tmp, target)

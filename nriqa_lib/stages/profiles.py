@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
 from pathlib import Path
 
@@ -75,9 +76,26 @@ def run_profile(name: str, profile_file: str | Path, queue: bool = False, dry_ru
         return 0
     base = Path(base_file)
     before = base.read_bytes()
+    # SIGTERM / SIGHUP (`timeout`, a SLURM limit, a closed session) unwind through the `finally` below as Ctrl-C
+    # does: the experiment is stopped and params.yaml restored (before, they skipped it and left the try's values
+    # in params.yaml for the next plain `dvc repro`)
+    def stop(sig, _frame):
+        raise SystemExit(128 + sig)
+    old = {sg: signal.signal(sg, stop) for sg in (signal.SIGTERM, signal.SIGHUP)}
+    proc = None
     try:
-        return subprocess.call(cmd)
+        proc = subprocess.Popen(cmd)
+        return proc.wait()
     finally:
+        for sg, h in old.items():
+            signal.signal(sg, h)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if base.read_bytes() != before:
             atomic_write_bytes(base, before)
             print(f"{base} restored (the workspace's outputs are the experiment's until the next `dvc repro`)")

@@ -11,11 +11,13 @@ from .registry import Stage
 
 __all__ = ["TABLES", "report_stage"]
 
+HTML_TEMPLATE = "nriqa_lib/reporting/templates"     # the offline HTML template every notebook renders with
+
 
 def _table(name: str, module: str, notebook: str, tag: str, deps: tuple[str, ...], desc: str,
            plots: tuple[str, ...] = (), metrics: bool = True, whole_folder: bool = False) -> Stage:
     return Stage(name=name, module=module, params=tuple(import_module(module).PARAMS), desc=desc,
-                 deps=(f"notebooks/{name}.py", f"notebooks/{name}.ipynb", *deps), notebook=notebook, tag=tag, metrics=metrics,
+                 deps=(f"notebooks/{name}.py", f"notebooks/{name}.ipynb", HTML_TEMPLATE, *deps), notebook=notebook, tag=tag, metrics=metrics,
                  whole_folder=whole_folder, plots=tuple(f"results/{notebook}/figures/{p}" for p in plots))
 
 
@@ -43,7 +45,7 @@ def report_stage(tables: Sequence[Stage]) -> Stage:
     """The report: every claim of every table (its metrics), the tables and the figures."""
     from ..reporting.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG
     with_tables = [t for t in tables if t.metrics]
-    deps = ("notebooks/report.py", "notebooks/report.ipynb", "references/published.yaml", *[f"{t.out_dir}/tables" for t in with_tables],
+    deps = ("notebooks/report.py", "notebooks/report.ipynb", HTML_TEMPLATE, "references/published.yaml", *[f"{t.out_dir}/tables" for t in with_tables],
             *[f"{t.out_dir}/figures" for t in with_tables], "results/figures")
     return Stage(name="report", module="nriqa_lib.reporting.summary",
                  params=tuple(import_module("nriqa_lib.reporting.report").PARAMS), deps=deps, notebook="report",
