@@ -84,7 +84,7 @@ def build_parser(stages: dict | None = None) -> argparse.ArgumentParser:
                                     "the images; later runs then verify them)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--rehash", action="store_true", help="hash every image again (the hash cache trusts an "
-                                                         "unchanged path, size and mtime, as DVC does)")
+                                                         "unchanged path, size, mtime, ctime and inode)")
     s = sub.add_parser("weights", help="list / check / fetch the weights of the configured backbones (features."
                                        "backbones, t5.backbones where T5 runs, t4.clip_models; or the names given)")
     s.add_argument("action", choices=["list", "check", "fetch"])

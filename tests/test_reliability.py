@@ -264,17 +264,19 @@ def test_a_switched_root_or_changed_content_changes_what_dvc_tracks(tmp_path, mo
     write_fingerprints(p, out)
     changed = json.loads((out / "toy.json").read_text())
     assert changed["content_sha256"] != moved["content_sha256"]
-    # item 5: same size and mtime restored -> the hash cache keeps the old hash (what it trusts, as DVC); --rehash
+    # item 5 / issue 37 E5: same size and mtime restored -> before, the hash cache kept the old hash (stale
+    # features until --rehash); it now also keys on ctime and inode, which no user tool restores
     st = img.stat()
     Image.new("RGB", (64, 48), (200, 9, 9)).save(img, format="BMP")
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert img.stat().st_size == st.st_size
+    assert img.stat().st_size == st.st_size and img.stat().st_mtime_ns == st.st_mtime_ns
     write_fingerprints(p, out)
-    assert json.loads((out / "toy.json").read_text())["content_sha256"] == changed["content_sha256"]
+    replaced = json.loads((out / "toy.json").read_text())["content_sha256"]
+    assert replaced != changed["content_sha256"]
     f = _params(tmp_path, lambda r: (r["data"].update(datasets=["toy"]), r["data"]["roots"].update(toy=str(root))))
     assert cli.main(["--params", str(f), "hash", "--dataset", "toy", "--rehash"]) == 0
     write_fingerprints(p, out)
-    assert json.loads((out / "toy.json").read_text())["content_sha256"] != changed["content_sha256"]
+    assert json.loads((out / "toy.json").read_text())["content_sha256"] == replaced
 
 
 def _turned_dataset(tmp_path):

@@ -86,14 +86,14 @@ def test_t5_a_sha256_sidecar_of_the_wrong_shape_is_rehashed_not_a_traceback(tmp_
     f0 = root / df["image"].iloc[0]
     st = f0.stat()
     side = tmp_path / "side.json"
-    side.write_text(sidecar.replace("%s", str(f0.resolve()), 1).replace("%s", json.dumps([st.st_size, st.st_mtime_ns])))
+    side.write_text(sidecar.replace("%s", str(f0.resolve()), 1).replace("%s", json.dumps([st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])))
     hashes = validate_manifest(df, root, sidecar=HashSidecar(side))
     assert hashes == [sha256_file(root / r) for r in df["image"]]
     assert set(json.loads(side.read_text())) == {str((root / r).resolve()) for r in df["image"]}
 
 
 def test_a_wrong_hash_in_the_sidecar_is_not_blamed_on_the_image(tmp_path):
-    """Hygiene: a well-formed but wrong hash in the sidecar (same size and mtime) was reported as the image's sha256
+    """Hygiene: a well-formed but wrong hash in the sidecar (the file unchanged) was reported as the image's sha256
     mismatch; the file is hashed again before the image is blamed, and the sidecar corrected. A changed image is
     still refused."""
     from nriqa_lib.data.manifest import HashSidecar, ManifestError, validate_manifest
@@ -330,3 +330,123 @@ def test_a_gpu_named_without_one_is_one_line_from_a_stage_run_directly(tmp_path,
     assert cli.main(["--params", str(tmp_path / "params.yaml"), "finetune", "--dataset", "synthetic"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run.device='cuda' but torch sees no CUDA device" in err[0], err
+
+
+def _params_file(tmp_path, mutate):
+    import yaml
+    from conftest import REPO
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    mutate(raw)
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
+# leads `check` accepted and the hygiene list: each now refused in one line naming the key
+@pytest.mark.parametrize("mutate,pattern", [
+    (lambda r: r["features"].update(weights={"clip_vit_b61": "/m/x.pt"}),
+     r"unknown backbone 'clip_vit_b61' \(features\.weights\); did you mean"),
+    (lambda r: r["t2"].update(cross=[["clive", "clive"]]), r"t2\.cross entry \['clive', 'clive'\] trains and tests on one"),
+    (lambda r: r["t5"].update(policies=["squash", "squash_0"]), r"t5\.policies has 'squash_0'; squash_<N> takes N in \[32, 4096\]"),
+    (lambda r: r["t5"].update(policies=["squash", "squash_99999"]), r"t5\.policies has 'squash_99999'; squash_<N>"),
+    (lambda r: r["t5"].update(policies=["squash", "center_crop", "squash"]), r"t5\.policies lists 'squash' twice"),
+    (lambda r: r["t4"].update(pre_resize={"spaq": [1, 1]}), r"t4\.pre_resize\.spaq=\[1, 1\]; give \[height, width\], each in \[32, 4096\]"),
+    (lambda r: r["t4"].update(pre_resize={"spaq": [448]}), r"t4\.pre_resize\.spaq=\[448\]; give \[height, width\]"),
+    (lambda r: r["features"].update(image_size=1), r"features\.image_size=1; use 0 \(each backbone its own size\) or 32 to 4096"),
+    (lambda r: r["features"].update(backbones=["tf_efficientnet_lite0", "tf_efficientnet_lite0"]),
+     r"features\.backbones lists 'tf_efficientnet_lite0' twice"),
+    (lambda r: r["t2"].update(heads=[]), r"t2\.heads is empty; list at least one"),
+    (lambda r: r["t2"].update(heads=["B", "gelu", "B"]), r"t2\.heads lists 'B' twice"),
+    (lambda r: r["t5"].update(heads=["ridge", "ridge"]), r"t5\.heads lists 'ridge' twice"),
+    (lambda r: r["finetune"].update(heads=["B", "B"]), r"finetune\.heads lists 'B' twice"),
+])
+def test_accepted_leads_are_refused_in_one_line(tmp_path, mutate, pattern):
+    from nriqa_lib.core.config import ConfigError
+    from nriqa_lib.core.params import load_params
+    with pytest.raises(ConfigError, match=pattern) as e:
+        load_params(_params_file(tmp_path, mutate))
+    assert "\n" not in str(e.value)
+
+
+def test_yaml_merge_keys_are_read_and_duplicates_still_refused(tmp_path):
+    """Hygiene: YAML merge keys (`<<: *anchor`) were rejected as "not valid YAML" (the duplicate-key loader could
+    not construct the merge key); now merged, the mapping's own keys overriding, and a real duplicate still refused."""
+    from conftest import REPO
+    from nriqa_lib.core.config import ConfigError
+    from nriqa_lib.core.params import load_params
+    text = (REPO / "params.yaml").read_text()
+    assert "\ntrain:\n  epochs: 12" in text
+    f = tmp_path / "params.yaml"
+    f.write_text(text.replace("\ntrain:\n  epochs: 12", "\ntrain:\n  <<: {epochs: 3}\n  epochs: 12"))
+    assert load_params(f).train.epochs == 12            # the mapping's own key wins
+    f.write_text(text.replace("\ntrain:\n  epochs: 12", "\ntrain:\n  <<: {epochs: 3}"))
+    assert load_params(f).train.epochs == 3             # the merged one where the mapping has none
+    f.write_text(text.replace("\ntrain:\n  epochs: 12", "\ntrain:\n  epochs: 3\n  epochs: 12"))
+    with pytest.raises(ConfigError, match="duplicate key 'epochs'"):
+        load_params(f)
+
+
+def test_a_missing_liqe_folder_is_refused_at_check(tmp_path, capsys):
+    """Lead: a missing splits.liqe_folder passed `check` and failed the splits stage; now `check` names the folder
+    and the first missing split file."""
+    from nriqa_lib import cli
+    f = _params_file(tmp_path, lambda r: r["splits"].update(liqe_folder=str(tmp_path / "nowhere")))
+    assert cli.main(["--params", str(f), "check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "splits.liqe_folder=" in err[0] and "lacks 1_train.txt and 29 more" in err[0], err
+
+
+def test_the_split_size_message_offers_only_what_would_help():
+    """Hygiene: with train.select_on already `test`, a split too small for training was told to "use
+    train.select_on: test"; the advice now names only what can fix it."""
+    import pandas as pd
+    from nriqa_lib.core.config import ConfigError
+    from nriqa_lib.stages.splits import check_sizes
+    sp = pd.DataFrame({"split": 0, "part": ["train", "train", "test", "test", "test"], "image": list("abcde")})
+    with pytest.raises(ConfigError) as e:
+        check_sizes(sp, "toy", "test", 5)
+    assert "select_on" not in str(e.value) and "raise data.limit or change splits.ratios" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "loop", "broken", "missing"])
+def test_what_is_not_an_image_file_is_named_for_what_it_is(tmp_path, kind):
+    """Hygiene: a symlink loop, a directory or a FIFO in an image's place was reported as "file missing"; now each
+    is named (at `check`'s presence pass and at validation), so the user knows what to fix."""
+    import os
+    from conftest import write_manifest
+    from nriqa_lib.data.manifest import ManifestError, check_present, validate_manifest
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=3)
+    f = root / df["image"].iloc[1]
+    f.unlink()
+    if kind == "directory":
+        f.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(f)
+    elif kind == "loop":
+        f.symlink_to(f)
+    elif kind == "broken":
+        f.symlink_to(root / "gone.png")
+    want = {"directory": r"not an image file \(a directory\)", "fifo": r"not an image file \(a FIFO\)",
+            "loop": r"symlink loop", "broken": r"broken symlink: .* -> .*gone\.png", "missing": r"file missing"}[kind]
+    mdir = tmp_path / "m"
+    write_manifest(mdir, "toy", df)
+    with pytest.raises(ManifestError, match=r"row 3 \(images/img_001\.png\): " + want):
+        check_present("toy", {"toy": str(root)}, manifest_dir=mdir)
+    with pytest.raises(ManifestError, match=r"row 3 \(images/img_001\.png\): " + want):
+        validate_manifest(df, root, decode=False)
+
+
+def test_a_control_character_in_an_image_name_is_refused(tmp_path):
+    """Hygiene: a newline in an image name gave an inconsistent feature set (images.txt holds one name per line)
+    and advice that could not fix it; the manifest row is refused in one line."""
+    from conftest import write_manifest
+    from nriqa_lib.data.manifest import ManifestError, read_manifest
+    root = tmp_path / "root"
+    df = make_image_dataset(root, n=3)
+    df.loc[2, "image"] = "images/img\n002.png"
+    mdir = tmp_path / "m"
+    f = write_manifest(mdir, "toy", df)
+    with pytest.raises(ManifestError, match=r"row 4: image path 'images/img\\n002\.png' holds a control character") as e:
+        read_manifest(f)
+    assert "\n" not in str(e.value)

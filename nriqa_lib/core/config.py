@@ -20,10 +20,21 @@ __all__ = ["ConfigError", "Params", "Data", "Splits", "Features", "Train", "T1",
 # every seed key's bound: job seeds are train.seed x 1000 + split and torch.manual_seed takes < 2**64 (a larger
 # train.seed passed `check` and raised OverflowError in the heads stage, issue 37 T1)
 SEED_MAX = 2**31 - 1
+MIN_SIDE, MAX_SIDE = 32, 4096     # an image side in pixels a size knob may ask for (image_size, squash_<N>, pre_resize)
 
 
 class ConfigError(ValueError):
     """A params.yaml problem, reported as one line naming the key."""
+
+
+def _distinct(where: str, v: list[str], allow_empty: bool = False) -> list[str]:
+    """A list of names given once each (a head listed twice would be trained and tested twice as two 'heads')."""
+    if not v and not allow_empty:
+        raise ConfigError(f"params: {where} is empty; list at least one")
+    dup = sorted({x for x in v if v.count(x) > 1})
+    if dup:
+        raise ConfigError(f"params: {where} lists {dup[0]!r} twice")
+    return v
 
 
 class _Section(BaseModel):
@@ -91,7 +102,7 @@ class Features(_Section):
     chunk_size: int = Field(256, ge=1, le=1_000_000)
     weights: dict[str, str] = Field(default_factory=dict)   # backbone -> local weight file
     pretrained: bool = True            # false: seeded random weights everywhere (smoke profile: checks the code path)
-    image_size: int = Field(0, ge=0, le=4096)   # > 0: every backbone at this input size (ViTs built for it); 0 = its own
+    image_size: int = Field(0, ge=0, le=4096)   # >= 32: every backbone at this input size (ViTs built for it); 0 = its own
     # JPEGs decoded at 1/2, 1/4 or 1/8 scale (PIL draft mode) where that leaves >= this many times the view's
     # size (squash / center_crop / multi_crop); 0 = always full decode. CLIVE (500 px) is never drafted.
     jpeg_draft: float = Field(2.0, ge=0, le=16)
@@ -101,6 +112,10 @@ class Features(_Section):
         if 0 < self.jpeg_draft < 1:
             raise ConfigError(f"params: features.jpeg_draft={self.jpeg_draft!r}; use 0 (always a full decode) or a "
                               f"margin in [1, 16] (a draft never below the view's size)")
+        if 0 < self.image_size < MIN_SIDE:
+            raise ConfigError(f"params: features.image_size={self.image_size}; use 0 (each backbone its own size) or "
+                              f"{MIN_SIDE} to {MAX_SIDE} pixels (below {MIN_SIDE} a ViT has at most one patch per side)")
+        _distinct("features.backbones", self.backbones)
         return self
 
 
@@ -155,6 +170,15 @@ class T2(_Section):
     reference: str = "B"
     cross: list[list[str]] = Field(default_factory=lambda: [["synthetic", "clive"]])   # [[train, test], ...]
 
+    @model_validator(mode="after")
+    def _lists(self):
+        _distinct("t2.heads", self.heads)
+        for pair in self.cross:
+            if len(pair) == 2 and pair[0] == pair[1]:
+                raise ConfigError(f"params: t2.cross entry {pair!r} trains and tests on one dataset (its own training "
+                                  f"images among the test ones); cross-dataset means two datasets, within one is T1-T3")
+        return self
+
 
 class T3(_Section):
     candidates: list[str] = Field(default_factory=lambda: ["relu", "gelu", "sigmoid", "tanh", "leaky_relu", "silu"])
@@ -177,6 +201,14 @@ class T4(_Section):
     biases: list[float] = Field(default_factory=lambda: [0.0, 0.4], min_length=1)
     pre_resize: dict[str, list[int]] = Field(default_factory=lambda: {"spaq": [448, 448], "agiqa1k": [224, 224]})
 
+    @model_validator(mode="after")
+    def _sizes(self):
+        for d, hw in self.pre_resize.items():
+            if len(hw) != 2 or not all(MIN_SIDE <= x <= MAX_SIDE for x in hw):
+                raise ConfigError(f"params: t4.pre_resize.{d}={hw!r}; give [height, width], each in [{MIN_SIDE}, "
+                                  f"{MAX_SIDE}] pixels (P2: spaq [448, 448], agiqa1k [224, 224])")
+        return self
+
 
 class T5(_Section):
     """Input resolution and test-time views as a controlled factor: every policy of ``policies`` on the same
@@ -187,6 +219,12 @@ class T5(_Section):
     datasets: list[str] = Field(default_factory=lambda: ["clive"])
     heads: list[str] = Field(default_factory=lambda: ["ridge", "B_Sig"])
 
+    @model_validator(mode="after")
+    def _lists(self):
+        _distinct("t5.heads", self.heads)
+        _distinct("t5.backbones", self.backbones, allow_empty=True)
+        return self
+
     @field_validator("policies")
     @classmethod
     def _policies(cls, v: list[str]) -> list[str]:
@@ -194,7 +232,10 @@ class T5(_Section):
             if not re.fullmatch(r"squash|center_crop|multi_crop|native|grid|squash_\d+", pol):
                 raise ConfigError(f"params: t5.policies has {pol!r}; use squash, center_crop, multi_crop, squash_<N>, "
                                   f"native or grid")
-        return v
+            if pol.startswith("squash_") and not MIN_SIDE <= int(pol[7:]) <= MAX_SIDE:
+                raise ConfigError(f"params: t5.policies has {pol!r}; squash_<N> takes N in [{MIN_SIDE}, {MAX_SIDE}] "
+                                  f"pixels")
+        return _distinct("t5.policies", v)
 
 
 # how tables name each training regime (T6, run.json)
@@ -231,6 +272,8 @@ class Finetune(_Section):
     def _heads(self):
         if self.regimes and not self.heads:
             raise ConfigError("params: finetune.heads is empty but finetune.regimes is not; list the heads to fine-tune")
+        _distinct("finetune.heads", self.heads, allow_empty=True)
+        _distinct("finetune.regimes", list(self.regimes), allow_empty=True)
         return self
 
 

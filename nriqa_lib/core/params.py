@@ -43,6 +43,9 @@ def check_params(p: Params) -> None:
     for c in p.t3.candidates:
         if c not in ACTIVATIONS:
             raise ConfigError(f"params: t3.candidates has unknown activation {c!r}")
+    for b in p.features.weights:
+        if b not in REGISTRY:
+            raise ConfigError("params: " + unknown_backbone_message(b, "features.weights"))
     cards = known_datasets()
     for d, m in p.data.manifests.items():
         if m not in cards:
@@ -57,6 +60,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         keys = set()
         for k, _ in node.value:
+            if k.tag == "tag:yaml.org,2002:merge":   # `<<: *anchor` (YAML's merge key): its keys are defaults
+                continue                              # that the mapping's own keys may override
             key = self.construct_object(k, deep=deep)
             if key in keys:
                 raise ConfigError(f"params file line {k.start_mark.line + 1}: duplicate key {key!r} (YAML would keep "

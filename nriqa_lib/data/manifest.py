@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,11 +148,31 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
                             f"(first at row {first + 2})")
     for i, rel in enumerate(df["image"]):
         pp = Path(rel)
+        bad = next((c for c in rel if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:     # images.txt, the caches and the splits hold one name per line
+            raise ManifestError(f"{path} row {i + 2}: image path {rel!r} holds a control character ({bad!r}); rename "
+                                f"the file and its manifest row without it")
         if pp.is_absolute() or ".." in pp.parts or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
             raise ManifestError(f"{path} row {i + 2}: image path {rel!r} escapes the dataset root (use a path "
                                 f"relative to the root, without '..')")
     df["group"] = df["group"].fillna(df["image"])
     return df
+
+
+def not_a_file(p: Path) -> str:
+    """Why ``p`` is not an image file to read, in words a user can act on (before: "file missing" for all)."""
+    try:
+        st = p.stat()
+    except RuntimeError:
+        return f"symlink loop: {p}"
+    except OSError as e:
+        if p.is_symlink():
+            return f"{'symlink loop' if e.errno == 40 else 'broken symlink'}: {p} -> {os.readlink(p)}"
+        return f"file missing: {p}"
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+        "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(
+            st.st_mode) else "not a regular file"
+    return f"not an image file ({kind}): {p}"
 
 
 def check_mos_range(df: pd.DataFrame, card: dict, where: str) -> None:
@@ -179,15 +200,22 @@ def check_mos_range(df: pd.DataFrame, card: dict, where: str) -> None:
                                 f"declared range [{a:g}, {b:g}]")
 
 
+def _ident(st: os.stat_result) -> list[int]:
+    """What the sidecar trusts a file by: size, mtime, and the inode's change time and number, which no user tool
+    sets back (`touch -d`, `cp -p` and `os.utime` restore an mtime, never a ctime): a file replaced by another of
+    the same size with its mtime restored is hashed again (issue 37 E5; before, only size and mtime: stale)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def _sidecar_entry_ok(v) -> bool:
-    return (isinstance(v, list) and len(v) in (2, 3) and isinstance(v[0], list) and len(v[0]) == 2
+    return (isinstance(v, list) and len(v) in (2, 3) and isinstance(v[0], list) and len(v[0]) == 4
             and all(type(x) is int for x in v[0]) and isinstance(v[1], str) and len(v[1]) == 64
             and all(c in "0123456789abcdef" for c in v[1]) and (len(v) == 2 or isinstance(v[2], bool)))
 
 
 class HashSidecar:
-    """sha256 of image files, remembered per (path, size, mtime_ns) in a JSON sidecar, so each file is hashed
-    once however often it is validated; a file that changes (size or mtime) is hashed again. It also remembers
+    """sha256 of image files, remembered per path and :func:`_ident` (size, mtime, ctime, inode) in a JSON sidecar,
+    so each file is hashed once however often it is validated; a file that changes is hashed again. It also remembers
     that a file decoded, so validation decodes each unchanged file once, not once per stage and run."""
 
     def __init__(self, path: str | os.PathLike | None):
@@ -209,7 +237,7 @@ class HashSidecar:
         """The file's sha256: remembered while its size and mtime are unchanged, hashed anew with ``fresh``."""
         st = p.stat()
         k = str(p.resolve())
-        ident = [st.st_size, st.st_mtime_ns]
+        ident = _ident(st)
         hit = self.known.get(k)
         if hit and hit[0] == ident and not fresh:
             return hit[1]
@@ -222,7 +250,7 @@ class HashSidecar:
         """Whether ``p``, unchanged since it was hashed, is known to decode."""
         hit = self.known.get(str(p.resolve()))
         st = p.stat()
-        return bool(hit and hit[0] == [st.st_size, st.st_mtime_ns] and len(hit) > 2 and hit[2])
+        return bool(hit and hit[0] == _ident(st) and len(hit) > 2 and hit[2])
 
     def mark_decoded(self, p: Path) -> None:
         hit = self.known.get(str(p.resolve()))
@@ -254,7 +282,7 @@ def validate_manifest(df: pd.DataFrame, root: Path, where: str = "manifest", dec
         row = f"{where} row {lines[i]} ({rel})"
         p = root / rel
         if not p.is_file():
-            raise ManifestError(f"{row}: file missing: {p}")
+            raise ManifestError(f"{row}: {not_a_file(p)}")
         if not p.resolve().is_relative_to(real_root):
             raise ManifestError(f"{row}: resolves outside the dataset root ({p} -> {p.resolve()}); copy the file "
                                 f"into {root} or point the root at the folder that holds it")
@@ -370,7 +398,7 @@ def _used_rows(name: str, roots, limit: int, limit_seed: int, manifest: str | No
     for i in keep:
         rel = df["image"].iloc[i]
         if not (root / rel).is_file():
-            raise ManifestError(f"{path} row {i + 2} ({rel}): file missing: {root / rel}"
+            raise ManifestError(f"{path} row {i + 2} ({rel}): {not_a_file(root / rel)}"
                                 + (f" (in the data.limit={limit} sample, seed {limit_seed})" if len(keep) < len(df)
                                    else ""))
     return df.iloc[keep], root

@@ -76,6 +76,17 @@ def run(p, stamp: str | None = None, weights_out: str | None = None, data_out: s
             resolve_device(p.run.device)
         except RuntimeError as e:
             raise ConfigError(f"params: {e}") from None
+    liqe = [d for d in p.data.datasets if p.splits.schemes.get(d) == "clive_liqe"]
+    if liqe:            # the splits stage reads them: a folder missing is one line here, not a stage later
+        from ..core.config import ConfigError
+        from ..core.workspace import repo_path
+        from ..data.splits import PARTS
+        folder = repo_path(p.splits.liqe_folder)
+        miss = [f"{k}_{q}.txt" for k in range(1, 11) for q in PARTS if not (folder / f"{k}_{q}.txt").is_file()]
+        if miss:
+            raise ConfigError(f"params: splits.liqe_folder={p.splits.liqe_folder!r} ({folder}) lacks {miss[0]}"
+                              f"{f' and {len(miss) - 1} more' if len(miss) > 1 else ''} of the 10 published CLIVE "
+                              f"splits that splits.schemes.{liqe[0]}: clive_liqe reads")
     if data_out:        # what DVC tracks of each dataset (root + content); the files' presence is checked on the way
         write_fingerprints(p, data_out)
     else:

@@ -151,7 +151,10 @@ def run_notebook(name: str, out_dir: str, params_file: str, tag: str | None = No
         try:
             pm.execute_notebook(f"notebooks/{name}.ipynb", str(nb_tmp), parameters={"params_file": params_file,
                                 "out_dir": str(out)}, kernel_name="python3", progress_bar=False, cwd=os.getcwd(),
-                                shutdown_kernel="immediate")   # nothing is left to flush: 0.7 s less per notebook
+                                shutdown_kernel="immediate",   # nothing is left to flush: 0.7 s less per notebook
+                                # the kernel's own "running over TCP without encryption" line on every run (a local
+                                # kernel on the loopback) said nothing a reader can act on; its errors still show
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
         except pm.PapermillExecutionError as e:
             # what a user can fix (an input not yet made, a bad manifest or param) in one line, as every stage
             # says it; anything else (a bug) keeps papermill's report with the cell's traceback

@@ -47,4 +47,6 @@ def check_sizes(sp, dataset: str, select_on: str, limit: int = 0) -> None:
                    f"training and testing need >= {MIN_PART} images each")
             raise ConfigError(f"splits of {dataset}: split {k} has {row['train']} train / {row['val']} val / "
                               f"{row['test']} test images" + (f" (data.limit={limit})" if limit else "")
-                              + f"; {why}: raise data.limit, change splits.ratios, or use train.select_on: test")
+                              + f"; {why}: raise data.limit" + (", change splits.ratios, or use train.select_on: "
+                                                                    "test" if "val" in short else
+                                                                    " or change splits.ratios"))
