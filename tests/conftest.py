@@ -46,6 +46,16 @@ def make_image_dataset(root: Path, n: int = 12, size=(64, 48), seed: int = 0):
     return pd.DataFrame(rows)
 
 
+def params_file(tmp_path: Path, mutate) -> Path:
+    """The committed params.yaml with ``mutate(raw)`` applied, written to tmp_path/params.yaml."""
+    import yaml
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    mutate(raw)
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
 def write_manifest(mdir: Path, name: str, df) -> Path:
     mdir.mkdir(parents=True, exist_ok=True)
     (mdir / f"{name}.yaml").write_text(f"dataset: {name}\n")

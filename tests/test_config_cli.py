@@ -4,19 +4,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, make_image_dataset, write_manifest
+from conftest import REPO, make_image_dataset, params_file, write_manifest
 from nriqa_lib import cli
 from nriqa_lib.stages.notebook import run_notebook
 from nriqa_lib.core.config import ConfigError
 from nriqa_lib.core.params import load_params
-
-
-def _params(tmp_path, mutate):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    mutate(raw)
-    f = tmp_path / "params.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return f
 
 
 def test_committed_params_load():
@@ -53,7 +45,7 @@ def test_committed_params_load():
     (lambda r: r["train"].update(micro_batch=5), r"train\.micro_batch=5 must be 0 or divide train\.batch_size=64"),
 ])
 def test_params_typos_fail_in_one_line(tmp_path, mutate, pattern, capsys):
-    f = _params(tmp_path, mutate)
+    f = params_file(tmp_path, mutate)
     with pytest.raises(ConfigError, match=pattern) as e:
         load_params(f)
     assert "\n" not in str(e.value)
@@ -67,21 +59,21 @@ def test_a_stage_that_succeeds_ends_with_its_time_and_a_failure_stays_one_line(t
     `nriqa: stage NAME took S s` (CI and the notes read them); a failing stage prints only its one-line error."""
     import re
     monkeypatch.chdir(tmp_path)
-    f = _params(tmp_path, lambda r: r["data"].update(datasets=["synthetic"]))
+    f = params_file(tmp_path, lambda r: r["data"].update(datasets=["synthetic"]))
     out = ["--stamp", "ok.txt", "--weights-out", "w.json", "--data-out", "data"]
     assert cli.main(["--params", str(f), "check", *out]) == 0
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.fullmatch(r"nriqa: stage check took \d+\.\d s", last), last
     assert cli.main(["--params", str(f), "weights", "list"]) == 0          # a tool, not a stage: no time line
     assert "took" not in capsys.readouterr().err
-    bad = _params(tmp_path, lambda r: r["data"].update(datasets=["synthetic"], roots={"synthetic": "/no/such"}))
+    bad = params_file(tmp_path, lambda r: r["data"].update(datasets=["synthetic"], roots={"synthetic": "/no/such"}))
     assert cli.main(["--params", str(bad), "check", *out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "took" not in err[0]
 
 
 def test_missing_data_root_fails_at_check(tmp_path, capsys):
-    f = _params(tmp_path, lambda r: r["data"]["roots"].update(clive="/no/such/clive"))
+    f = params_file(tmp_path, lambda r: r["data"]["roots"].update(clive="/no/such/clive"))
     assert cli.main(["--params", str(f), "check"]) == 2
     assert "data root of 'clive' (data.roots.clive=/no/such/clive) is not a directory" in capsys.readouterr().err
 
@@ -96,7 +88,7 @@ def test_a_gpu_that_is_not_there_is_refused_at_check(tmp_path, monkeypatch, caps
         monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     elif torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    f = _params(tmp_path, lambda r: r["run"].update(device=device))
+    f = params_file(tmp_path, lambda r: r["run"].update(device=device))
     assert cli.main(["--params", str(f), "check", "--stamp", str(tmp_path / "ok.txt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: params: run.device='{device}' but torch sees") and len(err.splitlines()) == 1
@@ -110,7 +102,7 @@ def test_bad_manifest_writes_no_split_file(tmp_path, monkeypatch, capsys):
     mdir = tmp_path / "manifests"
     write_manifest(mdir, "toy", df)
     monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(mdir))
-    f = _params(tmp_path, lambda r: (r["data"].update(datasets=["toy"]), r["data"]["roots"].update(toy=str(root))))
+    f = params_file(tmp_path, lambda r: (r["data"].update(datasets=["toy"]), r["data"]["roots"].update(toy=str(root))))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["--params", str(f), "features", "--dataset", "toy", "--backbone", "random_tf_efficientnet_lite0"]) == 2
     assert "row 4 (images/img_002.png): file missing" in capsys.readouterr().err
@@ -173,7 +165,7 @@ def test_disk_full_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch,
         save_splits(pd.DataFrame({"a": [1]}), tmp_path / "splits" / "x.csv")
     assert not list((tmp_path / "splits").iterdir())                 # the temp file is gone, no partial output
     monkeypatch.chdir(tmp_path)
-    f = _params(tmp_path, lambda r: None)
+    f = params_file(tmp_path, lambda r: None)
     monkeypatch.setenv("NRIQA_ROOT_CLIVE", str(tmp_path))
     from nriqa_lib.stages import splits as splits_stage
     monkeypatch.setattr(splits_stage, "run", lambda *a, **k: full())
@@ -272,7 +264,7 @@ def test_profile_as_experiment_overrides_reproduce_the_profile(capsys, tmp_path,
 
 def test_check_stage_refuses_absent_weights_before_any_stage(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    f = _params(tmp_path, lambda r: r["features"].update(backbones=["tf_efficientnet_lite0", "siglip2_vit_b16"]))
+    f = params_file(tmp_path, lambda r: r["features"].update(backbones=["tf_efficientnet_lite0", "siglip2_vit_b16"]))
     assert cli.main(["--params", str(f), "check", "--stamp", str(tmp_path / "ok.txt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "weights absent offline for features.backbones / t5.backbones: HF timm/ViT-B-16-SigLIP2/" in err and len(err.splitlines()) == 1
@@ -362,7 +354,7 @@ def test_check_refuses_a_missing_image_of_the_limit_sample(tmp_path, monkeypatch
     mdir = tmp_path / "manifests"
     write_manifest(mdir, "toy", df)
     monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(mdir))
-    f = _params(tmp_path, lambda r: (r["data"].update(datasets=["toy"], limit=10, limit_seed=0),
+    f = params_file(tmp_path, lambda r: (r["data"].update(datasets=["toy"], limit=10, limit_seed=0),
                                      r["data"]["roots"].update(toy=str(root)),
                                      r["features"].update(backbones=["random_tf_efficientnet_lite0"]),
                                      r["t2"].update(cross=[])))

@@ -9,17 +9,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, make_image_dataset, write_manifest
+from conftest import REPO, make_image_dataset, params_file, write_manifest
 from nriqa_lib import cli
 from nriqa_lib.core.config import ConfigError
 from nriqa_lib.core.params import load_params
 
 
 def _params(tmp_path, mutate, text: str | None = None):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    mutate(raw)
-    f = tmp_path / "params.yaml"
-    f.write_text(text if text is not None else yaml.safe_dump(raw))
+    f = params_file(tmp_path, mutate)
+    if text is not None:
+        f.write_text(text)
     return f
 
 

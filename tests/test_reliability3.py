@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_image_dataset
+from conftest import make_image_dataset, params_file
 
 
 def _entry(tmp_path, n=5, d=4):
@@ -178,11 +178,9 @@ def test_t8_check_outputs_on_a_run_with_other_backbones_names_what_is_missing(tm
     import subprocess
     import sys
 
-    import yaml
     from conftest import REPO
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["features"]["backbones"] = ["resnet50", "tf_efficientnet_lite1", "random_tf_efficientnet_lite0"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params_file(tmp_path, lambda r: r["features"].update(backbones=["resnet50", "tf_efficientnet_lite1",
+                                                                     "random_tf_efficientnet_lite0"]))
     (tmp_path / "notebooks").symlink_to(REPO / "notebooks")
     (tmp_path / "results" / "t1").mkdir(parents=True)
     t1 = {"clive": {"resnet50": {"srcc": 0.71}, "random_tf_efficientnet_lite0": {"srcc": 0.2},
@@ -278,16 +276,13 @@ def test_weights_tools_look_at_what_check_requires_and_fetch_hf_configs(tmp_path
     the same backbones. (2) A transformers snapshot with model.safetensors only was "present" and then failed to
     load (no config.json) or would load with default preprocessing (no preprocessor_config.json); now it is
     reported with what is missing, and an edited preprocessor config changes the identity DVC tracks."""
-    import yaml
     from safetensors.torch import save_file
     import torch
     from conftest import REPO
     from nriqa_lib import cli
     from nriqa_lib.backbones import REGISTRY
     from nriqa_lib.backbones.weights import hub_location, weight_identity
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["t5"].update(backbones=["resnet50"], datasets=["clive"])
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params_file(tmp_path, lambda r: r["t5"].update(backbones=["resnet50"], datasets=["clive"]))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["--params", str(tmp_path / "params.yaml"), "weights", "list"]) == 0
@@ -316,30 +311,15 @@ def test_a_gpu_named_without_one_is_one_line_from_a_stage_run_directly(tmp_path,
     """Researcher's path: `run.device: cuda` without a GPU was one line at `check` but a 14-line traceback from a
     stage run directly (`python -m nriqa_lib.cli features ...`); now one line there too (exit 2)."""
     import torch
-    import yaml
-    from conftest import REPO
     from nriqa_lib import cli
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["run"]["device"] = "cuda"
-    raw["finetune"]["regimes"] = ["lora"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params_file(tmp_path, lambda r: (r["run"].update(device="cuda"), r["finetune"].update(regimes=["lora"])))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_STAGE", raising=False)
     assert cli.main(["--params", str(tmp_path / "params.yaml"), "finetune", "--dataset", "synthetic"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run.device='cuda' but torch sees no CUDA device" in err[0], err
-
-
-def _params_file(tmp_path, mutate):
-    import yaml
-    from conftest import REPO
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    mutate(raw)
-    f = tmp_path / "params.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return f
 
 
 # leads `check` accepted and the hygiene list: each now refused in one line naming the key
@@ -364,7 +344,7 @@ def test_accepted_leads_are_refused_in_one_line(tmp_path, mutate, pattern):
     from nriqa_lib.core.config import ConfigError
     from nriqa_lib.core.params import load_params
     with pytest.raises(ConfigError, match=pattern) as e:
-        load_params(_params_file(tmp_path, mutate))
+        load_params(params_file(tmp_path, mutate))
     assert "\n" not in str(e.value)
 
 
@@ -390,7 +370,7 @@ def test_a_missing_liqe_folder_is_refused_at_check(tmp_path, capsys):
     """Lead: a missing splits.liqe_folder passed `check` and failed the splits stage; now `check` names the folder
     and the first missing split file."""
     from nriqa_lib import cli
-    f = _params_file(tmp_path, lambda r: r["splits"].update(liqe_folder=str(tmp_path / "nowhere")))
+    f = params_file(tmp_path, lambda r: r["splits"].update(liqe_folder=str(tmp_path / "nowhere")))
     assert cli.main(["--params", str(f), "check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "splits.liqe_folder=" in err[0] and "lacks 1_train.txt and 29 more" in err[0], err
