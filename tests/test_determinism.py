@@ -226,6 +226,10 @@ import sys, hashlib, numpy as np, torch
 import nriqa_lib
 from nriqa_lib.training import heads as th
 torch.set_num_threads(2)
+for portable in (True, False):
+    w = th.init_head(th.TrainConfig(head="B", hidden=512), 1280, 7, portable=portable).state_dict()
+    print("init_portable" if portable else "init_torch",
+          hashlib.sha256(b"".join(v.numpy().tobytes() for v in w.values())).hexdigest())
 g = np.random.default_rng(0)
 X = np.maximum(g.normal(size=(400, 96)), 0)           # pooled-activation-like: non-negative, half zeros
 y = np.tanh(X[:, :8].sum(1) / 4 - 1) + 0.3 * g.normal(size=400)
@@ -244,12 +248,14 @@ for dtype in ("float64", "float32"):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MKL's branches are x86 (Linux CI)")
 def test_head_training_is_the_same_under_every_blas_and_dnn_branch(tmp_path):
     """Issue 37: train_heads (float64) writes the same predictions (at the stage's %.7g) and selects the same epochs
-    under MKL's, oneDNN's and OpenBLAS's other code paths (each set in a child process; ATen's vector ISA stays
-    pinned by nriqa_lib), and the raw predictions agree within 1e-12. Negative control: the same runs in float32
-    differ under MKL's compatible branch (here by 1.6e-6, float64 5.6e-16; on the study's CLIVE heads float32 flipped
-    an epoch and moved predictions by 0.23: scripts/kernel_paths.py, docs/measured/kernel_paths_amd_epyc.json)."""
+    under MKL's, oneDNN's and OpenBLAS's other code paths and ATen's scalar kernels (each set in a child process),
+    and the raw predictions agree within 1e-12. Negative controls: the same runs in float32 differ under MKL's
+    compatible branch (here by 1.6e-6, float64 5.6e-16; on the study's CLIVE heads float32 flipped an epoch and moved
+    predictions by 0.23: scripts/kernel_paths.py, docs/measured/kernel_paths_amd_epyc.json); torch's own init
+    (``init_head(portable=False)``) gives other initial weights under ATen's scalar kernels, which moved a CLIVE ReLU
+    head's predictions by 3.8e-3 before the heads' init became portable."""
     variants = {"native": {}, "mkl_compatible": {"MKL_CBWR": "COMPATIBLE"}, "onednn_sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
-                "openblas_haswell": {"OPENBLAS_CORETYPE": "Haswell"}}
+                "openblas_haswell": {"OPENBLAS_CORETYPE": "Haswell"}, "aten_scalar": {"ATEN_CPU_CAPABILITY": "default"}}
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")}
 
     def run(name):
@@ -257,14 +263,18 @@ def test_head_training_is_the_same_under_every_blas_and_dnn_branch(tmp_path):
         out = subprocess.run([sys.executable, "-c", _HEADS_CODE, pre], env={**env, **variants[name]},
                              capture_output=True, text=True, cwd=REPO, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-        digests = dict(line.split() for line in out.stdout.splitlines() if line.startswith("float"))
-        raw = {dt: np.concatenate([np.load(f"{pre}{dt}{h}.npy") for h in ("B", "B_Sig")]) for dt in digests}
+        digests = dict(line.split() for line in out.stdout.splitlines() if line.startswith(("float", "init")))
+        raw = {dt: np.concatenate([np.load(f"{pre}{dt}{h}.npy") for h in ("B", "B_Sig")]) for dt in digests
+               if dt.startswith("float")}
         return digests, raw
 
     ref, ref_raw = run("native")
     for name in list(variants)[1:]:
         digest, raw = run(name)
         assert digest["float64"] == ref["float64"], f"float64 heads differ under {name}"
+        assert digest["init_portable"] == ref["init_portable"], name
+        if name == "aten_scalar" and {"avx2", "fma"} <= _cpu_flags():       # torch's FMA kernel vs its scalar one
+            assert digest["init_torch"] != ref["init_torch"], "torch's init agrees under ATen's scalar kernels here"
         assert np.abs(raw["float64"] - ref_raw["float64"]).max() < 1e-12, name
         if name == "mkl_compatible" and "avx2" in _cpu_flags():   # MKL's AVX2 branch (the pin) vs another
             assert np.abs(raw["float32"] - ref_raw["float32"]).max() > 0, \

@@ -430,3 +430,61 @@ def test_a_control_character_in_an_image_name_is_refused(tmp_path):
     with pytest.raises(ManifestError, match=r"row 4: image path 'images/img\\n002\.png' holds a control character") as e:
         read_manifest(f)
     assert "\n" not in str(e.value)
+
+
+def test_a_killed_writes_temp_file_is_removed_by_the_next_write_and_nothing_else(tmp_path):
+    """Kill -9: a SIGKILL skips atomic_path's cleanup, so its temp file stayed beside the output (in a DVC directory
+    output it changes the folder's hash; in the feature cache it holds the space for good). The next write of that
+    output removes temps of dead processes only: not a live process's, not a file of another shape."""
+    import subprocess
+    import sys
+
+    from nriqa_lib.core.io import atomic_write_text
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = tmp_path / f".p.csv.tmp{dead_pid}.abc.csv"
+        stale_dir = tmp_path / f".p.csv.tmp{dead_pid}.xyz"
+        busy = tmp_path / f".p.csv.tmp{live.pid}.def.csv"
+        other = [tmp_path / ".p.csv.notes", tmp_path / ".q.csv.tmp{dead_pid}.abc.csv".format(dead_pid=dead_pid),
+                 tmp_path / "p.csv.tmp1.abc.csv"]
+        for f in (stale, busy, *other):
+            f.write_text("x")
+        stale_dir.mkdir()
+        atomic_write_text(tmp_path / "p.csv", "a,b\n")
+        assert not stale.exists() and not stale_dir.exists()
+        assert busy.exists() and all(f.exists() for f in other)
+        assert (tmp_path / "p.csv").read_text() == "a,b\n"
+    finally:
+        live.kill()
+
+
+def test_the_portable_adam_is_torchs_adam_and_leaves_resting_heads_alone():
+    """_PortableAdam (train_heads' optimiser for unequal train sizes, written with separately rounded operations so
+    that ATen's scalar and AVX2 kernels give the same bits) follows torch.optim.Adam's update to rounding, weight
+    decay included, and a head that sits out a step keeps its weights and its step count."""
+    import torch
+
+    from nriqa_lib.training.heads import _PortableAdam
+    g = torch.Generator().manual_seed(0)
+    w0 = torch.randn(3, 70000, dtype=torch.float64, generator=g)       # > one BLOCK per head
+    grads = [torch.randn(3, 70000, dtype=torch.float64, generator=g) for _ in range(4)]
+    mine = w0.clone()
+    opt = _PortableAdam([mine], 1e-2, 0.01, 3)
+    refs = [w0[m].clone().requires_grad_(True) for m in range(3)]
+    ropts = [torch.optim.Adam([r], lr=1e-2, weight_decay=0.01, foreach=False) for r in refs]
+    for s, gr in enumerate(grads):
+        active = torch.tensor([True, s % 2 == 0, True])
+        mine.grad = gr.clone()
+        before = mine[1].clone()
+        opt.step(active)
+        for m in range(3):
+            if active[m]:
+                refs[m].grad = gr[m].clone()
+                ropts[m].step()
+        if not active[1]:
+            assert torch.equal(mine[1], before)
+    for m in range(3):
+        assert torch.allclose(mine[m], refs[m].detach(), rtol=0, atol=1e-13), m
+    assert opt.steps == [4, 2, 4]

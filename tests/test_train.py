@@ -24,7 +24,7 @@ def _jobs(N, M, vary=False):
 def _reference(X, y, job, cfg, stop_epoch):
     """Independent single-head loop: the module head, torch.optim.Adam, the same init and batch order, in float64
     (train_heads' dtype)."""
-    h = init_head(cfg, X.shape[1], job.seed).double()
+    h = init_head(cfg, X.shape[1], job.seed, portable=True).double()
     opt = torch.optim.Adam(h.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     Xt, yt = torch.tensor(X, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
     for ep, batches in enumerate(batch_order(len(job.train_idx), cfg.epochs, cfg.batch_size, job.seed)):
@@ -104,7 +104,7 @@ def test_swapped_margin_reaches_the_predictions_through_their_std():
 
 def _p1_accumulation_reference(X, y, job, cfg, epochs):
     """P1's loop on one head: micro-batches of 2, loss / 6, backward, torch.optim.Adam step every 6 (float64)."""
-    h = init_head(cfg, X.shape[1], job.seed).double()
+    h = init_head(cfg, X.shape[1], job.seed, portable=True).double()
     opt = torch.optim.Adam(h.parameters(), lr=cfg.lr)
     Xt, yt = torch.tensor(X, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
     acc = cfg.batch_size // cfg.micro_batch

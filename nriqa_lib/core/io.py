@@ -2,21 +2,64 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "umask"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "umask", "temp_prefix", "remove_stale_temps"]
+
+
+def temp_prefix(name: str) -> str:
+    """The name prefix of this process's temp files for the output ``name``: ``.<name>.tmp<pid>.`` (the pid lets a
+    later run tell a killed run's leftover from a live run's file)."""
+    return f".{name}.tmp{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Remove the temp files and folders for ``folder/name`` that a killed process left (``temp_prefix`` names whose
+    pid is no longer running on this machine); only names of that exact shape are touched. Returns what was removed.
+
+    A SIGKILL skips every ``finally``, so the temp of a write in progress stays behind: in a DVC directory output it
+    would change the folder's hash, in the feature cache it would hold disk space for good."""
+    folder = Path(folder)
+    pat = re.compile(rf"^\.{re.escape(name)}\.tmp(\d+)\.")
+    gone = []
+    try:
+        entries = list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return gone
+    for f in entries:
+        m = pat.match(f.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            if f.is_dir() and not f.is_symlink():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temp path next to ``path``; rename it onto ``path`` only if the block succeeds. A killed earlier
+    write's temp for the same ``path`` is removed first (:func:`remove_stale_temps`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix or path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)

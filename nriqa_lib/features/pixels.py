@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core import dist
 from ..core.cache import key_of
+from ..core.io import remove_stale_temps, temp_prefix
 from ..data.manifest import Manifest
 from .decode import load_image
 
@@ -70,7 +71,8 @@ def squashed_images(manifest: Manifest, size: int, interpolation: str, cache: st
     n = len(manifest.table)
     if dist.is_main() and not (file.is_file() and info.is_file() and info.read_text() == meta):
         root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".tmp-pixels_{key}.{os.getpid()}.npy"
+        remove_stale_temps(root, file.name)              # a killed build's (up to N x size^2 x 3 bytes)
+        tmp = root / f"{temp_prefix(file.name)}npy"
         try:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
             loader = DataLoader(_Decode(manifest.paths(), size, interpolation, manifest.exif_transpose), batch_size=None, num_workers=workers)

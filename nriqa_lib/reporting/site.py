@@ -22,6 +22,8 @@ from typing import Sequence
 
 import mistune
 
+from ..core.io import remove_stale_temps, temp_prefix
+
 __all__ = ["Page", "build_site"]
 
 _STYLE = """<style>
@@ -93,7 +95,8 @@ def build_site(pages: Sequence[Page], summary_md: Path, out: Path, figure: Path 
         raise ValueError("site: two pages share a slug (or one is called 'index')")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_temps(out.parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         for p in pages:
             text = Path(p.source).read_text(encoding="utf-8")

@@ -12,6 +12,7 @@ summation order.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -117,11 +118,32 @@ def micro_batched_loss(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor, mic
     return loss.sum(1) / (batch_size // micro_batch)
 
 
-def init_head(cfg: TrainConfig, in_dim: int, seed: int) -> MLPHead:
-    """Head initialised from ``seed`` alone (torch's default init under a forked, seeded RNG)."""
-    with torch.random.fork_rng(devices=[]):
+def init_head(cfg: TrainConfig, in_dim: int, seed: int, portable: bool = False) -> MLPHead:
+    """Head initialised from ``seed`` alone (torch's default init under a forked, seeded RNG). ``portable``: every
+    uniform draw through :func:`portable_uniform` (the same random numbers, rounded alike on every CPU kernel path:
+    what :func:`train_heads` uses); fine-tuning keeps torch's own init, as P1's code has it."""
+    with torch.random.fork_rng(devices=[]), (portable_uniform() if portable else contextlib.nullcontext()):
         torch.manual_seed(seed)
         return build_head(cfg.head, in_dim, cfg.hidden, cfg.depth, cfg.candidates, cfg.temperature, cfg.hard)
+
+
+@contextlib.contextmanager
+def portable_uniform():
+    """Within the block, ``Tensor.uniform_(a, b)`` (what torch's Linear init calls) draws u = uniform_(0, 1) and returns
+    ``u * (b - a) + a`` as two separately rounded operations. torch's own kernel computes the same expression with an
+    FMA in its AVX2 build and without one in its scalar build (ATEN_CPU_CAPABILITY=default, a CPU without AVX2): the
+    initial weights differed by 1 ulp between the two, which ReLU heads amplified to 3.8e-3 in a CLIVE prediction
+    (measured: scripts/kernel_paths.py). u itself is exact on both (u * 1 + 0), from the same generator stream."""
+    real = torch.Tensor.uniform_
+
+    def uniform_(t, a=0.0, b=1.0, *, generator=None):
+        real(t, 0.0, 1.0, generator=generator)
+        return t.mul_(b - a).add_(a)
+    torch.Tensor.uniform_ = uniform_
+    try:
+        yield
+    finally:
+        torch.Tensor.uniform_ = real
 
 
 def batch_order(n_train: int, epochs: int, batch_size: int, seed: int) -> list[list[np.ndarray]]:
@@ -182,14 +204,14 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
                 cfg: TrainConfig) -> TrainResult:
     """Train one head per job, all at once, with Adam; keep each head's best epoch on ``cfg.select_on``.
 
-    Adam is written out over the stacked (M, ...) weights because torch.optim.Adam cannot skip the
-    heads that have no samples in a padded step; it follows torch.optim.Adam's update exactly
-    (L2 weight decay added to the gradient, bias-corrected moments, eps 1e-8).
+    Adam is torch's fused Adam when every head has the same train size, else :class:`_PortableAdam` (the same
+    update written out, which skips the heads that have no samples in a padded step).
 
     Everything runs in :data:`HEAD_DTYPE` (float64): the heads, features, targets, optimiser state and returned
-    heads. In float32 the last bits of a step depend on the CPU's kernel path, and a val-selected epoch flipped
-    between two kernel paths of one machine (predictions moved by up to 0.26, table means by 0.0018); in float64
-    the same runs agree to ~1e-15 and select the same epochs (``tests/test_kernel_paths.py``).
+    heads, initialised with :func:`portable_uniform`. In float32 the last bits of a step depend on the CPU's kernel
+    path, and a val-selected epoch flipped between two kernel paths of one machine (predictions moved by up to 0.26,
+    table means by 0.0018); in float64 the same runs agree to ~1e-15 and select the same epochs under every BLAS,
+    oneDNN and ATen path (``tests/test_determinism.py``, ``scripts/kernel_paths.py``).
     """
     X = torch.as_tensor(np.array(X)).to(HEAD_DTYPE)
     y = torch.as_tensor(np.array(y)).to(HEAD_DTYPE)
@@ -198,14 +220,15 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
         raise ValueError("no jobs")
     if cfg.select_on not in ("val", "test"):
         raise ValueError(f"select_on must be val or test, got {cfg.select_on!r}")
-    heads = [init_head(cfg, X.shape[1], j.seed).to(HEAD_DTYPE) for j in jobs]
+    heads = [init_head(cfg, X.shape[1], j.seed, portable=True).to(HEAD_DTYPE) for j in jobs]
     params, buffers = stack_module_state(heads)
     base = copy.deepcopy(heads[0]).to("meta")
     names = list(params)
     orders = [train_order(len(j.train_idx), cfg, j.seed) for j in jobs]
-    # Equal train sizes -> every head steps together: torch's fused Adam on the stacked weights is then
-    # exactly per-head Adam. Otherwise some heads sit out padded steps, which torch.optim.Adam cannot
-    # express, so _MaskedAdam (the same update, written out) skips them.
+    # Equal train sizes -> every head steps together: torch's fused Adam on the stacked weights is then exactly
+    # per-head Adam. Otherwise some heads sit out padded steps, which torch.optim.Adam cannot express, so
+    # _PortableAdam (the same update, written out) skips them. (The fused kernel's FMAs differ by an ulp between
+    # ATen's AVX2 and scalar builds; with the portable init that moved no prediction by more than 6e-16: measured.)
     uniform = len({len(j.train_idx) for j in jobs}) == 1
     # Linear weights are kept as contiguous (M, in, out) leaves (the layout _StackedLinear multiplies with):
     # their gradients then come out contiguous (a transposing copy per step cost more than the matmuls).
@@ -214,7 +237,7 @@ def train_heads(X: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, jobs
     leaves = [params[k] for k in names]
     batched = _stacked_forward(base, buffers)
     opt = (torch.optim.Adam(leaves, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True) if uniform
-           else _MaskedAdam(leaves, cfg.lr, cfg.weight_decay, M))
+           else _PortableAdam(leaves, cfg.lr, cfg.weight_decay, M))
     sel = [j.val_idx if cfg.select_on == "val" else j.test_idx for j in jobs]
     if any(len(s) < 3 for s in sel):
         raise ValueError(f"model selection on {cfg.select_on!r} needs >= 3 images per head")
@@ -373,9 +396,16 @@ def _long_predictions(preds: Sequence[np.ndarray], y: np.ndarray, jobs: Sequence
     return pd.concat(rows, ignore_index=True)
 
 
-class _MaskedAdam:
-    """torch.optim.Adam's update (L2 weight decay in the gradient, bias correction, eps 1e-8) over
-    stacked (M, ...) weights, with a per-head step count; heads not active in a step are left as they are."""
+class _PortableAdam:
+    """torch.optim.Adam's update (L2 weight decay in the gradient, bias-corrected moments, eps 1e-8) over stacked
+    (M, ...) weights, with a per-head step count (a head with no samples in a step is left as it is): the optimiser
+    of :func:`train_heads` when the heads' train sizes differ. Written with separately rounded elementwise operations
+    only: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    (torch's ``lerp_`` / ``addcmul_`` round once in their AVX2 kernels, twice in the scalar ones). Each update runs in
+    blocks of :attr:`BLOCK` elements, which keeps its temporaries in the cache (10 heads of 1280-512-512-1 on 2
+    cores: 35 ms per step, torch's fused Adam 9 ms; one pass over the whole tensors 103 ms)."""
+
+    BLOCK = 1 << 16
 
     def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float, M: int,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
@@ -383,22 +413,40 @@ class _MaskedAdam:
         self.b1, self.b2 = betas
         self.m1 = [torch.zeros_like(p) for p in params]
         self.m2 = [torch.zeros_like(p) for p in params]
-        self.steps = torch.zeros(M, dtype=torch.float64)
+        self.steps = [0] * M
 
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
-        self.steps += active.double()
-        t = self.steps.clamp_min(1)
-        step_size = (self.lr / (1 - self.b1 ** t)).to(self.params[0].dtype)
-        bc2_sqrt = torch.sqrt(1 - self.b2 ** t).to(self.params[0].dtype)
-        for p, m1, m2 in zip(self.params, self.m1, self.m2):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            a = active.view(shape)
-            g = p.grad if not self.wd else p.grad + self.wd * p
-            m1.copy_(torch.where(a, torch.lerp(m1, g, 1 - self.b1), m1))
-            m2.copy_(torch.where(a, m2 * self.b2 + (1 - self.b2) * g * g, m2))
-            denom = m2.sqrt() / bc2_sqrt.view(shape) + self.eps
-            p.sub_(torch.where(a, step_size.view(shape) * m1 / denom, torch.zeros(())))
+        on = [m for m, a in enumerate(active.tolist()) if a]
+        for m in on:
+            self.steps[m] += 1
+        # heads at the same step share one pass (all of them when every head steps: equal train sizes)
+        by_step: dict[int, list[int]] = {}
+        for m in on:
+            by_step.setdefault(self.steps[m], []).append(m)
+        for t, ms in by_step.items():
+            step_size = self.lr / (1 - self.b1 ** t)
+            bc2_sqrt = (1 - self.b2 ** t) ** 0.5
+            for p, m1, m2 in zip(self.params, self.m1, self.m2):
+                g = p.grad
+                if len(ms) == p.shape[0]:
+                    self._update(p.view(-1), g.reshape(-1), m1.view(-1), m2.view(-1), step_size, bc2_sqrt)
+                else:
+                    for m in ms:
+                        self._update(p[m].view(-1), g[m].reshape(-1), m1[m].view(-1), m2[m].view(-1), step_size,
+                                     bc2_sqrt)
+
+    def _update(self, p, g, m1, m2, step_size: float, bc2_sqrt: float) -> None:
+        b1, b2, n = self.b1, self.b2, p.numel()
+        for lo in range(0, n, self.BLOCK):
+            hi = min(n, lo + self.BLOCK)
+            gb, w, a, v = g[lo:hi], p[lo:hi], m1[lo:hi], m2[lo:hi]
+            if self.wd:
+                gb = gb + w * self.wd
+            a.mul_(b1).add_(gb * (1 - b1))
+            v.mul_(b2).add_((gb * gb).mul_(1 - b2))
+            d = v.sqrt().div_(bc2_sqrt).add_(self.eps)
+            w.sub_(torch.div(a, d).mul_(step_size))
 
 
 def _stacked_entropy(params: dict[str, torch.Tensor], cfg: TrainConfig, active: torch.Tensor) -> torch.Tensor:
