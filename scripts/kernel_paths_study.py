@@ -54,7 +54,10 @@ def _dir_files(cache: Path, md5: str) -> dict[str, str]:
 
 
 def run_profile(name: str, env: dict[str, str], work: Path, stages: list[str]) -> dict:
-    clone = work / name
+    clone = work / name / ROOT.name
+    clone.parent.mkdir(parents=True)
+    if (ROOT.parent / "shared").exists():          # the default params read ../shared (CLIVE, labels)
+        (clone.parent / "shared").symlink_to((ROOT.parent / "shared").resolve())
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     # DVC's cache objects are read-only and new ones get new names: hard links share them safely; cache/ (the
     # study's own content-addressed cache) is copied, so nothing here can touch this repository's files
@@ -99,7 +102,7 @@ def main() -> None:
             differ = {}
             for path, o in compared.items():
                 if o["md5"] != ref_outs[path]["md5"]:
-                    was, now = _dir_files(cache, ref_outs[path]["md5"]), _dir_files(Path(a.keep or tmp) / name / ".dvc"
+                    was, now = _dir_files(cache, ref_outs[path]["md5"]), _dir_files(Path(a.keep or tmp) / name / ROOT.name / ".dvc"
                                                                                        / "cache", o["md5"])
                     differ[path] = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
             rows.append({"profile": name, "env": PROFILES[name], "outputs_compared": len(compared),
