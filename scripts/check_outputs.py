@@ -77,7 +77,7 @@ for name, st in registry().items():
             errors.append(f"{done} did not run the code of notebooks/{name}.py (stale: dvc repro {name})")
 # the README's Findings mirror the committed results/summary.md (python -m nriqa_lib.reporting.summary --readme): a
 # check of the commit, the same on every machine. Then how this run's findings compare with the committed ones:
-# head training's last bits depend on the CPU (README: "The same numbers on every machine"), so the digits may
+# head training's last bits depend on the CPU (docs/pipeline.md, "The same numbers on every machine"), so the digits may
 # differ on another CPU; a verdict that differs is an error.
 import io  # noqa: E402
 import subprocess  # noqa: E402

@@ -21,7 +21,32 @@ needs_shared = pytest.mark.skipif(not (CLIVE_ROOT / "clive.csv").is_file() or no
                                   reason="../shared (CLIVE images and label tables) not beside the checkout")
 
 # the machine's 2 cores: all of them for one pytest process, one each under pytest-xdist's 2 workers (scripts/test.sh)
-torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+THREADS = max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+torch.set_num_threads(THREADS)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Refuse to run when pytest-xdist's ``--dist loadgroup`` did not group (scripts/test.sh relies on it: a module
+    fixture built once per group). pytest 9.2.0 derives ``nodeid`` from ``_id``, so xdist 3.8's ``item._nodeid = ...@group``
+    did nothing and each group's fixtures were built on both workers (the kill study twice: ~60 s); pinned 9.1.1."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    lost = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid.rsplit("]", 1)[-1]]
+    if lost:
+        raise pytest.UsageError(f"--dist loadgroup did not group {len(lost)} test(s), e.g. {lost[0]}: this pytest "
+                                f"(pytest {pytest.__version__}) and pytest-xdist do not work together; use the "
+                                f"versions of requirements-lock.txt")
+
+
+@pytest.fixture(autouse=True)
+def _worker_threads():
+    """Every test starts with the worker's share of the cores: a stage run in process (``cli.main``) sets torch's
+    threads to its ``features.threads`` (2), and two workers of 2 threads each on 2 cores ran later tests up to 2x
+    slower (the fused family tests: 64 s in the suite after tests/test_kill.py came, 32 s before)."""
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
+    yield
 
 
 @pytest.fixture
@@ -108,6 +133,7 @@ def make_tree(tmp_path, monkeypatch):
     p.data.datasets = ["toya", "toyb"]
     p.data.roots = {"toya": str(tmp_path / "toya"), "toyb": str(tmp_path / "toyb")}
     p.features.backbones = [BB, f"random_{BB}"]
+    p.features.threads = THREADS               # a stage's share of the cores under the test workers
     p.train.epochs, p.train.hidden, p.train.batch_size, p.train.lr = 3, 16, 8, 3e-3
     p.t2.heads, p.t2.reference = ["B", "sigmoid"], "B"
     p.t3.candidates = ["relu", "sigmoid"]

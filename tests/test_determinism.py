@@ -279,3 +279,34 @@ def test_head_training_is_the_same_under_every_blas_and_dnn_branch(tmp_path):
         if name == "mkl_compatible" and "avx2" in _cpu_flags():   # MKL's AVX2 branch (the pin) vs another
             assert np.abs(raw["float32"] - ref_raw["float32"]).max() > 0, \
                 "float32 agrees under MKL's branches here: the control shows nothing"
+
+
+def _sorts_without_a_kind(tree) -> list[int]:
+    import ast
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and n.func.attr in ("sort_values", "argsort", "sort_index") and not any(k.arg == "kind" for k in n.keywords)]
+
+
+def test_every_sort_in_the_library_orders_ties_the_same_on_every_cpu():
+    """numpy's default quicksort is x86-simd-sort where the CPU has AVX2 and introsort where it has not, and the two
+    put equal keys in different orders (measured: the synthetic set's 208 MOS with 7 ties, `np.argsort` under
+    NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 ..." vs native: different tie orders, so the data overview's sample grid
+    and the figures stage's Grad-CAM images differed: scripts/kernel_paths_study.py). So every sort_values / argsort /
+    sort_index in nriqa_lib names its kind (stable: ties keep their input order)."""
+    import ast
+    bad = {str(f.relative_to(REPO)): lines for f in sorted((REPO / "nriqa_lib").rglob("*.py"))
+           if (lines := _sorts_without_a_kind(ast.parse(f.read_text())))}
+    assert not bad, f"sorts without kind=\"stable\" (file: lines): {bad}"
+    assert _sorts_without_a_kind(ast.parse("df.sort_values('x')\nnp.argsort(a)\nnp.argsort(a, kind='stable')")) == [1, 2]
+
+
+def test_numpy_tie_order_differs_by_simd_dispatch_and_stable_does_not():
+    """The measurement behind the rule above, kept as a test: if numpy ever orders ties alike, the rule may go."""
+    code = ("import numpy as np, hashlib; a = np.repeat(np.arange(40.0), 5)[np.random.default_rng(0).permutation(200)];"
+            "print(hashlib.md5(np.argsort(a).tobytes()).hexdigest(), hashlib.md5(np.argsort(a, kind='stable').tobytes()).hexdigest())")
+    run = lambda env: subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+                                     text=True, check=True).stdout.split()
+    native, scalar = run({}), run({"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"})
+    assert native[1] == scalar[1]
+    if native[0] == scalar[0]:
+        pytest.skip("this CPU's numpy sorts without SIMD either way (no AVX2): the tie orders agree here")

@@ -192,7 +192,7 @@ def test_workspace_paths_resolve_from_the_users_repository(tmp_path):
 
 @needs_shared
 def test_dvc_queue_runs_two_experiments_in_its_own_workspaces(tmp_path):
-    """README's sweep recipe: two experiments queued with -S and run by `dvc queue start`; each runs in DVC's
+    """docs/paper_profile.md's sweep recipe: two experiments queued with -S and run by `dvc queue start`; each runs in DVC's
     temporary copy (.dvc/tmp/exps/...), where the relative ../shared roots must still resolve, and both
     results appear in `dvc exp show` (a fresh copy without a DVC cache: dvc.lock left out, as after a clone
     without `dvc pull`)."""

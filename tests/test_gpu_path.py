@@ -214,7 +214,7 @@ def test_workers_give_identical_features_and_bf16_has_its_own_key(tmp_path, toy_
 
 
 def test_readme_gpu_weight_commands_on_the_paper_profile(capsys, monkeypatch, tmp_path):
-    """README "Reproducing the paper on a GPU", step 2, offline with an empty HF cache."""
+    """docs/paper_profile.md "Reproducing the paper on a GPU", step 2, offline with an empty HF cache."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     paper = str(REPO / "params-paper.yaml")
     assert cli.main(["--params", paper, "weights", "list"]) == 0

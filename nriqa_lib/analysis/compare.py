@@ -43,7 +43,7 @@ def summary_table(rows: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] 
     """mean, sd, median, CI over splits per group and metric (long)."""
     out = []
     for key, g in rows[rows["metric"].isin(metrics)].groupby(list(by) + ["metric"], sort=True):
-        out.append({**dict(zip([*by, "metric"], key)), **summarize(g.sort_values("split")["value"].to_numpy())})
+        out.append({**dict(zip([*by, "metric"], key)), **summarize(g.sort_values("split", kind="stable")["value"].to_numpy())})
     return _metric_ranges(pd.DataFrame(out))
 
 

@@ -29,7 +29,7 @@ def compute(manifests: dict[str, Manifest], splits: dict[str, pd.DataFrame], sch
                      "mos_min": m.table["mos"].min(), "mos_max": m.table["mos"].max(),
                      "splits": sp["split"].nunique(), "scheme": schemes.get(d, "random"),
                      **{f"n_{k}": v for k, v in sizes.items()}})
-        q = m.table.sort_values("mos")
+        q = m.table.sort_values("mos", kind="stable")   # ties: numpy's SIMD quicksort orders them by CPU
         pick = q.iloc[np.linspace(0, len(q) - 1, 5).round().astype(int)]
         res.figure(f"samples_{d}", lambda m=m, pick=pick: plots.sample_grid(
             [m.root / i for i in pick["image"]], [f"MOS {v:.2f}" for v in pick["mos"]]))

@@ -37,7 +37,7 @@ def _flattery(history: pd.DataFrame) -> pd.DataFrame:
     epoch's (what P1's code writes), and their difference: how much choosing the epoch on the test set flatters."""
     h = history.dropna(subset=["test_srcc"])
     per = h.groupby([*KEYS, "split"], sort=False).agg(best=("test_srcc", "max"), n_epochs=("epoch", "nunique"))
-    last = h.sort_values("epoch").groupby([*KEYS, "split"], sort=False)["test_srcc"].last()
+    last = h.sort_values("epoch", kind="stable").groupby([*KEYS, "split"], sort=False)["test_srcc"].last()
     per = per.assign(last=last, gain=per["best"] - last).reset_index()
     out = per.groupby(KEYS, sort=False).agg(best_on_test=("best", "mean"), last_epoch=("last", "mean"),
                                             gain=("gain", "mean"), gain_max=("gain", "max"), splits=("split", "count"),

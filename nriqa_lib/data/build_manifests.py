@@ -112,7 +112,7 @@ def _card(name: str, df: pd.DataFrame, label_path: Path, spec_fields: dict) -> d
         "groups": int(df["group"].nunique()),
     }
     if "set" in df:
-        card["official_split"] = {k: int(v) for k, v in df["set"].value_counts().sort_index().items()}
+        card["official_split"] = {k: int(v) for k, v in df["set"].value_counts().sort_index(kind="stable").items()}
     for k in ("source", "citation", "note"):
         if spec_fields.get(k):
             card[k] = spec_fields[k]

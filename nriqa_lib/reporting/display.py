@@ -111,7 +111,7 @@ def verdict(tests: pd.DataFrame, alpha: float, what: str = "comparisons") -> str
     sig = tests[tests["significant"].astype(bool)]
     where = (lambda r: "/".join(str(r[c]) for c in ("dataset", "backbone") if c in r and pd.notna(r[c])))
     parts = [f"{r['a']} vs {r['b']} on {where(r)}: {r[diff]:+.3f} (Holm p {_p(r['p_holm'])})"
-             for _, r in sig.sort_values(diff, key=abs, ascending=False).iterrows()]
+             for _, r in sig.sort_values(diff, key=abs, ascending=False, kind="stable").iterrows()]
     head = f"**Verdict:** {len(sig)} of {len(tests)} {what} are significant after Holm (alpha {alpha:g})"
     body = (": " + "; ".join(parts[:8]) + ("; ..." if len(parts) > 8 else "") + ".") if parts else "."
     mde = tests["mde80"].replace([np.inf, -np.inf], np.nan).dropna() if "mde80" in tests else pd.Series(dtype=float)

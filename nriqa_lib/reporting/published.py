@@ -53,7 +53,7 @@ def _p1(cell, src: dict, t6: pd.DataFrame) -> dict:
     if not len(hit):
         return {"note": f"needs the {cell.dataset} images (data.roots.{cell.dataset}) and head {cell.method} in "
                         "finetune.heads"}
-    r = hit.sort_values("backbone", key=lambda b: ~b.str.endswith("_hf")).iloc[0]   # P1's loader first
+    r = hit.sort_values("backbone", key=lambda b: ~b.str.endswith("_hf"), kind="stable").iloc[0]   # P1's loader first
     one = r.get("n", 2) < 2          # one split: its "interval" is a point, no CI to compare with
     return {"study": r["mean"], "ci_low": np.nan if one else r["ci_low"], "ci_high": np.nan if one else r["ci_high"],
             "study_cell": f"T6 last epoch: {r['backbone']}, {s['regime']}, {r['head']}, mean of {int(r.get('n', 0))} split(s)"

@@ -49,7 +49,7 @@ def run(p) -> dict:
     bb = backbone(p, bname)
     if hasattr(bb.model, "forward_head") and bb.spec.pooling == "avg":
         tf = build_transform(bb.preprocess, "squash")
-        order = np.argsort(mos[job.test_idx])
+        order = np.argsort(mos[job.test_idx], kind="stable")   # ties in the same order on every CPU
         pick = [job.test_idx[order[0]], job.test_idx[order[len(order) // 2]], job.test_idx[order[-1]]]
         cams = []
         for i in pick:

@@ -190,7 +190,7 @@ def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_re
     out = {"CLIP-IQA": clipiqa_scores(model, tok, manifest, pp.mean, pp.std, progress=progress,
                                       cache=cache_folder("maclip"), identity={"model": model_name, "weights": bb.weight_id})}
     for name, g in st.groupby("config", sort=False):
-        out[name] = g.sort_values("index")["score"].to_numpy()
+        out[name] = g.sort_values("index", kind="stable")["score"].to_numpy()
     return out
 
 
