@@ -1,6 +1,8 @@
 """What a trained head looks at: t-SNE of its hidden layer, Grad-CAM of its score on a CNN backbone."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -31,10 +33,14 @@ def gradcam(backbone, head: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017) of the head's quality score w.r.t. a timm CNN's last feature map.
 
     x: (1, C, H, W) preprocessed image; returns an (h, w) map in [0, 1].
+
+    Computed in float64 (a copy of the backbone): in float32 the map, and so gradcam.png, differed under the kernel
+    paths of a CPU without AVX2 (scripts/kernel_paths_study.py, its baseline profile); in float64 such differences
+    are ~1e-16, far below the colour map's 1/256 steps.
     """
-    model = backbone.model
+    model = copy.deepcopy(backbone.model).double()
     with torch.enable_grad():
-        fmap = model.forward_features(x).detach().requires_grad_(True)       # (1, K, h, w)
+        fmap = model.forward_features(x.double()).detach().requires_grad_(True)       # (1, K, h, w)
         score = head(model.forward_head(fmap, pre_logits=True).to(next(head.parameters()).dtype))
         (g,) = torch.autograd.grad(score.sum(), fmap)
     w = g.mean((2, 3), keepdim=True)
