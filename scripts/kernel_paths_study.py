@@ -53,12 +53,13 @@ def _dir_files(cache: Path, md5: str) -> dict[str, str]:
     return {e["relpath"]: e["md5"] for e in json.loads(f.read_text())} if f.is_file() else {}
 
 
-def run_profile(name: str, env: dict[str, str], work: Path, stages: list[str]) -> dict:
+def run_profile(name: str, env: dict[str, str], work: Path, stages: list[str], commit: str) -> dict:
     clone = work / name / ROOT.name
     clone.parent.mkdir(parents=True)
     if (ROOT.parent / "shared").exists():          # the default params read ../shared (CLIVE, labels)
         (clone.parent / "shared").symlink_to((ROOT.parent / "shared").resolve())
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)     # HEAD as it was at the start
     # DVC's cache objects are read-only and new ones get new names: hard links share them safely; cache/ (the
     # study's own content-addressed cache) is copied, so nothing here can touch this repository's files
     subprocess.run(["cp", "-al", str(ROOT / ".dvc" / "cache"), str(clone / ".dvc" / "cache")], check=True)
@@ -97,14 +98,16 @@ def main() -> None:
     if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                       text=True).stdout.strip():
         sys.exit("kernel_paths_study: commit first (the clones are of HEAD, compared with HEAD's dvc.lock)")
-    ref = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    ref = yaml.safe_load(subprocess.run(["git", "show", f"{head}:dvc.lock"], cwd=ROOT, capture_output=True,
+                                        text=True, check=True).stdout)
     stages = a.stages or [s for s in ref["stages"] if not s.startswith(SKIP)]
     ref_outs, cache = _outs(ref), ROOT / ".dvc" / "cache"
     rows = []
     with tempfile.TemporaryDirectory(dir=a.keep) as tmp:
         for name in a.profiles:
             t = time.time()
-            got = run_profile(name, PROFILES[name], Path(a.keep or tmp), stages)
+            got = run_profile(name, PROFILES[name], Path(a.keep or tmp), stages, head)
             compared = {o["path"]: o for s in stages for o in got["lock"]["stages"][s].get("outs", [])}
             differ = {}
             for path, o in compared.items():
@@ -118,7 +121,6 @@ def main() -> None:
             print(f"{name}: {rows[-1]['outputs_identical']} of {len(compared)} outputs identical to the committed "
                   f"lock{'' if not differ else ': differ ' + json.dumps(differ)[:2000]} ({rows[-1]['seconds']} s)",
                   flush=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     doc = {"cpu": platform.machine(), "cpu_model": _cpu_model(), "commit": head, "reference": "HEAD's dvc.lock",
            "stages": stages, "rows": rows}
     if a.json:
