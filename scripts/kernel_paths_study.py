@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from kernel_paths import _cpu_model     # scripts/ is on sys.path when this runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 # numpy >= 2.4's dispatch targets above its X86_V2 baseline; OpenBLAS core types: Prescott (SSE3, generic),
 # Haswell (AVX2, what OpenBLAS picks on this AMD EPYC), SkylakeX (AVX-512, what it picks on an Intel Xeon)
@@ -126,13 +128,6 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(doc, indent=1) + "\n")
     sys.exit(1 if any(r["differ"] for r in rows) else 0)
-
-
-def _cpu_model() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 if __name__ == "__main__":
