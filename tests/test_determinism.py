@@ -288,10 +288,10 @@ def _sorts_without_a_kind(tree) -> list[int]:
 
 
 def test_every_sort_in_the_library_orders_ties_the_same_on_every_cpu():
-    """numpy's default quicksort is x86-simd-sort where the CPU has AVX2 and introsort where it has not, and the two
+    """numpy's default quicksort is dispatched by SIMD level (x86-simd-sort), and its AVX2 and baseline paths
     put equal keys in different orders (measured: the synthetic set's 208 MOS with 7 ties, `np.argsort` under
     NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 ..." vs native: different tie orders, so the data overview's sample grid
-    and the figures stage's Grad-CAM images differed: scripts/kernel_paths_study.py). So every sort_values / argsort /
+    showed another image: scripts/kernel_paths_study.py). So every sort_values / argsort /
     sort_index in nriqa_lib names its kind (stable: ties keep their input order)."""
     import ast
     bad = {str(f.relative_to(REPO)): lines for f in sorted((REPO / "nriqa_lib").rglob("*.py"))
