@@ -87,7 +87,7 @@ def run_profile(name: str, env: dict[str, str], work: Path, stages: list[str], c
                        text=True)
     if r.returncode:
         sys.exit(f"kernel_paths_study: profile {name}, the closing dvc repro failed:\n{r.stderr[-3000:]}")
-    return {"times": times, "lock": yaml.safe_load((clone / "dvc.lock").read_text())}
+    return {"times": times, "lock": yaml.safe_load((clone / "dvc.lock").read_text()), "cache": clone / ".dvc" / "cache"}
 
 
 def main() -> None:
@@ -114,8 +114,7 @@ def main() -> None:
             differ = {}
             for path, o in compared.items():
                 if o["md5"] != ref_outs[path]["md5"]:
-                    was, now = _dir_files(cache, ref_outs[path]["md5"]), _dir_files(Path(a.keep or tmp) / name / ROOT.name / ".dvc"
-                                                                                       / "cache", o["md5"])
+                    was, now = _dir_files(cache, ref_outs[path]["md5"]), _dir_files(got["cache"], o["md5"])
                     differ[path] = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
             rows.append({"profile": name, "env": PROFILES[name], "outputs_compared": len(compared),
                          "outputs_identical": len(compared) - len(differ), "differ": differ,
