@@ -34,7 +34,7 @@ smoke: install
 
 # the static site of the rendered study (docs/site/index.html) from what `make repro` rendered in results/
 site: install
-	python -m nriqa_lib.stages.site
+	python -m nriqa_lib.pipeline.site
 
 bench: install
 	python -m nriqa_lib.bench

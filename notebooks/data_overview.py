@@ -20,10 +20,11 @@ P, out = open_stage("data_overview", params_file, out_dir)   # from the reposito
 P
 
 # %%
-from nriqa_lib.analysis.overview import data_overview
-from nriqa_lib.stages import open_dataset
+from nriqa_lib.tables.overview import data_overview
+from nriqa_lib.reporting.export import write_result
+from nriqa_lib.stages.datasets import open_dataset
 
-O = data_overview(out, {d: open_dataset(P, d) for d in P.data.datasets}, P.splits.schemes)
+O = write_result(out, data_overview({d: open_dataset(P, d) for d in P.data.datasets}, P.splits.schemes))
 show(O["summary"])
 
 # %%

@@ -23,7 +23,7 @@ P, out = open_stage("report", params_file, out_dir)   # from the repository root
 P
 
 # %%
-from nriqa_lib.reporting import report, summary
+from nriqa_lib.report import claims as report, summary
 
 F = summary.findings("results", P.stats.alpha)
 summary.write_summary(F, ".", "" if P.features.pretrained else report.RANDOM_WEIGHTS)
@@ -43,7 +43,7 @@ show(C, "Claims on the data at hand")
 display(Markdown(report.summary(C)))
 
 # %%
-from nriqa_lib.reporting import published
+from nriqa_lib.report import published
 
 PV = published.compare_published("results")
 published.write_published(PV, out)
@@ -53,7 +53,7 @@ display(Markdown("## Published vs reproduced\n\nP1's Table 5 and P2's SRCCs (`re
                  + published.published_markdown(PV)))
 
 # %%
-for f in report.FIGURES:
+for f in report.figures():
     if Path("results", f).is_file():
         display(Image(Path("results", f)))
 
@@ -64,4 +64,4 @@ for f in report.FIGURES:
 # and `tables.tex`). The tests and pooled rows are folded: click a caption to open them.
 
 # %%
-tables_section("results", report.TABLES_IN_ORDER)
+tables_section("results", report.tables_in_order())

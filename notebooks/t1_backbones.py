@@ -22,9 +22,10 @@ P, out = open_stage("t1_backbones", params_file, out_dir)   # from the repositor
 P
 
 # %%
-from nriqa_lib.analysis.t1 import t1_backbones
+from nriqa_lib.tables.t1 import t1_backbones
+from nriqa_lib.reporting.export import write_result
 
-T = t1_backbones(out, table_inputs(P), P.t1.head)
+T = write_result(out, t1_backbones(table_inputs(P), P.t1.head))
 show(T["table"].stack("backbone"), "T1: test SRCC / raw PLCC, mean ± sd over splits (one row per backbone)")
 
 # %%

@@ -22,9 +22,10 @@ P, out = open_stage("t2_activations", params_file, out_dir)   # from the reposit
 P
 
 # %%
-from nriqa_lib.analysis.t2 import t2_activations
+from nriqa_lib.tables.t2 import t2_activations
+from nriqa_lib.reporting.export import write_result
 
-T = t2_activations(out, table_inputs(P), P.t2)
+T = write_result(out, t2_activations(table_inputs(P), P.t2))
 show(T["table"], "T2: test SRCC, mean ± sd over splits")
 
 # %%

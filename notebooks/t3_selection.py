@@ -21,9 +21,10 @@ P, out = open_stage("t3_selection", params_file, out_dir)   # from the repositor
 P
 
 # %%
-from nriqa_lib.analysis.t3 import t3_selection
+from nriqa_lib.tables.t3 import t3_selection
+from nriqa_lib.reporting.export import write_result
 
-T = t3_selection(out, table_inputs(P), P.t2)
+T = write_result(out, t3_selection(table_inputs(P), P.t2))
 show(T["table"], "T3: test SRCC, mean ± sd over splits; best fixed = best_fixed_head, chosen on val")
 
 # %%

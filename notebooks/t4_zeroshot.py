@@ -21,9 +21,10 @@ P, out = open_stage("t4_zeroshot", params_file, out_dir)   # from the repository
 P
 
 # %%
-from nriqa_lib.analysis.t4 import t4_zeroshot
+from nriqa_lib.tables.t4 import t4_zeroshot
+from nriqa_lib.reporting.export import write_result
 
-T = t4_zeroshot(out, table_inputs(P), P.t4.clip_models)
+T = write_result(out, t4_zeroshot(table_inputs(P), P.t4.clip_models))
 show(T["table"], "T4: zero-shot scores on whole datasets")
 
 # %%

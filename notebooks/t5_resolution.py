@@ -23,9 +23,10 @@ P, out = open_stage("t5_resolution", params_file, out_dir)   # from the reposito
 P
 
 # %%
-from nriqa_lib.analysis.t5 import t5_resolution
+from nriqa_lib.tables.t5 import t5_resolution
+from nriqa_lib.reporting.export import write_result
 
-T = t5_resolution(out, table_inputs(P), P.t5, P.features.test_time)
+T = write_result(out, t5_resolution(table_inputs(P), P.t5, P.features.test_time))
 show(T["table"], "T5: test SRCC, mean ± sd over splits")
 
 # %%

@@ -27,9 +27,10 @@ P, out = open_stage("t6_regimes", params_file, out_dir)   # from the repository 
 P
 
 # %%
-from nriqa_lib.analysis.t6 import t6_regimes
+from nriqa_lib.tables.t6 import t6_regimes
+from nriqa_lib.reporting.export import write_result
 
-T = t6_regimes(out, table_inputs(P), P.finetune)
+T = write_result(out, t6_regimes(table_inputs(P), P.finetune))
 show(T["table"], "T6: test SRCC, mean ± sd over splits")
 
 # %%

@@ -38,7 +38,7 @@ import torch
 
 def bench_heads(n_heads: int = 60, epochs: int = 3, n: int = 1162, d: int = 1280,
                 repeats: int = 3) -> dict[str, float]:
-    from .training.heads import HeadJob, TrainConfig, train_heads
+    from .training.trainer import HeadJob, TrainConfig, train_heads
     g = np.random.default_rng(0)
     X = g.normal(size=(n, d)).astype(np.float32)
     y = g.random(n).astype(np.float32)
@@ -108,10 +108,10 @@ def bench_heads_roofline(n_heads: int = 60, epochs: int = 3, n: int = 1162, d: i
 
 def bench_extraction(root: str, n_images: int = 256, batch_size: int = 8) -> dict[str, float]:
     import timm
-    from .backbones import create_backbone
+    from .backbones.models import create_backbone
     from .data.manifest import load_dataset
     from .features.transforms import build_transform
-    from .features.extract import extract_features
+    from .extraction.extract import extract_features
     from .features.decode import load_image
     m = load_dataset("clive", {"clive": root}, decode=False)
     m = type(m)(m.name, m.table.iloc[:n_images].reset_index(drop=True), m.root, m.card)
@@ -152,11 +152,11 @@ def bench_decode(root: str, n_images: int = 32, n_shared: int = 128) -> dict[str
     ``extract_many`` vs three ``extract_features``.
     """
     from PIL import Image
-    from .backbones import create_backbone
+    from .backbones.models import create_backbone
     from .data.manifest import load_dataset
     from .features.transforms import build_transform
     from .features.decode import draft_request, draft_scale, load_image
-    from .features.extract import extract_features, extract_many
+    from .extraction.extract import extract_features, extract_many
     m = load_dataset("clive", {"clive": root}, decode=False)
     bb = create_backbone("random_tf_efficientnet_lite0")
     tf = build_transform(bb.preprocess, "squash")
@@ -195,10 +195,10 @@ def bench_fused(ks: tuple[int, ...] = (3, 9, 27), n_train: int = 32, n_epochs: i
     the same runs (their own seeds and splits) both ways, one epoch of ``n_train`` images each."""
     import timm
     from torch import nn
-    from .backbones import Preprocess
+    from .backbones.registry import Preprocess
     from .training.finetune import FinetuneConfig
     from .training.fused import RunSpec, finetune_group
-    from .training.heads import HeadJob, TrainConfig
+    from .training.trainer import HeadJob, TrainConfig
 
     class Tiny(nn.Module):
         def __init__(self, arch: str):

@@ -1,6 +1,6 @@
 """Command line of the DVC stages: ``python -m nriqa_lib.cli <stage> ...``.
 
-One subcommand per compute stage of the Stage registry (``nriqa_lib.stages.registry``: its options, help and
+One subcommand per compute stage of the Stage registry (``nriqa_lib.pipeline.registry``: its options, help and
 output folders) plus ``notebook <name>`` for the notebook stages, and the tools ``weights``, ``hash``, ``profile``.
 
 Every call loads and checks params.yaml first, so a typo fails at the start with one line; the stage then
@@ -40,7 +40,7 @@ def _weights(action: str, names: list[str], backbones: list[str], weights: dict[
     """``weights list|check|fetch``: where each backbone's weights come from, whether they are here, and a
     download into the HF cache when online (default: ``backbones``, each with its local file from ``weights``).
     check exits 2 when any is absent."""
-    from .backbones import REGISTRY, unknown_backbone_message
+    from .backbones.registry import REGISTRY, unknown_backbone_message
     from .backbones.weights import fetch_weights, weight_source
     names = names or backbones
     for n in names:
@@ -66,7 +66,7 @@ def _weights(action: str, names: list[str], backbones: list[str], weights: dict[
 
 def build_parser(stages: dict | None = None) -> argparse.ArgumentParser:
     """The command line, its stage subcommands derived from ``stages`` (default: the registry)."""
-    from .stages.registry import registry
+    from .pipeline.registry import registry
     stages = stages if stages is not None else registry()
     ap = argparse.ArgumentParser(prog="python -m nriqa_lib.cli", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -117,7 +117,7 @@ def _timed_label(a: argparse.Namespace) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run one stage or tool; a stage that succeeds ends with one line on stderr, ``nriqa: stage NAME took S s``
     (DVC prints no per-stage time; CI and the notes read these lines). A failure stays its one-line error."""
-    from .stages.registry import registry
+    from .pipeline.registry import registry
     stages = registry()
     ap = build_parser(stages)
     a = ap.parse_args(argv)
@@ -131,18 +131,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(stages: dict, a: argparse.Namespace) -> int:
     try:
-        stamp = Path("results/params_ok.txt")
+        stamp = Path("results/params.ok")
         if os.environ.get("DVC_STAGE") and a.cmd not in ("check", *TOOLS) and not stamp.is_file():
             raise ConfigError(f"{stamp} is missing: the check stage failed or did not run; run `dvc repro check` "
                               f"(or a plain `dvc repro`) first")
         p = load_params(a.params)
+        # the names too, for every stage and tool (one line at the start instead of a KeyError mid-run); a stage's
+        # code deps in dvc.yaml leave this out: it changes no output, and the check stage runs it under DVC
+        from .stages.check import check_params
+        check_params(p)
         if a.cmd == "weights":
             from .stages.check import required_backbones
             return _weights(a.action, a.backbones, list(dict.fromkeys([*required_backbones(p), *p.t4.clip_models])),
                             p.features.weights)
         if a.cmd == "profile":
-            from .stages.profiles import run_profile
-            load_params(a.file)                     # the profile itself must be valid
+            from .pipeline.profiles import run_profile
+            check_params(load_params(a.file))       # the profile itself must be valid
             try:
                 return run_profile(a.name, a.file, queue=a.queue, dry_run=a.dry_run, base_file=a.params)
             except ValueError as e:              # a value DVC's override grammar cannot carry
@@ -158,8 +162,8 @@ def _main(stages: dict, a: argparse.Namespace) -> int:
             from .stages.notebook import run_notebook
             run_notebook(a.name, a.out, a.params, a.tag)
         else:
-            from .backbones import REGISTRY, unknown_backbone_message
-            from .stages import view
+            from .backbones.registry import REGISTRY, unknown_backbone_message
+            from .pipeline.registry import view
             for b in getattr(a, "backbones", None) or []:
                 if b not in REGISTRY:
                     raise ConfigError(unknown_backbone_message(b, "--backbone"))

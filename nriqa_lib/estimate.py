@@ -10,7 +10,7 @@ every backbone of the paper profile, SigLIP2 so400m included, is counted in seco
   the stage takes the larger (extraction is decode-bound for SPAQ's ~12 MP photos);
 * finetune  = heads x splits x epochs x (n_train x k x forward + n_test x forward) / (MFU x peak), k = 3 for full
   fine-tuning and P1's regime (forward, activation and weight gradients), 2 for LoRA (no gradients for frozen
-  weights); its images are decoded and squashed once per dataset and input size (:mod:`nriqa_lib.features.pixels`, as P1
+  weights); its images are decoded and squashed once per dataset and input size (:mod:`nriqa_lib.training.pixels`, as P1
   keeps them in memory), counted once per backbone (an upper bound: backbones of one size share it);
 * heads, cross, zeroshot-magnitude and the tables are seconds to minutes on a CPU (measured in the default study).
 
@@ -29,6 +29,7 @@ from typing import Sequence
 
 import torch
 
+from .backbones.models import forward_gflops, meta_gflops
 from .core.config import Finetune, Splits, Train
 
 __all__ = ["forward_gflops", "meta_gflops", "DATASET_IMAGES", "Assumptions", "estimate", "measured_hours",
@@ -51,35 +52,12 @@ class Assumptions:
     workers: int = 16
 
 
-def forward_gflops(backbone, size: int | None = None, x: torch.Tensor | None = None) -> float:
-    """Forward GFLOPs of one image (a Backbone from create_backbone; ``x`` a (1, 3, H, W) input, else a square
-    of ``size`` or the backbone's size), counted by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-    s = size or backbone.preprocess.size
-    x = torch.zeros(1, 3, s, s) if x is None else x
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    # the math attention path: FlopCounterMode does not count CPU's fused attention kernel (DINOv2 at 518 px: 234
-    # GFLOP counted vs 303 with it; by hand 12 x (19.4 linear + 5.8 attention) = 302)
-    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
-        backbone(x)
-    return fc.get_total_flops() / 1e9
-
-
-def meta_gflops(name: str, image_size: int | None = None) -> tuple[float, int]:
-    """(forward GFLOPs per image, input size) of backbone ``name``, built and run on the meta device: the same
-    count as a real forward (a test compares them), in seconds and without the model's memory."""
-    from .backbones import create_backbone
-    with torch.device("meta"):
-        bb = create_backbone(name, pretrained=False, image_size=image_size)
-        return forward_gflops(bb), bb.preprocess.size
-
-
 def _plan(datasets: Sequence[str], splits: Splits, train: Train, backbones: Sequence[str], finetune: Finetune,
           limit: int) -> tuple[int, list[str], list[tuple[str, int, float, int]]]:
     """What the finetune stage of these sections runs: (splits per dataset: P1's 3 where every scheme is ``p1``, at
     most ``finetune.max_splits``; its backbones; per dataset (name, images after ``data.limit``, megapixels per image,
     epochs after ``train.per_dataset``))."""
-    from .backbones import pretrained
+    from .backbones.registry import pretrained
     n_splits = 3 if all(s == "p1" for s in splits.schemes.values()) else splits.n_splits
     if getattr(finetune, "max_splits", 0):
         n_splits = min(n_splits, finetune.max_splits)

@@ -7,23 +7,20 @@ import pandas as pd
 
 from nriqa_lib.core.config import ConfigError
 from nriqa_lib.core.params import load_params
+from nriqa_lib.tables.registry import registry as tables
 
 try:
     p = load_params("params.yaml")
 except (ConfigError, OSError) as e:
     sys.exit(f"check: {e}")
 errors = []
+# every declared table (nriqa_lib/tables): its rendered notebook, its main table in each format, the figures dvc.yaml
+# lists as plots, its metrics.json; then the compute stages' outputs and the report
+expected = {t.folder: [f"{t.name}__*.ipynb", f"{t.name}__*.html"]
+            + [f"tables/{t.shown[0]}.{ext}" for ext in ("csv", "md", "tex") if t.shown]
+            + [f"figures/{x}.png" for x in t.plots] + (["metrics.json"] if t.metrics else []) for t in tables()}
 for stage, files in {
-    "data_overview": ["data_overview__*.ipynb", "data_overview__*.html", "tables/datasets.csv"],
-    "t1": ["t1_backbones__head-*.ipynb", "t1_backbones__*.html", "tables/t1_backbones.md", "tables/t1_backbones.tex",
-           "tables/t1_tests.csv", "metrics.json"],
-    "t2": ["t2_activations__*.html", "tables/t2_activations.csv", "tables/t2_tests.csv", "metrics.json"],
-    "t3": ["t3_selection__*.html", "tables/t3_selection.csv", "tables/t3_shares.csv", "figures/t3_shares.png"],
-    "t4": ["t4_zeroshot__*.html", "tables/t4_zeroshot.csv", "tables/t4_tests.csv", "metrics.json"],
-    "t5": ["t5_resolution__*.html", "tables/t5_resolution.csv", "tables/t5_pooled.csv", "figures/t5_forest.png",
-           "metrics.json"],
-    "t6": ["t6_regimes__*.html", "tables/t6_regimes.csv", "metrics.json"],
-    "t2/figures": ["t2_forest.png"],
+    **expected,
     "report": ["report__*.html", "report.md", "claims.tex", "tables.tex"],
     "finetune": [f"{d}/status.json" for d in p.data.datasets],
     "figures": ["tsne_hidden.png", "pred_vs_mos.png", "gradcam.png"],
@@ -58,7 +55,7 @@ for nb in Path("results").glob("*/*.ipynb"):
 # injected parameters aside: a stale render is an error
 import nbformat  # noqa: E402
 
-from nriqa_lib.stages.registry import registry  # noqa: E402
+from nriqa_lib.pipeline.registry import registry  # noqa: E402
 
 
 def _code(nb) -> list[str]:
@@ -75,14 +72,14 @@ for name, st in registry().items():
     for done in Path(st.out_dir).glob(f"{name}__*.ipynb"):
         if _code(nbformat.read(done, as_version=4)) != src:
             errors.append(f"{done} did not run the code of notebooks/{name}.py (stale: dvc repro {name})")
-# the README's Findings mirror the committed results/summary.md (python -m nriqa_lib.reporting.summary --readme): a
+# the README's Findings mirror the committed results/summary.md (python -m nriqa_lib.report.summary --readme): a
 # check of the commit, the same on every machine. Then how this run's findings compare with the committed ones:
 # head training's last bits depend on the CPU (docs/pipeline.md, "The same numbers on every machine"), so the digits may
 # differ on another CPU; a verdict that differs is an error.
 import io  # noqa: E402
 import subprocess  # noqa: E402
 
-from nriqa_lib.reporting.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG, readme_block  # noqa: E402
+from nriqa_lib.report.summary import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD, SUMMARY_PNG, readme_block  # noqa: E402
 
 
 def _committed(path: str) -> str | None:
@@ -97,7 +94,7 @@ for f in (SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG, SUMMARY_CSV):
 md = _committed(SUMMARY_MD)
 md = md if md is not None else (Path(SUMMARY_MD).read_text() if Path(SUMMARY_MD).is_file() else None)
 if md is not None and readme_block(Path("README.md").read_text()) != md:
-    errors.append(f"README.md's Findings differ from the committed {SUMMARY_MD}: python -m nriqa_lib.reporting.summary "
+    errors.append(f"README.md's Findings differ from the committed {SUMMARY_MD}: python -m nriqa_lib.report.summary "
                   f"--readme")
 csv = _committed(SUMMARY_CSV)
 if csv is not None and Path(SUMMARY_CSV).is_file():

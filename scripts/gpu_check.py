@@ -93,8 +93,8 @@ def pipeline(a, out: Path) -> None:
     py = [sys.executable, "-m", "nriqa_lib.cli"]
     trun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m",
             "nriqa_lib.cli"]
-    steps = [("check", py + ["check", "--stamp", "results/params_ok.txt", "--weights-out", "results/weights.json",
-                             "--data-out", "results/data"]),
+    steps = [("check", py + ["check", "--stamp", "results/params.ok", "--weights", "results/weights.json",
+                             "--data", "results/data"]),
              ("splits", py + ["splits", "--dataset", "clive"]),
              ("features (torchrun)", trun + ["features", "--dataset", "clive"]),
              ("finetune p1 bf16 (torchrun)", trun + ["finetune", "--dataset", "clive"])]
@@ -133,10 +133,10 @@ def _resume_run(name: str, folder: Path, ckpt: Path | None, device: str, size: i
     import numpy as np
     import torch
 
-    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.backbones.models import create_backbone
     from nriqa_lib.core.device import set_deterministic
     from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.training.heads import HeadJob, TrainConfig
+    from nriqa_lib.training.trainer import HeadJob, TrainConfig
     dev = torch.device(device)
     set_deterministic(dev)
     paths = sorted(folder.glob("*.png"))
@@ -226,11 +226,11 @@ def speed(a, out: Path) -> None:
     import numpy as np
     import torch
 
-    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.backbones.models import create_backbone
     from nriqa_lib.core.device import autocast, set_deterministic
     from nriqa_lib.estimate import meta_gflops
     from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.training.heads import HeadJob, TrainConfig
+    from nriqa_lib.training.trainer import HeadJob, TrainConfig
     dev = torch.device(a.device)
     set_deterministic(dev)
     cuda = dev.type == "cuda"
@@ -312,11 +312,11 @@ def fused(a, out: Path) -> None:
     import numpy as np
     import torch
 
-    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.backbones.models import create_backbone
     from nriqa_lib.core.device import set_deterministic
     from nriqa_lib.training.finetune import FinetuneConfig
     from nriqa_lib.training.fused import RunSpec, finetune_group
-    from nriqa_lib.training.heads import HeadJob, TrainConfig
+    from nriqa_lib.training.trainer import HeadJob, TrainConfig
     dev = torch.device(a.device)
     set_deterministic(dev)
     cuda = dev.type == "cuda"

@@ -37,10 +37,10 @@ def worker(a: argparse.Namespace) -> None:
     import torch
     from nriqa_lib.core.params import load_params
     from nriqa_lib.core.paths import features_dir, splits_path
-    from nriqa_lib.data.splits import load_splits
-    from nriqa_lib.features.cache import load_feature_set
-    from nriqa_lib.stages import open_dataset
-    from nriqa_lib.training import heads as th
+    from nriqa_lib.core.paths import load_splits
+    from nriqa_lib.features.sets import load_feature_set
+    from nriqa_lib.stages.datasets import open_dataset
+    from nriqa_lib.training import trainer as th
     from nriqa_lib.training.protocol import mos_of, run_heads, save_heads
     th.HEAD_DTYPE = getattr(torch, a.dtype)
     p = load_params("params.yaml")

@@ -69,7 +69,7 @@ def run_profile(name: str, env: dict[str, str], work: Path, stages: list[str], c
         shutil.copytree(ROOT / "cache", clone / "cache", symlinks=True)
     venv = {"PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     subprocess.run(["dvc", "checkout", "-q"], cwd=clone, env={**os.environ, **venv}, check=True)
-    # the check stage's outputs are not cached (results/params_ok.txt): run it, natively, as `dvc repro` would
+    # the check stage's outputs are not cached (results/params.ok): run it, natively, as `dvc repro` would
     subprocess.run(["dvc", "repro", "-q", "--single-item", "check"], cwd=clone, env={**os.environ, **venv}, check=True,
                    stdout=subprocess.DEVNULL)
     times = {}

@@ -58,9 +58,9 @@ def _resume_run(name: str, folder: Path, ckpt: Path | None, kill_after_first: bo
     import numpy as np
     import torch
 
-    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.backbones.models import create_backbone
     from nriqa_lib.training.finetune import FinetuneConfig, finetune_split
-    from nriqa_lib.training.heads import HeadJob, TrainConfig
+    from nriqa_lib.training.trainer import HeadJob, TrainConfig
     torch.set_num_threads(1)            # the profile's stages run beside it on the other core (and their own)
     paths = sorted(folder.glob("*.png"))
     mos = np.linspace(0.1, 0.9, len(paths))
@@ -123,7 +123,9 @@ def check(ws: Path, prof: dict) -> list[str]:
             bad.append(f"splits/{d}.csv is not P1's 3 x 80/20")
         if sp.groupby("split").size().max() != prof["data"]["limit"]:
             bad.append(f"splits/{d}.csv does not hold data.limit images per split")
-    for t in ("t1", "t2", "t3", "t4", "t5", "t6"):
+    from nriqa_lib.tables.registry import registry as tables
+    folders = [t.folder for t in tables() if t.metrics]           # every declared table (T1..T6 today)
+    for t in folders:
         for md in sorted((res / t / "tables").glob("*.md")):
             if LABEL not in md.read_text():
                 bad.append(f"{md.relative_to(ws)} lacks the random-weights label")
@@ -168,7 +170,7 @@ def check(ws: Path, prof: dict) -> list[str]:
     for pol in prof["t5"]["policies"]:
         if not t5.is_file() or pol not in t5.read_text():
             bad.append(f"T5 has no {pol} column")
-    for nb in ("t1", "t2", "t3", "t4", "t5", "t6"):
+    for nb in folders:
         if not list((res / nb).glob("*.html")):
             bad.append(f"results/{nb}: no rendered notebook")
     return bad

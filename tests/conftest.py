@@ -116,7 +116,7 @@ def make_tree(tmp_path, monkeypatch):
     """Two toy datasets: 'toya' (official split with a `set` column), 'toyb' (plain); features that carry the MOS
     (made up: no backbone runs). Returns (root, Params) for the protocol, stage and table tests."""
     from nriqa_lib.core.config import Params
-    from nriqa_lib.features import FeatureSet, save_feature_set
+    from nriqa_lib.features.sets import FeatureSet, save_feature_set
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NRIQA_MANIFEST_DIR", str(tmp_path / "m"))
     g = np.random.default_rng(0)
@@ -153,11 +153,12 @@ def make_splits_files(p, scheme):
 
 
 def library_modules(skip=()):
-    """Every module of nriqa_lib below the stages (the library that must not see params), imported, except ``skip``."""
+    """Every module of nriqa_lib below the stages and the pipeline machinery (the library that must not see params),
+    imported, except ``skip``."""
     import importlib
     import pkgutil
     for m in pkgutil.walk_packages(nriqa_lib.__path__, "nriqa_lib."):
-        if not m.name.startswith("nriqa_lib.stages") and m.name not in skip:
+        if not m.name.startswith(("nriqa_lib.stages", "nriqa_lib.pipeline")) and m.name not in skip:
             yield importlib.import_module(m.name)
 
 

@@ -4,7 +4,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nriqa_lib.bench import heads_workload
-from nriqa_lib.heads import build_head
+from nriqa_lib.heads.mlp import build_head
 
 
 def test_training_flops_per_sample_match_torchs_counter():

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from conftest import CLIVE_ROOT, LABELS, needs_shared
-from nriqa_lib.backbones import create_backbone
+from nriqa_lib.backbones.models import create_backbone
 from nriqa_lib.data.manifest import load_dataset
 from nriqa_lib.data.splits import make_splits
-from nriqa_lib.features import extract_features
+from nriqa_lib.extraction.extract import extract_features
 from nriqa_lib.core.metrics import srcc
 from nriqa_lib.training.protocol import jobs_from_splits
-from nriqa_lib.training.heads import TrainConfig, train_heads
+from nriqa_lib.training.trainer import TrainConfig, train_heads
 
 
 def _ridge_test_srcc(X, y, job):

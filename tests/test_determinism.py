@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nriqa_lib.core import stats
+from nriqa_lib.analysis import stats
 from nriqa_lib.core.metrics import srcc_along
 from nriqa_lib.reporting.export import export_table, round_sig, write_csv
 
@@ -128,7 +128,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_determinism import _fake_predictions, _write_tables
 from threadpoolctl import threadpool_info
-from nriqa_lib.core import stats
+from nriqa_lib.analysis import stats
 from nriqa_lib.core.metrics import srcc_along
 y = np.random.default_rng(0).normal(size=300)
 A = y + np.random.default_rng(1).normal(size=(10, 300))
@@ -199,7 +199,7 @@ def test_tsne_layout_is_the_same_under_every_openblas_kernel():
     if len(kernels) < 2:
         pytest.skip("fewer than two OpenBLAS kernels on this CPU")
     code = ("import hashlib, numpy as np, torch, nriqa_lib\n"
-            "from nriqa_lib.heads.mlp import build_head\nfrom nriqa_lib.reporting.explain import hidden_embedding\n"
+            "from nriqa_lib.heads.mlp import build_head\nfrom nriqa_lib.training.explain import hidden_embedding\n"
             "torch.manual_seed(0); head = build_head('B', 64, hidden=32)\n"
             "X = np.random.default_rng(0).normal(size=(120, 64)).astype(np.float32)\n"
             "print(hashlib.sha256(hidden_embedding(head, X, seed=0).tobytes()).hexdigest())")
@@ -224,7 +224,7 @@ def test_a_bootstrap_p_below_resolution_reads_as_a_bound_in_markdown_and_latex(t
 _HEADS_CODE = """
 import sys, hashlib, numpy as np, torch
 import nriqa_lib
-from nriqa_lib.training import heads as th
+from nriqa_lib.training import trainer as th
 torch.set_num_threads(2)
 for portable in (True, False):
     w = th.init_head(th.TrainConfig(head="B", hidden=512), 1280, 7, portable=portable).state_dict()

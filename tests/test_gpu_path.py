@@ -11,12 +11,14 @@ import yaml
 
 from conftest import REPO, make_image_dataset, write_manifest
 from nriqa_lib import cli
-from nriqa_lib.backbones import REGISTRY, WeightsError, create_backbone
+from nriqa_lib.backbones.models import create_backbone
+from nriqa_lib.backbones.weights import WeightsError
+from nriqa_lib.backbones.registry import REGISTRY
 from nriqa_lib.backbones.weights import weight_identity
 from nriqa_lib.core.config import ConfigError, Train
 from nriqa_lib.core.params import load_params
 from nriqa_lib.core.device import autocast, loader_kwargs, resolve_device, use_bf16
-from nriqa_lib.training.heads import TrainConfig
+from nriqa_lib.training.trainer import TrainConfig
 
 HF_REPO = "google/siglip2-so400m-patch16-512"
 
@@ -122,13 +124,13 @@ def test_weight_identity_is_the_file_sha256_and_the_check_stage_writes_it(tmp_pa
     raw["data"]["datasets"] = ["synthetic"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "weights.json"
-    assert cli.main(["--params", "params.yaml", "check", "--weights-out", str(out)]) == 0
+    assert cli.main(["--params", "params.yaml", "check", "--weights", str(out)]) == 0
     ids = json.loads(out.read_text())
     assert ids["resnet50"] == f"file:sha256:{sha}" and ids["tf_efficientnet_lite0"] == lite
     assert "clip_rn50" in ids                              # t4.clip_models too (absent or present)
     with open(f, "ab") as fh:                               # new weights, same path: a new identity, so DVC reruns
         fh.write(b"\0")
-    assert cli.main(["--params", "params.yaml", "check", "--weights-out", str(out)]) == 0
+    assert cli.main(["--params", "params.yaml", "check", "--weights", str(out)]) == 0
     assert json.loads(out.read_text())["resnet50"] != ids["resnet50"]
 
 
@@ -146,9 +148,9 @@ def test_data_limit_is_a_seeded_sample_in_manifest_order():
 
 def test_published_splits_under_data_limit_are_restricted_to_the_sample(tmp_path, monkeypatch):
     """data.limit with the published CLIVE splits: each split keeps its parts, restricted to the sampled images."""
-    from nriqa_lib.data.splits import load_splits
+    from nriqa_lib.core.paths import load_splits
     from nriqa_lib.stages import splits as st
-    from nriqa_lib.stages import view
+    from nriqa_lib.pipeline.registry import view
     p = load_params(REPO / "params.yaml")
     p.data.limit = 60
     p.data.roots["clive"] = str(REPO.parent / "shared" / "datasets" / "clive")
@@ -200,7 +202,8 @@ def test_device_choice_and_precision_rules():
 
 
 def test_workers_give_identical_features_and_bf16_has_its_own_key(tmp_path, toy_dataset):
-    from nriqa_lib.features import cache_key, extract_features
+    from nriqa_lib.extraction.cache import cache_key
+    from nriqa_lib.extraction.extract import extract_features
     bb = create_backbone("random_tf_efficientnet_lite0")
     a = extract_features(bb, toy_dataset, batch_size=4, cache_dir=tmp_path / "a", progress=False, chunk_size=5)
     b = extract_features(bb, toy_dataset, batch_size=4, cache_dir=tmp_path / "b", progress=False, chunk_size=5,
@@ -231,7 +234,7 @@ def test_flop_count_and_estimate_arithmetic():
     """forward_gflops = 2 x MACs (a hand-counted linear 'backbone'); the estimate's arithmetic by hand."""
     from types import SimpleNamespace
 
-    from nriqa_lib.backbones import Preprocess
+    from nriqa_lib.backbones.registry import Preprocess
     from nriqa_lib.estimate import Assumptions, estimate, forward_gflops
     lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10, bias=False))
     lin.preprocess = Preprocess(8, (0.5,) * 3, (0.5,) * 3)
@@ -263,7 +266,7 @@ def test_meta_device_flop_count_equals_a_real_forward(name):
     """Issue 22 item 8: estimate counts FLOPs on the meta device (seconds, no weights); the count equals a real
     forward's on random weights, for each library (open_clip, timm mean tokens, timm intermediate, transformers),
     and attention is counted: DINOv2's count is the hand count of its linear layers + attention matmuls."""
-    from nriqa_lib.backbones import create_backbone
+    from nriqa_lib.backbones.models import create_backbone
     from nriqa_lib.estimate import forward_gflops, meta_gflops
     size = 64 if name != "siglip2_so400m_p16_512_hf" else 32
     g, s = meta_gflops(name, size)

@@ -71,7 +71,7 @@ def test_profile_overrides_quote_any_string_so_dvc_reads_it_back(tmp_path, value
     """Item 15: strings with non-ASCII, '#', quotes, '~' or ': ' survive DVC's own override parser (Hydra) as the
     same string, in a top-level value and inside a mapping."""
     from dvc.utils.hydra import apply_overrides
-    from nriqa_lib.stages.profiles import overrides
+    from nriqa_lib.pipeline.profiles import overrides
     base = tmp_path / "base.yaml"
     prof = tmp_path / "prof.yaml"
     base.write_text(yaml.safe_dump({"run": {"launcher": "python"}, "data": {"roots": {"clive": "a"}}}))
@@ -84,14 +84,14 @@ def test_profile_overrides_quote_any_string_so_dvc_reads_it_back(tmp_path, value
 
 
 def test_single_stage_run_needs_the_check_stamp(tmp_path, monkeypatch, capsys):
-    """Item 16: under DVC (DVC_STAGE set) a stage other than check refuses to start when results/params_ok.txt is
+    """Item 16: under DVC (DVC_STAGE set) a stage other than check refuses to start when results/params.ok is
     missing (check failed or did not run), before any work."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DVC_STAGE", "t1_backbones")
     assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1_backbones", "--out", "results/t1",
                      "--tag", "x"]) == 2
     err = capsys.readouterr().err
-    assert "results/params_ok.txt is missing" in err and "dvc repro check" in err and len(err.splitlines()) == 1
+    assert "results/params.ok is missing" in err and "dvc repro check" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "results" / "t1").exists()
 
 
@@ -187,7 +187,7 @@ def test_disk_full_names_the_file_and_a_corrupt_weight_file_is_not_present(tmp_p
     import torch
     from safetensors.torch import save_file
 
-    from nriqa_lib.backbones import REGISTRY
+    from nriqa_lib.backbones.registry import REGISTRY
     from nriqa_lib.backbones.weights import weight_source
     good = tmp_path / "w.safetensors"
     save_file({"a": torch.zeros(1000)}, good)
@@ -208,7 +208,8 @@ def test_constant_mos_and_non_finite_features_are_one_line(tmp_path, monkeypatch
     features file with NaN/inf is not valid: the stage reading it says which file and row, and the cache check
     (whose docstring promised "finite") treats such an entry as broken and recomputes it."""
     from nriqa_lib.data.manifest import ManifestError, load_dataset
-    from nriqa_lib.features.cache import FeatureSet, finished_entry, load_feature_set, save_feature_set
+    from nriqa_lib.extraction.cache import finished_entry
+    from nriqa_lib.features.sets import FeatureSet, load_feature_set, save_feature_set
     root = tmp_path / "root"
     df = make_image_dataset(root, n=6)
     df["mos"] = 0.5
@@ -233,7 +234,7 @@ def test_a_switched_root_or_changed_content_changes_what_dvc_tracks(tmp_path, mo
     import shutil
 
     from nriqa_lib.core.config import Params
-    from nriqa_lib.stages import dvcfile
+    from nriqa_lib.pipeline import dvcfile
     from nriqa_lib.stages.check import write_fingerprints
     spec = yaml.safe_load(dvcfile.render())["stages"]
     for st in ("splits", "features", "heads", "zeroshot", "finetune", "resolution"):
@@ -305,8 +306,8 @@ def test_exif_orientation_applied_and_gif_frame_named(tmp_path):
     rule is part of every cache key (features, views, pixels, checkpoints) only when applied."""
     from PIL import Image
     from nriqa_lib.data.manifest import load_dataset
-    from nriqa_lib.features import decode_notes, load_image
-    from nriqa_lib.features.pixels import squash
+    from nriqa_lib.features.decode import decode_notes, load_image
+    from nriqa_lib.training.pixels import squash
     root, df, upright, frames = _turned_dataset(tmp_path)
     p = root / df["image"][1]
     assert np.array_equal(np.asarray(load_image(p)), np.asarray(upright))          # turned upright
@@ -327,9 +328,9 @@ def test_exif_orientation_applied_and_gif_frame_named(tmp_path):
     h.update(off.table[["image", "sha256"]].to_csv(index=False).encode())
     assert off.content_hash == h.hexdigest() and on.content_hash != off.content_hash
     # T5's cost counts the upright size: the four images are one input shape, two when read as stored
-    from nriqa_lib.backbones import create_backbone
-    from nriqa_lib.features import build_transform
-    from nriqa_lib.stages.resolution import dataset_cost
+    from nriqa_lib.backbones.models import create_backbone
+    from nriqa_lib.features.transforms import build_transform
+    from nriqa_lib.training.resolution import dataset_cost
     bb = create_backbone("tf_efficientnet_lite0", pretrained=False)
     count = lambda bb, size, x: float(x.shape[-1] * x.shape[-2])        # noqa: E731 (a stand-in FLOP count)
     assert dataset_cost(bb, on, "native", count, build_transform)["distinct_inputs"] == 1

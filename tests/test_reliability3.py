@@ -9,7 +9,7 @@ from conftest import make_image_dataset, params_file
 
 
 def _entry(tmp_path, n=5, d=4):
-    from nriqa_lib.features.cache import FeatureSet, save_feature_set
+    from nriqa_lib.features.sets import FeatureSet, save_feature_set
     feats = np.arange(n * d, dtype=np.float32).reshape(n, d) / 7
     images = [f"i{k}.png" for k in range(n)]
     save_feature_set(FeatureSet(feats, images, {"key": "k"}), tmp_path / "e")
@@ -26,7 +26,8 @@ def test_e1_a_corrupted_feature_cache_entry_is_dropped_and_said(tmp_path, capsys
     """E1: flipping a byte or swapping two rows of a cached features.npy went unnoticed (only shape and finiteness
     were checked) and changed the stage's output by up to 3.41; now meta.json records the content's sha256, the
     entry is removed with one line and recomputed, and the stage output refuses the same damage in one line."""
-    from nriqa_lib.features.cache import finished_entry, load_feature_set
+    from nriqa_lib.extraction.cache import finished_entry
+    from nriqa_lib.features.sets import load_feature_set
     root, feats, images = _entry(tmp_path)
     assert finished_entry(root, images) is not None and load_feature_set(root).features.tobytes() == feats.tobytes()
     f = root / "features.npy"
@@ -55,7 +56,8 @@ def test_e1_a_corrupted_feature_cache_entry_is_dropped_and_said(tmp_path, capsys
 def test_t4_a_corrupt_meta_json_drops_the_entry_instead_of_failing_every_run(tmp_path, capsys, meta):
     """T4: a corrupt meta.json in a cache entry raised JSONDecodeError on every later run (the entry was never
     dropped); now it is one line, the entry is removed, and the next call finds nothing (recompute)."""
-    from nriqa_lib.features.cache import finished_entry, load_feature_set
+    from nriqa_lib.extraction.cache import finished_entry
+    from nriqa_lib.features.sets import load_feature_set
     root, _, images = _entry(tmp_path)
     (root / "meta.json").write_text(meta)
     with pytest.raises(FloatingPointError, match=r"meta\.json: (unreadable \(JSONDecodeError\)|not a JSON object)"):
@@ -67,7 +69,7 @@ def test_t4_a_corrupt_meta_json_drops_the_entry_instead_of_failing_every_run(tmp
 
 def test_e1_an_entry_written_before_checksums_is_recomputed(tmp_path, capsys):
     """An entry without a checksum (written by an earlier version) cannot prove its content: recomputed, said."""
-    from nriqa_lib.features.cache import finished_entry
+    from nriqa_lib.extraction.cache import finished_entry
     root, _, images = _entry(tmp_path)
     meta = json.loads((root / "meta.json").read_text())
     del meta["sha256"]
@@ -253,7 +255,7 @@ def test_profile_restores_params_yaml_when_terminated(tmp_path, sig):
                               "echo 'train: {lr: 0.5}' > params.yaml\necho $$ > dvc.pid\nexec sleep 120\n")
     (bin_ / "dvc").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen([sys.executable, "-c", "from nriqa_lib.stages.profiles import run_profile; "
+    p = subprocess.Popen([sys.executable, "-c", "from nriqa_lib.pipeline.profiles import run_profile; "
                           "raise SystemExit(run_profile('p', 'prof.yaml'))"], cwd=tmp_path, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for _ in range(300):
@@ -280,7 +282,7 @@ def test_weights_tools_look_at_what_check_requires_and_fetch_hf_configs(tmp_path
     import torch
     from conftest import REPO
     from nriqa_lib import cli
-    from nriqa_lib.backbones import REGISTRY
+    from nriqa_lib.backbones.registry import REGISTRY
     from nriqa_lib.backbones.weights import hub_location, weight_identity
     params_file(tmp_path, lambda r: r["t5"].update(backbones=["resnet50"], datasets=["clive"]))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -343,8 +345,9 @@ def test_a_gpu_named_without_one_is_one_line_from_a_stage_run_directly(tmp_path,
 def test_accepted_leads_are_refused_in_one_line(tmp_path, mutate, pattern):
     from nriqa_lib.core.config import ConfigError
     from nriqa_lib.core.params import load_params
+    from nriqa_lib.stages.check import check_params
     with pytest.raises(ConfigError, match=pattern) as e:
-        load_params(params_file(tmp_path, mutate))
+        check_params(load_params(params_file(tmp_path, mutate)))
     assert "\n" not in str(e.value)
 
 
@@ -466,7 +469,7 @@ def test_the_portable_adam_is_torchs_adam_and_leaves_resting_heads_alone():
     decay included, and a head that sits out a step keeps its weights and its step count."""
     import torch
 
-    from nriqa_lib.training.heads import _PortableAdam
+    from nriqa_lib.training.trainer import _PortableAdam
     g = torch.Generator().manual_seed(0)
     w0 = torch.randn(3, 70000, dtype=torch.float64, generator=g)       # > one BLOCK per head
     grads = [torch.randn(3, 70000, dtype=torch.float64, generator=g) for _ in range(4)]

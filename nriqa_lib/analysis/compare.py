@@ -6,21 +6,26 @@ A metric row: dataset, backbone, head, split, metric, value (plus any extra tag 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..core.metrics import all_metrics
-from ..core.stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
+from .stats import (compare_paired, holm, mde_nadeau_bengio, mde_normal, min_p_wilcoxon, summarize,
                           two_level_bootstrap)
-from ..reporting.export import RANDOM_WEIGHTS
+from .format import RANDOM_WEIGHTS, format_pm
 from .design import Design
 
-__all__ = ["METRICS", "split_metrics", "summary_table", "prediction_matrix", "summarize_groups", "compare",
+if TYPE_CHECKING:
+    from .inputs import TableInputs
+
+__all__ = ["Comparison", "compare_levels", "METRICS", "split_metrics", "summary_table", "prediction_matrix",
+           "summarize_groups", "compare",
            "holm_by_family", "family_note", "DIFF_RANGE", "CORRELATION_RANGE", "NOT_DETECTABLE", "metric_range",
-           "in_range", "protocol", "ci_label", "weights_label", "RANDOM_WEIGHTS"]
+           "in_range", "protocol", "ci_label", "weights_label", "RANDOM_WEIGHTS", "detectable"]
 
 METRICS = ("srcc", "plcc")   # plcc = raw Pearson (as P1)
 
@@ -86,6 +91,32 @@ def summarize_groups(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], 
         for k in ("ci_low", "ci_high", "ci_kind"):
             out.loc[i, k] = s[k]
     return _metric_ranges(out)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Levels of one factor compared with a reference level on the same splits: the per-split metrics (``rows``),
+    their summaries with design-aware CIs (``summary``), the 'mean ± sd' SRCC table (cells x levels) and the tests
+    of each level vs the reference (``tests``; Holm within a level)."""
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+    table: pd.DataFrame
+    tests: pd.DataFrame
+
+
+def compare_levels(pred: pd.DataFrame, cells: Sequence[str], factor: str, reference: str,
+                   design: dict[str, Design], inputs: "TableInputs") -> Comparison:
+    """The one comparison pipeline of the tables that compare heads (T2), selection heads (T3), input policies (T5)
+    and training regimes (T6): per-split metrics of the test rows ``pred`` per cell and level, their summaries,
+    the SRCC table, and each level vs ``reference`` in each cell (:func:`compare`, one Holm family per level: a
+    claim), at ``inputs.stats``' alpha, bootstrap size and seed."""
+    by = [*cells, factor]
+    st = inputs.stats
+    rows = split_metrics(pred, by)
+    summ = summarize_groups(rows, pred, by, design, METRICS, st.n_boot, st.seed)
+    table = format_pm(summ[summ["metric"] == "srcc"], list(cells), [factor])
+    tests = compare(rows, pred, list(cells), factor, reference, design, ["a"], st.alpha, st.n_boot, st.seed)
+    return Comparison(rows, summ, table, tests)
 
 
 def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: str, reference: str | None,
@@ -172,7 +203,7 @@ def holm_by_family(tests: pd.DataFrame, family: Sequence[str], alpha: float,
             mde.append(mde_normal(r.se, a) if np.isfinite(r.se) else np.nan)
     t["mde80"] = mde
     t["significant"] = t[f"{p_cols[0]}_holm"] < alpha
-    return _detectable(t)
+    return detectable(t)
 
 
 def family_note(tests: pd.DataFrame, family_desc: str, alpha: float) -> str:
@@ -211,7 +242,7 @@ def in_range(df: pd.DataFrame, lo: float, hi: float, cols: Sequence[str] = ("ci_
     return df
 
 
-def _detectable(df: pd.DataFrame) -> pd.DataFrame:
+def detectable(df: pd.DataFrame) -> pd.DataFrame:
     """An MDE beyond the largest possible difference (2) is no difference these splits can detect: NaN, flagged
     ``mde80_beyond_range`` (tables print NOT_DETECTABLE)."""
     beyond = df["mde80"].astype(float) > DIFF_RANGE[1]

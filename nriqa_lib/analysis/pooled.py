@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.paths import SYNTHETIC_LABEL, human_rated
-from ..core.stats import (bootstrap_cells_test, holm, mde_nadeau_bengio, pool_datasets, split_cells_test,
+from .stats import (bootstrap_cells_test, holm, mde_nadeau_bengio, pool_datasets, split_cells_test,
                           splits_for_power)
-from ..reporting import plots
-from .compare import DIFF_RANGE, _detectable, in_range
+from .compare import DIFF_RANGE, detectable, in_range
 from .design import Design, design_note
 from .inputs import TableInputs
 from .result import Result
@@ -40,9 +39,9 @@ def dataset_cells(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, D
                   diff: str = "diff") -> pd.DataFrame:
     """Per claim and dataset, one test for all of its cells (backbones, heads, ...): cells of one dataset share
     its test images and splits, so they are combined before anything is pooled. Nadeau-Bengio cells: the
-    per-split differences averaged over cells, one corrected t (:func:`nriqa_lib.core.stats.split_cells_test`);
+    per-split differences averaged over cells, one corrected t (:func:`nriqa_lib.analysis.stats.split_cells_test`);
     bootstrap cells: the replicates (same resamples) averaged over cells
-    (:func:`nriqa_lib.core.stats.bootstrap_cells_test`). One cell: that cell's own test, unchanged."""
+    (:func:`nriqa_lib.analysis.stats.bootstrap_cells_test`). One cell: that cell's own test, unchanged."""
     split_diffs, boot = tests.attrs.get("split_diffs", {}), tests.attrs.get("boot_dists", {})
     out = []
     for key, g in tests.groupby([*claim, "dataset"], sort=False):
@@ -84,7 +83,7 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     """The pooled verdicts of a test table, per claim (rows sharing the ``claim`` columns; one claim = one
     score, one comparison): first one test per dataset (:func:`dataset_cells`), then
     - scope "human-rated": the human-rated datasets pooled, k = 1: that dataset's test itself; k >= 2: the mean
-      over datasets with a one-sample t on k - 1 df (:func:`nriqa_lib.core.stats.pool_datasets`; DerSimonian-Laird
+      over datasets with a one-sample t on k - 1 df (:func:`nriqa_lib.analysis.stats.pool_datasets`; DerSimonian-Laird
       tau^2 and I^2 describe the heterogeneity, ``estimate_ivw`` is the inverse-variance estimate);
     - one row per dataset that is not human-rated (the synthetic set), labelled, never pooled with the others.
     Holm runs over the human-rated rows of the table (``p_holm``; the synthetic rows are a family of their own).
@@ -129,36 +128,34 @@ def pooled(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, Design] 
     for c in ("k", "cells", "m_family"):
         df[c] = df[c].astype(int)
     df["p_below"] = df["p_below"].fillna(False).astype(bool)
-    df = _detectable(in_range(df, *DIFF_RANGE))
+    df = detectable(in_range(df, *DIFF_RANGE))
     cols = [*claim, *POOLED_COLUMNS, "m_family"]
     return df[[c for c in cols if c in df.columns]].reset_index(drop=True)
 
 
-def pooled_outputs(res: Result, run: TableInputs, tests: pd.DataFrame, claim: str, cell: Sequence[str],
+def pooled_outputs(res: Result, inputs: TableInputs, tests: pd.DataFrame, claim: str, cell: Sequence[str],
                    design: dict[str, Design] | None, name: str, what: str, diff: str = "diff") -> pd.DataFrame:
     """The pooled verdicts of a test table (``<name>_pooled``: rows per ``claim`` level, :func:`pooled`), its
     forest plot (``<name>_forest.png``: every cell's difference with its CI, and the pooled diamonds) and power
     curves per claim and dataset (``<name>_power.png``), added to ``res``; returns the pooled rows."""
-    pool = pooled(tests, [claim], design, run.stats.alpha, diff)
+    pool = pooled(tests, [claim], design, inputs.stats.alpha, diff)
     res.table(f"{name}_pooled", pool, f"{what}: pooled. " + POOLED_NOTE + "." + (design_note(design) if design else ""))
     if len(tests):
-        res.figure(f"{name}_forest", lambda: plots.forest(
-            tests, pool, claim, list(cell), diff, f"{what}: per-cell differences (95% CI of each cell's test) and the "
-                                                  f"pooled estimates"))
-    curves = power_curves(pool, claim, run.stats.alpha)
+        res.figure(f"{name}_forest", "forest", tests, pool, claim, list(cell), diff,
+                   f"{what}: per-cell differences (95% CI of each cell's test) and the pooled estimates")
+    curves = power_curves(pool, claim, inputs.stats.alpha)
     if len(curves):
-        res.figure(f"{name}_power", lambda: plots.power_plot(
-            curves, "claim on dataset", f"{what}: power of the Nadeau-Bengio test at the estimate vs number of "
-                                        f"splits, per claim and dataset, at alpha/m of its Holm family (dot: the "
-                                        f"splits used)"))
+        res.figure(f"{name}_power", "power_plot", curves, "claim on dataset",
+                   f"{what}: power of the Nadeau-Bengio test at the estimate vs number of splits, per claim and "
+                   f"dataset, at alpha/m of its Holm family (dot: the splits used)")
     return pool
 
 
 def power_curves(pool: pd.DataFrame, claim: str, alpha: float, max_splits: int = 60) -> pd.DataFrame:
     """Power vs number of splits at each one-dataset row's estimate (Nadeau-Bengio rows of :func:`pooled`;
-    :func:`nriqa_lib.core.stats.nb_power` with that dataset's sd of the mean per-split difference and part sizes, at
+    :func:`nriqa_lib.analysis.stats.nb_power` with that dataset's sd of the mean per-split difference and part sizes, at
     alpha/m of the row's Holm family, the level its test faces)."""
-    from ..core.stats import nb_power
+    from .stats import nb_power
     rows = []
     for r in pool.itertuples():
         if r.k != 1 or not (np.isfinite(getattr(r, "sd_diff", np.nan)) and r.sd_diff > 0 and np.isfinite(r.estimate)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -13,7 +13,7 @@ __all__ = ["Result"]
 class Result:
     """A table computed (pure: nothing read or written): ``frames``, what the notebook shows; ``files``, what
     :func:`nriqa_lib.reporting.export.write_result` writes into the table's folder, in order (an exported table
-    with its caption, a plain CSV, a figure drawn when it is written); ``metrics``, its metrics.json. ``label`` ends
+    with its caption, a plain CSV, a figure drawn when it is written, by the plot it names); ``metrics``, its metrics.json. ``label`` ends
     every caption (a random-weights run says so)."""
     label: str = ""
     frames: dict[str, Any] = field(default_factory=dict)
@@ -28,6 +28,7 @@ class Result:
         """``tables/<name>.csv`` only (the long rows and summaries behind a table)."""
         self.files.append(("csv", name, df, ""))
 
-    def figure(self, name: str, draw: Callable[[], Any]) -> None:
-        """``figures/<name>.png``, drawn by ``draw()`` (a matplotlib figure) when it is written."""
-        self.files.append(("figure", name, draw, ""))
+    def figure(self, name: str, plot: str, *args: Any, **kwargs: Any) -> None:
+        """``figures/<name>.png``, drawn when it is written by ``nriqa_lib.reporting.plots.<plot>(*args, **kwargs)``
+        (named, not imported: analysis computes, reporting draws)."""
+        self.files.append(("figure", name, (plot, args, kwargs), ""))

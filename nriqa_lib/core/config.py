@@ -2,7 +2,7 @@
 value out of range, an unknown backbone or dataset is an error of one line naming the key.
 
 The models below are the one source of every default (their values are the offline default; the committed
-params.yaml spells out exactly these values, tests/test_config_cli.py checks that they agree) and of every
+params.yaml spells out exactly these values, tests/pipeline/test_config_cli.py checks that they agree) and of every
 allowed range (``Field(ge=..., le=...)``) and choice (``Literal``). ``load_params`` validates the whole file before
 any work starts (:mod:`nriqa_lib.core.params`: loading, the registry lookups, the view a stage reads through).
 """
@@ -157,7 +157,7 @@ class Train(_Section):
             try:
                 Train.model_validate(over)
             except ValidationError as e:
-                raise ConfigError(_message(e, ("train", "per_dataset", d), Train)) from None
+                raise ConfigError(validation_message(e, ("train", "per_dataset", d), Train)) from None
         return self
 
 
@@ -384,7 +384,7 @@ _TYPE_NAMES = {"int_type": "int", "int_from_float": "int", "float_type": "float"
                "bool_type": "bool", "list_type": "list", "dict_type": "dict"}
 
 
-def _message(e: ValidationError, prefix: tuple = (), model: type[BaseModel] = None) -> str:
+def validation_message(e: ValidationError, prefix: tuple = (), model: type[BaseModel] = None) -> str:
     """pydantic's first error as one line naming the key (``train.epochs``, ``splits.ratios[1]``)."""
     err = e.errors(include_url=False)[0]
     loc = (*prefix, *err["loc"])

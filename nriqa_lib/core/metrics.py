@@ -12,7 +12,7 @@ from scipy import optimize, stats
 
 Fit = Literal["logistic4", "logistic5"] | None
 
-__all__ = ["srcc", "krcc", "plcc", "rmse", "fit_logistic", "logistic4", "logistic5", "all_metrics",
+__all__ = ["srcc", "selection_srcc", "krcc", "plcc", "rmse", "fit_logistic", "logistic4", "logistic5", "all_metrics",
            "LogisticFitWarning"]
 
 
@@ -79,6 +79,14 @@ def srcc(pred, mos) -> float:
     """Spearman rank-order correlation (scipy.stats.spearmanr)."""
     p, m = _pair(pred, mos)
     return float(stats.spearmanr(p, m)[0])
+
+
+def selection_srcc(pred: np.ndarray, mos: np.ndarray) -> float:
+    """The SRCC an epoch is selected on (P1: the best epoch by SRCC): scipy.stats.spearmanr, and -inf where it is
+    undefined (fewer than 3 images, or constant predictions), so that such an epoch is never kept."""
+    if len(mos) < 3 or np.ptp(pred) == 0:
+        return -np.inf
+    return float(stats.spearmanr(pred, mos)[0])
 
 
 def srcc_along(pred: np.ndarray, mos: np.ndarray, axis: int = -1) -> np.ndarray:

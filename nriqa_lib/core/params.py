@@ -1,6 +1,7 @@
 """params.yaml to a checked :class:`~nriqa_lib.core.config.Params`: the YAML read (a key given twice is an error),
-the models' validation (:mod:`nriqa_lib.core.config`), :func:`check_params` (what config cannot know alone: names
-looked up in the backbone, head and manifest registries), and :class:`ParamsView`, what a stage may read."""
+the models' validation (:mod:`nriqa_lib.core.config`), and :class:`ParamsView`, what a stage may read. The names
+(backbones, heads, manifests) are looked up in their registries by the check stage
+(:func:`nriqa_lib.stages.check.check_params`), which imports them: core imports nothing above it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,49 +9,13 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .config import ConfigError, Params, _message
+from .config import ConfigError, Params, validation_message
 
-__all__ = ["load_params", "check_params", "ParamsView", "UndeclaredParam"]
+__all__ = ["load_params", "ParamsView", "UndeclaredParam"]
 
 
 class UndeclaredParam(AttributeError):
     """A stage read a param that its declaration (and so dvc.yaml) does not list."""
-
-
-def check_params(p: Params) -> None:
-    """What the models cannot check alone: backbone, head, activation and manifest names against their
-    registries (each looked up where it lives, so config imports no torch)."""
-    from ..backbones import REGISTRY, unknown_backbone_message
-    from ..data.manifest import known_datasets
-    from ..heads import ACTIVATIONS, get_predictor
-    for b in p.features.backbones + p.t4.clip_models:
-        if b not in REGISTRY:
-            raise ConfigError("params: " + unknown_backbone_message(b, "features.backbones/t4.clip_models"))
-    for b in p.t5.backbones:
-        if b not in REGISTRY:
-            raise ConfigError("params: " + unknown_backbone_message(b, "t5.backbones"))
-    for where, heads in (("", [p.t1.head, *p.t2.heads, p.t2.reference]), ("t5.heads: ", p.t5.heads),
-                         ("finetune.heads: ", p.finetune.heads)):
-        for h in heads:
-            try:
-                get_predictor(h)
-            except KeyError as e:
-                raise ConfigError(f"params: {where}{e.args[0]}") from None
-    for h in p.finetune.heads:
-        if get_predictor(h).kind != "mlp":
-            raise ConfigError(f"params: finetune.heads has {h!r}, which is not an MLP head (fine-tuning trains "
-                              f"the backbone through the head's gradient)")
-    for c in p.t3.candidates:
-        if c not in ACTIVATIONS:
-            raise ConfigError(f"params: t3.candidates has unknown activation {c!r}")
-    for b in p.features.weights:
-        if b not in REGISTRY:
-            raise ConfigError("params: " + unknown_backbone_message(b, "features.weights"))
-    cards = known_datasets()
-    for d, m in p.data.manifests.items():
-        if m not in cards:
-            raise ConfigError(f"params: data.manifests.{d}={m!r} has no card data_manifests/{m}.yaml (known: "
-                              f"{', '.join(cards)})")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -70,8 +35,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
-    """Read and check params.yaml; raise ConfigError with one line on any problem."""
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (types, ranges, choices); raise ConfigError with one line on any problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
@@ -92,9 +57,7 @@ def load_params(path: str | Path = "params.yaml", check: bool = True) -> Params:
     try:
         p = Params.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_message(e)) from None
-    if check:
-        check_params(p)
+        raise ConfigError(validation_message(e)) from None
     return p
 
 
@@ -131,7 +94,7 @@ class ParamsView:
     """What one stage may read of :class:`Params`: the sections/keys it declares (``PARAMS``), nothing else.
 
     Reading anything else raises :class:`UndeclaredParam`, so a stage cannot depend on a param that
-    dvc.yaml does not list for it (tests/test_pipeline.py runs every stage under its view).
+    dvc.yaml does not list for it (tests/pipeline/test_pipeline.py runs every stage under its view).
     """
 
     def __init__(self, p: Params, declared, owner: str = "this stage"):

@@ -11,29 +11,49 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..data.splits import load_splits
 from .cache import folder as cache_folder
+from .errors import ManifestError
+from .io import atomic_path
 
-__all__ = ["splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir", "figures_dir", "finetune_dir",
+__all__ = ["write_predictions", "load_splits", "splits_path", "features_dir", "heads_dir", "cross_dir", "zeroshot_dir",
+           "figures_dir", "finetune_dir",
            "finetune_ckpt", "load_finetune", "load_finetune_history", "timing_dir", "resolution_dir", "load_resolution", "load_predictions",
            "load_shares", "load_cross", "load_zeroshot", "load_split_files", "load_cost", "load_timing", "split_sizes", "single_partition", "NOT_HUMAN_RATED",
            "SYNTHETIC_LABEL", "human_rated"]
+
+
+def load_splits(path: str | Path) -> pd.DataFrame:
+    """A splits stage's output (image, split, part), checked present."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"split file not found: {path} (run `dvc repro splits`)")
+    return pd.read_csv(path, dtype={"image": str, "part": str})
+
+
+def write_predictions(pred: pd.DataFrame, path: str | Path) -> Path:
+    """A predictions CSV (heads, cross, resolution and finetune stages: one row per image, split and head), floats
+    at 7 significant digits, written atomically; the one writer of the files the ``load_*`` below read."""
+    with atomic_path(path) as tmp:
+        pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+    return Path(path)
 
 
 def splits_path(dataset: str) -> Path:
     return Path("splits") / f"{dataset}.csv"
 
 
-def features_dir(dataset: str, backbone: str) -> Path:
+def features_dir(dataset: str = "", backbone: str = "") -> Path:
+    """features/<dataset>/<backbone> (the features stage's output; without a backbone: the dataset's folder)."""
     return Path("features") / dataset / backbone
 
 
-def heads_dir(dataset: str, backbone: str) -> Path:
+def heads_dir(dataset: str, backbone: str = "") -> Path:
     return Path("results") / "heads" / dataset / backbone
 
 
-def cross_dir(source: str, target: str, backbone: str) -> Path:
-    return Path("results") / "cross" / f"{source}__{target}" / backbone
+def cross_dir(source: str = "", target: str = "", backbone: str = "") -> Path:
+    """results/cross/<source>__<target>/<backbone>; without arguments the cross stage's output folder."""
+    return Path("results") / "cross" / (f"{source}__{target}" if source else "") / backbone
 
 
 def zeroshot_dir(dataset: str) -> Path:
@@ -167,7 +187,7 @@ def single_partition(dataset: str) -> bool:
     return load_splits(splits_path(dataset))["split"].nunique() == 1
 
 
-# Datasets whose scores are not human opinions (their card in data_manifests/ says so; tests/test_pooled.py
+# Datasets whose scores are not human opinions (their card in data_manifests/ says so; tests/analysis/test_pooled.py
 # checks the two agree). Pooled verdicts on the papers' claims pool human-rated datasets only; these are shown
 # beside them, labelled.
 NOT_HUMAN_RATED = frozenset({"synthetic"})

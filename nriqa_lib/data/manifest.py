@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from ..core.errors import ManifestError
 from ..core.workspace import cache_dir, repo_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +35,6 @@ REQUIRED_COLUMNS = ("image", "mos", "group")
 __all__ = ["ManifestError", "Manifest", "known_datasets", "manifest_path", "read_manifest",
            "validate_manifest", "load_dataset", "resolve_root", "sha256_file", "check_mos_range", "HashSidecar",
            "write_sha256", "sample_rows"]
-
-
-class ManifestError(ValueError):
-    """Bad manifest or dataset; the message is one line naming the file/row/key."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ PARTS = ("train", "val", "test")
 P1_SEEDS = (8, 19, 25)
 
 __all__ = ["random_splits", "official_split", "clive_liqe_splits", "p1_splits", "make_splits",
-           "save_splits", "load_splits", "PARTS", "P1_SEEDS"]
+           "save_splits", "PARTS", "P1_SEEDS"]
 
 
 def _group_assign(groups: pd.Series, ratios: Sequence[float], rng: np.random.Generator) -> np.ndarray:
@@ -168,10 +168,3 @@ def make_splits(df: pd.DataFrame, scheme: str, *, n_splits: int = 10, ratios: Se
 def save_splits(splits: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         splits.to_csv(tmp, index=False, lineterminator="\n")
-
-
-def load_splits(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"split file not found: {path} (run `dvc repro splits`)")
-    return pd.read_csv(path, dtype={"image": str, "part": str})

@@ -9,7 +9,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps
 from torch.utils.data import Dataset
 
-from ..backbones import Preprocess
+from ..backbones.registry import Preprocess
 from ..data.manifest import Manifest, ManifestError
 from .transforms import TestTime
 

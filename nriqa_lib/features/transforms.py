@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..backbones import Preprocess
+from ..backbones.registry import Preprocess
 from .views import make_views
 
 TestTime = Literal["squash", "center_crop", "multi_crop", "native", "grid"]

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import ACTIVATIONS as _NAMES
+from .registry import ACTIVATIONS as _NAMES
 
 __all__ = ["ACTIVATIONS", "get_activation", "ParamSigmoid", "PReLU", "GatedBlend", "KWaySelection"]
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..core.config import T3
-from . import ACTIVATIONS, PRESETS
+from .registry import ACTIVATIONS, PRESETS
 from .activations import GatedBlend, KWaySelection, get_activation
 
 __all__ = ["MLPHead", "PRESETS", "build_head", "selection_shares"]

@@ -1,9 +1,9 @@
-"""Tables and metrics to files: CSV / Markdown / LaTeX written atomically, DVC metrics JSON, 'mean ± sd' cells."""
+"""Tables and metrics to files: CSV / Markdown / LaTeX written atomically, DVC metrics JSON, figures drawn by the
+plot a table names (:func:`write_result`: the one writer of a table's folder)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,12 +11,8 @@ import pandas as pd
 from ..core.io import atomic_write_text
 from . import plots
 
-__all__ = ["format_pm", "export_table", "write_metrics_json", "table_dirs", "round_sig", "write_csv", "TABLE_DIGITS",
+__all__ = ["export_table", "write_metrics_json", "table_dirs", "round_sig", "write_csv", "TABLE_DIGITS",
            "write_result"]
-
-
-# the label of every table and report of a random-weights run (features.pretrained: false, the smoke profile)
-RANDOM_WEIGHTS = "random weights: checks the code path, not results"
 
 # Significant digits of every float a table file stores. The last bits of a float depend on the CPU's BLAS
 # kernel (OpenBLAS picks SkylakeX, Haswell, Zen, ... by CPU), so full-precision tables differ between machines
@@ -51,13 +47,6 @@ def write_csv(df: pd.DataFrame, path: str | Path, index: bool = False, digits: i
     path = Path(path)
     atomic_write_text(path, round_sig(df, digits).to_csv(index=index, lineterminator="\n"))
     return path
-
-
-def format_pm(summary: pd.DataFrame, index: Sequence[str], columns: Sequence[str], digits: int = 3) -> pd.DataFrame:
-    """Pivot a summary into 'mean ± sd' cells."""
-    s = summary.copy()
-    s["cell"] = [f"{m:.{digits}f} ± {sd:.{digits}f}" for m, sd in zip(s["mean"], s["sd"])]
-    return s.pivot_table(index=list(index), columns=list(columns), values="cell", aggfunc="first")
 
 
 def export_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = "") -> dict[str, Path]:
@@ -133,7 +122,11 @@ def write_result(out_dir: str | Path, res) -> dict:
         elif kind == "csv":
             write_csv(obj, tdir / f"{name}.csv")
         else:
-            plots.save(obj(), fdir / f"{name}.png")
+            plot, args, kwargs = obj
+            if plot not in plots.__all__:
+                raise KeyError(f"figure {name}: no plot {plot!r} in nriqa_lib.reporting.plots (known: "
+                               f"{', '.join(plots.__all__)})")
+            plots.save(getattr(plots, plot)(*args, **kwargs), fdir / f"{name}.png")
     if res.metrics is not None:
         write_metrics_json(out / "metrics.json", res.metrics)
     return res.frames

@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 from ..core.io import atomic_path  # noqa: E402
 
 __all__ = ["save", "mos_histograms", "bars_with_ci", "epoch_curves", "selection_shares_plot", "pred_vs_mos", "embedding_plot", "gradcam_grid",
-           "sample_grid", "per_view_plot", "forest", "power_plot"]
+           "sample_grid", "per_view_plot", "forest", "power_plot", "claims_forest"]
 
 sns.set_theme(context="notebook", style="whitegrid")
 
@@ -86,7 +86,7 @@ def bars_with_ci(summary: pd.DataFrame, x: str, hue: str | None, col: str | None
 
 def epoch_curves(curves: pd.DataFrame) -> plt.Figure:
     """T6's per-epoch curves: test SRCC by epoch, mean over splits, one line per regime, a panel per dataset /
-    backbone / head (``curves``: :func:`nriqa_lib.analysis.t6.epoch_table`'s rows)."""
+    backbone / head (``curves``: :func:`nriqa_lib.tables.t6.epoch_table`'s rows)."""
     c = curves.assign(panel=curves["dataset"] + "\n" + curves["backbone"] + " / " + curves["head"])
     panels = list(dict.fromkeys(c["panel"]))
     ncol = min(3, len(panels))
@@ -198,7 +198,7 @@ def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str],
 
 
 def claims_forest(f: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Every claim's pooled effect (rows of :func:`nriqa_lib.reporting.summary.findings`, labelled by ``label``)
+    """Every claim's pooled effect (rows of :func:`nriqa_lib.report.summary.findings`, labelled by ``label``)
     with its 95% CI, coloured by its verdict; intervals inside [-2, 2], the range of an SRCC difference."""
     import textwrap
     n = max(len(f), 1)

@@ -3,24 +3,60 @@ from __future__ import annotations
 
 import json
 
-from ..backbones import REGISTRY, WeightsError
-from ..backbones.weights import weight_identity, weight_source
-from ..data.manifest import check_present
+from ..backbones.registry import REGISTRY, unknown_backbone_message
+from ..backbones.weights import WeightsError, weight_identity, weight_source
+from ..core.config import ConfigError, Params
 from ..core.io import atomic_write_text
-from .registry import Option, Stage
+from ..data.manifest import check_present, known_datasets
+from ..heads.registry import ACTIVATIONS, get_predictor
+from ..pipeline.spec import Option, ComputeStage
 
-STAGE = Stage(
+STAGE = ComputeStage(
     name="check", module=__name__, params=("data", "splits", "features", "train", "t1", "t2", "t3", "t4", "t5",
                                             "finetune", "run", "stats"),
     desc="params (types, ranges, names), data roots and weights, before any stage's outputs are removed",
-    dvc_args="--stamp results/params_ok.txt --weights-out results/weights.json --data-out results/data",
-    outs=({"results/params_ok.txt": {"cache": False}}, {"results/weights.json": {"cache": False}},
+    dvc_args="--stamp results/params.ok --weights results/weights.json --data results/data",
+    outs=({"results/params.ok": {"cache": False}}, {"results/weights.json": {"cache": False}},
           {"results/data": {"cache": False}}),
     options=(Option("--stamp", "on success write this file (constant content; the DVC stage every stage depends on, "
                                "so a bad param stops `dvc repro` before any output is removed)"),
-             Option("--weights-out", "write the identity of every configured backbone's weights here (JSON)"),
-             Option("--data-out", "write each dataset's root and content digest here (<dataset>.json)")),
+             Option("--weights", "write the identity of every configured backbone's weights here (JSON)",
+                    dest="weights_out"),
+             Option("--data", "write each dataset's root and content digest here (<dataset>.json)", dest="data_out")),
     whole_params_file=True, always_changed=True)   # re-reads the weight files' identity on every `dvc repro`
+
+
+def check_params(p: Params) -> None:
+    """What the models cannot check alone: backbone, head, activation and manifest names against their
+    (torch-free) registries; the check stage runs it first, and the command line for every stage and tool."""
+    for b in p.features.backbones + p.t4.clip_models:
+        if b not in REGISTRY:
+            raise ConfigError("params: " + unknown_backbone_message(b, "features.backbones/t4.clip_models"))
+    for b in p.t5.backbones:
+        if b not in REGISTRY:
+            raise ConfigError("params: " + unknown_backbone_message(b, "t5.backbones"))
+    for where, heads in (("", [p.t1.head, *p.t2.heads, p.t2.reference]), ("t5.heads: ", p.t5.heads),
+                         ("finetune.heads: ", p.finetune.heads)):
+        for h in heads:
+            try:
+                get_predictor(h)
+            except KeyError as e:
+                raise ConfigError(f"params: {where}{e.args[0]}") from None
+    for h in p.finetune.heads:
+        if get_predictor(h).kind != "mlp":
+            raise ConfigError(f"params: finetune.heads has {h!r}, which is not an MLP head (fine-tuning trains "
+                              f"the backbone through the head's gradient)")
+    for c in p.t3.candidates:
+        if c not in ACTIVATIONS:
+            raise ConfigError(f"params: t3.candidates has unknown activation {c!r}")
+    for b in p.features.weights:
+        if b not in REGISTRY:
+            raise ConfigError("params: " + unknown_backbone_message(b, "features.weights"))
+    cards = known_datasets()
+    for d, m in p.data.manifests.items():
+        if m not in cards:
+            raise ConfigError(f"params: data.manifests.{d}={m!r} has no card data_manifests/{m}.yaml (known: "
+                              f"{', '.join(cards)})")
 
 
 def remove_leftovers() -> list[str]:
@@ -65,12 +101,12 @@ def required_backbones(p) -> list[str]:
 
 
 def run(p, stamp: str | None = None, weights_out: str | None = None, data_out: str | None = None) -> None:
-    """Params were checked when loaded (types, ranges, names); here the manifests, the roots and every
+    """Params were validated when loaded (types, ranges); here their names (:func:`check_params`), the manifests, the roots and every
     configured backbone's weights (offline, before any stage starts: a missing SigLIP2 would otherwise fail
     after the other backbones' extraction). With ``stamp`` write a file of constant content that every stage
     depends on. CLIP models of ``t4.clip_models`` may be absent: T4 lists them as not run."""
+    check_params(p)
     if p.run.device not in ("auto", "cpu"):     # a GPU named but absent: refused here, not mid-run
-        from ..core.config import ConfigError
         from ..core.device import resolve_device
         try:
             resolve_device(p.run.device)
@@ -78,7 +114,6 @@ def run(p, stamp: str | None = None, weights_out: str | None = None, data_out: s
             raise ConfigError(f"params: {e}") from None
     liqe = [d for d in p.data.datasets if p.splits.schemes.get(d) == "clive_liqe"]
     if liqe:            # the splits stage reads them: a folder missing is one line here, not a stage later
-        from ..core.config import ConfigError
         from ..core.workspace import repo_path
         from ..data.splits import PARTS
         folder = repo_path(p.splits.liqe_folder)

@@ -5,26 +5,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import open_dataset
-from .registry import Stage
+from .datasets import open_dataset
+from ..core.paths import cross_dir, features_dir, splits_path
+from ..pipeline.spec import ComputeStage
 
 
-STAGE = Stage(name="cross", module=__name__,
+STAGE = ComputeStage(name="cross", module=__name__,
               params=("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed",
                       "features.backbones", "features.threads", "train", "t2.heads", "t2.reference", "t2.cross", "t3"),
               desc="train on one dataset, predict all of another (t2.cross)",
-              deps=("data_manifests", "features", "splits"), outs=("results/cross",), writes=("results/cross",))
+              deps=("data_manifests", str(features_dir()), str(splits_path("").parent)), outs=(str(cross_dir()),),
+              writes=(str(cross_dir()),))
 
 
 def run(p) -> None:
     # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
     # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
     import torch
-    from ..backbones import pretrained
-    from ..data.splits import load_splits
-    from ..features.cache import load_feature_set
-    from ..core.io import atomic_path
-    from ..core.paths import cross_dir, features_dir, splits_path
+    from ..backbones.registry import pretrained
+    from ..core.paths import load_splits
+    from ..features.sets import load_feature_set
+    from ..core.paths import cross_dir, features_dir, splits_path, write_predictions
     from ..training.protocol import cross_dataset, cross_heads, mos_of
     torch.set_num_threads(p.features.threads)
     Path("results/cross").mkdir(parents=True, exist_ok=True)
@@ -39,8 +40,7 @@ def run(p) -> None:
             fa, fb = load_feature_set(features_dir(a, bb)), load_feature_set(features_dir(b, bb))
             pred = cross_dataset(fa, mos_of(man_a, fa.images), splits_a, fb, mos_of(man_b, fb.images),
                                  cross_heads(p.t2), p.train, p.t3, a)
-            with atomic_path(cross_dir(a, b, bb) / "predictions.csv") as tmp:
-                pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+            write_predictions(pred, cross_dir(a, b, bb) / "predictions.csv")
             print(f"cross {a}->{b} on {bb}: {pred['head'].nunique()} heads x {pred['split'].nunique()} splits "
                   f"in {time.time() - t:.1f}s")
     if not pairs:

@@ -7,15 +7,18 @@ from __future__ import annotations
 import sys
 import time
 
-from . import backbone, open_dataset
-from .registry import BACKBONE, D, Stage
+from .datasets import open_dataset
+
+from .models import backbone
+from ..core.paths import features_dir
+from ..pipeline.spec import BACKBONE, D, ComputeStage
 
 
-STAGE = Stage(name="features", module=__name__, matrix=True, launched=True,
+STAGE = ComputeStage(name="features", module=__name__, matrix=True, launched=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
                       "features", "run"),
               desc="pooled features of every backbone, cached on its own key (cache/features)",
-              deps=("data_manifests", "results/weights.json"), outs=(f"features/{D}",), options=(BACKBONE,),
+              deps=("data_manifests", "results/weights.json"), outs=(str(features_dir(D)),), options=(BACKBONE,),
               writes=("features", "cache/features"))
 
 
@@ -25,8 +28,8 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     from ..core import dist
     from ..core.device import resolve_device, run_info, set_deterministic
     from ..features.decode import decode_notes
-    from ..features.extract import extract_many
-    from ..features.cache import save_feature_set
+    from ..extraction.extract import extract_many
+    from ..features.sets import save_feature_set
     from ..core.paths import features_dir
     m = open_dataset(p, dataset, decode=True, pixels=True)        # validates files (existence, sha256, decoding) first
     dev = dist.init(resolve_device(p.run.device))

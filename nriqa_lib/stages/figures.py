@@ -3,33 +3,37 @@ layer, Grad-CAM, for the T1 head trained on split 0 of the last configured datas
 backbone (results/figures/)."""
 from __future__ import annotations
 
-from . import backbone, open_dataset
-from .registry import Stage
+from .datasets import open_dataset
+
+from .models import backbone
+from ..core.paths import features_dir, figures_dir, splits_path
+from ..pipeline.spec import ComputeStage
 
 
-STAGE = Stage(name="figures", module=__name__,
+STAGE = ComputeStage(name="figures", module=__name__,
               params=("data.datasets", "data.roots", "data.manifests", "data.limit", "data.limit_seed",
                       "data.exif_transpose", "features.backbones", "features.weights", "features.pretrained",
                       "features.image_size", "train", "t1.head", "t3", "stats.seed"),
               desc="scatter, t-SNE and Grad-CAM of one trained head, for the report",
-              deps=("data_manifests", "features", "splits"), outs=("results/figures",), writes=("results/figures",))
+              deps=("data_manifests", str(features_dir()), str(splits_path("").parent)),
+              outs=(str(figures_dir()),), writes=(str(figures_dir()),))
 
 
 def run(p) -> dict:
     # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
     # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
     import numpy as np
-    from ..backbones import pretrained
-    from ..data.splits import load_splits
-    from ..reporting.explain import gradcam, hidden_embedding
+    from ..backbones.registry import pretrained
+    from ..core.paths import load_splits
+    from ..training.explain import gradcam, hidden_embedding
     from ..features.transforms import build_transform
-    from ..features.cache import load_feature_set
+    from ..features.sets import load_feature_set
     from ..features.decode import load_image
     from ..core.paths import features_dir, figures_dir, splits_path
     from ..training.protocol import jobs_from_splits
     from ..reporting import plots
-    from ..training.heads import TrainConfig
-    from ..training.heads import train_heads
+    from ..training.trainer import TrainConfig
+    from ..training.trainer import train_heads
     out = figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     d = p.data.datasets[-1]

@@ -12,33 +12,26 @@ results/finetune/<dataset>/status.json saying so. The frozen regime is the heads
 from __future__ import annotations
 
 import json
-import math
-import sys
 import time
 
-from ..core.cache import key_of
-from ..core.io import atomic_path, atomic_write_text
-from ..core.paths import finetune_ckpt, finetune_dir, splits_path
-from .registry import BACKBONE, D, Option, Stage
+from ..core.io import atomic_write_text
+from ..core.paths import finetune_dir, splits_path, write_predictions
+from ..pipeline.spec import BACKBONE, D, Option, ComputeStage
 
-STAGE = Stage(name="finetune", module=__name__, matrix=True, launched=True,
+STAGE = ComputeStage(name="finetune", module=__name__, matrix=True, launched=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
                       "features.backbones", "features.weights", "features.pretrained", "features.image_size",
                       "features.test_time", "features.threads", "train", "finetune", "run"),
               desc="P1's two recipes, LoRA and full fine-tuning (finetune.regimes; off by default)",
-              deps=("data_manifests", f"splits/{D}.csv", "results/weights.json"), outs=(f"results/finetune/{D}",),
+              deps=("data_manifests", str(splits_path(D)), "results/weights.json"), outs=(str(finetune_dir(D)),),
               options=(BACKBONE, Option("--regime", "restrict to this regime (repeatable)", repeat=True,
                                         choices=("p1_frozen", "p1", "lora", "full"), dest="regimes")),
               writes=("results/finetune", "cache/finetune", "cache/pixels"))
 
 
 def finetune_backbones(p) -> list[str]:
-    from ..backbones import pretrained
+    from ..backbones.registry import pretrained
     return list(p.finetune.backbones) or pretrained(p.features.backbones)
-
-
-def _clean(v):
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] | None = None) -> None:
@@ -59,22 +52,19 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
     import torch
 
     from ..core import dist
-    from . import backbone, open_dataset
-    from ..data.splits import load_splits
+    from .datasets import open_dataset
+    from .models import backbone
+    from ..core.paths import load_splits
     from ..core.device import resolve_device, run_info, set_deterministic
-    from ..training.finetune import P1_MODES, REGIME_LABELS, FinetuneConfig
-    from ..training.fused import RunSpec, finetune_group
+    from ..training.finetune import P1_MODES, REGIME_LABELS
     from ..training.protocol import jobs_from_splits
-    from ..training.heads import TrainConfig
+    from ..training.regimes import finetune_regime
     torch.set_num_threads(p.features.threads)
     dev = dist.init(resolve_device(p.run.device))
     set_deterministic(dev)
     man = open_dataset(p, dataset, decode=True, pixels=True)       # every image's sha256: the pixel cache's key
-    images = list(man.table["image"])
-    mos = man.table["mos"].to_numpy(dtype=np.float64)
-    paths = man.paths()
-    jobs = jobs_from_splits(images, load_splits(splits_path(dataset)), seed_offset=p.train.seed * 1000,
-                            single_split_seeds=p.train.single_split_seeds)
+    jobs = jobs_from_splits(list(man.table["image"]), load_splits(splits_path(dataset)),
+                            seed_offset=p.train.seed * 1000, single_split_seeds=p.train.single_split_seeds)
     if p.finetune.max_splits:
         jobs = jobs[:p.finetune.max_splits]
     cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
@@ -83,7 +73,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
         probe = backbone(p, bname)
         px = None
         if p.features.test_time == "squash":
-            from ..features.pixels import squashed_images
+            from ..training.pixels import squashed_images
             from ..core.workspace import cache_dir
             pp = probe.preprocess       # P1's path: its bicubic squash first (then the processor, per batch)
             pk = (pp.squash_size, "bicubic" if pp.pre_squash else pp.interpolation)
@@ -91,47 +81,18 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
                 pixels[pk] = squashed_images(man, *pk, cache=cache_dir("pixels"), workers=p.run.workers,
                                              progress=dist.is_main())
             px = pixels[pk]
-        frames, lasts, hist, steps, specs = [], [], [], [], []
         t = time.time()
-        for head in p.finetune.heads:
-            tcfg = TrainConfig.from_params(p.train, head, None, dataset)   # P1's heads (t3 only for K-way)
-            cfg = FinetuneConfig(mode=regime, epochs=tcfg.epochs, lr_head=tcfg.lr,
-                                 lr_backbone=p.finetune.lr_backbone, lora_r=p.finetune.lora_r,
-                                 lora_alpha=p.finetune.lora_alpha, lora_dropout=p.finetune.lora_dropout,
-                                 margin_weight=tcfg.margin_weight, margin_scale=tcfg.margin_scale,
-                                 margin_loss_swapped=tcfg.margin_loss_swapped, micro_batch=tcfg.micro_batch,
-                                 batch_size=tcfg.batch_size, precision=p.finetune.p1_precision)
-            ident = json.dumps({"dataset": dataset, "manifest": man.content_hash, "backbone": probe.identity(),
-                                "regime": regime, "head": head, "test_time": p.features.test_time}, sort_keys=True)
-            key = key_of(ident)
-            for job in jobs:
-                k = job.tags["split"]
-                log = (lambda msg, k=k, h=head: print(f"  {bname}/{regime}/{h} split {k}: {msg}", file=sys.stderr,
-                                                      flush=True) if dist.is_main() else None)
-                specs.append(RunSpec(job, cfg, tcfg, finetune_ckpt(key, k), log))
-        results = finetune_group(lambda: backbone(p, bname), probe.preprocess, paths, mos, specs,
-                                 fuse=p.finetune.fuse, device=dev, amp=p.run.amp, workers=p.run.workers,
-                                 test_time=p.features.test_time, pixels=px, exif=man.exif_transpose,
-                                 label=f"finetune {bname}/{regime} on {dataset}")
-        for s, res in zip(specs, results):
-            head, k = s.tcfg.head, s.job.tags["split"]
-            for out_frames, df, ep in ((frames, res.predictions, res.best_epoch),
-                                       (lasts, res.last_predictions, s.tcfg.epochs - 1)):
-                if df is not None:
-                    df = df.assign(head=head, split=k, best_epoch=ep)
-                    df["image"] = np.asarray(images)[df["index"].to_numpy()]
-                    out_frames.append(df)
-            hist += [{"head": head, "split": k, **{a: _clean(b) for a, b in h.items()}} for h in res.history]
-            steps.append(res.step_seconds)
+        r = finetune_regime(lambda: backbone(p, bname), probe.identity(), probe.preprocess, man, jobs, regime,
+                            p.finetune.heads, p.train, p.finetune, dataset, p.features.test_time, dev, p.run.amp,
+                            p.run.workers, px, name=f"{bname}/{regime}")
+        frames, lasts, hist, steps, tcfg, cfg = r.frames, r.lasts, r.history, r.steps, r.tcfg, r.cfg
         if not dist.is_main():
             continue
         out = out_root / bname / regime
         out.mkdir(parents=True, exist_ok=True)
         outputs = [("predictions.csv", frames)] + ([("predictions_last.csv", lasts)] if p.train.report_last else [])
         for name, fr in outputs:
-            with atomic_path(out / name) as tmp:
-                pd.concat(fr, ignore_index=True)[cols].to_csv(tmp, index=False, float_format="%.7g",
-                                                              lineterminator="\n")
+            write_predictions(pd.concat(fr, ignore_index=True)[cols], out / name)
         info = {"regime": regime, "label": REGIME_LABELS[regime], "backbone": bname, "weights": probe.weight_id,
                 "heads": list(p.finetune.heads), "splits": len(jobs), "fuse": p.finetune.fuse, "epochs": tcfg.epochs,
                 "batch_size": tcfg.batch_size, "micro_batch": tcfg.micro_batch, "accumulation": tcfg.accumulation,

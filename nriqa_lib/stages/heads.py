@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import time
 
-from . import open_dataset
-from .registry import BACKBONE, D, Stage
+from .datasets import open_dataset
+from ..core.paths import features_dir, heads_dir, splits_path
+from ..pipeline.spec import BACKBONE, D, ComputeStage
 
 
-STAGE = Stage(name="heads", module=__name__, matrix=True,
+STAGE = ComputeStage(name="heads", module=__name__, matrix=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "features.backbones",
                       "features.threads", "train", "t1.head", "t2.heads", "t2.reference", "t3"),
               desc="every head of every backbone on every split",
-              deps=("data_manifests", f"features/{D}", f"splits/{D}.csv"), outs=(f"results/heads/{D}",),
+              deps=("data_manifests", str(features_dir(D)), str(splits_path(D))), outs=(str(heads_dir(D)),),
               options=(BACKBONE,), writes=("results/heads",))
 
 
@@ -19,8 +20,8 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
     # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
     import torch
-    from ..data.splits import load_splits
-    from ..features.cache import load_feature_set
+    from ..core.paths import load_splits
+    from ..features.sets import load_feature_set
     from ..core.paths import features_dir, heads_dir, splits_path
     from ..training.protocol import heads_for, mos_of, run_heads, save_heads
     torch.set_num_threads(p.features.threads)

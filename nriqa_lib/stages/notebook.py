@@ -23,7 +23,7 @@ def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None 
     copy) first moves to the nearest folder above with dvc.yaml and ``params_file``, so the notebook's relative paths
     (params, results/, splits/) mean what they mean under papermill and DVC."""
     from ..core.params import load_params
-    from . import stage, view
+    from ..pipeline.registry import stage, view
     here = Path.cwd()
     if not Path(params_file).is_file():
         root = next((d for d in [here, *here.parents] if (d / "dvc.yaml").is_file() and (d / params_file).is_file()),

@@ -4,13 +4,13 @@ from __future__ import annotations
 from ..data.splits import make_splits, save_splits
 from ..core.paths import splits_path
 from ..core.workspace import repo_path
-from . import open_dataset
-from .registry import D, Stage
+from .datasets import open_dataset
+from ..pipeline.spec import D, ComputeStage
 
-STAGE = Stage(name="splits", module=__name__, matrix=True,
+STAGE = ComputeStage(name="splits", module=__name__, matrix=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "splits", "train.select_on"),
               desc="train/val/test splits of a dataset (splits.schemes)", deps=("data_manifests",),
-              outs=(f"splits/{D}.csv",), writes=("splits",))
+              outs=(str(splits_path(D)),), writes=(str(splits_path("").parent),))
 
 MIN_PART = 3         # SRCC of fewer than 3 images is not a correlation; selection and testing need 3 or more
 

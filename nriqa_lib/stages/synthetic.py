@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..data.synthetic import COLUMNS, generate
 from ..core.io import atomic_write_text
-from .registry import Stage
+from ..pipeline.spec import ComputeStage
 
-STAGE = Stage(name="synthetic", module=__name__, params=("data.datasets", "data.synthetic_root", "data.synthetic_seed"),
+STAGE = ComputeStage(name="synthetic", module=__name__, params=("data.datasets", "data.synthetic_root", "data.synthetic_seed"),
               desc="the embedded synthetic set (scores are 100 x SSIM, not human opinions)",
               outs=("data/synthetic", "data_manifests/synthetic.csv"))
 

@@ -2,22 +2,23 @@
 features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): results/zeroshot/<dataset>/."""
 from __future__ import annotations
 
-from . import open_dataset
-from .registry import D, Stage
+from .datasets import open_dataset
+from ..core.paths import features_dir, zeroshot_dir
+from ..pipeline.spec import D, ComputeStage
 
 
-STAGE = Stage(name="zeroshot", module=__name__, matrix=True,
+STAGE = ComputeStage(name="zeroshot", module=__name__, matrix=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
                       "features.backbones", "features.weights", "features.pretrained", "t4"),
               desc="magnitude cue on every backbone; CLIP-IQA / MA-CLIP where weights exist",
-              deps=("data_manifests", f"features/{D}", "results/weights.json"), outs=(f"results/zeroshot/{D}",),
+              deps=("data_manifests", str(features_dir(D)), "results/weights.json"), outs=(str(zeroshot_dir(D)),),
               writes=("results/zeroshot", "cache/maclip"))
 
 
 def run(p, dataset: str) -> None:
     # the heavy imports (torch, CLIP, plots) here, not at the top: every CLI call imports every stage's module (the
     # registry), and a stage that needs none of them (splits, a notebook) starts ~3 s sooner (issue 34)
-    from ..features.cache import load_feature_set
+    from ..features.sets import load_feature_set
     from ..core.io import atomic_path
     from ..core.paths import features_dir, zeroshot_dir
     from ..zeroshot.clip import dataset_scores

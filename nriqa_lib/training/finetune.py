@@ -1,5 +1,5 @@
 """P1's image-level regimes (STUDY_SPEC.md section 2), trained with P1's head and loss
-(:func:`nriqa_lib.training.heads.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``:
+(:func:`nriqa_lib.training.trainer.iqa_loss`, micro-batched as ``train.micro_batch``), the epoch chosen as ``train.select_on``:
 
 * ``p1_frozen``: P1 as published (most likely): the training script of P1's first commit (344d615,
   ``F_AAAI_train_baseline_siglip2_param_activation_gating_MSE_seed_8.py``, l.167-361), whose naming and
@@ -62,7 +62,8 @@ from ..features.transforms import build_transform
 from ..core.config import REGIME_LABELS, Finetune, Train
 from ..core.io import atomic_path
 from ..core.metrics import plcc
-from .heads import HeadJob, TrainConfig, _srcc, init_head, iqa_loss, train_order
+from ..core.metrics import selection_srcc
+from .trainer import HeadJob, TrainConfig, init_head, iqa_loss, train_order
 
 
 def _plcc(p: np.ndarray, y: np.ndarray) -> float:
@@ -101,6 +102,17 @@ class FinetuneConfig:
     micro_batch: int = _T.micro_batch
     batch_size: int = 0                # the batch the accumulation count refers to (0: each batch's own size)
     precision: Literal["fp32", "bf16"] = _F.p1_precision     # P1's recipes' weights and autocast (P1: bf16)
+
+    @classmethod
+    def from_train(cls, tcfg: TrainConfig, regime: str, finetune: Finetune) -> "FinetuneConfig":
+        """A regime's settings from the head's training settings (:meth:`TrainConfig.from_params`: epochs, lr, loss,
+        batches, after ``train.per_dataset``) and the ``finetune`` section (LoRA, the backbone's lr, P1's
+        precision): the one place the two are joined."""
+        return cls(mode=regime, epochs=tcfg.epochs, lr_head=tcfg.lr, lr_backbone=finetune.lr_backbone,
+                   lora_r=finetune.lora_r, lora_alpha=finetune.lora_alpha, lora_dropout=finetune.lora_dropout,
+                   margin_weight=tcfg.margin_weight, margin_scale=tcfg.margin_scale,
+                   margin_loss_swapped=tcfg.margin_loss_swapped, micro_batch=tcfg.micro_batch,
+                   batch_size=tcfg.batch_size, precision=finetune.p1_precision)
 
 
 def check_bf16(device: torch.device) -> None:
@@ -305,7 +317,7 @@ def p1_loss(score: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig) -> t
     return loss
 
 
-def _micro_loss(pred: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, n_acc: int, scale: float = 1.0
+def micro_loss(pred: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, n_acc: int, scale: float = 1.0
                 ) -> torch.Tensor:
     """One micro-batch's loss as :func:`_loss` backpropagates it (``pred`` the model's output for it)."""
     if cfg.mode in P1_MODES and cfg.precision == "bf16":
@@ -316,24 +328,24 @@ def _micro_loss(pred: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, n_acc:
                     cfg.margin_loss_swapped).sum() / n_acc * scale
 
 
-def _n_acc(cfg: FinetuneConfig, n: int) -> int:
+def accumulation_steps(cfg: FinetuneConfig, n: int) -> int:
     return max((cfg.batch_size or n) // cfg.micro_batch, 1) if cfg.micro_batch else 1
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FinetuneConfig, scale: float = 1.0) -> float:
     """Forward + backward of one batch (or of this rank's micro-batches of it); with ``micro_batch`` P1's
     accumulation: each complete micro-batch's loss / (batch_size // micro_batch), as
-    :func:`nriqa_lib.training.heads.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
+    :func:`nriqa_lib.training.trainer.micro_batched_loss` (incomplete micro-batches dropped as P1's drop_last), which also
     bounds activation memory. Under DDP only the last backward all-reduces (``no_sync`` before it). P1's recipes in
     bf16 take P1's loss on the bf16 score (:func:`p1_loss`); everything else one loss on a float32 copy."""
     mb = cfg.micro_batch or len(x)
-    n_acc = _n_acc(cfg, len(x))
+    n_acc = accumulation_steps(cfg, len(x))
     starts = list(range(0, len(x) - mb + 1, mb))
     total = 0.0
     for j, i in enumerate(starts):
         sync = j == len(starts) - 1 or not hasattr(model, "no_sync")
         with contextlib.nullcontext() if sync else model.no_sync():
-            loss = _micro_loss(model(x[i:i + mb]), y[i:i + mb], cfg, n_acc, scale)
+            loss = micro_loss(model(x[i:i + mb]), y[i:i + mb], cfg, n_acc, scale)
             loss.backward()
         total += float(loss.detach())
     return total
@@ -396,18 +408,18 @@ class RunDropout(nn.Dropout):
     """``nn.Dropout`` (the same ``F.dropout``) unless a fused group hands it its masks (:mod:`.fused`): then
     ``x * mask``, the mask drawn per run from the run's own generator as ``F.dropout`` draws it on a CPU
     (``empty_like(x).bernoulli_(1 - p).div_(1 - p)``), so a run's masks do not depend on its group."""
-    _masks: list | None = None      # set by fused.py for one forward: (record shapes | pop masks), in call order
-    _record: list | None = None
+    masks: list | None = None       # set by fused.py for one forward: (record shapes | pop masks), in call order
+    record: list | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return super().forward(x)
-        if RunDropout._record is not None:
+        if RunDropout.record is not None:
             e = torch.empty_like(x)
-            RunDropout._record.append((tuple(e.shape), tuple(e.stride()), e.dtype, self.p))
+            RunDropout.record.append((tuple(e.shape), tuple(e.stride()), e.dtype, self.p))
             return x
-        if RunDropout._masks is not None:
-            return x * RunDropout._masks.pop(0)
+        if RunDropout.masks is not None:
+            return x * RunDropout.masks.pop(0)
         return super().forward(x)
 
 
@@ -420,7 +432,7 @@ def _run_dropouts(module: nn.Module) -> None:
 
 @dataclass
 class _Run:
-    """One split's fine-tuning as the solo and the fused loops share it (:func:`_prepare`)."""
+    """One split's fine-tuning as the solo and the fused loops share it (:func:`prepare_split`)."""
     job: HeadJob
     cfg: FinetuneConfig
     tcfg: TrainConfig
@@ -441,7 +453,7 @@ class _Run:
     step_t: list = field(default_factory=list)
 
 
-def _prepare(make_backbone: Callable[[], nn.Module], mos: np.ndarray, job: HeadJob, cfg: FinetuneConfig,
+def prepare_split(make_backbone: Callable[[], nn.Module], mos: np.ndarray, job: HeadJob, cfg: FinetuneConfig,
              tcfg: TrainConfig, ckpt: Path | None, device: torch.device, progress=None) -> _Run:
     """A run's model, optimiser, order and resumed state (its checkpoint, when made for the same run); the global
     RNG is left where the solo loop starts drawing (``torch.manual_seed(job.seed)``, then the builds, then a
@@ -454,7 +466,7 @@ def _prepare(make_backbone: Callable[[], nn.Module], mos: np.ndarray, job: HeadJ
     run = _Run(job, cfg, tcfg, ckpt, progress, cfg_id, eval_idx, parts, select)
     st = _load_checkpoint(ckpt)
     if st.get("cfg_id") == cfg_id and "trainable" not in st:     # a finished split: its record, no weights
-        run.done = _result(parts, eval_idx, mos, st["best"], st["last"], st["history"], [])
+        run.done = split_result(parts, eval_idx, mos, st["best"], st["last"], st["history"], [])
         return run
     torch.manual_seed(job.seed)
     backbone = make_backbone()
@@ -472,7 +484,7 @@ def _prepare(make_backbone: Callable[[], nn.Module], mos: np.ndarray, job: HeadJ
     return run
 
 
-def _epoch_batches(run: _Run, ep: int, W: int = 1, R: int = 0) -> tuple[list[list[int]], list[float]]:
+def epoch_batches(run: _Run, ep: int, W: int = 1, R: int = 0) -> tuple[list[list[int]], list[float]]:
     """Epoch ``ep``'s optimiser steps as index lists (this rank's micro-batches of each under DDP) and loss scales."""
     batches, scales = [], []
     for b in run.order[ep]:
@@ -489,7 +501,7 @@ def _epoch_batches(run: _Run, ep: int, W: int = 1, R: int = 0) -> tuple[list[lis
     return batches, scales
 
 
-def _evaluate(run: _Run, ds, lk: dict, device: torch.device, amp: str, W: int = 1, R: int = 0) -> np.ndarray:
+def evaluate_epoch(run: _Run, ds, lk: dict, device: torch.device, amp: str, W: int = 1, R: int = 0) -> np.ndarray:
     """Val + test predictions of the run's model now (P1's ``evaluate()`` scores an fp32 copy of bf16-trained
     weights under bf16 autocast)."""
     model = run.model.eval()
@@ -508,10 +520,10 @@ def _evaluate(run: _Run, ds, lk: dict, device: torch.device, amp: str, W: int = 
     return pred
 
 
-def _end_epoch(run: _Run, ep: int, pred: np.ndarray, mos: np.ndarray, rng: dict) -> None:
+def end_epoch(run: _Run, ep: int, pred: np.ndarray, mos: np.ndarray, rng: dict) -> None:
     """Record epoch ``ep`` (history, best, last), say it, and checkpoint the run (``rng``: its generators' state)."""
     parts, mos_e = run.parts, mos[run.eval_idx]
-    score = {p: _srcc(pred[parts == p], mos_e[parts == p]) if (parts == p).sum() > 1 else float("nan")
+    score = {p: selection_srcc(pred[parts == p], mos_e[parts == p]) if (parts == p).sum() > 1 else float("nan")
              for p in ("val", "test")}
     pl = {p: _plcc(pred[parts == p], mos_e[parts == p]) if (parts == p).sum() > 1 else float("nan")
           for p in ("val", "test")}
@@ -539,19 +551,19 @@ def _end_epoch(run: _Run, ep: int, pred: np.ndarray, mos: np.ndarray, rng: dict)
     dist.barrier()
 
 
-def _dataset(preprocess, paths: Sequence[Path], test_time: str, pixels: np.ndarray | None, exif: bool):
+def split_dataset(preprocess, paths: Sequence[Path], test_time: str, pixels: np.ndarray | None, exif: bool):
     tf = build_transform(preprocess, test_time)
     if pixels is not None:
         side = preprocess.squash_size
         if test_time != "squash" or pixels.shape[1:3] != (side, side) or len(pixels) != len(paths):
             raise ValueError(f"pixels of shape {pixels.shape} are not {len(paths)} images squashed to "
                              f"{side} px (test_time {test_time})")
-        from ..features.pixels import SquashedDataset
+        from .pixels import SquashedDataset
         return SquashedDataset(pixels, tf)
     return ImageDataset(list(paths), tf, exif)
 
 
-def _run_amp(cfg: FinetuneConfig, device: torch.device, amp: str) -> str:
+def run_amp(cfg: FinetuneConfig, device: torch.device, amp: str) -> str:
     """The run's autocast: P1's recipes run in ``cfg.precision`` whatever ``amp`` says (bf16 refused where the
     device has none); the others in ``amp``."""
     if cfg.mode in P1_MODES:
@@ -570,15 +582,15 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     """Fine-tune a fresh backbone + P1 head on one split's train images; after every epoch predict val and
     test and checkpoint; return the predictions of the epoch chosen on ``tcfg.select_on`` (val, or test
     as P1) and those of the last epoch. ``ckpt``: the checkpoint file (resumed when present and made for the
-    same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.training.heads.p1_windows`);
+    same run). The optimiser steps follow ``tcfg.accumulation`` (P1's loop: :func:`nriqa_lib.training.trainer.p1_windows`);
     the p1 regime runs in ``cfg.precision`` whatever ``amp`` says (bf16: P1's dtypes and autocast, refused where
     the device has no bf16; fp32: no autocast). ``pixels``: the images already squashed to the input size
-    (:func:`nriqa_lib.features.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
+    (:func:`nriqa_lib.training.pixels.squashed_images`, decoded once for every epoch and split; the same tensors);
     ``exif``: decode with the EXIF orientation applied (:func:`nriqa_lib.features.load_image`). Several runs of
     one backbone train side by side in :func:`nriqa_lib.training.fused.finetune_group`."""
     p1_bf16 = cfg.mode in P1_MODES and cfg.precision == "bf16"
-    amp = _run_amp(cfg, device, amp)
-    run = _prepare(make_backbone, mos, job, cfg, tcfg, ckpt, device, progress)
+    amp = run_amp(cfg, device, amp)
+    run = prepare_split(make_backbone, mos, job, cfg, tcfg, ckpt, device, progress)
     if run.done is not None:
         return run.done
     model, opt = run.model, run.opt
@@ -586,7 +598,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
     if W > 1 and not cfg.micro_batch:
         raise ValueError("distributed fine-tuning needs train.micro_batch > 0 (P1: 2): ranks share a batch by its "
                          "micro-batches, and a whole-batch margin loss couples all of its images")
-    ds = _dataset(preprocess, paths, test_time, pixels, exif)
+    ds = split_dataset(preprocess, paths, test_time, pixels, exif)
     lk = loader_kwargs(device, workers)
     mos_t = torch.tensor(np.asarray(mos, dtype=np.float32))      # a copy: the manifest column may be read-only
     net = model
@@ -595,7 +607,7 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     for ep in range(run.start, tcfg.epochs):
         model.train()
-        batches, scales = _epoch_batches(run, ep, W, R)
+        batches, scales = epoch_batches(run, ep, W, R)
         # P1's loops hold ONE bf16 autocast context for the whole epoch (released l.379, first commit l.428).
         # autocast caches the bf16 copy of every fp32 leaf weight an op casts (the LoRA adapters' Linear weights) at
         # its first use and drops the cache only when the context exits: P1's forward sees the adapters as they were
@@ -611,9 +623,9 @@ def finetune_split(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 run.step_t.append(time.perf_counter() - t0)
-        pred = _evaluate(run, ds, lk, device, amp, W, R)
-        _end_epoch(run, ep, pred, mos, _rng_state(device))
-    return _result(run.parts, run.eval_idx, mos, run.best, run.last, run.history, run.step_t)
+        pred = evaluate_epoch(run, ds, lk, device, amp, W, R)
+        end_epoch(run, ep, pred, mos, _rng_state(device))
+    return split_result(run.parts, run.eval_idx, mos, run.best, run.last, run.history, run.step_t)
 
 
 def _tensors(record):
@@ -642,7 +654,7 @@ def _load_checkpoint(ckpt: Path | None) -> dict:
     return st
 
 
-def _result(parts: np.ndarray, eval_idx: np.ndarray, mos: np.ndarray, best, last, history: list[dict],
+def split_result(parts: np.ndarray, eval_idx: np.ndarray, mos: np.ndarray, best, last, history: list[dict],
             step_t: list[float]) -> SplitResult:
     _, best_ep, pred = best
     mos = np.asarray(mos)

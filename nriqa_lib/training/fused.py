@@ -23,7 +23,7 @@ adapter weight, made at the epoch's first micro-batch, for the whole epoch), pla
 copies; its evaluation, selection, checkpoints and resume, by the solo loop's own code (:func:`finetune._evaluate`,
 :func:`finetune._end_epoch`), so a run fused and a run solo read and write the same checkpoint.
 
-Measured on this CPU (AMD EPYC, tests/test_fused.py; 3 runs, 2-3 epochs, LoRA dropout 0.05): one shared backbone
+Measured on this CPU (AMD EPYC, tests/training/test_fused.py; 3 runs, 2-3 epochs, LoRA dropout 0.05): one shared backbone
 gives each run its solo numbers bit for bit in fp32 and bf16 (tiny ViT, a tiny transformers SigLIP, EfficientNet-
 Lite0, DINOv3 and CLIP-HF at 64 px) and within 3e-8 on ResNet-50, 7.5e-8 on DINOv2-HF; stacked copies within 1.2e-7
 (batched matmuls accumulate in another order) and up to 2e-3 on EfficientNet-Lite0 (BatchNorm over a micro-batch of
@@ -49,10 +49,10 @@ from torch.utils.data import DataLoader
 
 from ..core import dist
 from ..core.device import autocast, loader_kwargs, training_attention, use_bf16
-from .finetune import (P1_MODES, FinetuneConfig, RunDropout, SplitResult, _dataset, _end_epoch, _epoch_batches,
-                       _evaluate, _micro_loss, _n_acc, _prepare, _result, _run_amp)
+from .finetune import (P1_MODES, FinetuneConfig, RunDropout, SplitResult, split_dataset, end_epoch, epoch_batches,
+                       evaluate_epoch, micro_loss, accumulation_steps, prepare_split, split_result, run_amp)
 from . import finetune as _ft
-from .heads import HeadJob, TrainConfig
+from .trainer import HeadJob, TrainConfig
 
 __all__ = ["RunSpec", "finetune_group", "fuse_size", "fusable"]
 
@@ -162,13 +162,13 @@ def _recording_forward(feats: nn.Module, x: torch.Tensor, ctx, hook=None) -> lis
     running statistics stay as they are), with ``hook`` on every module: returns the LoRA dropout calls it made
     (:class:`RunDropout`'s record: shapes, strides, dtypes, rates, in call order)."""
     hs = [m.register_forward_hook(hook) for m in feats.modules()] if hook else []
-    RunDropout._record = []
+    RunDropout.record = []
     try:
         with torch.no_grad(), ctx:
             torch.func.functional_call(feats, {n: b.clone() for n, b in feats.named_buffers()}, (x,))
-        return RunDropout._record
+        return RunDropout.record
     finally:
-        RunDropout._record = None
+        RunDropout.record = None
         for h in hs:
             h.remove()
 
@@ -307,7 +307,7 @@ class _Group:
             loss = 0
             for j, (i, idx, n_acc) in enumerate(entries):
                 r = self.runs[i]
-                loss = loss + _micro_loss(r.model.head(feats[j]), mos_t[idx].to(self.device), r.cfg, n_acc)
+                loss = loss + micro_loss(r.model.head(feats[j]), mos_t[idx].to(self.device), r.cfg, n_acc)
         loss.backward()
         with torch.no_grad():
             for n in self.buf_batched:         # BatchNorm's running statistics, updated in place per run
@@ -320,13 +320,13 @@ class _Group:
         shared = {**self.frozen_shared, **self.buf_shared}
 
         def fwd(pr, bf, ms, xx):
-            RunDropout._masks = list(ms)
+            RunDropout.masks = list(ms)
             try:
                 out = torch.func.functional_call(self.tmpl, {**shared, **pr, **bf}, (xx,))
-                if RunDropout._masks:
+                if RunDropout.masks:
                     raise RuntimeError("fused fine-tuning: the backbone used fewer dropout masks than recorded")
             finally:
-                RunDropout._masks = None
+                RunDropout.masks = None
             return out
 
         with warnings.catch_warnings():
@@ -365,12 +365,12 @@ class _Group:
                     store[kind] = bufs[full].reshape(-1) if kind.startswith("running") else v.repeat(k)
                 saved.append((m, "forward", None))
                 m.forward = _bn_forward(m, k)
-            RunDropout._masks = list(masks)
+            RunDropout.masks = list(masks)
             out = t(x)
-            if RunDropout._masks:
+            if RunDropout.masks:
                 raise RuntimeError("fused fine-tuning: the backbone used fewer dropout masks than recorded")
         finally:
-            RunDropout._masks = None
+            RunDropout.masks = None
             for n in self.qk:
                 t.get_submodule(n)._group = None
             for obj, key, v in reversed(saved):
@@ -427,7 +427,7 @@ def _micro_plan(run) -> list[list[int]]:
     mb = run.cfg.micro_batch
     out = []
     for ep in range(run.start, run.tcfg.epochs):
-        for idx in _epoch_batches(run, ep)[0]:
+        for idx in epoch_batches(run, ep)[0]:
             out += [idx[i:i + mb] for i in range(0, len(idx) - mb + 1, mb)]
     return out
 
@@ -442,9 +442,9 @@ def _loop(g: _Group, i: int, ds, lk: dict, mos: np.ndarray, device: torch.device
         run.model.train()
         _loader_draw(gen)                      # the solo loop's training DataLoader
         g.new_epoch(i)
-        for idx in _epoch_batches(run, ep)[0]:
+        for idx in epoch_batches(run, ep)[0]:
             run.opt.zero_grad(set_to_none=True)
-            n_acc, n = _n_acc(run.cfg, len(idx)), 0
+            n_acc, n = accumulation_steps(run.cfg, len(idx)), 0
             for s in range(0, len(idx) - mb + 1, mb):
                 yield idx[s:s + mb], n_acc
                 n += 1
@@ -452,8 +452,8 @@ def _loop(g: _Group, i: int, ds, lk: dict, mos: np.ndarray, device: torch.device
             run.step_t.append(n)
         _loader_draw(gen)                      # the solo loop's evaluation DataLoader
         t = time.perf_counter()
-        pred = _evaluate(run, ds, lk, device, amp)           # (.cpu(): waits for the queued training work too)
-        _end_epoch(run, ep, pred, mos, _gen_state(gen))
+        pred = evaluate_epoch(run, ds, lk, device, amp)           # (.cpu(): waits for the queued training work too)
+        end_epoch(run, ep, pred, mos, _gen_state(gen))
         g.eval_s += time.perf_counter() - t
 
 
@@ -482,7 +482,7 @@ def _fused(c: _Ctx, specs: list[RunSpec], label: str) -> list[SplitResult]:
     mos, ds, lk, device, amp, say = c.mos, c.ds, c.lk, c.device, c.amp, c.say
     runs, gens = [], []
     for s in specs:
-        r = _prepare(c.make_backbone, mos, s.job, s.cfg, s.tcfg, s.ckpt, device, s.progress)
+        r = prepare_split(c.make_backbone, mos, s.job, s.cfg, s.tcfg, s.ckpt, device, s.progress)
         runs.append(r)
         gens.append(_gens(device))
         first = next((x for x in runs if x.model is not None), None)
@@ -533,7 +533,7 @@ def _fused(c: _Ctx, specs: list[RunSpec], label: str) -> list[SplitResult]:
         tick_s = max(time.perf_counter() - t0 - g.eval_s, 0.0) / max(len(ticks), 1)
         for r in g.runs:
             r.step_t = [n * tick_s for n in r.step_t]
-    return [r.done if r.done is not None else _result(r.parts, r.eval_idx, mos, r.best, r.last, r.history, r.step_t)
+    return [r.done if r.done is not None else split_result(r.parts, r.eval_idx, mos, r.best, r.last, r.history, r.step_t)
             for r in runs]
 
 
@@ -558,12 +558,12 @@ def finetune_group(make_backbone: Callable[[], nn.Module], preprocess, paths: Se
         say(f"{label}: finetune.fuse {fuse}: {len(specs)} runs go one by one: {why}")
     if fuse == 1 or len(specs) == 1 or why:
         return c.solo(specs)
-    c.amp = _run_amp(specs[0].cfg, device, amp)
-    c.ds = _dataset(preprocess, paths, test_time, pixels, exif)
+    c.amp = run_amp(specs[0].cfg, device, amp)
+    c.ds = split_dataset(preprocess, paths, test_time, pixels, exif)
     c.lk = loader_kwargs(device, workers)
     k = fuse
     if fuse == "auto":
-        probe = _prepare(make_backbone, mos, specs[0].job, specs[0].cfg, specs[0].tcfg, None, device)
+        probe = prepare_split(make_backbone, mos, specs[0].job, specs[0].cfg, specs[0].tcfg, None, device)
         x0 = torch.stack([c.ds[0]] * specs[0].cfg.micro_batch).to(device)
         with autocast(device, c.amp):
             per, shared = _memory_model(probe, x0)

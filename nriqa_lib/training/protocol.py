@@ -11,13 +11,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..backbones import is_control
+from ..backbones.registry import is_control
 from ..core.config import T1, T2, T3, Train
 from ..data.manifest import Manifest
-from ..features.cache import FeatureSet
-from ..heads import SELECTION_HEADS, get_predictor, selection_shares
+from ..features.sets import FeatureSet
+from ..heads.registry import SELECTION_HEADS, get_predictor
+from ..heads.mlp import selection_shares
 from ..core.io import atomic_path
-from .heads import HeadJob, TrainConfig, ridge_predictions, train_heads
+from ..core.paths import write_predictions
+from .trainer import HeadJob, TrainConfig, ridge_predictions, train_heads
 
 __all__ = ["jobs_from_splits", "heads_for", "mos_of", "run_heads", "save_heads", "cross_heads", "cross_dataset"]
 
@@ -107,11 +109,9 @@ def save_heads(pred: pd.DataFrame, shares: pd.DataFrame, out_dir: Path) -> None:
     """predictions.csv (the selected epoch), selection_shares.csv, and predictions_last.csv where the
     predictions carry the last epoch's rows (``train.report_last``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "predictions.csv") as tmp:
-        pred.to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+    write_predictions(pred, out_dir / "predictions.csv")
     if "last" in pred.attrs:
-        with atomic_path(out_dir / "predictions_last.csv") as tmp:
-            pred.attrs["last"].to_csv(tmp, index=False, float_format="%.7g", lineterminator="\n")
+        write_predictions(pred.attrs["last"], out_dir / "predictions_last.csv")
     with atomic_path(out_dir / "selection_shares.csv") as tmp:
         shares.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 

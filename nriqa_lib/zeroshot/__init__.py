@@ -11,16 +11,6 @@ f is the image embedding before L2 normalisation. P2 drops the positional embedd
 image tower (``pos="drop"``); so does the CLIP-IQA baseline, which runs the whole image at native size in
 one pass (pyiqa's ``CLIPIQA.forward`` calls the image tower with ``pos_embedding=False``).
 
-The package: :mod:`.scores` (the equations, numpy) and :mod:`.clip` (the CLIP towers and the cached embeddings).
+The package: :mod:`.scores` (the equations, numpy) and :mod:`.clip` (the CLIP towers and the cached embeddings);
+it re-exports nothing (import the module you use: the scores need no torch).
 """
-from ..core.cache import chunked
-from ..features.views import make_views, view_grid
-from .clip import (PRE_RESIZE, PROMPT_PAIRS, PosMode, clip_scores, clip_view_embeddings, clipiqa_scores, dataset_scores,
-                   encode_image, image_tensor, text_features)
-from .scores import (MAClipConfig, ViewEmbeddings, ablation_grid, fuse, l2_norm_scores, magnitude_scores, maclip_views,
-                     q_mag, q_sim, score_table)
-
-__all__ = ["PROMPT_PAIRS", "PRE_RESIZE", "PosMode", "view_grid", "make_views", "encode_image", "text_features", "q_sim",
-           "q_mag", "fuse", "maclip_views", "MAClipConfig", "ablation_grid", "magnitude_scores", "l2_norm_scores",
-           "image_tensor", "clip_view_embeddings", "clipiqa_scores", "chunked", "ViewEmbeddings", "score_table",
-           "clip_scores", "dataset_scores"]

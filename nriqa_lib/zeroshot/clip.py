@@ -179,7 +179,8 @@ def clip_scores(model_name: str, manifest: Manifest, weights: str | None, pre_re
     (raises backbones.WeightsError when the weights are absent; ``pretrained=False``: seeded random weights,
     the smoke profile). The view embeddings are cached."""
     import open_clip
-    from ..backbones import REGISTRY, create_backbone
+    from ..backbones.models import create_backbone
+    from ..backbones.registry import REGISTRY
     bb = create_backbone(model_name, pretrained=pretrained, weights=weights)
     model, pp = bb.model, bb.preprocess
     tok = open_clip.get_tokenizer(REGISTRY[model_name].arch)
@@ -199,7 +200,7 @@ def dataset_scores(manifest: Manifest, features: dict[str, np.ndarray], clip_mod
     """Every zero-shot score on one dataset: the magnitude cue (Q_mag, lambda 0.5) and the L2 norm of each
     backbone's pooled ``features`` (rows in manifest order), and each CLIP model's scores where its weights
     exist. Returns (scores: source, score, image, value, mos; notes: model, note for CLIP models not run)."""
-    from ..backbones import WeightsError
+    from ..backbones.weights import WeightsError
     images, mos = manifest.table["image"].to_numpy(), manifest.table["mos"].to_numpy()
     frames, notes = [], []
 
