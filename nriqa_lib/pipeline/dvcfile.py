@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 
+import yaml
+
 from .declare import stage_deps
 from .registry import registry
 from .spec import D, Stage
@@ -50,18 +52,33 @@ def stage_dict(s: Stage, produced: set[str] = frozenset()) -> dict:
     return st
 
 
-_SAFE = re.compile(r"[A-Za-z0-9_./$@(){}+=-][A-Za-z0-9_./$@(){}+=,;' -]*")
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?|[-+]?\.(inf|Inf|INF|nan|NaN|NAN)"
+                     r"|0[xX][0-9a-fA-F_]+|0[oO]?[0-7_]+|0[bB][01_]+")
+
+
+def _plain_reads_back(v: str, flow: bool) -> bool:
+    """Whether ``v`` written plain reads back as the same string, in a flow list or as a block value (a number, a
+    boolean, a leading indicator, ``: `` or `` #`` would not); PyYAML (YAML 1.1, which coerces more than DVC's YAML
+    1.2 reader) is the judge, and tests/pipeline/test_pipeline.py checks the result with both readers."""
+    if not v or v != v.strip() or "\n" in v or "\t" in v or '"' in v or "\\" in v:
+        return False
+    if _NUMBER.fullmatch(v):        # YAML 1.2 reads 1.5e3, .inf, 0x1f as numbers where PyYAML keeps a string
+        return False
+    try:
+        back = yaml.safe_load(f"[{v}]") if flow else yaml.safe_load(f"k: {v}")
+    except yaml.YAMLError:
+        return False
+    return back == ([v] if flow else {"k": v})
 
 
 def _scalar(v, flow: bool = True) -> str:
-    """A YAML scalar: plain where YAML reads it back as the same string (in a flow list ``{}[],`` are indicators),
-    JSON-quoted otherwise."""
+    """A YAML scalar: plain where it reads back as the same string, JSON-quoted (a YAML double-quoted scalar)
+    otherwise."""
     if v is None:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
-    if (isinstance(v, str) and _SAFE.fullmatch(v) and v.strip() == v and v not in ("true", "false", "null", "~")
-            and not (flow and (set(v) & set("{}[],") or v.startswith("$"))) and not v.startswith(("{", "'"))):
+    if isinstance(v, str) and _plain_reads_back(v, flow):
         return v
     return json.dumps(v)
 

@@ -230,3 +230,22 @@ def test_a_notebook_names_its_files_after_params_it_declares():
         if st.is_notebook:
             for used in __import__("re").findall(r"\$\{([^}]+)\}", st.tag):
                 assert used in st.params or used.split(".")[0] in st.params, (name, used)
+
+
+@pytest.mark.parametrize("text", ["- a list?", "12", "1.5e3", "yes", "on", "null", "~", "a: b", "a #b", "@x", "`x",
+                                  "'q'", '"dq"', "x, y", "{a}", "[b]", "${item.dataset}", "a  b", " lead", "tab\there",
+                                  "back\\slash", "ok/path_1.csv", "T2 (P1): the head's activation; 100 x SSIM",
+                                  "a long " + "word " * 40 + "end", "0x1f", ".inf", "1_000", "+1", "0o17", "-.5"])
+def test_dvc_yaml_writer_reads_back_any_string(text):
+    """dvc.yaml's compact writer (plain where safe, double-quoted otherwise, folded at 120 columns) gives back every
+    string, as a desc (block) and in a flow list, to PyYAML and to DVC's own reader (ruamel.yaml, YAML 1.2)."""
+    from ruamel.yaml import YAML
+    from nriqa_lib.pipeline.dvcfile import WIDTH, _entry
+    desc = _entry("desc", text)
+    assert max(map(len, desc)) <= WIDTH            # a long text is folded (a flow item is not: render() refuses it)
+    lines = ["x:"] + desc + _entry("deps", [text, "b", text])
+    doc = "\n".join(lines) + "\n"
+    want = {"x": None, "desc": text, "deps": [text, "b", text]}
+    doc = doc.replace("x:\n    ", "x:\n").replace("\n    ", "\n").replace("\n      ", "\n  ")
+    assert yaml.safe_load(doc) == want, doc
+    assert dict(YAML(typ="safe").load(doc)) == want, doc
