@@ -137,9 +137,10 @@ def _main(stages: dict, a: argparse.Namespace) -> int:
                               f"(or a plain `dvc repro`) first")
         p = load_params(a.params)
         # the names too, for every stage and tool (one line at the start instead of a KeyError mid-run); a stage's
-        # code deps in dvc.yaml leave this out: it changes no output, and the check stage runs it under DVC
+        # code deps in dvc.yaml leave this out: it changes no output. The check stage runs it itself.
         from .stages.check import check_params
-        check_params(p)
+        if a.cmd != "check":
+            check_params(p)
         if a.cmd == "weights":
             from .stages.check import required_backbones
             return _weights(a.action, a.backbones, list(dict.fromkeys([*required_backbones(p), *p.t4.clip_models])),

@@ -86,8 +86,3 @@ class Table:
     metrics: bool = True
     whole_folder: bool = False
     module: str = ""                  # filled by the registry: the module that declares it
-
-    def declared_params(self) -> set[str]:
-        """The params named in ``tag`` (each must be one the table declares: tests/pipeline/test_pipeline.py)."""
-        import re
-        return set(re.findall(r"\$\{([^}]+)\}", self.tag))

@@ -37,12 +37,13 @@ def stage_dict(s: Stage, produced: set[str] = frozenset()) -> dict:
         st["matrix"] = {"dataset": "${data.datasets}"}
     st["cmd"] = s.command()
     outs = s.outputs()
+    own = _paths(outs)
     data_deps = [f"results/data/{D}.json", *s.deps] if s.matrix else list(s.deps)   # root + content digest
     after_check = any(d == p or d.startswith(p.rstrip("/") + "/") or p.startswith(d.rstrip("/") + "/")
-                      for d in data_deps for p in produced - _paths(outs))
+                      for d in data_deps for p in produced - own)
     code = stage_deps(s)
     data_deps = [d for d in data_deps if not any(c.endswith("/") and d.startswith(c) for c in code)]  # in a package
-    st["deps"] = ([] if STAMP in _paths(outs) or after_check else [STAMP]) + data_deps + code
+    st["deps"] = ([] if STAMP in own or after_check else [STAMP]) + data_deps + code
     st["params"] = [{"params.yaml": None}] if s.whole_params_file else list(s.params)   # None: the whole file
     st["outs"] = outs
     if s.always_changed:

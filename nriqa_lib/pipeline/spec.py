@@ -6,6 +6,7 @@ dvc.yaml, the CLI and the params each stage may read are derived from these decl
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,10 @@ class NotebookStage(Stage):
     @property
     def out_dir(self) -> str:
         return f"results/{self.notebook}"
+
+    def tag_params(self) -> set[str]:
+        """The params named in ``tag`` (each must be one the stage declares: tests/pipeline/test_pipeline.py)."""
+        return set(re.findall(r"\$\{([^}]+)\}", self.tag))
 
     def command(self) -> str:
         return f"python -m nriqa_lib.cli notebook {self.name} --out {self.out_dir} --tag {self.tag}"

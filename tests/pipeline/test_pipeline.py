@@ -221,15 +221,12 @@ def test_notebook_is_built_from_its_readable_source(name):
 def test_a_notebook_names_its_files_after_params_it_declares():
     """Issue 38: a notebook stage's tag (its file names) is built from its own declared params only (T6's files were
     named after t1.head, which T6 does not read)."""
+    from nriqa_lib.pipeline.tables import table_stage
     from nriqa_lib.tables.registry import registry as tables
-    for t in tables():
-        declared = set(t.params)
-        for used in t.declared_params():
-            assert used in declared or used.split(".")[0] in declared, (t.name, used)
-    for name, st in REGISTRY.items():
-        if st.is_notebook:
-            for used in __import__("re").findall(r"\$\{([^}]+)\}", st.tag):
-                assert used in st.params or used.split(".")[0] in st.params, (name, used)
+    for st in [table_stage(t) for t in tables()] + [s for s in REGISTRY.values() if s.is_notebook]:
+        assert st.tag_params(), st.name
+        for used in st.tag_params():
+            assert used in st.params or used.split(".")[0] in st.params, (st.name, used)
 
 
 @pytest.mark.parametrize("text", ["- a list?", "12", "1.5e3", "yes", "on", "null", "~", "a: b", "a #b", "@x", "`x",
