@@ -2,10 +2,10 @@
 # # nriqa report
 #
 # Every claim of P1 and P2 tested on the data at hand: one row per dataset/backbone cell (its table's Holm p,
-# `p_holm`, decides its verdict), then each claim's pooled row on human-rated data, whose verdict uses `p_study`,
-# Holm over every pooled human-rated row of the study (one family: the verdicts below), and the synthetic set's
-# rows, labelled as a proxy. Significant = the adjusted p below `stats.alpha`. Then the six tables and the key
-# figures.
+# `p_holm`, decides its verdict), then each claim's pooled row on human-rated data (the findings): its own test's
+# `p`, `p_adj` adjusted over its family (P1's replications, P2's, ours; positive controls outside any family), the
+# interval at that adjusted level and the MDE at it; and the synthetic set's rows, labelled as a proxy.
+# Significant = the adjusted p below `stats.alpha`. Then the six tables and the key figures.
 
 # %% tags=["parameters"]
 params_file = "params.yaml"
@@ -26,9 +26,9 @@ P
 from nriqa_lib.report import claims as report, summary
 
 F = summary.findings("results", P.stats.alpha)
-summary.write_summary(F, ".", "" if P.features.pretrained else report.RANDOM_WEIGHTS)
+summary.write_summary(F, ".", "" if P.features.pretrained else report.RANDOM_WEIGHTS, P.stats.alpha)
 display(Markdown("## Findings\n\nEvery claim pooled over the human-rated datasets (its effect is the SRCC "
-                 "difference in the claimed direction; verdicts use the study-wide Holm p):\n\n"
+                 "difference in the claimed direction; verdicts use the p adjusted over the claim's family):\n\n"
                  + Path(summary.SUMMARY_MD).read_text()), Image(summary.SUMMARY_PNG))
 
 # %%

@@ -7,7 +7,7 @@ A metric row: dataset, backbone, head, split, metric, value (plus any extra tag 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -121,13 +121,14 @@ def compare_levels(pred: pd.DataFrame, cells: Sequence[str], factor: str, refere
 
 def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: str, reference: str | None,
             design: dict[str, Design], family: Sequence[str], alpha: float = 0.05, n_boot: int = 1000,
-            seed: int = 0) -> pd.DataFrame:
+            seed: int = 0, order: Callable[[str], object] | None = None) -> pd.DataFrame:
     """The one comparison helper of the tables: each level of ``factor`` vs ``reference`` (or every pair)
     within each ``by`` group (``by`` starts with "dataset"), SRCC on the same splits.
 
     Design ``splits``: Nadeau-Bengio corrected t (``p``) and Wilcoxon; ``shared``: the paired two-level
     bootstrap (``p``). Then Holm within each family (:func:`holm_by_family`), with what each family can
-    detect: Wilcoxon's smallest attainable p and the minimum detectable difference at 80% power.
+    detect: Wilcoxon's smallest attainable p and the minimum detectable difference at 80% power. Every pair
+    (``reference`` None): a - b with a before b in the levels sorted by ``order`` (default: by name).
     """
     res, split_diffs, boot_dists = [], {}, {}
     r = rows[rows["metric"] == "srcc"]
@@ -136,7 +137,7 @@ def compare(rows: pd.DataFrame, pred: pd.DataFrame, by: Sequence[str], factor: s
         tags = dict(zip(by, key))
         d = design[tags["dataset"]]
         wide = g.pivot_table(index="split", columns=factor, values="value")
-        levels = list(wide.columns)
+        levels = sorted(wide.columns, key=order) if order else list(wide.columns)
         pairs = ([(a, reference) for a in levels if a != reference] if reference is not None
                  else [(a, b) for i, a in enumerate(levels) for b in levels[i + 1:]])
         for a, b in pairs:

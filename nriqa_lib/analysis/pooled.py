@@ -19,11 +19,12 @@ __all__ = ["POOLED_NOTE", "POOLED_COLUMNS", "dataset_cells", "pooled", "pooled_o
 
 POOLED_NOTE = ("pooled: the cells of one dataset (backbones, heads) share its images and splits, so they are first "
                "combined into one test per dataset (Nadeau-Bengio corrected t on the cells' mean per-split difference; "
-               "bootstrap cells: the mean of their replicates from the same resamples); human-rated datasets are then "
+               "bootstrap cells: the mean of their replicates from the same resamples, then the normal bootstrap: p and CI "
+               "from estimate / bootstrap se); human-rated datasets are then "
                "pooled as the mean over datasets with a one-sample t on k - 1 df (random effects by summary "
                "statistics; DerSimonian-Laird tau^2 and I^2 describe the heterogeneity; k = 1: that dataset's own test); the synthetic set (an SSIM proxy, not human opinions) is shown on its own rows, "
                "never pooled with them. p_holm: Holm over the table's human-rated rows (the synthetic rows are a "
-               "family of their own); p_below: no bootstrap replicate on one side, p < 1/n_boot. mde80 / splits_80 "
+               "family of their own; the findings' verdicts use the family-adjusted p of results/summary.csv instead). mde80 / splits_80 "
                "(one-dataset Nadeau-Bengio rows): the difference detectable with 80% power / the splits that would "
                "detect the estimate with 80% power, at alpha/m of the row's Holm family; inf: never (the "
                "n_test/n_train term of the correction); I^2: heterogeneity between datasets (- for k = 1)")
@@ -56,8 +57,8 @@ def dataset_cells(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, D
                        n_train=d.n_train, n_test=d.n_test, p_below=False)
         elif all(i in boot for i in g.index):
             r = bootstrap_cells_test(np.stack([boot[i] for i in g.index]), g[diff].to_numpy())
-            row.update(r, test=("paired bootstrap" if len(g) == 1 else "paired bootstrap of the cells' mean "
-                                "difference (same resamples)"), sd_diff=np.nan, n_splits=np.nan, n_train=np.nan,
+            row.update(r, test=("normal bootstrap (paired resamples)" if len(g) == 1 else "normal bootstrap of "
+                                "the cells' mean difference (same resamples)"), sd_diff=np.nan, n_splits=np.nan, n_train=np.nan,
                        n_test=np.nan)
         elif len(g) == 1:
             c = g.iloc[0]

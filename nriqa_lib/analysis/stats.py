@@ -27,7 +27,8 @@ from statsmodels.stats.multitest import multipletests
 __all__ = ["summarize", "nadeau_bengio", "wilcoxon", "compare_paired", "holm", "bootstrap_ci", "williams_t",
            "paired_bootstrap", "two_level_bootstrap", "min_p_wilcoxon", "mde_nadeau_bengio", "mde_normal",
            "random_effects", "splits_for_power", "nb_power", "split_cells_test",
-           "bootstrap_cells_test", "bootstrap_p", "pool_datasets"]
+           "bootstrap_cells_test", "bootstrap_p", "pool_datasets", "t_quantile", "t_sf", "tost", "mde_se",
+           "tost_margin_80"]
 
 
 def summarize(values: Sequence[float], level: float = 0.95, n_train: int | None = None,
@@ -378,14 +379,65 @@ def bootstrap_p(dist: np.ndarray) -> tuple[float, bool]:
 def bootstrap_cells_test(dists: np.ndarray, estimates: Sequence[float], level: float = 0.95) -> dict[str, float]:
     """One bootstrap test for k cells of one dataset whose replicates came from the same resamples (same seed,
     images and heads): the replicates are averaged over cells, which carries every correlation between the
-    cells (shared images, a shared reference), then percentile CI, se and :func:`bootstrap_p` of the average."""
+    cells (shared images, a shared reference); then the normal bootstrap: se = sd of the averaged replicates,
+    z = estimate / se, p = 2 Phi(-|z|), CI = estimate -+ z_{(1+level)/2} se (Efron & Tibshirani 1993, sec. 13.2).
+    Why not the replicates' exceedance p and percentile CI: with no replicate beyond 0 the exceedance p is only
+    "< 1/n_boot" (rule of three: a 95% bound of ~3/n_boot, x m after a family adjustment), and a percentile CI
+    need not agree with it; the normal p and CI come from one statistic, so the CI at 1 - a excludes 0 exactly
+    when p < a, at every level (issue 39)."""
     D = np.atleast_2d(np.asarray(dists, float))
     avg = D.mean(axis=0)
-    a = (1 - level) / 2
-    p, below = bootstrap_p(avg)
-    return {"estimate": float(np.mean(estimates)), "se": float(avg.std(ddof=1)),
-            "ci_low": float(np.quantile(avg, a)), "ci_high": float(np.quantile(avg, 1 - a)), "t": float("nan"),
-            "df": float("inf"), "p": p, "p_below": below, "n_boot": int(avg.size)}
+    est = float(np.mean(estimates))
+    se = float(avg.std(ddof=1))
+    z = est / se if se > 0 else (0.0 if est == 0 else float(np.sign(est) * np.inf))
+    zc = stats.norm.ppf(0.5 + level / 2)
+    return {"estimate": est, "se": se, "ci_low": est - zc * se, "ci_high": est + zc * se, "t": float(z),
+            "df": float("inf"), "p": float(2 * stats.norm.sf(abs(z))), "p_below": False, "n_boot": int(avg.size)}
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The ``q`` quantile of Student's t with ``df`` degrees of freedom; df = inf: the normal's (a bootstrap
+    row's z)."""
+    return float(stats.norm.ppf(q) if not np.isfinite(df) else stats.t.ppf(q, df))
+
+
+def t_sf(x: float, df: float) -> float:
+    """P(T > x) for Student's t with ``df`` (inf: normal)."""
+    return float(stats.norm.sf(x) if not np.isfinite(df) else stats.t.sf(x, df))
+
+
+def tost(estimate: float, se: float, df: float, margin: float) -> float:
+    """Two one-sided tests (Schuirmann 1987) of H0: |delta| >= ``margin`` against equivalence |delta| < margin,
+    for an estimate with standard error ``se`` on ``df`` degrees of freedom (inf: normal): p = max of the two
+    one-sided p-values. Equivalence at level a is shown exactly when the (1 - 2a) interval estimate -+
+    t_{1-a} se lies inside (-margin, margin)."""
+    if not (se > 0):
+        return 0.0 if abs(estimate) < margin else 1.0
+    return max(t_sf((estimate + margin) / se, df), t_sf((margin - estimate) / se, df))
+
+
+def mde_se(se: float, df: float, alpha: float, power: float = 0.8) -> float:
+    """Smallest true difference a two-sided t test (estimate / ``se`` on ``df`` degrees of freedom) detects with
+    ``power`` at level ``alpha``. df finite: statsmodels' TTestPower solved for the effect size with nobs = df + 1,
+    times se sqrt(nobs) (a one-sample t with n = df + 1 observations has se = sd / sqrt(n); for a Nadeau-Bengio
+    row this equals :func:`mde_nadeau_bengio`); df = inf: :func:`mde_normal`."""
+    from statsmodels.stats.power import TTestPower
+    if not (np.isfinite(se) and se > 0):
+        return float("nan")
+    if not np.isfinite(df):
+        return mde_normal(se, alpha, power)
+    n = df + 1
+    es = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
+    return float(es * se * np.sqrt(n))
+
+
+def tost_margin_80(se: float, df: float, alpha: float, power: float = 0.8) -> float:
+    """The equivalence margin TOST at level ``alpha`` shows with ``power`` when the true difference is 0:
+    (t_{1-alpha} + t_{(1+power)/2}) se, the usual normal-theory approximation (each one-sided test then has power
+    (1+power)/2)."""
+    if not (np.isfinite(se) and se > 0):
+        return float("nan")
+    return float((t_quantile(1 - alpha, df) + t_quantile((1 + power) / 2, df)) * se)
 
 
 def nb_power(delta: float, sd_diff: float, n_splits: int, n_train: int, n_test: int, alpha: float) -> float:

@@ -11,7 +11,26 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-__all__ = ["Claims", "Table", "CellRow", "PooledRef"]
+__all__ = ["Claims", "Table", "CellRow", "PooledRef", "FAMILIES", "OUTSIDE", "family_of"]
+
+# The families of the findings (issue 39), declared by the first word of a claim's name: a family is the set of
+# claims one question asks, adjusted together (Bonferroni over the family's claims in a run); "control" (positive
+# controls: they check the pipeline, they test nothing of the papers) and "descriptive" (a row shown beside a claim
+# it repeats) belong to no family and are read at the unadjusted level.
+FAMILIES = {"P1": "P1's claims (replications)", "P2": "P2's claims (replications)",
+            "ours": "our claims (exploratory)"}
+OUTSIDE = {"control": "positive control (outside any family)",
+           "descriptive": "descriptive (repeats another claim; no verdict)"}
+
+
+def family_of(claim: str) -> str:
+    """The family of a claim, from its name's first word (P1, P2, ours, control, descriptive); ValueError on
+    another."""
+    import re
+    m = re.match(r"(P1|P2|ours|control|descriptive)\b", claim)
+    if m is None:
+        raise ValueError(f"claim {claim!r}: its name must start with one of {[*FAMILIES, *OUTSIDE]} (its family)")
+    return m.group(1)
 
 # a claim on one cell of a test table: (claim, where, estimate in the claimed direction, its table's Holm p)
 CellRow = tuple[str, str, float, float]
@@ -27,7 +46,9 @@ class Claims:
     whose value a claim is about (a head, policy, regime); ``names``: the claim name of a level, ``default`` the name
     of any other level (``{key}``: the level). ``cells``: "rows" (every test row is a claim's cell, in file order) or
     "named" (only the named levels, name by name); ``where``: the columns that name a cell; ``diff``: the estimate's
-    column. A table whose claims need more (an orientation, a name parsed from a label) subclasses this."""
+    column; ``equivalence``: level -> margin (SRCC) of a claim of no difference, tested by TOST (two one-sided
+    tests) within +-margin instead of a difference test. A table whose claims need more (an orientation, a name
+    parsed from a label) subclasses this."""
     tests: str = ""
     pooled: str = ""
     level: str = "a"
@@ -36,9 +57,14 @@ class Claims:
     cells: str = "rows"
     where: tuple[str, ...] = ("dataset", "backbone")
     diff: str = "diff"
+    equivalence: Mapping[str, float] = field(default_factory=dict)
 
     def name(self, key: str) -> str:
         return self.names.get(key) or self.default.format(key=key)
+
+    def margin(self, claim: str) -> float | None:
+        """The equivalence margin of the claim named ``claim`` (None: a difference claim)."""
+        return next((m for k, m in self.equivalence.items() if self.name(k) == claim), None)
 
     def cell_rows(self, tests: pd.DataFrame) -> list[CellRow]:
         """The claims' cells of the test table ``tests`` (empty or without the level column: none)."""

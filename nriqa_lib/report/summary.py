@@ -1,5 +1,5 @@
-"""The study's findings in one place (issue 25): every pooled claim on human-rated data with its effect, 95% CI,
-study-wide Holm p, verdict and the data it rests on, as results/summary.md (the README's "Findings" mirrors it),
+"""The study's findings in one place (issue 25, 39): every pooled claim on human-rated data with its effect, 95% CI,
+raw p, family-adjusted p and simultaneous interval, verdict, MDE at the verdict's level and the data it rests on, as results/summary.md (the README's "Findings" mirrors it),
 results/summary.json (the headline metrics DVC lists: ``dvc metrics show / diff``) and results/summary_forest.png
 (one forest plot of every claim). Written by the report stage from the tables' pooled rows
 (:func:`nriqa_lib.report.claims.claims`); nothing here computes a statistic.
@@ -19,10 +19,10 @@ import pandas as pd
 
 from ..analysis.compare import DIFF_RANGE
 from ..core.io import atomic_write_text
-from ..analysis.format import p_text
+from ..analysis.table import FAMILIES
 from .claims import pooled_claims, round_p
 
-__all__ = ["findings", "write_summary", "readme_block", "update_readme", "verdict_changes", "not_the_default_run", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG",
+__all__ = ["findings", "row_cells", "summary_markdown", "FINDINGS_COLUMNS", "JSON_FIELDS", "write_summary", "readme_block", "update_readme", "verdict_changes", "not_the_default_run", "SUMMARY_MD", "SUMMARY_JSON", "SUMMARY_PNG",
            "SUMMARY_CSV"]
 
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_PNG = "results/summary.md", "results/summary.json", "results/summary_forest.png"
@@ -31,37 +31,70 @@ START, END = "<!-- findings:start (python -m nriqa_lib.report.summary --readme) 
 LO, HI = DIFF_RANGE            # an SRCC difference lives in [-2, 2]: intervals are shown inside it
 
 
+FINDINGS_COLUMNS = ("claim", "family", "table", "rests_on", "test", "estimate", "ci_low", "ci_high", "p", "m", "p_adj",
+                    "adj_low", "adj_high", "level", "margin", "mde", "verdict")
+
+
 def findings(results: str | Path, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per pooled claim on human-rated data: claim, the data it rests on, estimate (SRCC difference), 95%
-    CI (clipped to [-2, 2]), the study-wide Holm p and its verdict."""
+    """One row per pooled claim on human-rated data (:func:`nriqa_lib.report.claims.pooled_claims`): claim, family,
+    the table it comes from, the data it rests on, its test, estimate (SRCC difference in the claimed direction),
+    95% CI, raw p, the family's size m and adjusted p, the interval at the adjusted level (simultaneous over the
+    family; clipped to [-2, 2]), its level, the equivalence margin (TOST rows), the MDE at the verdict's own level
+    and the verdict."""
     pool = pooled_claims(Path(results), alpha)
     if not len(pool):
-        return pd.DataFrame(columns=["claim", "rests_on", "estimate", "ci_low", "ci_high", "p_study", "p_below",
-                                     "verdict"])
+        return pd.DataFrame(columns=list(FINDINGS_COLUMNS))
     hum = pool[pool["scope"] == "pooled, human-rated"]
-    where = hum["where"].str.split(";").str[0]
     return pd.DataFrame({
-        "claim": hum["claim"].to_numpy(), "rests_on": where.to_numpy(),
+        "claim": hum["claim"].to_numpy(), "family": hum["family"].to_numpy(), "table": hum["table"].to_numpy(),
+        "rests_on": hum["where"].str.split(";").str[0].to_numpy(), "test": hum["test"].to_numpy(),
         "estimate": hum["srcc_diff"].to_numpy(float),
         "ci_low": np.clip(hum["ci_low"].to_numpy(float), LO, HI), "ci_high": np.clip(hum["ci_high"].to_numpy(float), LO, HI),
-        "p_study": hum["p_study"].to_numpy(float), "p_below": hum["p_below"].to_numpy(bool),
+        **{c: hum[c].to_numpy(float) for c in ("p", "m", "p_adj", "adj_low", "adj_high", "level", "margin", "mde")},
         "verdict": hum["verdict"].to_numpy()})
 
 
-def summary_markdown(f: pd.DataFrame, banner: str = "") -> str:
+def _level(x: float) -> str:
+    """A confidence level as a percentage, to the digits that tell it apart (95%, 99.29%)."""
+    return f"{100 * x:.4g}%"
+
+
+def row_cells(r) -> dict[str, str]:
+    """A findings row's printed cells (the README, the site and the report print these strings; the consistency
+    test reads them back)."""
+    from .claims import adjusted_name
+    fam = f"{r.family} (m {int(r.m)})" if r.family in FAMILIES else r.family
+    mde = (f"+-{r.mde:.3f} (margin shown with 80% power)" if np.isfinite(r.margin) else f"{r.mde:.3f}")
+    return {"claim": r.claim, "family (m)": fam, "rests on": r.rests_on,
+            "effect (SRCC difference)": f"{r.estimate:+.3f}", "95% CI": f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+            "p": f"{r.p:.3g}" + (f" (TOST +-{r.margin:g})" if np.isfinite(r.margin) else ""),
+            "adjusted p": f"{r.p_adj:.3g}" if r.family in FAMILIES else "-",
+            "adjusted CI": f"[{r.adj_low:+.3f}, {r.adj_high:+.3f}] ({_level(r.level)})",
+            "verdict": r.verdict, "MDE at its level": mde, "_adjusted_name": adjusted_name(r.family, r.m)}
+
+
+def summary_markdown(f: pd.DataFrame, banner: str = "", alpha: float = 0.05) -> str:
     """The findings as a Markdown table (the README's "Findings" block)."""
     label = f"**{banner}**\n\n" if banner else ""
     if not len(f):
         return label + "No claim could be tested on human-rated data with the current params.\n"
-    head = label + (
-        "| claim | rests on | effect (SRCC difference) | 95% CI | study-wide Holm p | verdict |\n"
-        "|:--|:--|--:|:--|--:|:--|\n")
-    rows = [f"| {r.claim} | {r.rests_on} | {r.estimate:+.3f} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | "
-            f"{p_text(r.p_study, r.p_below)} | {r.verdict} |" for r in f.itertuples()]
-    note = ("\nEffect: the pooled SRCC difference in the claimed direction (> 0: the claim holds on these data); the "
-            "95% CI is the claim's own, unadjusted; the verdict uses the Holm p over every claim of the study, so a CI "
-            "that excludes 0 can go with \"not significant\". `<=`: a bound from a bootstrap's resolution.\n")
-    return head + "\n".join(rows) + "\n" + note
+    rows = [row_cells(r) for r in f.itertuples()]
+    cols = [c for c in rows[0] if not c.startswith("_")]
+    head = label + "| " + " | ".join(cols) + " |\n|" + "|".join(
+        ":--" if c in ("claim", "family (m)", "rests on", "95% CI", "adjusted CI", "verdict") else "--:"
+        for c in cols) + "|\n"
+    body = "\n".join("| " + " | ".join(r[c] for c in cols) + " |" for r in rows)
+    fams = ", ".join(f"{k}: {FAMILIES[k]}" for k in FAMILIES if k in set(f["family"]))
+    note = (f"\nEffect: the pooled SRCC difference in the claimed direction (> 0: the claim holds on these data), its "
+            f"95% CI and its own test's p. A family is the claims one question asks ({fams}); m: its claims in this "
+            f"run; adjusted p = min(1, m p) (Bonferroni), and the adjusted CI is the interval at level 1 - {alpha:g}/m, "
+            f"simultaneous over the family: it excludes 0 exactly when the adjusted p is below {alpha:g} (the verdict). "
+            f"Positive controls stand outside any family (read at {alpha:g}); a descriptive row repeats another "
+            f"claim and has no verdict. A claim of no difference is a TOST (two one-sided tests) within its margin: "
+            f"equivalence is shown when its interval at 1 - 2 x {alpha:g}/m lies inside the margin. MDE: the "
+            f"difference the test detects with 80% power at its own level (for a TOST: the margin it shows with 80% "
+            f"power when there is no difference): \"not significant\" says little about effects smaller than it.\n")
+    return head + body + "\n" + note
 
 
 def _keys(f: pd.DataFrame) -> list[str]:
@@ -70,20 +103,31 @@ def _keys(f: pd.DataFrame) -> list[str]:
     return [f"{c} [{w.split(':')[0]}]" if d else c for c, w, d in zip(f["claim"], f["rests_on"], dup)]
 
 
-def write_summary(f: pd.DataFrame, root: str | Path = ".", banner: str = "") -> list[Path]:
+JSON_FIELDS = ("family", "table", "test", "estimate", "ci_low", "ci_high", "p", "m", "p_adj", "adj_low", "adj_high",
+               "level", "margin", "mde", "verdict")
+
+
+def _json_value(c: str, v):
+    if isinstance(v, str):
+        return v
+    if c in ("p", "p_adj"):
+        return round_p(float(v))
+    if c == "m":
+        return int(v)
+    return None if not np.isfinite(v) else round(float(v), 4 if c != "level" else 6)
+
+
+def write_summary(f: pd.DataFrame, root: str | Path = ".", banner: str = "", alpha: float = 0.05) -> list[Path]:
     """results/summary.md, .json, .csv and results/summary_forest.png under ``root`` (atomic writes)."""
     from ..reporting import plots
     root = Path(root)
-    atomic_write_text(root / SUMMARY_MD, summary_markdown(f, banner))
-    metrics = {k: {"estimate": round(float(r.estimate), 4), "ci_low": round(float(r.ci_low), 4),
-                   "ci_high": round(float(r.ci_high), 4), "p_study": round_p(float(r.p_study)),
-                   "verdict": r.verdict} for k, r in zip(_keys(f), f.itertuples())}
+    atomic_write_text(root / SUMMARY_MD, summary_markdown(f, banner, alpha))
+    metrics = {k: {c: _json_value(c, getattr(r, c)) for c in JSON_FIELDS} for k, r in zip(_keys(f), f.itertuples())}
     atomic_write_text(root / SUMMARY_JSON, json.dumps(metrics, indent=1) + "\n")
-    rows = pd.DataFrame({"claim": list(metrics), **{c: [m[c] for m in metrics.values()]
-                                                    for c in ("estimate", "ci_low", "ci_high", "p_study", "verdict")}})
+    rows = pd.DataFrame({"claim": list(metrics), **{c: [m[c] for m in metrics.values()] for c in JSON_FIELDS}})
     atomic_write_text(root / SUMMARY_CSV, rows.to_csv(index=False, lineterminator="\n"))
-    plots.save(plots.claims_forest(f.assign(label=_keys(f)), "Every claim pooled over human-rated data (95% CI)"),
-               root / SUMMARY_PNG)
+    plots.save(plots.claims_forest(f.assign(label=_keys(f)), "Every claim pooled over human-rated data: 95% CI (thin) "
+                                   "and the family-adjusted interval (thick)"), root / SUMMARY_PNG)
     return [root / SUMMARY_MD, root / SUMMARY_JSON, root / SUMMARY_PNG, root / SUMMARY_CSV]
 
 
@@ -106,9 +150,15 @@ def update_readme(readme: str | Path = "README.md", summary: str | Path = SUMMAR
 
 
 def _verdicts(md: str) -> dict[str, str]:
-    """claim -> verdict of a findings table (its first and last columns)."""
-    rows = [r.strip().strip("|").split("|") for r in md.splitlines() if r.startswith("| ") and not r.startswith("| claim")]
-    return {r[0].strip(): r[-1].strip() for r in rows if len(r) >= 6}
+    """claim -> verdict of a findings table (the columns named "claim" and "verdict" in its header)."""
+    lines = [r.strip().strip("|").split("|") for r in md.splitlines() if r.startswith("| ")]
+    if not lines:
+        return {}
+    head = [c.strip() for c in lines[0]]
+    if "claim" not in head or "verdict" not in head:
+        return {}
+    i, j = head.index("claim"), head.index("verdict")
+    return {r[i].strip(): r[j].strip() for r in lines[1:] if len(r) == len(head)}
 
 
 def verdict_changes(old_md: str, new_md: str) -> list[str]:

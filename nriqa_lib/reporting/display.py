@@ -50,7 +50,7 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
         vals = [_fmt_value(str(c), v) for v in out[c]]
         if c == "p":        # a bootstrap p with no replicate on one side: below the method's resolution 1/n_boot
             vals = [f"< {v}" if b and v else v for v, b in zip(vals, below)]
-        if c in ("p_holm", "p_study"):      # an adjusted bound is a bound (Holm of p < 1/n_boot)
+        if c == "p_holm":      # an adjusted bound is a bound (Holm of p < 1/n_boot)
             vals = [f"<= {v}" if b and v and v != "1" else v for v, b in zip(vals, below)]
         if c == "mde80":    # an MDE beyond 2, the largest SRCC difference (analysis.compare: NaN + flag)
             vals = ["not detectable with these splits" if b else v for v, b in zip(vals, beyond)]

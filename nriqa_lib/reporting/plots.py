@@ -199,24 +199,34 @@ def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str],
 
 def claims_forest(f: pd.DataFrame, title: str = "") -> plt.Figure:
     """Every claim's pooled effect (rows of :func:`nriqa_lib.report.summary.findings`, labelled by ``label``)
-    with its 95% CI, coloured by its verdict; intervals inside [-2, 2], the range of an SRCC difference."""
+    with its 95% CI (thin) and its interval at the verdict's adjusted level (thick: it excludes 0 exactly when the
+    verdict is significant; for an equivalence claim, its margin drawn as brackets), coloured by the verdict;
+    intervals inside [-2, 2], the range of an SRCC difference."""
     import textwrap
     n = max(len(f), 1)
     fig, ax = plt.subplots(figsize=(9.0, 0.42 * n + 1.6))
-    colours = {"holds (significant)": "C2", "reversed (significant)": "C3"}
+    colours = {"holds (significant)": "C2", "reversed (significant)": "C3", "equivalent": "C0"}
+
+    def colour(v: str) -> str:
+        return next((c for k, c in colours.items() if str(v).startswith(k)), "0.45")
     y = np.arange(len(f))[::-1]
     for yi, r in zip(y, f.itertuples()):
+        c = colour(r.verdict)
         lo, hi = max(r.ci_low, -2.0), min(r.ci_high, 2.0)
-        ax.errorbar(r.estimate, yi, xerr=[[r.estimate - lo], [hi - r.estimate]], fmt="D", ms=5, capsize=3,
-                    color=colours.get(r.verdict, "0.45"))
+        ax.plot([lo, hi], [yi, yi], color=c, lw=1, solid_capstyle="butt")
+        if np.isfinite(getattr(r, "adj_low", np.nan)):
+            ax.plot([r.adj_low, r.adj_high], [yi, yi], color=c, lw=4, alpha=0.55, solid_capstyle="butt")
+        if np.isfinite(getattr(r, "margin", np.nan)):
+            ax.plot([-r.margin, r.margin], [yi, yi], ls="", marker="|", ms=12, color="C0")
+        ax.plot([r.estimate], [yi], "D", ms=5, color=c)
     ax.axvline(0, ls="--", color="0.5", lw=1)
     ax.set_yticks(y, [textwrap.fill(str(t), 48) for t in f["label"]] if len(f) else [], fontsize=8)
     ax.set_ylim(-0.7, len(f) - 0.3)
     ax.set(xlabel="effect: SRCC difference (claimed direction > 0)", title=title)
     handles = [plt.Line2D([], [], color=c, marker="D", ls="", label=v) for v, c in
-               (*colours.items(), ("not significant", "0.45"))]
+               (*colours.items(), ("not significant / not shown", "0.45"))]
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.9 / (0.42 * n + 1.6)),
-              ncol=3, frameon=False)
+              ncol=4, frameon=False)
     fig.tight_layout()
     return fig
 

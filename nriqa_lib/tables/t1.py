@@ -23,14 +23,14 @@ def compute(pred: pd.DataFrame, design: dict[str, Design], inputs: TableInputs, 
             last: pd.DataFrame | None = None) -> Result:
     """T1: every backbone of ``inputs`` with the identical ``head`` (t1.head), per dataset, from the heads stage's
     predictions ``pred`` (``last``: those of the last epoch, with ``inputs.report_last``); pairwise tests between
-    backbones (Holm family: all backbone pairs on one dataset)."""
+    backbones (Holm family: all backbone pairs on one dataset; a pretrained backbone minus its control)."""
     res = Result(label=weights_label(inputs.pretrained))
     pred = pred[(pred["head"] == head) & (pred["part"] == "test")]
     rows = split_metrics(pred, ["dataset", "backbone"])
     summ = summarize_groups(rows, pred, ["dataset", "backbone"], design, METRICS, inputs.stats.n_boot, inputs.stats.seed)
     table = format_pm(summ, ["dataset"], ["metric", "backbone"])
     tests = compare(rows, pred, ["dataset"], "backbone", None, design, ["dataset"], inputs.stats.alpha, inputs.stats.n_boot,
-                    inputs.stats.seed)
+                    inputs.stats.seed, order=_pretrained_first)
     cap = (f"T1: backbones with the identical {head} head; test SRCC and raw PLCC, mean ± sd over splits "
            f"({protocol(inputs.select_on)}; the 95% CIs in t1_summary.csv are {', '.join(sorted(summ['ci_kind'].unique()))}).")
     res.table("t1_backbones", table, cap + design_note(design))
@@ -56,6 +56,11 @@ def compute(pred: pd.DataFrame, design: dict[str, Design], inputs: TableInputs, 
     res.metrics = {d: {b: g.set_index("metric")["mean"].to_dict() for b, g in s.groupby("backbone")}
                    for d, s in summ.groupby("dataset")}
     return res
+
+
+def _pretrained_first(backbone: str) -> tuple[bool, str]:
+    """Pairs read pretrained - random-init control (the positive control's claimed direction), then by name."""
+    return (backbone in REGISTRY and is_control(backbone), backbone)
 
 
 def t1_backbones(inputs: TableInputs, head: str) -> Result:
@@ -92,7 +97,7 @@ class _BackboneClaims(Claims):
         return out
 
 
-CONTROL_CLAIM = "ours: pretrained features beat a random-init control"
+CONTROL_CLAIM = "control: pretrained features beat a random-init control"
 
 TABLE = Table(
     name="t1_backbones", folder="t1", desc="T1 (P1): backbones with one identical head", params=PARAMS,

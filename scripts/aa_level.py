@@ -1,0 +1,112 @@
+"""The A/A level of the per-dataset test on the default study's CLIVE features (issue 39): how often does the test
+the findings use call two identical heads different?
+
+Head B (the reference head, ``t2.reference``) is trained ``--seeds`` times on the cached features of each pretrained
+backbone (``dvc repro features`` first) and the 10 published splits, each time with other training seeds (seed set
+s: the heads stage's seeds + 7919 (s + 1)), as the heads stage trains it (the ``train`` section of params.yaml, all
+seed sets' heads batched in one ``train_heads`` call). Every pair of seed sets is an A/A comparison: no true difference. For each pair, the
+per-split SRCC differences of the backbones are averaged and tested as a findings row is (Nadeau-Bengio corrected
+t, :func:`nriqa_lib.analysis.stats.split_cells_test`; the same for one backbone alone) and, for contrast, with an
+uncorrected paired t. Reports the rejection rate at 5% over disjoint pairs (independent tests) and over all pairs,
+the seed noise (sd of a split's SRCC over seeds) beside the split-to-split sd of a real difference, and the
+between-split correlation of the differences that the variance model implies vs the one measured. Writes JSON.
+
+    python scripts/aa_level.py [--seeds 16] [--dataset clive] [--json docs/measured/aa_level.json]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=16, help="seed sets (A/A pairs: seeds/2 disjoint, seeds*(seeds-1)/2 all)")
+    ap.add_argument("--dataset", default="clive")
+    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--json", default="")
+    a = ap.parse_args()
+
+    import pandas as pd
+    import torch
+    from scipy import stats
+    from nriqa_lib.backbones.registry import pretrained
+    from nriqa_lib.core.metrics import srcc
+    from nriqa_lib.core.params import load_params
+    from nriqa_lib.core.paths import features_dir, load_splits, splits_path
+    from nriqa_lib.features.sets import load_feature_set
+    from nriqa_lib.stages.datasets import open_dataset
+    from nriqa_lib.training.protocol import jobs_from_splits, mos_of
+    from nriqa_lib.training.trainer import TrainConfig, train_heads
+    from nriqa_lib.analysis.design import designs
+    from nriqa_lib.core.paths import load_split_files
+    from nriqa_lib.analysis.stats import split_cells_test
+
+    p = load_params("params.yaml")
+    torch.set_num_threads(p.features.threads)
+    splits = load_splits(splits_path(a.dataset))
+    design = designs(load_split_files([a.dataset]))[a.dataset]
+    manifest = open_dataset(p, a.dataset)
+    head = p.t2.reference
+    backbones = pretrained(p.features.backbones)
+    t0 = time.time()
+    srccs = {}                                  # backbone -> (seed sets, splits) test SRCC
+    for bb in backbones:
+        fs = load_feature_set(features_dir(a.dataset, bb))
+        mos = mos_of(manifest, fs.images)
+        # every seed set's heads in one batched call (the trainer trains each job's head independently)
+        jobs = [j for s in range(a.seeds) for j in jobs_from_splits(
+            fs.images, splits, seed_offset=1000 * p.train.seed + 7919 * (s + 1),
+            single_split_seeds=p.train.single_split_seeds)]
+        res = train_heads(fs.features, mos, jobs, TrainConfig.from_params(p.train, head, p.t3, a.dataset))
+        test = res.predictions[res.predictions["part"] == "test"]
+        per_job = {j: srcc(g["pred"].to_numpy(), g["mos"].to_numpy()) for j, g in test.groupby("job", sort=True)}
+        srccs[bb] = np.array([per_job[j] for j in range(len(jobs))]).reshape(a.seeds, -1)
+        print(f"{bb}: {a.seeds} seed sets x {srccs[bb].shape[1]} splits in {time.time() - t0:.0f}s", flush=True)
+    S = np.stack([srccs[b] for b in backbones])          # (backbones, seeds, splits)
+    J = S.shape[2]
+
+    def rates(pairs):
+        nb, nb_one, paired = [], [], []
+        for i, j in pairs:
+            D = S[:, i, :] - S[:, j, :]                     # (backbones, splits)
+            nb.append(split_cells_test(D, design.n_train, design.n_test)["p"] < a.alpha)
+            nb_one += [split_cells_test(D[k][None], design.n_train, design.n_test)["p"] < a.alpha
+                       for k in range(len(backbones))]
+            d = D.mean(axis=0)
+            paired.append(stats.ttest_1samp(d, 0.0).pvalue < a.alpha)
+        return {"pairs": len(pairs), "nadeau_bengio_pooled_cells": float(np.mean(nb)),
+                "nadeau_bengio_one_backbone": float(np.mean(nb_one)), "uncorrected_paired_t": float(np.mean(paired))}
+
+    disjoint = [(2 * k, 2 * k + 1) for k in range(a.seeds // 2)]
+    every = list(itertools.combinations(range(a.seeds), 2))
+    seed_sd = float(np.sqrt(np.mean(S.std(axis=1, ddof=1) ** 2)))       # a split's SRCC over seeds, pooled
+    # the variance of a pooled A/A difference over splits, measured, vs what the NB model assumes for J splits
+    d_all = np.array([(S[:, i, :] - S[:, j, :]).mean(axis=0) for i, j in every])      # (pairs, splits)
+    var_mean_measured = float(np.var(d_all.mean(axis=1), ddof=1))
+    var_split = float(np.mean(d_all.var(axis=1, ddof=1)))
+    var_mean_nb = var_split * (1 / J + design.n_test / design.n_train)
+    out = {
+        "what": "A/A test: head B vs head B with other training seeds, on the default study's features and splits",
+        "dataset": a.dataset, "backbones": backbones, "head": head, "seed_sets": a.seeds, "splits": J,
+        "n_train": design.n_train, "n_test": design.n_test, "alpha": a.alpha,
+        "level_disjoint_pairs": rates(disjoint), "level_all_pairs": rates(every),
+        "seed_sd_of_split_srcc": round(seed_sd, 5),
+        "var_of_pooled_mean_diff": {"measured_over_pairs": var_mean_measured, "nadeau_bengio_model": var_mean_nb,
+                                    "ratio_measured_to_model": var_mean_measured / var_mean_nb},
+        "machine": platform.processor() or platform.machine(), "seconds": round(time.time() - t0, 1),
+    }
+    print(json.dumps(out, indent=1))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
