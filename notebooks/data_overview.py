@@ -7,14 +7,15 @@
 
 # %% tags=["parameters"]
 params_file = "params.yaml"
-out_dir = "results/data_overview"
+out_dir = "scratch/data_overview"   # the pipeline (dvc repro) writes results/data_overview; a run from here writes here
+overrides = {}   # this table's knobs over params_file, e.g. {"data.limit": 40}: any param printed as P below
 
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage
 
-P, out = open_stage("data_overview", params_file, out_dir)   # from the repository root; only the params it declares
+P, out = open_stage("data_overview", params_file, out_dir, overrides)   # from the repository root; only the params it declares
 
 # %%
 P

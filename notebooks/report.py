@@ -9,7 +9,8 @@
 
 # %% tags=["parameters"]
 params_file = "params.yaml"
-out_dir = "results/report"
+out_dir = "scratch/report"   # the pipeline (dvc repro) writes results/report; a run from here writes here
+overrides = {}   # this table's knobs over params_file, e.g. {"stats.alpha": 0.01}: any param printed as P below
 
 # %%
 from pathlib import Path
@@ -17,7 +18,7 @@ from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import folded, pooled_section, show, tables_section, verdict
 from nriqa_lib.stages.notebook import open_stage
 
-P, out = open_stage("report", params_file, out_dir)   # from the repository root; only the params it declares
+P, out = open_stage("report", params_file, out_dir, overrides)   # from the repository root; only the params it declares
 
 # %%
 P
@@ -25,11 +26,14 @@ P
 # %%
 from nriqa_lib.report import claims as report, summary
 
+from nriqa_lib.stages.notebook import writes_pipeline_outputs
+
+root = Path(".") if writes_pipeline_outputs("report", out) else out      # results/summary.* are the pipeline's
 F = summary.findings("results", P.stats.alpha)
-summary.write_summary(F, ".", "" if P.features.pretrained else report.RANDOM_WEIGHTS, P.stats.alpha)
+summary.write_summary(F, root, "" if P.features.pretrained else report.RANDOM_WEIGHTS, P.stats.alpha)
 display(Markdown("## Findings\n\nEvery claim pooled over the human-rated datasets (its effect is the SRCC "
                  "difference in the claimed direction; verdicts use the p adjusted over the claim's family):\n\n"
-                 + Path(summary.SUMMARY_MD).read_text()), Image(summary.SUMMARY_PNG))
+                 + (root / summary.SUMMARY_MD).read_text()), Image(root / summary.SUMMARY_PNG))
 
 # %%
 C = report.claims("results", P.stats.alpha)

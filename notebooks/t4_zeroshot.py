@@ -8,14 +8,15 @@
 
 # %% tags=["parameters"]
 params_file = "params.yaml"
-out_dir = "results/t4"
+out_dir = "scratch/t4"   # the pipeline (dvc repro) writes results/t4; a run from here writes here
+overrides = {}   # this table's knobs over params_file, e.g. {"stats.n_boot": 2000}: any param printed as P below
 
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
-P, out = open_stage("t4_zeroshot", params_file, out_dir)   # from the repository root; only the params it declares
+P, out = open_stage("t4_zeroshot", params_file, out_dir, overrides)   # from the repository root; only the params it declares
 
 # %%
 P

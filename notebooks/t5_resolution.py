@@ -10,14 +10,15 @@
 
 # %% tags=["parameters"]
 params_file = "params.yaml"
-out_dir = "results/t5"
+out_dir = "scratch/t5"   # the pipeline (dvc repro) writes results/t5; a run from here writes here
+overrides = {}   # this table's knobs over params_file, e.g. {"stats.alpha": 0.01}: any param printed as P below
 
 # %%
 from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
-P, out = open_stage("t5_resolution", params_file, out_dir)   # from the repository root; only the params it declares
+P, out = open_stage("t5_resolution", params_file, out_dir, overrides)   # from the repository root; only the params it declares
 
 # %%
 P

@@ -30,10 +30,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=16, help="seed sets (A/A pairs: seeds/2 disjoint, seeds*(seeds-1)/2 all)")
     ap.add_argument("--dataset", default="clive")
     ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--batch", type=int, default=4, help="seed sets trained per batched call (memory)")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
 
-    import pandas as pd
     import torch
     from scipy import stats
     from nriqa_lib.backbones.registry import pretrained
@@ -54,20 +54,27 @@ def main() -> None:
     design = designs(load_split_files([a.dataset]))[a.dataset]
     manifest = open_dataset(p, a.dataset)
     head = p.t2.reference
+    J0 = splits["split"].nunique() if p.train.single_split_seeds <= 1 or splits["split"].nunique() > 1 else \
+        p.train.single_split_seeds
     backbones = pretrained(p.features.backbones)
     t0 = time.time()
     srccs = {}                                  # backbone -> (seed sets, splits) test SRCC
     for bb in backbones:
         fs = load_feature_set(features_dir(a.dataset, bb))
         mos = mos_of(manifest, fs.images)
-        # every seed set's heads in one batched call (the trainer trains each job's head independently)
-        jobs = [j for s in range(a.seeds) for j in jobs_from_splits(
-            fs.images, splits, seed_offset=1000 * p.train.seed + 7919 * (s + 1),
-            single_split_seeds=p.train.single_split_seeds)]
-        res = train_heads(fs.features, mos, jobs, TrainConfig.from_params(p.train, head, p.t3, a.dataset))
-        test = res.predictions[res.predictions["part"] == "test"]
-        per_job = {j: srcc(g["pred"].to_numpy(), g["mos"].to_numpy()) for j, g in test.groupby("job", sort=True)}
-        srccs[bb] = np.array([per_job[j] for j in range(len(jobs))]).reshape(a.seeds, -1)
+        # the seed sets' heads batched, --batch seed sets per call (the trainer trains each job's head
+        # independently; 32 seed sets in one call held 15 GB)
+        cfg = TrainConfig.from_params(p.train, head, p.t3, a.dataset)
+        rows = []
+        for s0 in range(0, a.seeds, a.batch):
+            jobs = [j for s in range(s0, min(a.seeds, s0 + a.batch)) for j in jobs_from_splits(
+                fs.images, splits, seed_offset=1000 * p.train.seed + 7919 * (s + 1),
+                single_split_seeds=p.train.single_split_seeds)]
+            test = train_heads(fs.features, mos, jobs, cfg).predictions
+            test = test[test["part"] == "test"]
+            per_job = {j: srcc(g["pred"].to_numpy(), g["mos"].to_numpy()) for j, g in test.groupby("job", sort=True)}
+            rows.append(np.array([per_job[j] for j in range(len(jobs))]).reshape(-1, J0))
+        srccs[bb] = np.concatenate(rows)
         print(f"{bb}: {a.seeds} seed sets x {srccs[bb].shape[1]} splits in {time.time() - t0:.0f}s", flush=True)
     S = np.stack([srccs[b] for b in backbones])          # (backbones, seeds, splits)
     J = S.shape[2]

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..backbones.models import Backbone
 from ..core import cache, dist
+from ..core.progress import Progress
 from ..core.config import Features
 from ..core.device import autocast, loader_kwargs, resolve_device, use_bf16
 from ..core.io import atomic_path, atomic_write_text
@@ -152,8 +152,8 @@ def _compute_chunks(backbones, todo, parts, paths, test_time, batch_size, chunk_
         for b in range(lo, hi, batch_size):
             batches.append(list(range(b, min(b + batch_size, hi))))
             owner.append(c)
-    names = " + ".join(bb.name for bb in backbones)
-    bar = tqdm(total=sum(map(len, batches)), desc=f"{names} on {dataset}", disable=not progress, unit="img")
+    bar = (Progress(sum(map(len, batches)), f"features: {len(backbones)} backbone(s) on {dataset}", "img")
+           if progress else None)
     for bb in backbones:
         bb.eval().to(dev, memory_format=torch.channels_last)
     tfs = [build_transform(bb.preprocess, test_time) for bb in backbones]
@@ -166,13 +166,13 @@ def _compute_chunks(backbones, todo, parts, paths, test_time, batch_size, chunk_
         for i, xs in enumerate(dl):
             for k, x in xs.items():
                 out.setdefault(k, []).append(_forward(backbones[k], x.to(dev, non_blocking=True)).float().cpu().numpy())
-            bar.update(len(batches[i]))
+            if bar is not None:
+                bar.update(len(batches[i]))
             if i + 1 == len(batches) or owner[i + 1] != owner[i]:
                 for k, rows in out.items():
                     with atomic_path(parts[k] / f"chunk_{owner[i]:05d}.npy") as tmp:
                         np.save(tmp, np.concatenate(rows).astype(np.float32))
                 out = {}
-    bar.close()
     for bb in backbones:
         bb.to("cpu")
     if stop:

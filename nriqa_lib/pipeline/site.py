@@ -35,15 +35,17 @@ __all__ = ["Page", "build_site", "pages", "main", "SITE", "table_findings"]
 
 _VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
 _STYLE = """<style>
-.nriqa-nav{position:sticky;top:0;z-index:1000;background:#1f2d3d;padding:8px 16px;font:14px/1.6 sans-serif}
-.nriqa-nav a{color:#e8eef5;margin-right:18px;text-decoration:none;white-space:nowrap}
+.nriqa-nav{position:sticky;top:0;z-index:1000;background:#1f2d3d;padding:8px 16px;font:14px/1.6 sans-serif;
+display:flex;flex-wrap:wrap;gap:2px 18px}
+.nriqa-nav a{color:#e8eef5;text-decoration:none;white-space:nowrap}
+.jp-RenderedImage,.nriqa-fig{overflow-x:auto;max-width:100%}
+.jp-RenderedImage img,.nriqa-fig img{max-width:none !important}
 .nriqa-nav a.here{color:#ffd166;font-weight:bold}
 .nriqa-index{max-width:1100px;margin:24px auto;padding:0 16px;font:15px/1.5 sans-serif;color:#222}
 .nriqa-index table{border-collapse:collapse;font-size:13px;margin:8px 0 24px;display:block;overflow-x:auto}
 .nriqa-index th,.nriqa-index td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}
 .nriqa-index td{font-variant-numeric:tabular-nums}
 .nriqa-index td:nth-child(4){white-space:nowrap}
-.nriqa-index img{max-width:100%}
 </style>"""
 
 
@@ -111,7 +113,8 @@ def _index(pages: Sequence[Page], summary_md: str, published_md: str | None, fig
              "over its family, the interval at that level, the verdict and the MDE at its level (from "
              "<code>results/summary.md</code>).</p>", md(summary_md)]
     if figure:
-        parts.append(f'<p><img src="{figure}" alt="forest plot: every claim\'s pooled effect and 95% CI"></p>')
+        parts.append(f'<div class="nriqa-fig"><img src="{figure}" alt="forest plot: every claim\'s pooled effect, its '
+                     f'95% CI (thin) and its family-adjusted interval (thick), coloured by the verdict"></div>')
     if published_md is not None:
         parts += ["<h2>Published vs reproduced</h2>", md(published_md)]
     parts.append("<h2>Pages</h2><ul>" + "".join(

@@ -18,7 +18,7 @@ POOLED_VIEW = ("a", "pair", "claim", "scope", "k", "cells", "estimate", "ci_low"
 
 
 # counts (integers stored as floats where a column has NaNs): printed as integers
-COUNTS = ("k", "cells", "n", "n_splits", "n_train", "n_val", "n_test", "n_boot", "n_images", "images", "m_family",
+COUNTS = ("k", "cells", "n", "n_splits", "n_train", "n_val", "n_test", "n_boot", "n_images", "images", "m_family", "m",
           "df", "splits_80", "epoch", "epochs", "seed")
 
 
@@ -56,10 +56,11 @@ def formatted(df: pd.DataFrame) -> pd.DataFrame:
             vals = ["not detectable with these splits" if b else v for v, b in zip(vals, beyond)]
         out[c] = vals
     out = out.drop(columns=[c for c in ("p_below", "mde80_beyond_range") if c in out])
-    if "ci_low" in out and "ci_high" in out:     # one column per concept: the interval
-        ci = [f"[{lo}, {hi}]" if lo != "" and hi != "" else "" for lo, hi in zip(out["ci_low"], out["ci_high"])]
-        out.insert(list(out.columns).index("ci_low"), "95% CI", ci)
-        out = out.drop(columns=["ci_low", "ci_high"])
+    for lo_c, hi_c, name in (("ci_low", "ci_high", "95% CI"), ("adj_low", "adj_high", "adjusted CI")):
+        if lo_c in out and hi_c in out:     # one column per concept: the interval
+            ci = [f"[{lo}, {hi}]" if lo != "" and hi != "" else "" for lo, hi in zip(out[lo_c], out[hi_c])]
+            out.insert(list(out.columns).index(lo_c), name, ci)
+            out = out.drop(columns=[lo_c, hi_c])
     out.columns.name = None
     return out
 

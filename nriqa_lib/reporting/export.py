@@ -127,6 +127,10 @@ def write_result(out_dir: str | Path, res) -> dict:
                 raise KeyError(f"figure {name}: no plot {plot!r} in nriqa_lib.reporting.plots (known: "
                                f"{', '.join(plots.__all__)})")
             plots.save(getattr(plots, plot)(*args, **kwargs), fdir / f"{name}.png")
+    if not any(kind == "figure" for kind, *_ in res.files):
+        # an empty folder is a DVC output DVC warns about ("'results/t6/figures' is empty") at every repro: say why
+        atomic_write_text(fdir / "README.md", "No figure with these params: this table has no rows to draw (see its "
+                          "tables/ and its notebook).\n")
     if res.metrics is not None:
         write_metrics_json(out / "metrics.json", res.metrics)
     return res.frames

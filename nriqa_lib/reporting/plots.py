@@ -19,11 +19,23 @@ __all__ = ["save", "mos_histograms", "bars_with_ci", "epoch_curves", "selection_
 sns.set_theme(context="notebook", style="whitegrid")
 
 
+DPI = 110
+
+
+def min_font_px(fig: plt.Figure, dpi: float = DPI) -> float:
+    """The smallest font of the figure's visible text, in pixels of its PNG at ``dpi`` (points x dpi / 72)."""
+    from matplotlib.text import Text
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return round(min(sizes) * dpi / 72, 2) if sizes else float("nan")
+
+
 def save(fig: plt.Figure, path: str | Path) -> Path:
-    """Save as PNG (fixed metadata, so the bytes depend on the content only)."""
+    """Save as PNG (fixed metadata, so the bytes depend on the content only; ``nriqa-min-font-px``: the smallest
+    font in the PNG's pixels, which scripts/site_check.py scales by how wide a page shows the image)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png",
+                    metadata={"Software": None, "nriqa-min-font-px": f"{min_font_px(fig)}"})
     return path
 
 

@@ -26,11 +26,13 @@ def run(p) -> None:
     from ..core.paths import load_splits
     from ..features.sets import load_feature_set
     from ..core.paths import cross_dir, features_dir, splits_path, write_predictions
+    from ..core.progress import Progress
     from ..training.protocol import cross_dataset, cross_heads, mos_of
     torch.set_num_threads(p.features.threads)
     Path("results/cross").mkdir(parents=True, exist_ok=True)
     pairs = [(a, b) for a, b in p.t2.cross if a in p.data.datasets and b in p.data.datasets]
     backbones = pretrained(p.features.backbones)
+    bar = Progress(len(pairs) * len(backbones), "cross", "backbone", every=0)
     for a, b in pairs:
         if not backbones:
             continue
@@ -41,7 +43,7 @@ def run(p) -> None:
             pred = cross_dataset(fa, mos_of(man_a, fa.images), splits_a, fb, mos_of(man_b, fb.images),
                                  cross_heads(p.t2), p.train, p.t3, a)
             write_predictions(pred, cross_dir(a, b, bb) / "predictions.csv")
-            print(f"cross {a}->{b} on {bb}: {pred['head'].nunique()} heads x {pred['split'].nunique()} splits "
-                  f"in {time.time() - t:.1f}s")
+            bar.update(note=f"{a}->{b} on {bb}: {pred['head'].nunique()} heads x {pred['split'].nunique()} splits "
+                            f"in {time.time() - t:.1f}s")
     if not pairs:
         print("cross: no t2.cross pair with both datasets in data.datasets")

@@ -4,7 +4,6 @@ Under ``torchrun --nproc_per_node N -m nriqa_lib.cli features ...`` (``run.launc
 images (``extract_features``); rank 0 writes the outputs."""
 from __future__ import annotations
 
-import sys
 import time
 
 from .datasets import open_dataset
@@ -41,7 +40,7 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     # one pass over the images for every backbone whose features are not cached (each image decoded once)
     sets = extract_many([backbone(p, b) for b in names], m, test_time=p.features.test_time,
                         batch_size=p.features.batch_size, threads=p.features.threads,
-                        chunk_size=p.features.chunk_size, progress=sys.stderr.isatty(), device=dev, amp=p.run.amp,
+                        chunk_size=p.features.chunk_size, progress=True, device=dev, amp=p.run.amp,
                         workers=p.run.workers, jpeg_draft=p.features.jpeg_draft)
     dt = time.time() - t
     if not dist.is_main():

@@ -69,6 +69,8 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
         jobs = jobs[:p.finetune.max_splits]
     cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
     pixels: dict = {}       # (size, filter) -> the images squashed once (P1: decoded once, kept in memory)
+    from ..core.progress import Progress
+    bar = Progress(len(todo), f"finetune on {dataset}", "run", every=0)
     for bname, regime in todo:
         probe = backbone(p, bname)
         px = None
@@ -88,6 +90,7 @@ def run(p, dataset: str, backbones: list[str] | None = None, regimes: list[str] 
         frames, lasts, hist, steps, tcfg, cfg = r.frames, r.lasts, r.history, r.steps, r.tcfg, r.cfg
         if not dist.is_main():
             continue
+        bar.update(note=f"{bname}/{regime} done")
         out = out_root / bname / regime
         out.mkdir(parents=True, exist_ok=True)
         outputs = [("predictions.csv", frames)] + ([("predictions_last.csv", lasts)] if p.train.report_last else [])

@@ -23,15 +23,18 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     from ..core.paths import load_splits
     from ..features.sets import load_feature_set
     from ..core.paths import features_dir, heads_dir, splits_path
+    from ..core.progress import Progress
     from ..training.protocol import heads_for, mos_of, run_heads, save_heads
     torch.set_num_threads(p.features.threads)
     manifest = open_dataset(p, dataset)
     splits = load_splits(splits_path(dataset))
-    for backbone in backbones or p.features.backbones:
+    names = list(backbones or p.features.backbones)
+    bar = Progress(sum(len(heads_for(b, p.t1, p.t2)) for b in names), f"heads on {dataset}", "head")
+    for backbone in names:
         t = time.time()
         fs = load_feature_set(features_dir(dataset, backbone))
         pred, shares = run_heads(fs, mos_of(manifest, fs.images), splits, heads_for(backbone, p.t1, p.t2), p.train,
-                                 p.t3, dataset)
+                                 p.t3, dataset, done=lambda h, b=backbone: bar.update(note=f"{b}/{h}"))
         save_heads(pred, shares, heads_dir(dataset, backbone))
         print(f"heads on {dataset}/{backbone}: {pred['head'].nunique()} specs x {pred['split'].nunique()} splits "
               f"in {time.time() - t:.1f}s")

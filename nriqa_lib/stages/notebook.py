@@ -14,25 +14,62 @@ from ..core.io import umask
 if TYPE_CHECKING:
     from ..analysis.inputs import TableInputs
 
-__all__ = ["run_notebook", "render_html", "open_stage", "table_inputs", "NotebookInputError"]
+__all__ = ["run_notebook", "render_html", "open_stage", "table_inputs", "NotebookInputError",
+           "writes_pipeline_outputs"]
 
 
-def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None = None):
+def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None = None,
+               overrides: dict | None = None):
     """A notebook's setup: (the params stage ``name`` declares, its output folder). A kernel started elsewhere than
     the repository root (JupyterLab starts it in the notebook's folder: notebooks/, or results/<t>/ for an executed
-    copy) first moves to the nearest folder above with dvc.yaml and ``params_file``, so the notebook's relative paths
-    (params, results/, splits/) mean what they mean under papermill and DVC."""
+    copy) first moves to the nearest folder above with dvc.yaml and ``params_file`` (an absolute ``params_file``:
+    the folder holding it, or the nearest above it with dvc.yaml), so the notebook's relative paths (params,
+    results/, splits/) mean what they mean under papermill and DVC. ``overrides`` ({"t1.head": "B_Sig"}): values
+    of params the stage declares, applied over ``params_file`` and validated as params.yaml is (a notebook's
+    knobs; a key the stage does not read is a one-line error naming those it does)."""
     from ..core.params import load_params
     from ..pipeline.registry import stage, view
     here = Path.cwd()
-    if not Path(params_file).is_file():
-        root = next((d for d in [here, *here.parents] if (d / "dvc.yaml").is_file() and (d / params_file).is_file()),
-                    None)
-        if root is None:
-            raise FileNotFoundError(f"params file not found: {params_file} (looked in {here} and the folders above "
-                                    f"it for the repository root: dvc.yaml beside {params_file})")
+    pf = Path(params_file)
+    starts = [pf.resolve().parent] if pf.is_absolute() else [here, *here.parents]
+    if pf.is_absolute() and not pf.is_file():
+        raise FileNotFoundError(f"params file not found: {params_file}")
+    root = next((d for d in [*starts, *(starts[0].parents if pf.is_absolute() else [])]
+                 if (d / "dvc.yaml").is_file() and (pf.is_absolute() or (d / params_file).is_file())), None)
+    if root is None:
+        raise FileNotFoundError(f"params file not found: {params_file} (looked in {here} and the folders above "
+                                f"it for the repository root: dvc.yaml beside {params_file})")
+    if root != here:
         os.chdir(root)
-    return view(load_params(params_file), name), Path(out_dir or stage(name).out_dir)
+    p = load_params(pf)
+    if overrides:
+        p = _with_overrides(p, overrides, stage(name).params, name)
+    return view(p, name), Path(out_dir or stage(name).out_dir)
+
+
+def _with_overrides(p, overrides: dict, declared, name: str):
+    """``p`` with ``overrides`` ("section.key" -> value) applied and validated."""
+    from pydantic import ValidationError
+    from ..core.config import ConfigError, Params, validation_message
+    from ..core.params import ParamsView
+    v = ParamsView(p, declared, f"stage {name}")
+    raw = p.model_dump()
+    for key, value in overrides.items():
+        sec, _, sub = str(key).partition(".")
+        if not sub or not v.declares(key) or sub not in raw.get(sec, {}):
+            raise ConfigError(f"notebook {name}: override {key!r} is not a param it reads (it reads: "
+                              f"{', '.join(declared)}; a key is 'section.key')")
+        raw[sec][sub] = value
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"notebook {name}: overrides: {validation_message(e)}") from None
+
+
+def writes_pipeline_outputs(name: str, out: Path) -> bool:
+    """Whether ``out`` is the stage's own output folder (the DVC run), not a notebook's scratch run."""
+    from ..pipeline.registry import stage
+    return Path(out) == Path(stage(name).out_dir)
 
 
 def table_inputs(p) -> "TableInputs":

@@ -33,6 +33,10 @@ def compute(pred: pd.DataFrame, design: dict[str, Design], inputs: TableInputs, 
                     inputs.stats.seed, order=_pretrained_first)
     cap = (f"T1: backbones with the identical {head} head; test SRCC and raw PLCC, mean ± sd over splits "
            f"({protocol(inputs.select_on)}; the 95% CIs in t1_summary.csv are {', '.join(sorted(summ['ci_kind'].unique()))}).")
+    absent = [b for b in inputs.backbones if b not in set(pred["backbone"])]
+    if absent:      # a control is trained with t1.head only: another t1.head needs the heads stage re-run
+        cap += (f" Not in this table: {', '.join(absent)} (no predictions of the {head} head: the heads stage trains "
+                f"it only for t1.head; run `dvc repro heads` after changing t1.head).")
     res.table("t1_backbones", table, cap + design_note(design))
     res.table("t1_tests", tests, "T1 pairwise tests (SRCC). " + family_note(tests, "all backbone pairs on one dataset",
                                                      inputs.stats.alpha))
@@ -94,7 +98,7 @@ class _BackboneClaims(Claims):
                 out.append((CONTROL_CLAIM, r, -1.0 if a_ctrl else 1.0, f"{b if a_ctrl else a}: "))
             else:                                  # two pretrained backbones: P1's ranking, one pair at a time
                 out.append((f"P1: backbones differ ({a} vs {b})", r, 1.0, ""))
-        return out
+        return sorted(out, key=lambda x: x[0] == CONTROL_CLAIM)     # P1's pairs, then the controls (stable)
 
 
 CONTROL_CLAIM = "control: pretrained features beat a random-init control"

@@ -129,4 +129,4 @@ TABLE = Table(
     params=PARAMS, tag="select-${train.select_on}", deps=("results/heads", "results/finetune", "splits"),
     shown=("t6_regimes", "t6_tests"), pooled_shown=("t6_pooled",), figures=("t6_forest",),
     claims=(Claims(tests="t6_tests", pooled="t6_pooled", names=T6_CLAIMS,
-                   default="{key} fine-tuning beats a frozen backbone", where=("dataset", "backbone", "head")),))
+                   default="ours: {key} fine-tuning beats a frozen backbone", where=("dataset", "backbone", "head")),))

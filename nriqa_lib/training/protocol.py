@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,14 +58,16 @@ def mos_of(manifest: Manifest, images: Sequence[str]) -> np.ndarray:
 
 
 def run_heads(fs: FeatureSet, mos: np.ndarray, splits: pd.DataFrame, heads: Sequence[str], train: Train,
-              t3: T3 | None = None, dataset: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              t3: T3 | None = None, dataset: str | None = None,
+              done: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every head spec of ``heads`` on the features ``fs`` (MOS ``mos`` in its row order) on every split
     (each spec's splits batched together), with the ``train`` section (``train.per_dataset[dataset]`` applied)
     and ``t3`` for the K-way head.
 
     Returns (predictions: head, split, part, image, pred, mos, best_epoch; shares: head, split, layer,
     candidate, share). With ``train.report_last`` the predictions' ``attrs["last"]`` holds the same rows at
-    the last epoch (best_epoch = the last epoch's index; ridge has no epochs: its own rows).
+    the last epoch (best_epoch = the last epoch's index; ridge has no epochs: its own rows). ``done(head)`` is
+    called after each head spec (a stage's progress).
     """
     jobs = jobs_from_splits(fs.images, splits, seed_offset=train.seed * 1000,
                             single_split_seeds=train.single_split_seeds)
@@ -92,6 +94,8 @@ def run_heads(fs: FeatureSet, mos: np.ndarray, splits: pd.DataFrame, heads: Sequ
             if res.last_predictions is not None:
                 last = (res.last_predictions, [cfg.epochs - 1] * len(jobs))
         preds.append(long(df, head, best))
+        if done is not None:
+            done(head)
         if train.report_last and last is not None:
             lasts.append(long(last[0], head, last[1]))
         for j, h in enumerate(heads_trained):

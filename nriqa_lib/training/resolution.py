@@ -34,7 +34,9 @@ def run_policies(man: Manifest, splits: pd.DataFrame, dataset: str, backbones: S
     from ..extraction.extract import extract_features
     from ..features.transforms import build_transform
     from .protocol import mos_of, run_heads
+    from ..core.progress import Progress
     preds, cost, timing = {}, [], {}
+    bar = Progress(len(backbones) * len(policies), f"T5 on {dataset}", "policy", every=0, stream=_Log(log))
     for bname in backbones:
         for policy in policies:
             size, tt, dynamic = policy_spec(policy)
@@ -52,9 +54,22 @@ def run_policies(man: Manifest, splits: pd.DataFrame, dataset: str, backbones: S
             speed = measured_speed(bb, man, tt, build_transform, load_image, one_by_one, batch_size,
                                    sample=8 if one_by_one else 32)
             timing[f"{bname}/{policy}"] = {"pipeline_seconds": round(dt, 2), "cached": dt < 0.5, **speed}
-            log(f"T5 {bname}/{policy} on {dataset}: {fs.features.shape}, {c['gflops_per_image']:.2f} GFLOP/image "
-                f"(mean over the dataset), {speed['images_per_s']:.1f} img/s measured on {speed['sample']} images")
+            bar.update(note=f"{bname}/{policy}: {fs.features.shape}, {c['gflops_per_image']:.2f} GFLOP/image (mean "
+                            f"over the dataset), {speed['images_per_s']:.1f} img/s measured on {speed['sample']} images")
     return preds, cost, timing
+
+
+class _Log:
+    """A file-like ``write`` onto a ``log(line)`` callable (Progress prints to a stream)."""
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.log(text.rstrip("\n"))
+
+    def flush(self) -> None:
+        pass
 
 
 def dataset_cost(bb, man, test_time: str, forward_gflops, build_transform) -> dict:

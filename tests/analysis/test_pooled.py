@@ -245,8 +245,8 @@ def test_a_bootstrap_p_below_its_resolution_is_a_bound():
     assert list(ci.columns) == ["estimate", "95% CI", "p"]          # one column for the interval, in its place
     assert ci["95% CI"].tolist() == ["[-0.050, 0.250]", ""]
     adj = formatted(pd.DataFrame({"p": [0.002, 0.002], "p_below": [True, False], "p_holm": [0.012, 0.012],
-                                  "p_study": [1.0, np.nan]}))
-    assert adj["p_holm"].tolist() == ["<= 0.012", "0.012"] and adj["p_study"].tolist() == ["1", ""]
+                                  "p_adj": [1.0, np.nan]}))
+    assert adj["p_holm"].tolist() == ["<= 0.012", "0.012"] and adj["p_adj"].tolist() == ["1", ""]
 
 
 def test_synthetic_cards_and_not_human_rated_agree():

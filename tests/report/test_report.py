@@ -9,11 +9,11 @@ from nriqa_lib.report.claims import round_p
 
 
 def test_the_report_prints_claims_as_the_notebooks_do(tmp_path):
-    """report.md/claims.tex: a p of 2.7e-05 is not printed 0, a cell without a study-wide p is blank, not nan, and
-    a Holm p of a bootstrap bound reads as a bound."""
+    """report.md/claims.tex: a p of 2.7e-05 is not printed 0, a cell without a family-adjusted p is blank, not
+    nan, and a Holm p of a bootstrap bound reads as a bound."""
     from nriqa_lib.report.claims import write_report
     c = pd.DataFrame({"claim": ["x", "y"], "scope": ["cell", "pooled, human-rated"], "where": ["clive/a", "clive"],
-                      "srcc_diff": [0.301, 0.2], "p_holm": [round_p(2.6634e-05), 0.014], "p_study": [np.nan, 0.014],
+                      "srcc_diff": [0.301, 0.2], "p_holm": [round_p(2.6634e-05), 0.014], "p_adj": [np.nan, 0.014],
                       "p_below": [False, True], "verdict": ["holds (significant)", "holds (significant)"]})
     write_report(tmp_path, "", c)
     md = (tmp_path / "report.md").read_text()
@@ -40,16 +40,18 @@ def test_the_report_tables_section_shows_every_table_and_says_when_one_has_no_ro
     assert "<details><summary>t6_x_tests</summary>" in shown[1].data and "sd_diff" not in shown[1].data
 
 
-_FIND = ("| claim | rests on | effect (SRCC difference) | 95% CI | study-wide Holm p | verdict |\n"
-         "|:--|:--|--:|:--|--:|:--|\n")
+_FIND = ("| claim | rests on | effect (SRCC difference) | 95% CI | adjusted p | verdict | MDE at its level |\n"
+         "|:--|:--|--:|:--|--:|:--|--:|\n")
 
 
 def test_findings_verdict_changes_claim_by_claim():
     """Issue 37 E4: replacing the README's Findings prints what it changes: a verdict that moved, a claim added or
     gone (hand-made tables)."""
     from nriqa_lib.report.summary import verdict_changes
-    old = _FIND + "| A | clive | +0.1 | [0, 0.2] | 0.01 | holds |\n| B | clive | +0 | [-0.1, 0.1] | 1 | not significant |\n"
-    new = _FIND + "| A | clive | +0.1 | [0, 0.2] | 0.2 | not significant |\n| C | clive | +0.2 | [0.1, 0.3] | 0.01 | holds |\n"
+    old = (_FIND + "| A | clive | +0.1 | [0, 0.2] | 0.01 | holds | 0.1 |\n"
+           "| B | clive | +0 | [-0.1, 0.1] | 1 | not significant | 0.1 |\n")
+    new = (_FIND + "| A | clive | +0.1 | [0, 0.2] | 0.2 | not significant | 0.1 |\n"
+           "| C | clive | +0.2 | [0.1, 0.3] | 0.01 | holds | 0.1 |\n")
     assert verdict_changes(old, new) == ["  A: holds -> not significant", "  + C (holds)", "  - B (not significant)"]
     assert verdict_changes(old, old) == []
 
@@ -68,11 +70,11 @@ def test_the_readme_findings_are_replaced_only_from_the_default_study(tmp_path, 
 
     def run(*cmd):
         return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
-    readme = f"# x\n{START}\n" + _FIND + "| A | clive | +0.1 | [0, 0.2] | 0.01 | holds |\n" + f"{END}\nrest\n"
+    readme = f"# x\n{START}\n" + _FIND + "| A | clive | +0.1 | [0, 0.2] | 0.01 | holds | 0.1 |\n" + f"{END}\nrest\n"
     (tmp_path / "README.md").write_text(readme)
     (tmp_path / "params.yaml").write_text("data:\n  limit: 0\n")
     (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "summary.md").write_text(_FIND + "| A | clive | +0.1 | [0, 0.2] | 0.5 | not significant |\n")
+    (tmp_path / "results" / "summary.md").write_text(_FIND + "| A | clive | +0.1 | [0, 0.2] | 0.5 | not significant | 0.1 |\n")
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
         assert run(*cmd).returncode == 0

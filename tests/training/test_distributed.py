@@ -52,7 +52,7 @@ def test_torchrun_extraction_equals_one_process_through_the_cli(tmp_path):
     assert a.shape == (23, 1280)
     np.testing.assert_array_equal(a, b)
     meta = json.loads((tmp_path / "two" / "features/toy/random_tf_efficientnet_lite0/meta.json").read_text())
-    assert meta["run"]["processes"] == 2 and r.stdout.count("img/s") == 1        # rank 0 reports and writes
+    assert meta["run"]["processes"] == 2 and r.stdout.count("img/s for all of them") == 1   # rank 0 reports, writes
 
 
 WORKER = textwrap.dedent("""
