@@ -73,8 +73,26 @@ def _with_nav(page_html: str, nav: str, source: Path, findings: str = "") -> str
     if head is None or body is None or head.start() > body.start():
         raise ValueError(f"{source}: not a rendered notebook (no </head> before <body>): rerun its stage (dvc repro)")
     viewport = "" if 'name="viewport"' in page_html[:head.start()] else _VIEWPORT
-    return (page_html[:head.start()] + viewport + _STYLE + page_html[head.start():body.end()] + nav + findings
-            + page_html[body.end():])
+    return _alt_text(page_html[:head.start()] + viewport + _STYLE + page_html[head.start():body.end()] + nav
+                     + findings + page_html[body.end():])
+
+
+_DEFAULT_ALT = re.compile(r'<img alt="No description has been provided for this image"([^>]*?) src="data:image/png;base64,'
+                          r'([A-Za-z0-9+/=]+)"')
+
+
+def _alt_text(page_html: str) -> str:
+    """nbconvert's default alt text replaced by the figure's own description (the PNG's ``Description``, written
+    by ``reporting.plots.save``)."""
+    import base64
+    import io
+    from PIL import Image
+
+    def alt(m: re.Match) -> str:
+        with Image.open(io.BytesIO(base64.b64decode(m.group(2)))) as im:
+            text = im.info.get("Description") or "figure"
+        return f'<img alt="{html.escape(text)}"{m.group(1)} src="data:image/png;base64,{m.group(2)}"'
+    return _DEFAULT_ALT.sub(alt, page_html)
 
 
 def table_findings(summary_md: str, tables: Sequence[str], folder: str) -> str:

@@ -29,13 +29,30 @@ def min_font_px(fig: plt.Figure, dpi: float = DPI) -> float:
     return round(min(sizes) * dpi / 72, 2) if sizes else float("nan")
 
 
+def describe(fig: plt.Figure) -> str:
+    """A figure in words, for its alt text: its title, then each panel's title and axis labels."""
+    sup = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    panels = []
+    for ax in fig.axes:
+        bits = [ax.get_title()] + [f"{k}: {v}" for k, v in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if v]
+        text = "; ".join(b for b in bits if b)
+        if text and text not in panels:
+            panels.append(text)
+    lead = sup or (panels.pop(0) if panels else "figure")
+    more = f" ({len(fig.axes)} panels: " + " | ".join(panels[:6]) + ")" if panels else ""
+    return " ".join((lead + more).split())
+
+
 def save(fig: plt.Figure, path: str | Path) -> Path:
-    """Save as PNG (fixed metadata, so the bytes depend on the content only; ``nriqa-min-font-px``: the smallest
-    font in the PNG's pixels, which scripts/site_check.py scales by how wide a page shows the image)."""
+    """Save as PNG (fixed metadata, so the bytes depend on the content only). ``Description``: the figure in words
+    (:func:`describe`; the site's alt text); ``nriqa-min-font-px``: the smallest font in the PNG's pixels, which
+    scripts/site_check.py scales by how wide a page shows the image."""
     path = Path(path)
+    fig.canvas.draw()            # tick labels exist only once drawn: measure the fonts after
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png",
-                    metadata={"Software": None, "nriqa-min-font-px": f"{min_font_px(fig)}"})
+                    metadata={"Software": None, "Description": describe(fig),
+                              "nriqa-min-font-px": f"{min_font_px(fig)}"})
     return path
 
 

@@ -134,3 +134,42 @@ def test_make_site_without_results_says_so_in_one_line(tmp_path, capsys):
     assert msg.startswith("nriqa: site: expected one rendered results/") and msg.endswith("run the study first "
                                                                                             "(make repro)")
     assert "\n" not in msg and not (tmp_path / "site").exists()
+
+
+def test_pages_fit_a_phone_carry_real_alt_text_and_each_table_page_shows_its_findings(tmp_path):
+    """Issue 40: a viewport tag on every page; nbconvert's default alt text replaced by the figure's description
+    (the PNG's Description, written by plots.save); issue 39: a table's page is headed by its rows of the
+    findings, the same Markdown cells as the index (results/summary.csv's table column picks them)."""
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from nriqa_lib.reporting import plots
+    fig, ax = plt.subplots()
+    ax.set(title="T2 forest", xlabel="SRCC difference")
+    png = tmp_path / "f.png"
+    plots.save(fig, png)
+    smallest = plots.min_font_px(fig)        # the tick labels: seaborn's notebook context, in pixels at 110 dpi
+    plt.close(fig)
+    b64 = base64.b64encode(png.read_bytes()).decode()
+    src = tmp_path / "t2.html"
+    src.write_text("<html><head><title>t2</title></head><body><img alt=\"No description has been provided for this "
+                   f"image\" class=\"\" src=\"data:image/png;base64,{b64}\"></body></html>\n")
+    summary = tmp_path / "summary.md"
+    summary.write_text("| claim | p | verdict |\n|:--|--:|:--|\n| P1: a | 0.01 | holds (significant) |\n"
+                       "| ours: b | 0.5 | not significant |\n\nEffect: the note.\n")
+    csv = tmp_path / "summary.csv"
+    csv.write_text("claim,table\nP1: a,t2\nours: b,t3\n")
+    out = tmp_path / "site"
+    build_site([Page(slug="t2_activations", title="T2", desc="", source=src, folder="t2")], summary, out,
+               summary_csv=csv)
+    page, index = (out / "t2_activations.html").read_text(), (out / "index.html").read_text()
+    assert 'name="viewport"' in page and 'name="viewport"' in index
+    assert 'alt="T2 forest; x: SRCC difference"' in page and "No description" not in page
+    assert ">P1: a</td>" in page and "ours: b" not in page and "Effect: the note." in page
+    from PIL import Image
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+        assert float(im.info["nriqa-min-font-px"]) == smallest == round(
+            min(plt.rcParams["xtick.labelsize"], plt.rcParams["ytick.labelsize"]) * 110 / 72, 2)
