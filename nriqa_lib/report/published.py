@@ -41,14 +41,27 @@ def load_published(path: str | Path = PUBLISHED) -> tuple[dict, pd.DataFrame]:
     return doc["sources"], pd.DataFrame(rows)
 
 
+P1_TABLE5_GPU_H = 101       # SigLIP2 so400m alone, P1's regime, measured step times (docs/paper_profile.md)
+SHIPPED = ("clive",)        # datasets whose images are here (../shared/datasets); the others' images users bring
+
+
+def _images(dataset: str) -> list[str]:
+    """What a cell on ``dataset`` needs besides weights: its images, unless they ship with the study."""
+    return [] if dataset in SHIPPED else [f"the {dataset} images (data.roots.{dataset}, data.datasets)"]
+
+
 def _p1(cell, src: dict, t6: pd.DataFrame) -> dict:
     if cell.dataset == "flive":
         return {"note": "FLIVE is not in the study (no labels under ../shared/labels)"}
     s = src["study"]
     rows = t6[(t6["regime"] == s["regime"]) & t6["backbone"].str.startswith(s["backbone"])] if len(t6) else t6
     if not len(rows):
-        return {"note": f"needs P1's fine-tuning of SigLIP2 so400m (its weights, finetune.regimes: [{s['regime']}]; "
-                        "params-paper.yaml)"}
+        return {"note": "needs " + "; ".join([
+            "SigLIP2 so400m-patch16-512 weights (a local file in features.weights, or the HF cache)",
+            *_images(cell.dataset),
+            f"P1's fine-tuning (finetune.regimes: [{s['regime']}], finetune.backbones: [{s['backbone']}_hf]): "
+            f"`dvc exp run` with params-paper.yaml's finetune section: ~{P1_TABLE5_GPU_H} GPU-h on one GPU for "
+            "Table 5 at the `p1` regime's measured step times (docs/paper_profile.md)"])}
     hit = rows[(rows["dataset"] == cell.dataset) & (rows["head"] == cell.method) & (rows["metric"] == cell.metric)]
     if not len(hit):
         return {"note": f"needs the {cell.dataset} images (data.roots.{cell.dataset}) and head {cell.method} in "
@@ -64,7 +77,10 @@ def _p2(cell, src: dict, t4: pd.DataFrame) -> dict:
     model = src["study"]["source"]
     rows = t4[t4["source"] == model] if len(t4) else t4
     if not len(rows):
-        return {"note": f"needs CLIP RN50 weights (features.weights.{model}; T4 lists the models it could not run)"}
+        return {"note": "needs " + "; ".join([
+            f"OpenAI CLIP RN50 weights (a local file in features.weights.{model}, or the HF cache)",
+            *_images(cell.dataset), "then `dvc repro t4_zeroshot`: training-free, one forward pass per image, a CPU "
+            "suffices"])}
     hit = rows[(rows["dataset"] == cell.dataset) & (rows["score"] == T4_SCORE[cell.method])]
     if not len(hit):
         return {"note": f"needs the {cell.dataset} images (data.roots.{cell.dataset})"}
@@ -107,13 +123,21 @@ def published_markdown(df: pd.DataFrame) -> str:
     """The table as Markdown, one row per published number."""
     def f(v) -> str:
         return "" if pd.isna(v) else f"{v:.3f}"
+    n, filled = len(df), int(df["study"].notna().sum())
+    cheap = df[(df["work"] == "P2") & df["study"].isna() & (df["dataset"].isin(SHIPPED))]
+    head = (f"This run fills {filled} of the {n} published numbers."
+            + (" That is expected offline: they come from backbones whose weights are not here (SigLIP2 so400m for "
+               "P1, CLIP RN50 for P2) and, but for CLIVE, from datasets whose images are not here; each row says "
+               "what it needs." if filled < n else "")
+            + (f" Cheapest to fill: P2's {len(cheap)} CLIVE cell(s), with CLIP RN50 weights on a CPU (training-free)."
+               if len(cheap) else "") + "\n\n")
     lines = ["| work | source | method | dataset | metric | published | study | 95% CI | inside | study cell / why not |",
              "|:--|:--|:--|:--|:--|--:|--:|:--|:--|:--|"]
     for r in df.itertuples():
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if pd.notna(r.ci_low) else ""
         lines.append(f"| {r.work} | {r.source} | {r.method} | {r.dataset} | {r.metric.upper()} | {f(r.published)} | "
                      f"{f(r.study)} | {ci} | {r.inside} | {r.study_cell or r.note} |")
-    return "\n".join(lines) + "\n"
+    return head + "\n".join(lines) + "\n"
 
 
 def write_published(df: pd.DataFrame, out_dir: str | Path) -> None:
