@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	$(BIN)/python -m pip install -q uv==0.13.9
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -q -r requirements-lock.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	# JupyterLab's settings for this environment: never fetch news or check for updates (offline; no "get notified
+	# about official Jupyter news?" prompt)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	printf '%s\n' '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 repro: install

@@ -15,7 +15,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"stats.alpha": 0.0
 # %%
 from pathlib import Path
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import folded, pooled_section, show, tables_section, verdict
+from nriqa_lib.reporting.display import figures_section, folded, pooled_section, show, tables_section, verdict
 from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("report", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -57,9 +57,9 @@ display(Markdown("## Published vs reproduced\n\nP1's Table 5 and P2's SRCCs (`re
                  + published.published_markdown(PV)))
 
 # %%
-for f in report.figures():
-    if Path("results", f).is_file():
-        display(Image(Path("results", f)))
+display(Markdown("## Figures\n\nEvery table's figures, then the figures stage's (predictions vs MOS, t-SNE of a "
+                 "head's hidden layer, Grad-CAM), each with its heading and caption."))
+figures_section("results", report.figures())
 
 # %% [markdown]
 # ## Tables

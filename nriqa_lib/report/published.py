@@ -128,7 +128,8 @@ def published_markdown(df: pd.DataFrame) -> str:
     head = (f"This run fills {filled} of the {n} published numbers."
             + (" That is expected offline: they come from backbones whose weights are not here (SigLIP2 so400m for "
                "P1, CLIP RN50 for P2) and, but for CLIVE, from datasets whose images are not here; each row says "
-               "what it needs." if filled < n else "")
+               "what it needs." if filled == 0 else " Each row it does not fill says what it needs." if filled < n
+               else "")
             + (f" Cheapest to fill: P2's {len(cheap)} CLIVE cell(s), with CLIP RN50 weights on a CPU (training-free)."
                if len(cheap) else "") + "\n\n")
     lines = ["| work | source | method | dataset | metric | published | study | 95% CI | inside | study cell / why not |",

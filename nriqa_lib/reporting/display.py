@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "tables_section", "KEY_TEST_COLUMNS",
+__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "tables_section", "figures_section", "KEY_TEST_COLUMNS",
            "POOLED_VIEW"]
 
 KEY_TEST_COLUMNS = ("dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm",
@@ -147,6 +147,23 @@ def pooled_section(pooled: pd.DataFrame | None, forest, caption: str = "Pooled v
     for fig in (forest, forest.with_name(forest.name.replace("forest", "power"))):
         if fig.is_file():
             display(Image(fig))
+
+
+def figures_section(results, figures) -> None:
+    """Each figure under ``results`` (paths relative to it) with a heading (its folder: the table or stage that drew
+    it) and a caption (the figure in words: the PNG's Description, written by ``reporting.plots.save``); an absent
+    one is skipped."""
+    from pathlib import Path
+    from IPython.display import Image, Markdown, display
+    from PIL import Image as PILImage
+    for rel in figures:
+        f = Path(results) / rel
+        if not f.is_file():
+            continue
+        with PILImage.open(f) as im:
+            caption = im.info.get("Description", "")
+        where = rel.split("/")[0]
+        display(Markdown(f"### {Path(rel).stem.replace('_', ' ')} ({where})\n\n*{caption}*"), Image(f))
 
 
 def tables_section(results, tables) -> None:

@@ -193,32 +193,46 @@ def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
 def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str], diff: str = "diff",
            title: str = "", ncol: int = 3) -> plt.Figure:
     """Forest plot, one panel per claim (wrapped, ``ncol`` per row): each cell's paired difference with its 95% CI
-    (the cell's own test), and each pooled row (human-rated datasets; the synthetic set on its own) as a diamond,
-    as in clinical meta-analyses; the dashed line is no difference. Intervals are clipped to [-2, 2], the
-    range of an SRCC difference."""
+    (the cell's own test), and each pooled row (human-rated datasets: a black diamond; the synthetic set on its
+    own: grey) as a diamond, as in clinical meta-analyses; the dashed line is no difference. Each panel's x-axis
+    is set by its human-rated rows (the synthetic set's wide intervals squeezed CLIVE's around 0 when they set
+    it): a synthetic interval beyond it runs to the panel's edge, its label says so. Intervals are clipped to
+    [-2, 2], the range of an SRCC difference."""
+    from ..core.paths import human_rated
     claims = list(dict.fromkeys(tests[claim]))
     n = max(((tests[claim] == c).sum() + (pool[claim] == c).sum() for c in claims), default=1)
     nc = max(1, min(ncol, len(claims)))
     nr = max(1, -(-len(claims) // nc))
-    fig, axes = plt.subplots(nr, nc, figsize=(4.6 * nc, (0.32 * n + 1.4) * nr), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(nr, nc, figsize=(4.6 * nc, (0.32 * n + 1.4) * nr), squeeze=False)
     for ax in axes.ravel()[len(claims):]:
         ax.axis("off")
     for ax, c in zip(axes.ravel(), claims):
         g = tests[tests[claim] == c].reset_index(drop=True)
-        labels = g[cell].astype(str).agg("/".join, axis=1).tolist()
+        hum_cell = g["dataset"].map(lambda d: all(human_rated(x) for x in str(d).split("->"))).to_numpy(bool) \
+            if "dataset" in g else np.ones(len(g), bool)
         pr = pool[pool[claim] == c].reset_index(drop=True)
-        y = np.arange(len(g))[::-1] + 1.0 + len(pr)
         lo, hi = np.clip(g["ci_low"], -2, 2), np.clip(g["ci_high"], -2, 2)
+        span = [*lo[hum_cell], *hi[hum_cell], *pr.loc[pr["scope"] == "human-rated", ["ci_low", "ci_high"]]
+                .clip(-2, 2).to_numpy().ravel(), 0.0]
+        xlo, xhi = min(span), max(span)
+        pad = 0.08 * (xhi - xlo or 0.1)
+        xlim = (xlo - pad, xhi + pad)
+        beyond = lambda a, b: a < xlim[0] or b > xlim[1]         # noqa: E731
+        labels = [("/".join(map(str, r)) + (" (beyond the axis)" if beyond(a, b) else ""))
+                  for r, a, b in zip(g[cell].astype(str).itertuples(index=False), lo, hi)]
+        y = np.arange(len(g))[::-1] + 1.0 + len(pr)
         ax.errorbar(g[diff], y, xerr=[g[diff] - lo, hi - g[diff]], fmt="s", ms=4, capsize=2, color="0.25")
         for j, r in pr.iterrows():
             yc = len(pr) - j - 0.5
             human = r.scope == "human-rated"
             ax.fill([max(r.ci_low, -2), r.estimate, min(r.ci_high, 2), r.estimate], [yc, yc + 0.3, yc, yc - 0.3],
-                    color="C3" if human else "0.6")
+                    color="k" if human else "0.6")
             i2 = "" if not np.isfinite(r.i2) else f", I²={r.i2:.0%}"
-            labels.append(f"pooled, human-rated (k={int(r.k)}{i2})" if human else f"{r.datasets} (synthetic)")
+            labels.append(f"pooled, human-rated (k={int(r.k)}{i2})" if human else
+                          f"{r.datasets} (synthetic)" + (" (beyond the axis)" if beyond(r.ci_low, r.ci_high) else ""))
             y = np.append(y, yc)
         ax.axvline(0, ls="--", color="0.5", lw=1)
+        ax.set_xlim(*xlim)
         ax.set_yticks(y, labels, fontsize=7)
         ax.set(title=str(c), xlabel=f"{diff} (SRCC)")
     fig.suptitle(title, fontsize=9)
@@ -262,13 +276,17 @@ def claims_forest(f: pd.DataFrame, title: str = "") -> plt.Figure:
 
 def power_plot(curves: pd.DataFrame, claim: str, title: str = "") -> plt.Figure:
     """Power vs number of splits, one line per claim (at its pooled effect), 80% marked, the splits used dotted."""
+    n = curves[claim].nunique()
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    sns.lineplot(data=curves, x="n_splits", y="power", hue=claim, ax=ax)
+    # distinct hues (tab10, then tab20) and the legend beside the axes, not over the curves (12 near-identical
+    # hues under the curves were unreadable)
+    sns.lineplot(data=curves, x="n_splits", y="power", hue=claim, ax=ax,
+                 palette="tab10" if n <= 10 else "tab20")
     used = curves[curves["used"]]
     ax.scatter(used["n_splits"], used["power"], color="k", zorder=3, s=18)
     ax.axhline(0.8, ls="--", color="0.5", lw=1)
-    ax.set(ylim=(0, 1.02), xlabel="number of splits J", ylabel="power (alpha as stats.alpha)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set(ylim=(0, 1.02), xlabel="number of splits J", ylabel="power at the row's Holm level")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig

@@ -81,16 +81,24 @@ def test_cells_come_from_the_tables_with_their_ci_and_the_rest_say_why(tmp_path)
     assert "3 prompt pairs" in df.loc[("CLIP-IQA (pyiqa)", "clive", "plcc")].note
     assert df.loc[df["note"] != "", "study"].isna().all()
     md = published_markdown(df.reset_index())
-    assert md.count("\n") == 60 and "| [0.860, 0.900] | yes |" in md
+    assert md.count("\n") == 62 and "| [0.860, 0.900] | yes |" in md
+    assert md.startswith("This run fills 6 of the 58 published numbers. Each row it does not fill says what")
 
 
 def test_a_run_without_the_weights_says_what_each_cell_needs(tmp_path):
     df = compare_published(tmp_path, REPO / PUBLISHED)         # the offline default: no T6 or T4 CLIP rows
     assert df["study"].isna().all() and (df["inside"] == "").all()
     p1 = df[(df["work"] == "P1") & (df["dataset"] != "flive") & ~df["dataset"].str.contains("->")]
-    assert p1["note"].str.startswith("needs P1's fine-tuning of SigLIP2 so400m").all()
+    assert p1["note"].str.startswith("needs SigLIP2 so400m-patch16-512 weights").all()
+    assert p1["note"].str.contains("P1's fine-tuning .* GPU-h", regex=True).all()        # the command and its cost
+    other = p1[p1["dataset"] != "clive"]
+    assert len(other) and all(f"the {d} images (data.roots.{d}" in n for d, n in zip(other["dataset"], other["note"]))
+    assert not p1[p1["dataset"] == "clive"]["note"].str.contains("images").any()     # CLIVE's ship with the study
     p2 = df[df["work"] == "P2"]
-    assert p2["note"].str.startswith("needs CLIP RN50 weights (features.weights.clip_rn50").all()
+    assert p2["note"].str.startswith("needs OpenAI CLIP RN50 weights (a local file in features.weights.clip_rn50").all()
+    md = published_markdown(df)
+    assert md.startswith("This run fills 0 of the 58 published numbers. That is expected offline")
+    assert "Cheapest to fill: P2's 2 CLIVE cell(s), with CLIP RN50 weights on a CPU" in md
 
 
 def test_a_cell_naming_an_unknown_source_is_refused_with_its_number(tmp_path):
