@@ -182,10 +182,14 @@ def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
         axes[0, k].imshow(im)
         axes[0, k].set_title(cap, fontsize=9)
         axes[1, k].imshow(im)
-        axes[1, k].imshow(cam, cmap="jet", alpha=0.45, extent=(0, w, h, 0), interpolation="bilinear")
+        m = axes[1, k].imshow(cam, cmap="jet", alpha=0.45, extent=(0, w, h, 0), interpolation="bilinear",
+                              vmin=0.0, vmax=1.0)
         axes[1, k].set_title("Grad-CAM overlay", fontsize=9)
         for a in axes[:, k]:
             a.axis("off")
+    if items:       # the maps are scaled to their maximum (training.explain): one scale for every panel
+        fig.colorbar(m, ax=axes[1, :].tolist(), fraction=0.025, pad=0.02,
+                     label="Grad-CAM weight (1: the map's maximum)")
     fig.suptitle(title)
     return fig
 
