@@ -155,7 +155,7 @@ def _pooled_row(name: str, r, sign: float, alpha: float, prefix: str = "", margi
     own test's p (adjusted over their family afterwards, :func:`_adjust`); synthetic rows their table's Holm p
     and a verdict marked as not about human opinions."""
     below = bool(getattr(r, "p_below", False))
-    p = f"p {p_text(r.p, below, '<')}"
+    p = f"{'difference ' if margin is not None else ''}p {p_text(r.p, below, '<')}"
     lo, hi = (getattr(r, "ci_low", np.nan), getattr(r, "ci_high", np.nan))
     ci = (lo, hi) if sign > 0 else (-hi, -lo)
     test = "difference" if margin is None else f"equivalence (TOST, margin +-{margin:g})"

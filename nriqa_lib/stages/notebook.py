@@ -23,7 +23,7 @@ def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None 
     """A notebook's setup: (the params stage ``name`` declares, its output folder). A kernel started elsewhere than
     the repository root (JupyterLab starts it in the notebook's folder: notebooks/, or results/<t>/ for an executed
     copy) first moves to the nearest folder above with dvc.yaml and ``params_file`` (an absolute ``params_file``:
-    the folder holding it, or the nearest above it with dvc.yaml), so the notebook's relative paths (params,
+    the nearest folder above with dvc.yaml), so the notebook's relative paths (params,
     results/, splits/) mean what they mean under papermill and DVC. ``overrides`` ({"t1.head": "B_Sig"}): values
     of params the stage declares, applied over ``params_file`` and validated as params.yaml is (a notebook's
     knobs; a key the stage does not read is a one-line error naming those it does)."""
@@ -31,14 +31,17 @@ def open_stage(name: str, params_file: str = "params.yaml", out_dir: str | None 
     from ..pipeline.registry import stage, view
     here = Path.cwd()
     pf = Path(params_file)
-    starts = [pf.resolve().parent] if pf.is_absolute() else [here, *here.parents]
-    if pf.is_absolute() and not pf.is_file():
-        raise FileNotFoundError(f"params file not found: {params_file}")
-    root = next((d for d in [*starts, *(starts[0].parents if pf.is_absolute() else [])]
-                 if (d / "dvc.yaml").is_file() and (pf.is_absolute() or (d / params_file).is_file())), None)
-    if root is None:
-        raise FileNotFoundError(f"params file not found: {params_file} (looked in {here} and the folders above "
-                                f"it for the repository root: dvc.yaml beside {params_file})")
+    if pf.is_absolute():        # the repository is still the one the kernel was started in (or above it)
+        if not pf.is_file():
+            raise FileNotFoundError(f"params file not found: {params_file}")
+        root = next((d for d in [here, *here.parents] if (d / "dvc.yaml").is_file()), here)
+    elif pf.is_file():
+        root = here
+    else:
+        root = next((d for d in [here, *here.parents] if (d / "dvc.yaml").is_file() and (d / pf).is_file()), None)
+        if root is None:
+            raise FileNotFoundError(f"params file not found: {params_file} (looked in {here} and the folders above "
+                                    f"it for the repository root: dvc.yaml beside {params_file})")
     if root != here:
         os.chdir(root)
     p = load_params(pf)

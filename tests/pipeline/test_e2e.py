@@ -2,6 +2,7 @@
 their declared params run once for the module (a ParamsView raises on anything else), then one test per table, the
 report and the notebooks, so a failure names the table. Issue 24 item 7."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -187,7 +188,7 @@ def test_notebooks_render_and_rerun_in_jupyterlab(at_study, tables):
                              (tmp / "results" / "t1", tmp / "results" / "t1" / "t1_backbones__e2e.ipynb", "results/t1")):
         nb = nbformat.read(src, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        cell.source = cell.source.replace('out_dir = "results/t1"', f'out_dir = "{out}"')
+        cell.source = re.sub(r'out_dir = "[^"]*"', f'out_dir = "{out}"', cell.source, count=1)
         nbclient.NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
         assert (tmp / out / "tables" / "t1_backbones.csv").is_file(), folder
         assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -196,8 +197,9 @@ def test_notebooks_render_and_rerun_in_jupyterlab(at_study, tables):
     for st in sorted(nbs, key=lambda s: s.name == "report"):
         nb = nbformat.read(tmp / "notebooks" / f"{st.name}.ipynb", as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        assert f'out_dir = "{st.out_dir}"' in cell.source, st.name
-        cell.source = cell.source.replace(f'out_dir = "{st.out_dir}"', f'out_dir = "{st.out_dir}_lab"')
+        folder = st.out_dir.split("/", 1)[1]
+        assert f'out_dir = "scratch/{folder}"' in cell.source, st.name       # never the pipeline's own folder
+        cell.source = cell.source.replace(f'out_dir = "scratch/{folder}"', f'out_dir = "{st.out_dir}_lab"')
         nbclient.NotebookClient(nb, kernel_name="python3",
                                 resources={"metadata": {"path": str(tmp / "notebooks")}}).execute()
         assert (tmp / f"{st.out_dir}_lab").is_dir(), st.name

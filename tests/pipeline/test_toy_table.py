@@ -49,7 +49,7 @@ def t7_toy(inputs: TableInputs) -> Result:
 
 TABLE = Table(name="t7_toy", folder="t7", desc="T7: a toy table", params=PARAMS, tag="alpha-${stats.alpha}",
               deps=("results/heads", "splits"), shown=("t7_tests",), pooled_shown=("t7_pooled",),
-              claims=(Claims(tests="t7_tests", pooled="t7_pooled", names={"sigmoid": "toy: sigmoid beats B"}),))
+              claims=(Claims(tests="t7_tests", pooled="t7_pooled", names={"sigmoid": "ours: the toy sigmoid beats B"}),))
 '''
 
 NOTEBOOK = '''# %% [markdown]
@@ -114,8 +114,8 @@ def test_a_new_table_is_its_module_and_its_notebook(tmp_path_factory):
     run("-m", "nriqa_lib.cli", "notebook", "t7_toy", "--out", "results/t7", "--tag", "toy")
     run("-m", "nriqa_lib.cli", "notebook", "report", "--out", "results/report", "--tag", "toy")
     summary = (tmp / "results" / "summary.md").read_text()
-    assert "| toy: sigmoid beats B |" in summary, summary
-    assert "toy: sigmoid beats B" in (tmp / "results" / "report" / "report.md").read_text()
+    assert "| ours: the toy sigmoid beats B |" in summary, summary
+    assert "ours: the toy sigmoid beats B" in (tmp / "results" / "report" / "report.md").read_text()
     for name in ("data_overview", "t1_backbones", "t2_activations", "t3_selection", "t4_zeroshot", "t5_resolution",
                  "t6_regimes"):                                      # the other tables were not run here
         folder = tmp / st[name]["cmd"].split("--out ")[1].split()[0]
