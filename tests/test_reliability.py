@@ -87,8 +87,8 @@ def test_single_stage_run_needs_the_check_stamp(tmp_path, monkeypatch, capsys):
     """Item 16: under DVC (DVC_STAGE set) a stage other than check refuses to start when results/params.ok is
     missing (check failed or did not run), before any work."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DVC_STAGE", "t1_backbones")
-    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1_backbones", "--out", "results/t1",
+    monkeypatch.setenv("DVC_STAGE", "t1")
+    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1", "--out", "results/t1",
                      "--tag", "x"]) == 2
     err = capsys.readouterr().err
     assert "results/params.ok is missing" in err and "dvc repro check" in err and len(err.splitlines()) == 1

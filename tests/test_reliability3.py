@@ -204,12 +204,12 @@ def test_t7_a_notebook_whose_input_is_missing_says_so_in_one_line(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notebooks").symlink_to(REPO / "notebooks")
     monkeypatch.delenv("DVC_STAGE", raising=False)
-    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1_backbones", "--out", "results/t1",
+    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1", "--out", "results/t1",
                      "--tag", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: notebook t1_backbones: FileNotFoundError: "), err
+    assert len(err) == 1 and err[0].startswith("error: notebook t1: FileNotFoundError: "), err
     assert "dvc repro" in err[0]
-    assert not list((tmp_path / "results" / "t1").glob("t1_backbones*"))
+    assert not list((tmp_path / "results" / "t1").glob("t1*"))
 
 
 def test_s2_the_rendered_pages_load_no_script_from_the_network(tmp_path):

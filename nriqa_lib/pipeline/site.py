@@ -208,7 +208,9 @@ def _csv_tables(summary_csv: Path) -> list[str]:
 
 def _title(name: str) -> str:
     head, _, rest = name.partition("_")
-    return f"{head.upper()} {rest}" if re.fullmatch(r"t\d+", head) else name.replace("_", " ").capitalize()
+    if re.fullmatch(r"t\d+", head):
+        return f"{head.upper()} {rest}".strip()
+    return name.replace("_", " ").capitalize()
 
 
 def pages(root: Path = Path(".")) -> list[Page]:

@@ -79,7 +79,7 @@ def _p2(cell, src: dict, t4: pd.DataFrame) -> dict:
     if not len(rows):
         return {"note": "needs " + "; ".join([
             f"OpenAI CLIP RN50 weights (a local file in features.weights.{model}, or the HF cache)",
-            *_images(cell.dataset), "then `dvc repro t4_zeroshot`: training-free, one forward pass per image, a CPU "
+            *_images(cell.dataset), "then `dvc repro t4`: training-free, one forward pass per image, a CPU "
             "suffices"])}
     hit = rows[(rows["dataset"] == cell.dataset) & (rows["score"] == T4_SCORE[cell.method])]
     if not len(hit):

@@ -1,4 +1,4 @@
-"""The notebook stages (data_overview, t1_backbones ... report): run notebooks/<name>.ipynb with papermill into
+"""The notebook stages (data_overview, t1 ... report): run notebooks/<name>.ipynb with papermill into
 results/<dir>/<name>__<tag>.ipynb and render the same name as .html with nbconvert. Each notebook calls one
 analysis function; its params are that function's module's ``PARAMS``."""
 from __future__ import annotations

@@ -31,7 +31,7 @@ def registry() -> tuple:
 
 
 def table(name: str):
-    """The declared table ``name`` (its stage name, e.g. ``t2_activations``, or its folder, ``t2``)."""
+    """The declared table ``name`` (its stage name or its folder: ``t2``)."""
     for t in registry():
         if name in (t.name, t.folder):
             return t

@@ -104,7 +104,7 @@ class _BackboneClaims(Claims):
 CONTROL_CLAIM = "control: pretrained features beat a random-init control"
 
 TABLE = Table(
-    name="t1_backbones", folder="t1", desc="T1 (P1): backbones with one identical head", params=PARAMS,
+    name="t1", folder="t1", desc="T1 (P1): backbones with one identical head", params=PARAMS,
     tag="head-${t1.head}", deps=("results/heads", "splits"), shown=("t1_backbones", "t1_tests"),
     pooled_shown=("t1_pooled",), figures=("t1_srcc",), plots=("t1_srcc",),
     claims=(_BackboneClaims(tests="t1_tests", pooled="t1_pooled"),),

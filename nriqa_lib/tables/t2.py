@@ -80,7 +80,7 @@ def t2_activations(inputs: TableInputs, t2: T2) -> Result:
 GELU_MARGIN = 0.02
 
 TABLE = Table(
-    name="t2_activations", folder="t2", desc="T2 (P1): the head's activation, in and across datasets", params=PARAMS,
+    name="t2", folder="t2", desc="T2 (P1): the head's activation, in and across datasets", params=PARAMS,
     tag="ref-${t2.reference}", deps=("results/heads", "results/cross", "splits"),
     shown=("t2_activations", "t2_tests", "t2_cross"), pooled_shown=("t2_pooled", "t2_cross_pooled"),
     figures=("t2_forest", "t2_cross_forest"), plots=("t2_forest",),

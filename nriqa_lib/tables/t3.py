@@ -74,7 +74,7 @@ def t3_selection(inputs: TableInputs, t2: T2) -> Result:
 
 
 TABLE = Table(
-    name="t3_selection", folder="t3", desc="T3 (P1 + ours): learnable activation selection vs the best fixed head",
+    name="t3", folder="t3", desc="T3 (P1 + ours): learnable activation selection vs the best fixed head",
     params=PARAMS, tag="boot-${stats.n_boot}", deps=("results/heads", "splits"),
     shown=("t3_selection", "t3_tests"), pooled_shown=("t3_pooled",), figures=("t3_forest", "t3_shares"),
     plots=("t3_shares",),

@@ -130,7 +130,7 @@ class _ZeroshotClaims(Claims):
 
 
 TABLE = Table(
-    name="t4_zeroshot", folder="t4", desc="T4 (P2): CLIP-IQA, MA-CLIP and the magnitude cue, training-free",
+    name="t4", folder="t4", desc="T4 (P2): CLIP-IQA, MA-CLIP and the magnitude cue, training-free",
     params=PARAMS, tag="boot-${stats.n_boot}", deps=("results/zeroshot",),
     shown=("t4_zeroshot", "t4_tests", "t4_notes"), pooled_shown=("t4_pooled",), figures=("t4_srcc", "t4_forest"),
     plots=("t4_srcc",), claims=(_ZeroshotClaims(tests="t4_tests", pooled="t4_pooled", level="claim"),))

@@ -73,7 +73,7 @@ def t5_resolution(inputs: TableInputs, t5: T5, test_time: str) -> Result:
 
 
 TABLE = Table(
-    name="t5_resolution", folder="t5", desc="T5 (beyond P1): input resolution and test-time views", params=PARAMS,
+    name="t5", folder="t5", desc="T5 (beyond P1): input resolution and test-time views", params=PARAMS,
     tag="${features.test_time}", deps=("results/resolution", "splits"),
     shown=("t5_resolution", "t5_tests", "t5_cost"), pooled_shown=("t5_pooled",), figures=("t5_forest",),
     claims=(Claims(tests="t5_tests", pooled="t5_pooled", default="ours: input policy {key} beats squash",

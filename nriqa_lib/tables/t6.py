@@ -125,7 +125,7 @@ T6_CLAIMS = {"p1_frozen": "P1 (as published): LoRA adapters on a frozen backbone
              "full": "ours: full fine-tuning beats a frozen backbone"}
 
 TABLE = Table(
-    name="t6_regimes", folder="t6", desc="T6 (P1): frozen vs P1's two recipes vs LoRA vs full fine-tuning",
+    name="t6", folder="t6", desc="T6 (P1): frozen vs P1's two recipes vs LoRA vs full fine-tuning",
     params=PARAMS, tag="select-${train.select_on}", deps=("results/heads", "results/finetune", "splits"),
     shown=("t6_regimes", "t6_tests"), pooled_shown=("t6_pooled",), figures=("t6_forest",),
     claims=(Claims(tests="t6_tests", pooled="t6_pooled", names=T6_CLAIMS,

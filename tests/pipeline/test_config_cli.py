@@ -152,7 +152,7 @@ def test_corrupt_weights_file_is_named(tmp_path):
 def test_unwritable_output_fails_before_work(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results").write_text("a file where a folder must be")
-    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1_backbones", "--out", "results/t1"]) == 2
+    assert cli.main(["--params", str(REPO / "params.yaml"), "notebook", "t1", "--out", "results/t1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write") and "results" in err and len(err.splitlines()) == 1
 

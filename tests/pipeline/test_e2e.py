@@ -45,12 +45,12 @@ def tables(study):
     from nriqa_lib.tables.t5 import t5_resolution
     from nriqa_lib.reporting.export import write_result
     tmp, p = study
-    calls = {"t1": lambda i: write_result(tmp / "results" / "t1", t1_backbones(i("t1_backbones"), p.t1.head)),
-             "t2": lambda i: write_result(tmp / "results" / "t2", t2_activations(i("t2_activations"), p.t2)),
-             "t3": lambda i: write_result(tmp / "results" / "t3", t3_selection(i("t3_selection"), p.t2)),
-             "t4": lambda i: write_result(tmp / "results" / "t4", t4_zeroshot(i("t4_zeroshot"), p.t4.clip_models)),
+    calls = {"t1": lambda i: write_result(tmp / "results" / "t1", t1_backbones(i("t1"), p.t1.head)),
+             "t2": lambda i: write_result(tmp / "results" / "t2", t2_activations(i("t2"), p.t2)),
+             "t3": lambda i: write_result(tmp / "results" / "t3", t3_selection(i("t3"), p.t2)),
+             "t4": lambda i: write_result(tmp / "results" / "t4", t4_zeroshot(i("t4"), p.t4.clip_models)),
              "t5": lambda i: write_result(tmp / "results" / "t5",
-                                          t5_resolution(i("t5_resolution"), p.t5, p.features.test_time))}
+                                          t5_resolution(i("t5"), p.t5, p.features.test_time))}
     done = {}
 
     def table(name: str):
@@ -179,13 +179,13 @@ def test_notebooks_render_and_rerun_in_jupyterlab(at_study, tables):
         tables(t)
     shutil.copytree(REPO / "notebooks", tmp / "notebooks")
     (tmp / "params.yaml").write_text(yaml.safe_dump(p.model_dump()))
-    run_notebook("t1_backbones", "results/t1", "params.yaml", "e2e")
-    html = (tmp / "results" / "t1" / "t1_backbones__e2e.html").read_text()
+    run_notebook("t1", "results/t1", "params.yaml", "e2e")
+    html = (tmp / "results" / "t1" / "t1__e2e.html").read_text()
     assert "toya" in html and "±" in html and "Verdict:" in html and '"stderr"' not in \
-        (tmp / "results" / "t1" / "t1_backbones__e2e.ipynb").read_text()
+        (tmp / "results" / "t1" / "t1__e2e.ipynb").read_text()
     shutil.copy(REPO / "dvc.yaml", tmp / "dvc.yaml")
-    for folder, src, out in ((tmp / "notebooks", tmp / "notebooks" / "t1_backbones.ipynb", "results/t1_lab"),
-                             (tmp / "results" / "t1", tmp / "results" / "t1" / "t1_backbones__e2e.ipynb", "results/t1")):
+    for folder, src, out in ((tmp / "notebooks", tmp / "notebooks" / "t1.ipynb", "results/t1_lab"),
+                             (tmp / "results" / "t1", tmp / "results" / "t1" / "t1__e2e.ipynb", "results/t1")):
         nb = nbformat.read(src, as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         cell.source = re.sub(r'out_dir = "[^"]*"', f'out_dir = "{out}"', cell.source, count=1)
@@ -193,7 +193,7 @@ def test_notebooks_render_and_rerun_in_jupyterlab(at_study, tables):
         assert (tmp / out / "tables" / "t1_backbones.csv").is_file(), folder
         assert not any(o.get("name") == "stderr" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     shutil.copytree(REPO / "references", tmp / "references")      # the report's published numbers
-    nbs = [s for s in registry().values() if s.is_notebook and s.name != "t1_backbones"]
+    nbs = [s for s in registry().values() if s.is_notebook and s.name != "t1"]
     for st in sorted(nbs, key=lambda s: s.name == "report"):
         nb = nbformat.read(tmp / "notebooks" / f"{st.name}.ipynb", as_version=4)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))

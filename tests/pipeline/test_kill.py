@@ -46,7 +46,7 @@ DATASET = "toyb"
 SKIP = {"finetune": "killed mid-epoch and resumed per family by scripts/smoke.py (CI), tests/training/test_finetune.py and "
                     "tests/training/test_fused.py"}
 EXTRA = {"features": ["cache/features"]}     # written besides the DVC outputs
-FULL_DISK = {"features", "heads", "t1_backbones"}
+FULL_DISK = {"features", "heads", "t1"}
 
 
 def _stages():
@@ -55,7 +55,7 @@ def _stages():
     from nriqa_lib.pipeline.registry import registry
     out = []
     for st in registry().values():
-        if st.name in SKIP or (st.is_notebook and st.name != "t1_backbones"):
+        if st.name in SKIP or (st.is_notebook and st.name != "t1"):
             continue
         cmd = st.command().replace("${item.dataset}", DATASET)
         cmd = cmd.replace(f"--tag {st.tag}", "--tag kill") if st.is_notebook else cmd

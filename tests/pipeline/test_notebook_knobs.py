@@ -25,18 +25,18 @@ def tree(tmp_path):
 
 
 def test_overrides_apply_to_declared_params_only_and_are_validated(tree):
-    P, out = open_stage("t1_backbones", "params.yaml", "scratch/t1", {"t1.head": "B_Sig"})
+    P, out = open_stage("t1", "params.yaml", "scratch/t1", {"t1.head": "B_Sig"})
     assert P.t1.head == "B_Sig" and os.getcwd() == str(tree) and str(out) == "scratch/t1"
     with pytest.raises(ConfigError, match=r"override 't2.heads' is not a param it reads \(it reads: .*t1.head"):
-        open_stage("t1_backbones", "params.yaml", None, {"t2.heads": ["B"]})
-    with pytest.raises(ConfigError, match="notebook t1_backbones: overrides: .*n_boot"):
-        open_stage("t1_backbones", "params.yaml", None, {"stats.n_boot": -5})
+        open_stage("t1", "params.yaml", None, {"t2.heads": ["B"]})
+    with pytest.raises(ConfigError, match="notebook t1: overrides: .*n_boot"):
+        open_stage("t1", "params.yaml", None, {"stats.n_boot": -5})
 
 
 def test_an_absolute_params_file_moves_to_its_repository(tree):
     """The README's papermill call with an absolute -p params_file from notebooks/ ended in a misleading 'missing
     (run dvc repro heads)': the kernel stayed in notebooks/, where results/ is not."""
-    open_stage("t1_backbones", str(tree / "params.yaml"))
+    open_stage("t1", str(tree / "params.yaml"))
     assert os.getcwd() == str(tree)
 
 

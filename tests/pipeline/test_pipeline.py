@@ -107,14 +107,14 @@ def test_a_corrected_mos_reaches_every_stage_that_reads_it():
                  "figures"):
         assert "data_manifests" in _deps(name), name
     # the tables read the MOS through predictions / scores, which depend on the manifests
-    assert "results/heads" in _deps("t1_backbones") and "results/zeroshot" in _deps("t4_zeroshot")
+    assert "results/heads" in _deps("t1") and "results/zeroshot" in _deps("t4")
 
 
 def test_tables_rerun_when_the_datasets_or_backbones_change():
-    for name in ("t1_backbones", "t2_activations", "t3_selection", "t4_zeroshot"):
+    for name in ("t1", "t2", "t3", "t4"):
         params = _params(name)
         assert "data.datasets" in params and "features.backbones" in params, name
-    for name in ("t1_backbones", "t3_selection"):
+    for name in ("t1", "t3"):
         assert "train.select_on" in _params(name)              # their captions state the protocol
 
 
@@ -171,7 +171,7 @@ def test_editing_a_package_reruns_the_stages_that_run_it():
         rel = str(f.relative_to(REPO))
         assert _stages_running(rel) - {"check"} <= _downstream(trains), rel
     assert _stages_running("nriqa_lib/heads/mlp.py") == trains
-    assert _stages_running("nriqa_lib/tables/t3.py") == {"t3_selection", "report"}
+    assert _stages_running("nriqa_lib/tables/t3.py") == {"t3", "report"}
     assert _stages_running("nriqa_lib/analysis/pooled.py") == {n for n, s in REGISTRY.items()
                                                                if s.is_notebook and n != "data_overview"}
     for f in ("nriqa_lib/backbones/registry.py", "nriqa_lib/heads/registry.py"):   # names: no model, no torch

@@ -99,9 +99,9 @@ def test_the_site_has_a_page_for_every_notebook_stage_of_the_registry(tmp_path):
     got = site_stage.pages(tmp_path)
     assert [p.slug for p in got][0] == "report"
     assert sorted(p.slug for p in got) == sorted(s.name for s in notebook_stages)
-    assert {p.title for p in got} >= {"T1 backbones", "Data overview", "Report"}
-    (tmp_path / "results" / "t1" / "t1_backbones__y.html").write_text("stale")
-    with pytest.raises(FileNotFoundError, match="one rendered results/t1/t1_backbones__"):
+    assert {p.title for p in got} >= {"T1", "Data overview", "Report"}
+    (tmp_path / "results" / "t1" / "t1__y.html").write_text("stale")
+    with pytest.raises(FileNotFoundError, match="one rendered results/t1/t1__"):
         site_stage.pages(tmp_path)
 
 

@@ -114,4 +114,4 @@ def test_the_report_reruns_when_the_data_file_or_a_module_its_notebook_imports_c
     from nriqa_lib.pipeline.declare import stage_files
     assert "references/published.yaml" in stage("report").deps
     assert "nriqa_lib/report/published.py" in stage_files("report")
-    assert "nriqa_lib/reporting/display.py" in stage_files("t1_backbones")      # every notebook imports it
+    assert "nriqa_lib/reporting/display.py" in stage_files("t1")      # every notebook imports it

@@ -18,7 +18,7 @@ from IPython.display import Image, Markdown, display
 from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
-P, out = open_stage("t5_resolution", params_file, out_dir, overrides)   # from the repository root; only the params it declares
+P, out = open_stage("t5", params_file, out_dir, overrides)   # from the repository root; only the params it declares
 
 # %%
 P
