@@ -12,7 +12,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"data.limit": 40}:
 
 # %%
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import folded, pooled_section, show, verdict
+from nriqa_lib.reporting.display import figure, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("data_overview", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -29,6 +29,6 @@ O = write_result(out, data_overview({d: open_dataset(P, d) for d in P.data.datas
 show(O["summary"])
 
 # %%
-display(Image(out / "figures" / "mos_histograms.png"))
+figure(out / "figures" / "mos_histograms.png", "MOS histograms")
 for d in P.data.datasets:
-    display(Markdown(f"**{d}**: lowest to highest MOS"), Image(out / "figures" / f"samples_{d}.png"))
+    figure(out / "figures" / f"samples_{d}.png", f"{d}: lowest to highest MOS")

@@ -15,7 +15,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"stats.alpha": 0.0
 # %%
 from pathlib import Path
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import figures_section, folded, pooled_section, show, tables_section, verdict
+from nriqa_lib.reporting.display import figure, figures_section, folded, pooled_section, show, tables_section, verdict
 from nriqa_lib.stages.notebook import open_stage
 
 P, out = open_stage("report", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -33,7 +33,8 @@ F = summary.findings("results", P.stats.alpha)
 summary.write_summary(F, root, "" if P.features.pretrained else report.RANDOM_WEIGHTS, P.stats.alpha)
 display(Markdown("## Findings\n\nEvery claim pooled over the human-rated datasets (its effect is the SRCC "
                  "difference in the claimed direction; verdicts use the p adjusted over the claim's family):\n\n"
-                 + (root / summary.SUMMARY_MD).read_text()), Image(root / summary.SUMMARY_PNG))
+                 + (root / summary.SUMMARY_MD).read_text()))
+figure(root / summary.SUMMARY_PNG, "Every claim's pooled effect")
 
 # %%
 C = report.claims("results", P.stats.alpha)

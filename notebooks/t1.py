@@ -14,7 +14,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"t1.head": "B_Sig"
 
 # %%
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, figure, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t1", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -36,7 +36,7 @@ display(Markdown(verdict(T["tests"], P.stats.alpha, "backbone pairs")))
 folded(T["tests"], "All pairwise tests (SRCC; diff = a - b)", KEY_TEST_COLUMNS)
 
 # %%
-Image(out / "figures" / "t1_srcc.png")
+figure(out / "figures" / "t1_srcc.png")
 
 # %%
 pooled_section(T["pooled"], out / "figures" / "t1_forest.png")

@@ -13,7 +13,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"stats.n_boot": 20
 
 # %%
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, figure, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t3", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -41,4 +41,4 @@ pooled_section(T["pooled"], out / "figures" / "t3_forest.png")
 folded(T["shares"].reset_index(), "Channel shares per candidate (mean, sd over splits)")
 
 # %%
-Image(out / "figures" / "t3_shares.png")
+figure(out / "figures" / "t3_shares.png")

@@ -13,7 +13,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"stats.n_boot": 20
 
 # %%
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, figure, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t4", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -38,7 +38,7 @@ folded(T["tests"], "All tests (paired bootstrap over images; Williams' t on PLCC
 show(T["notes"], "CLIP models not run") if len(T["notes"]) else Markdown("Every configured CLIP model ran.")
 
 # %%
-Image(out / "figures" / "t4_srcc.png")
+figure(out / "figures" / "t4_srcc.png")
 
 # %%
 pooled_section(T["pooled"], out / "figures" / "t4_forest.png")

@@ -19,7 +19,7 @@ overrides = {}   # this table's knobs over params_file, e.g. {"stats.alpha": 0.0
 
 # %%
 from IPython.display import Image, Markdown, display
-from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, folded, pooled_section, show, verdict
+from nriqa_lib.reporting.display import KEY_TEST_COLUMNS, figure, folded, pooled_section, show, verdict
 from nriqa_lib.stages.notebook import open_stage, table_inputs
 
 P, out = open_stage("t6", params_file, out_dir, overrides)   # from the repository root; only the params it declares
@@ -50,4 +50,4 @@ show(T["last_epoch"]["table"], "T6 at the LAST epoch (what P1's code writes)") i
 show(T["flattery"], "Best-on-test vs the last epoch, test SRCC (mean over splits)") if "flattery" in T else None
 
 # %%
-Image(out / "figures" / "t6_epochs.png") if "epoch_curves" in T else None
+figure(out / "figures" / "t6_epochs.png") if "epoch_curves" in T else None

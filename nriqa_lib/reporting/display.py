@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "tables_section", "figures_section", "KEY_TEST_COLUMNS",
+__all__ = ["formatted", "show", "folded", "verdict", "pooled_section", "tables_section", "figures_section", "figure", "KEY_TEST_COLUMNS",
            "POOLED_VIEW"]
 
 KEY_TEST_COLUMNS = ("dataset", "backbone", "a", "b", "diff", "srcc_diff", "ci_low", "ci_high", "p", "p_holm",
@@ -136,7 +136,7 @@ def pooled_section(pooled: pd.DataFrame | None, forest, caption: str = "Pooled v
     plot and power curve (``forest``: the forest PNG; the power PNG beside it), where they exist."""
     from pathlib import Path
 
-    from IPython.display import Image, Markdown, display
+    from IPython.display import Markdown, display
     if explain:
         display(Markdown(POOLED_TEXT))
     if pooled is not None and len(pooled):
@@ -145,25 +145,29 @@ def pooled_section(pooled: pd.DataFrame | None, forest, caption: str = "Pooled v
         display(Markdown("No comparison to pool."))
     forest = Path(forest)
     for fig in (forest, forest.with_name(forest.name.replace("forest", "power"))):
-        if fig.is_file():
-            display(Image(fig))
+        figure(fig)
 
 
-def figures_section(results, figures) -> None:
-    """Each figure under ``results`` (paths relative to it) with a heading (its folder: the table or stage that drew
-    it) and a caption (the figure in words: the PNG's Description, written by ``reporting.plots.save``); an absent
-    one is skipped."""
+def figure(path, heading: str | None = None):
+    """One figure in a notebook with a heading (``heading``, or the file's name) and a caption: the figure in words,
+    the PNG's Description (written by ``reporting.plots.save``); an absent file shows nothing."""
     from pathlib import Path
     from IPython.display import Image, Markdown, display
     from PIL import Image as PILImage
+    f = Path(path)
+    if not f.is_file():
+        return
+    with PILImage.open(f) as im:
+        caption = im.info.get("Description", "")
+    display(Markdown(f"#### {heading or f.stem.replace('_', ' ')}\n\n*{caption}*"), Image(f))
+
+
+def figures_section(results, figures) -> None:
+    """Each figure under ``results`` (paths relative to it) with a heading (its name and the folder of the table or
+    stage that drew it) and its caption (:func:`figure`); an absent one is skipped."""
+    from pathlib import Path
     for rel in figures:
-        f = Path(results) / rel
-        if not f.is_file():
-            continue
-        with PILImage.open(f) as im:
-            caption = im.info.get("Description", "")
-        where = rel.split("/")[0]
-        display(Markdown(f"### {Path(rel).stem.replace('_', ' ')} ({where})\n\n*{caption}*"), Image(f))
+        figure(Path(results) / rel, f"{Path(rel).stem.replace('_', ' ')} ({rel.split('/')[0]})")
 
 
 def tables_section(results, tables) -> None:
