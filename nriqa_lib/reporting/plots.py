@@ -39,7 +39,8 @@ def describe(fig: plt.Figure) -> str:
         if text and text not in panels:
             panels.append(text)
     lead = sup or (panels.pop(0) if panels else "figure")
-    more = f" ({len(fig.axes)} panels: " + " | ".join(panels[:6]) + ")" if panels else ""
+    n = len(panels)
+    more = (f" ({n} panels: " if n > 1 else " (") + " | ".join(panels[:6]) + ")" if panels else ""
     return " ".join((lead + more).split())
 
 
