@@ -125,7 +125,7 @@ def make_tree(tmp_path, monkeypatch):
         if name == "toya":
             df["set"] = np.where(np.arange(n) < 36, "train", np.where(np.arange(n) < 45, "val", "test"))
         write_manifest(tmp_path / "m", name, df)
-        for bb in (BB, f"random_{BB}"):
+        for bb in (BB, f"random_{BB}", f"random_{BB}_init1", f"random_{BB}_init2"):    # the control at 3 inits
             X = np.c_[df["mos"].to_numpy()[:, None] * np.ones((1, 4)), g.normal(size=(n, 12))].astype(np.float32)
             X[:, :4] += 0.3 * g.normal(size=(n, 4))
             save_feature_set(FeatureSet(X, list(df["image"]), {"key": "fake"}), tmp_path / "features" / name / bb)
@@ -133,6 +133,7 @@ def make_tree(tmp_path, monkeypatch):
     p.data.datasets = ["toya", "toyb"]
     p.data.roots = {"toya": str(tmp_path / "toya"), "toyb": str(tmp_path / "toyb")}
     p.features.backbones = [BB, f"random_{BB}"]
+    p.features.control_inits = 3
     p.features.threads = THREADS               # a stage's share of the cores under the test workers
     p.train.epochs, p.train.hidden, p.train.batch_size, p.train.lr = 3, 16, 8, 3e-3
     p.t2.heads, p.t2.reference = ["B", "sigmoid"], "B"

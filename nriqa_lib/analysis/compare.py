@@ -34,14 +34,23 @@ def split_metrics(pred: pd.DataFrame, by: Sequence[str], part: str = "test", fit
     """Metrics of every group ``by`` (+ split) on ``part``: long rows (..., split, metric, value).
 
     ``fit=None``: PLCC and RMSE on the raw prediction (P1's protocol); "logistic4"/"logistic5" adds the fitted PLCC.
+    Predictions with a ``seed`` column (``train.seeds_per_split`` > 1): each split's metric is the mean over its seeds' heads
+    (rows without a seed, e.g. fine-tuned runs beside frozen heads, count as seed 0).
     """
     rows = []
     sub = pred[pred["part"] == part] if "part" in pred else pred
-    for key, g in sub.groupby(list(by) + ["split"], sort=True):
+    seeded = "seed" in sub
+    if seeded:
+        sub = sub.assign(seed=sub["seed"].fillna(0).astype(int))
+    for key, g in sub.groupby(list(by) + ["split"] + (["seed"] if seeded else []), sort=True):
         m = all_metrics(g["pred"].to_numpy(), g["mos"].to_numpy(), fit=fit)
         for k, v in m.items():
             rows.append((*key, k, v))
-    return pd.DataFrame(rows, columns=[*by, "split", "metric", "value"])
+    if not seeded:
+        return pd.DataFrame(rows, columns=[*by, "split", "metric", "value"])
+    out = pd.DataFrame(rows, columns=[*by, "split", "seed", "metric", "value"])
+    # first-appearance order: the rows come out as the one-seed path orders them (groups, then the metrics)
+    return out.groupby([*by, "split", "metric"], sort=False, as_index=False)["value"].mean()
 
 
 def summary_table(rows: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = ("srcc", "plcc")) -> pd.DataFrame:

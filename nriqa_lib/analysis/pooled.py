@@ -56,8 +56,11 @@ def dataset_cells(tests: pd.DataFrame, claim: Sequence[str], design: dict[str, D
             row.update(r, test="Nadeau-Bengio corrected t on the cells' mean per-split difference",
                        n_train=d.n_train, n_test=d.n_test, p_below=False)
         elif all(i in boot for i in g.index):
-            r = bootstrap_cells_test(np.stack([boot[i] for i in g.index]), g[diff].to_numpy())
-            row.update(r, test=("normal bootstrap (paired resamples)" if len(g) == 1 else "normal bootstrap of "
+            # cells whose replicates resampled few units (T4's K random inits) carry their df: the smallest
+            df = float(g["df"].min()) if "df" in g and g["df"].notna().all() else float("inf")
+            r = bootstrap_cells_test(np.stack([boot[i] for i in g.index]), g[diff].to_numpy(), df=df)
+            kind = "normal bootstrap" if not np.isfinite(df) else f"bootstrap t ({df:.1f} df)"
+            row.update(r, test=(f"{kind} (paired resamples)" if len(g) == 1 else f"{kind} of "
                                 "the cells' mean difference (same resamples)"), sd_diff=np.nan, n_splits=np.nan, n_train=np.nan,
                        n_test=np.nan)
         elif len(g) == 1:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["BackboneSpec", "Preprocess", "Pooling", "REGISTRY", "register", "unknown_backbone_message",
-           "list_backbones", "is_control", "pretrained"]
+           "list_backbones", "is_control", "pretrained", "control_inits"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -78,6 +78,12 @@ def list_backbones(family: str | None = None) -> list[str]:
 def is_control(name: str) -> bool:
     """A control backbone: the same architecture with seeded random weights (never pretrained)."""
     return REGISTRY[name].random_init
+
+
+def control_inits(name: str, n: int) -> list[tuple[str, int]]:
+    """A control's initialisations beyond seed 0, as (feature-set name, seed): ``<name>_init<k>`` for k = 1..n-1
+    (seed 0 is ``name`` itself, the one the heads train on); none for a pretrained backbone."""
+    return [(f"{name}_init{k}", k) for k in range(1, n)] if is_control(name) else []
 
 
 def pretrained(names) -> list[str]:

@@ -106,6 +106,9 @@ class Features(_Section):
     # JPEGs decoded at 1/2, 1/4 or 1/8 scale (PIL draft mode) where that leaves >= this many times the view's
     # size (squash / center_crop / multi_crop); 0 = always full decode. CLIVE (500 px) is never drafted.
     jpeg_draft: float = Field(2.0, ge=0, le=16)
+    # each random-init control at this many seeded initialisations (seeds 0..N-1): heads use seed 0; T4's
+    # magnitude-cue test resamples all N (issue 39: "a random one" is a population, not one draw)
+    control_inits: int = Field(5, ge=1, le=100)
 
     @model_validator(mode="after")
     def _draft(self):
@@ -139,6 +142,9 @@ class Train(_Section):
     seed: int = Field(0, ge=0, le=SEED_MAX)
     # training seeds on a dataset with one split (KonIQ's official one); >= 5 gives a seed-to-seed spread
     single_split_seeds: int = Field(5, ge=1, le=1000)
+    # training seeds per split on a dataset with several splits: each split's metric is their mean (seed noise
+    # averaged, issue 39; the estimand stays one head's SRCC); 1 = one head per split
+    seeds_per_split: int = Field(2, ge=1, le=100)
     # dataset -> {train key: value} where a dataset differs (P1: epochs 30 for CLIVE, 15 elsewhere)
     per_dataset: dict[str, dict] = Field(default_factory=dict)
 

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -197,51 +198,57 @@ def gradcam_grid(items: list[tuple], title: str = "") -> plt.Figure:
 
 def forest(tests: pd.DataFrame, pool: pd.DataFrame, claim: str, cell: list[str], diff: str = "diff",
            title: str = "", ncol: int = 3) -> plt.Figure:
-    """Forest plot, one panel per claim (wrapped, ``ncol`` per row): each cell's paired difference with its 95% CI
-    (the cell's own test), and each pooled row (human-rated datasets: a black diamond; the synthetic set on its
-    own: grey) as a diamond, as in clinical meta-analyses; the dashed line is no difference. Each panel's x-axis
-    is set by its human-rated rows (the synthetic set's wide intervals squeezed CLIVE's around 0 when they set
-    it): a synthetic interval beyond it runs to the panel's edge, its label says so. Intervals are clipped to
+    """Forest plot: a row of panels per claim, one panel per dataset, each with its own x-axis (a synthetic set's
+    wide intervals squeezed CLIVE's around 0 on a shared axis; issue 40): that dataset's cells with their 95% CI
+    (each cell's own test) and its pooled row as a diamond (human-rated: black; the synthetic set on its own:
+    grey), as in clinical meta-analyses; human-rated datasets pooled over k >= 2 get a panel of their own. Claims
+    with one panel each are wrapped ``ncol`` to a row. The dashed line is no difference; intervals are clipped to
     [-2, 2], the range of an SRCC difference."""
-    from ..core.paths import human_rated
     claims = list(dict.fromkeys(tests[claim]))
-    n = max(((tests[claim] == c).sum() + (pool[claim] == c).sum() for c in claims), default=1)
-    nc = max(1, min(ncol, len(claims)))
-    nr = max(1, -(-len(claims) // nc))
-    fig, axes = plt.subplots(nr, nc, figsize=(4.6 * nc, (0.32 * n + 1.4) * nr), squeeze=False)
-    for ax in axes.ravel()[len(claims):]:
+    rows = []                                   # per claim: its panels (dataset, cells, pooled rows)
+    for c in claims:
+        g, pr = tests[tests[claim] == c], pool[pool[claim] == c]
+        keys = list(dict.fromkeys(g["dataset"].astype(str))) if "dataset" in g else [""]
+        panels = [(k, g[g["dataset"].astype(str) == k] if k else g,
+                   pr[pr["datasets"].astype(str) == k] if k else pr) for k in keys]
+        multi = pr[(pr["scope"] == "human-rated") & (pr["k"] > 1)] if len(pr) else pr
+        if len(multi):
+            panels.append(("pooled over human-rated datasets", g.iloc[:0], multi))
+        rows.append([(c, *panel) for panel in panels])
+    nc = max((len(r) for r in rows), default=1)
+    if nc == 1:                                 # one panel per claim: wrap them
+        nc = max(1, min(ncol, len(rows)))
+        flat = [r[0] for r in rows]
+        rows = [flat[i:i + nc] for i in range(0, len(flat), nc)]
+    heights = [0.32 * max((len(cg) + len(pg) for _, _, cg, pg in r), default=1) + 1.4 for r in rows] or [1.8]
+    fig, axes = plt.subplots(len(heights), nc, figsize=(4.6 * nc, sum(heights) + 0.4), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax in axes.ravel():
         ax.axis("off")
-    for ax, c in zip(axes.ravel(), claims):
-        g = tests[tests[claim] == c].reset_index(drop=True)
-        hum_cell = g["dataset"].map(lambda d: all(human_rated(x) for x in str(d).split("->"))).to_numpy(bool) \
-            if "dataset" in g else np.ones(len(g), bool)
-        pr = pool[pool[claim] == c].reset_index(drop=True)
-        lo, hi = np.clip(g["ci_low"], -2, 2), np.clip(g["ci_high"], -2, 2)
-        span = [*lo[hum_cell], *hi[hum_cell], *pr.loc[pr["scope"] == "human-rated", ["ci_low", "ci_high"]]
-                .clip(-2, 2).to_numpy().ravel(), 0.0]
-        xlo, xhi = min(span), max(span)
-        pad = 0.08 * (xhi - xlo or 0.1)
-        xlim = (xlo - pad, xhi + pad)
-        beyond = lambda a, b: a < xlim[0] or b > xlim[1]         # noqa: E731
-        labels = [("/".join(map(str, r)) + (" (beyond the axis)" if beyond(a, b) else ""))
-                  for r, a, b in zip(g[cell].astype(str).itertuples(index=False), lo, hi)]
-        y = np.arange(len(g))[::-1] + 1.0 + len(pr)
-        ax.errorbar(g[diff], y, xerr=[g[diff] - lo, hi - g[diff]], fmt="s", ms=4, capsize=2, color="0.25")
-        for j, r in pr.iterrows():
-            yc = len(pr) - j - 0.5
-            human = r.scope == "human-rated"
-            ax.fill([max(r.ci_low, -2), r.estimate, min(r.ci_high, 2), r.estimate], [yc, yc + 0.3, yc, yc - 0.3],
-                    color="k" if human else "0.6")
-            i2 = "" if not np.isfinite(r.i2) else f", I²={r.i2:.0%}"
-            labels.append(f"pooled, human-rated (k={int(r.k)}{i2})" if human else
-                          f"{r.datasets} (synthetic)" + (" (beyond the axis)" if beyond(r.ci_low, r.ci_high) else ""))
-            y = np.append(y, yc)
-        ax.axvline(0, ls="--", color="0.5", lw=1)
-        ax.set_xlim(*xlim)
-        ax.set_yticks(y, labels, fontsize=7)
-        ax.set(title=str(c), xlabel=f"{diff} (SRCC)")
+    for row, axrow in zip(rows, axes):
+        for ax, (c, key, g, pr) in zip(axrow, row):
+            ax.axis("on")
+            g, pr = g.reset_index(drop=True), pr.reset_index(drop=True)
+            lo, hi = np.clip(g["ci_low"], -2, 2), np.clip(g["ci_high"], -2, 2)
+            labels = ["/".join(str(v) for k, v in zip(cell, r) if k != "dataset") or str(key)
+                      for r in g[cell].astype(str).itertuples(index=False)]
+            y = np.arange(len(g))[::-1] + 1.0 + len(pr)
+            ax.errorbar(g[diff], y, xerr=[g[diff] - lo, hi - g[diff]], fmt="s", ms=4, capsize=2, color="0.25")
+            for j, r in pr.iterrows():
+                yc = len(pr) - j - 0.5
+                human = r.scope == "human-rated"
+                ax.fill([max(r.ci_low, -2), r.estimate, min(r.ci_high, 2), r.estimate], [yc, yc + 0.3, yc, yc - 0.3],
+                        color="k" if human else "0.6")
+                i2 = "" if not np.isfinite(r.i2) else f", I²={r.i2:.0%}"
+                labels.append(f"pooled, human-rated (k={int(r.k)}{i2})" if human else "cells combined (synthetic)")
+                y = np.append(y, yc)
+            ax.axvline(0, ls="--", color="0.5", lw=1)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))    # 7+ ticks ran into each other
+            ax.set_yticks(y, labels, fontsize=7)
+            ax.set(title=f"{c}\n{key}" if key else str(c), xlabel=f"{diff} (SRCC)")
+            ax.title.set_fontsize(9)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (sum(heights) + 0.4)))     # the suptitle above the first titles
     return fig
 
 

@@ -9,6 +9,7 @@ import time
 from .datasets import open_dataset
 
 from .models import backbone
+from ..backbones.registry import control_inits
 from ..core.paths import features_dir
 from ..pipeline.spec import BACKBONE, D, ComputeStage
 
@@ -35,10 +36,14 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     set_deterministic(dev)
     if dist.is_main():
         print(decode_notes(m))
-    names = list(backbones or p.features.backbones)
+    base = list(backbones or p.features.backbones)
+    # a random-init control also at its other seeds (features.control_inits; T4's magnitude cue resamples them)
+    inits = [(b, name, s) for b in base for name, s in control_inits(b, p.features.control_inits)]
+    names = base + [name for _, name, _ in inits]
+    models = [backbone(p, b) for b in base] + [backbone(p, b, seed=s) for b, _, s in inits]
     t = time.time()
     # one pass over the images for every backbone whose features are not cached (each image decoded once)
-    sets = extract_many([backbone(p, b) for b in names], m, test_time=p.features.test_time,
+    sets = extract_many(models, m, test_time=p.features.test_time,
                         batch_size=p.features.batch_size, threads=p.features.threads,
                         chunk_size=p.features.chunk_size, progress=True, device=dev, amp=p.run.amp,
                         workers=p.run.workers, jpeg_draft=p.features.jpeg_draft)

@@ -3,13 +3,15 @@ features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): res
 from __future__ import annotations
 
 from .datasets import open_dataset
+from ..backbones.registry import control_inits
 from ..core.paths import features_dir, zeroshot_dir
 from ..pipeline.spec import D, ComputeStage
 
 
 STAGE = ComputeStage(name="zeroshot", module=__name__, matrix=True,
               params=("data.roots", "data.manifests", "data.limit", "data.limit_seed", "data.exif_transpose",
-                      "features.backbones", "features.weights", "features.pretrained", "t4"),
+                      "features.backbones", "features.control_inits", "features.weights", "features.pretrained",
+                      "t4"),
               desc="magnitude cue on every backbone; CLIP-IQA / MA-CLIP where weights exist",
               deps=("data_manifests", str(features_dir(D)), "results/weights.json"), outs=(str(zeroshot_dir(D)),),
               writes=("results/zeroshot", "cache/maclip"))
@@ -24,7 +26,9 @@ def run(p, dataset: str) -> None:
     from ..zeroshot.clip import dataset_scores
     man = open_dataset(p, dataset, pixels=True)
     feats = {}
-    for bb in p.features.backbones:
+    names = [n for bb in p.features.backbones
+             for n in (bb, *(name for name, _ in control_inits(bb, p.features.control_inits)))]
+    for bb in names:                        # a control's other initialisations after it (features.control_inits)
         fs = load_feature_set(features_dir(dataset, bb))
         pos = {im: i for i, im in enumerate(fs.images)}
         feats[bb] = fs.features[[pos[im] for im in man.table["image"]]]

@@ -11,7 +11,8 @@ import pandas as pd
 from ..backbones.registry import is_control
 from ..core.metrics import LogisticFitWarning, all_metrics, plcc, plcc_along, srcc_along
 from ..core.paths import load_zeroshot
-from ..analysis.stats import bootstrap_ci, paired_bootstrap, williams_t
+from ..analysis.stats import (bootstrap_ci, paired_bootstrap, satterthwaite_df, t_quantile, t_sf,
+                              two_level_bootstrap, williams_t)
 from ..analysis.compare import family_note, holm_by_family, weights_label
 from ..analysis.inputs import TableInputs
 from ..analysis.pooled import pooled_outputs
@@ -36,10 +37,15 @@ def _zs_row(dataset: str, source: str, score: str, pred: np.ndarray, mos: np.nda
 
 
 def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, inputs: TableInputs, clip_models: Sequence[str]) -> Result:
-    """T4: every zero-shot score of the zeroshot stage (``scores``; ``notes_df``: the CLIP models not run) on whole datasets (SRCC with a 95% bootstrap CI, raw
-    and 5-parameter-logistic PLCC as P2, KRCC, RMSE); paired bootstrap of SRCC differences and Williams' t:
-    each pretrained backbone's cue vs the random control, and every MA-CLIP variant vs CLIP-IQA (Holm within
-    each claim)."""
+    """T4: every zero-shot score of the zeroshot stage (``scores``; ``notes_df``: the CLIP models not run) on
+    whole datasets (SRCC with a 95% bootstrap CI, raw and 5-parameter-logistic PLCC as P2, KRCC, RMSE).
+
+    Tests (Holm within each claim): every MA-CLIP variant vs CLIP-IQA (paired bootstrap of the SRCC difference,
+    Williams' t on PLCC); each pretrained backbone's magnitude cue vs a random-init control's, where the control's
+    K initialisations (``<control>``, ``<control>_init1``.., features.control_inits) are a resampling unit: SRCC
+    minus the mean SRCC of the K inits, two-level bootstrap (inits, then images:
+    :func:`~nriqa_lib.analysis.stats.two_level_bootstrap`), and for P2's cue (Q_mag) the same on |SRCC| (its
+    absolute companion: the pretrained cues correlate negatively with MOS, the random ones positively)."""
     out = Result(label=weights_label(inputs.pretrained))
     n_boot, seed = inputs.stats.n_boot, inputs.stats.seed
     rows, tests, preds, dists = [], [], {}, {}
@@ -49,11 +55,16 @@ def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, inputs: TableInputs, c
         preds[(d, src, score)] = (vals, mos)
     res = pd.DataFrame(rows)
     controls = [b for b in inputs.backbones if is_control(b)]
+    inits = {c: _inits_of(c, res["source"].unique()) for c in controls}
     for (d, src, score), (vals, mos) in preds.items():
-        refs = [(c, score) for c in controls if src not in controls]
-        claim = f"magnitude cue ({score}): pretrained vs random-init backbone"      # one claim per score
         if src in clip_models and score != "CLIP-IQA":
             refs, claim = [(src, "CLIP-IQA")], f"P2: {score} vs CLIP-IQA"
+        else:
+            for c in (c for c in controls if src not in inits[c] and all((d, s, score) in preds for s in inits[c])):
+                others = np.stack([preds[(d, s, score)][0] for s in inits[c]])
+                for absolute in (False, True) if score.startswith("Q_mag") else (False,):
+                    dists[len(tests)] = _cue_test(tests, d, src, c, score, vals, others, mos, absolute, n_boot, seed)
+            continue
         for rsrc, rscore in refs:
             if (d, rsrc, rscore) not in preds:
                 continue
@@ -76,8 +87,10 @@ def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, inputs: TableInputs, c
                                      "plcc_logistic5", "krcc", "rmse", "fit"]].round(4)
     out.table("t4_zeroshot", table, "T4: zero-shot scores on whole datasets; SRCC with 95% bootstrap CI, raw PLCC "
                               "and PLCC after the 5-parameter logistic (as P2), KRCC, RMSE (logistic-5)")
-    out.table("t4_tests", tests, "T4: paired bootstrap (images) of SRCC differences and Williams' t on PLCC. "
-               + family_note(tests, "one claim across all datasets and backbones", inputs.stats.alpha))
+    out.table("t4_tests", tests, "T4: MA-CLIP vs CLIP-IQA: paired bootstrap (images) of SRCC differences and "
+               "Williams' t on PLCC; magnitude cue vs the random-init control: SRCC minus the mean over the control's "
+               "initialisations, two-level bootstrap (inits, then images), t on Satterthwaite df (|SRCC| for the "
+               "absolute companion). " + family_note(tests, "one claim across all datasets and backbones", inputs.stats.alpha))
     out.table("t4_notes", notes_df.set_index(["dataset", "model"]), "T4: CLIP models not run")
     pool = pooled_outputs(out, inputs, tests, "claim", ["dataset", "a"], None, "t4", "T4 claims", diff="srcc_diff")
     fig_df = res.assign(mean=res["srcc"], ci_low=res["srcc_ci_low"], ci_high=res["srcc_ci_high"], metric="srcc")
@@ -86,6 +99,47 @@ def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, inputs: TableInputs, c
     out.metrics = {f"{r.dataset}/{r.source}/{r.score}": {"srcc": r.srcc, "plcc": r.plcc} for r in res.itertuples()}
     out.frames = {"table": table, "tests": tests, "notes": notes_df, "rows": res, "pooled": pool}
     return out
+
+
+def _inits_of(control: str, sources) -> list[str]:
+    """A control's initialisations among the score sources: itself (seed 0), then ``<control>_init<k>`` by k."""
+    extra = [s for s in sources if s.startswith(f"{control}_init") and s[len(control) + 5:].isdigit()]
+    return [control, *sorted(extra, key=lambda s: int(s[len(control) + 5:]))]
+
+
+def _cue_test(tests: list, d: str, src: str, control: str, score: str, vals: np.ndarray, others: np.ndarray,
+              mos: np.ndarray, absolute: bool, n_boot: int, seed: int) -> np.ndarray:
+    """A pretrained backbone's magnitude cue vs a control's K initialisations (``others``: (K, N)): SRCC minus
+    the inits' mean SRCC (|SRCC| with ``absolute``), two-level bootstrap over inits then images (the same seed,
+    K and N: the same resamples in every cell of a dataset, so the cells pool), the inits' variance scaled by
+    K/(K-1) (resampling K units with replacement shrinks it by (K-1)/K); z = estimate / se referred to t on the
+    Welch-Satterthwaite df of the inits' share (:func:`satterthwaite_df`; the same bootstrap with the inits
+    fixed gives the images' share). Appends the test row; returns the replicates. No Williams' t: it compares
+    two correlations, not one with a population of them."""
+    K = len(others)
+    A = np.broadcast_to(vals, others.shape)
+    tl = two_level_bootstrap(A, mos, others, n_boot=n_boot, seed=seed, absolute=absolute,
+                             head_inflation=K / (K - 1) if K > 1 else 1.0)
+    img = two_level_bootstrap(A, mos, others, n_boot=n_boot, seed=seed, absolute=absolute, head_inflation=0.0)
+    df = satterthwaite_df(tl["se"] ** 2, img["se"] ** 2, K)
+    est, se = tl["value"], tl["se"]
+    z = est / se if se > 0 else (0.0 if est == 0 else float(np.sign(est) * np.inf))
+    tc = t_quantile(0.975, df)
+    r_pre = float(plcc_along(vals, mos))
+    r_inits = plcc_along(others, np.broadcast_to(mos, others.shape))
+    plcc_diff = abs(r_pre) - float(np.mean(np.abs(r_inits))) if absolute else r_pre - float(np.mean(r_inits))
+    label = f"|{score}|" if absolute else score
+    tests.append({"claim": cue_key(score, absolute), "dataset": d, "a": f"{src}: {label}",
+                  "b": f"{control} ({K} init{'s' if K > 1 else ''}): {label}", "srcc_diff": tl["value"],
+                  "ci_low": est - tc * se, "ci_high": est + tc * se, "se": se, "df": df, "n_splits": 1,
+                  "test": f"two-level bootstrap ({K} random inits, then images), t on Satterthwaite df",
+                  "p": 2 * t_sf(abs(z), df), "p_below": False, "plcc_diff": plcc_diff, "p_williams": np.nan})
+    return tl["dist"]
+
+
+def cue_key(score: str, absolute: bool = False) -> str:
+    """The test-table claim key of a magnitude-cue score (its findings name: :func:`cue_claim`)."""
+    return f"magnitude cue ({score}{', absolute SRCC' if absolute else ''}): pretrained vs random-init backbone"
 
 
 def t4_zeroshot(inputs: TableInputs, clip_models: Sequence[str]) -> Result:
@@ -100,7 +154,12 @@ def cue_claim(score: str) -> str:
     """The claim of a magnitude-cue score: a pretrained backbone's cue vs a random one's. P2's cue, Q_mag, is the
     claim; the raw L2 norm is its ablation without the Box-Cox step, a second reading of one question (its
     per-image SRCC with Q_mag: 0.46-0.49 on CLIVE's pretrained Lite0-2, 0.18 on the random control; their SRCCs
-    with MOS differ by 0.02-0.03), so its row is descriptive: shown, not counted as a second claim (issue 39)."""
+    with MOS differ by 0.02-0.03), so its row is descriptive: shown, not counted as a second claim (issue 39).
+    So is Q_mag's absolute companion (``<score>, absolute SRCC``): the same cue read by |SRCC|, either sign."""
+    if score.endswith(", absolute SRCC"):
+        base = score[:-len(", absolute SRCC")]
+        return (f"descriptive (absolute SRCC, either sign): the magnitude cue ({base}) of a pretrained backbone "
+                f"orders images more strongly than that of a random one")
     kind = "descriptive (the raw norm of Q_mag)" if score.startswith("L2") else "ours"
     return f"{kind}: the magnitude cue ({score}) of a pretrained backbone beats that of a random one"
 
@@ -117,12 +176,8 @@ class _ZeroshotClaims(Claims):
         return key
 
     def cell_rows(self, tests: pd.DataFrame) -> list[CellRow]:
-        out = []
-        for r in tests.itertuples():
-            score = str(r.a).split(": ", 1)[1]
-            name = f"P2: {score} beats CLIP-IQA" if "CLIP-IQA" in str(r.b) else cue_claim(score)
-            out.append((name, f"{r.dataset}: {r.a} vs {r.b}", r.srcc_diff, r.p_holm))
-        return out
+        return [(self.name(str(r.claim)), f"{r.dataset}: {r.a} vs {r.b}", r.srcc_diff, r.p_holm)
+                for r in tests.itertuples()]
 
     def untestable(self, read) -> list[tuple[str, str, str]]:
         return [("P2: MA-CLIP beats CLIP-IQA", f"{r.dataset}/{r.model}", "not testable here (CLIP weights absent)")

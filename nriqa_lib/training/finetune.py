@@ -458,7 +458,7 @@ def prepare_split(make_backbone: Callable[[], nn.Module], mos: np.ndarray, job: 
     """A run's model, optimiser, order and resumed state (its checkpoint, when made for the same run); the global
     RNG is left where the solo loop starts drawing (``torch.manual_seed(job.seed)``, then the builds, then a
     resumed run's saved state). A finished split's run carries its result only (``done``)."""
-    cfg_id = {"ft": asdict(cfg), "train": tcfg.model_dump(exclude={"per_dataset"}),
+    cfg_id = {"ft": asdict(cfg), "train": tcfg.model_dump(exclude={"per_dataset", "seeds_per_split"}),
               "seed": job.seed, "train_idx": job.train_idx.tolist(), "test_idx": job.test_idx.tolist()}
     eval_idx = np.concatenate([job.val_idx, job.test_idx]).astype(np.int64)
     parts = np.array(["val"] * len(job.val_idx) + ["test"] * len(job.test_idx))

@@ -25,11 +25,14 @@ __all__ = ["jobs_from_splits", "heads_for", "mos_of", "run_heads", "save_heads",
 
 
 def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: int = 0,
-                     single_split_seeds: int = Train().single_split_seeds) -> list[HeadJob]:
+                     single_split_seeds: int = Train().single_split_seeds,
+                     seeds_per_split: int = 1) -> list[HeadJob]:
     """One HeadJob per split: index arrays into ``images`` (the feature-matrix row order).
 
     A dataset with a single split (e.g. KonIQ-10k's official one) gets ``single_split_seeds`` jobs on that
     partition, one per training seed (tagged split 0..S-1), so its numbers carry the seed-to-seed spread.
+    Several splits and ``seeds_per_split`` > 1: that many jobs per split (tagged split k, seed s), seed s > 0 training with
+    the split's seed + 7919 s (s = 0: the one-seed job itself); the tables average each split's metric over them.
     """
     pos = {im: i for i, im in enumerate(images)}
     missing = set(splits["image"]) - set(pos)
@@ -42,6 +45,9 @@ def jobs_from_splits(images: Sequence[str], splits: pd.DataFrame, seed_offset: i
     if len(jobs) == 1 and single_split_seeds > 1:
         j = jobs[0]
         jobs = [dataclasses.replace(j, seed=j.seed + k, tags={"split": k}) for k in range(single_split_seeds)]
+    elif len(jobs) > 1 and seeds_per_split > 1:
+        jobs = [dataclasses.replace(j, seed=j.seed + 7919 * s, tags={**j.tags, "seed": s})
+                for j in jobs for s in range(seeds_per_split)]
     return jobs
 
 
@@ -64,19 +70,23 @@ def run_heads(fs: FeatureSet, mos: np.ndarray, splits: pd.DataFrame, heads: Sequ
     (each spec's splits batched together), with the ``train`` section (``train.per_dataset[dataset]`` applied)
     and ``t3`` for the K-way head.
 
-    Returns (predictions: head, split, part, image, pred, mos, best_epoch; shares: head, split, layer,
-    candidate, share). With ``train.report_last`` the predictions' ``attrs["last"]`` holds the same rows at
+    Returns (predictions: head, split, [seed: with ``train.seeds_per_split`` > 1], part, image, pred, mos, best_epoch;
+    shares: head, split, layer, candidate, share; several seeds: a row per seed). With ``train.report_last`` the predictions' ``attrs["last"]`` holds the same rows at
     the last epoch (best_epoch = the last epoch's index; ridge has no epochs: its own rows). ``done(head)`` is
     called after each head spec (a stage's progress).
     """
+    seeds = TrainConfig.from_params(train, "B", t3, dataset).seeds_per_split     # train.per_dataset may set it
     jobs = jobs_from_splits(fs.images, splits, seed_offset=train.seed * 1000,
-                            single_split_seeds=train.single_split_seeds)
+                            single_split_seeds=train.single_split_seeds, seeds_per_split=seeds)
     images = np.asarray(fs.images)
     preds, shares, lasts = [], [], []
+    by_seed = any("seed" in j.tags for j in jobs)
 
     def long(df, head, best):
         df.insert(0, "head", head)
         df["split"] = [jobs[j].tags["split"] for j in df["job"]]
+        if by_seed:
+            df["seed"] = [jobs[j].tags["seed"] for j in df["job"]]
         df["image"] = images[df["index"].to_numpy()]
         df["best_epoch"] = [best[j] for j in df["job"]]
         return df.drop(columns=["job", "index"])
@@ -102,7 +112,7 @@ def run_heads(fs: FeatureSet, mos: np.ndarray, splits: pd.DataFrame, heads: Sequ
             for layer, d in selection_shares(h).items():
                 for cand, s in d.items():
                     shares.append((head, jobs[j].tags["split"], layer, cand, s))
-    cols = ["head", "split", "part", "image", "pred", "mos", "best_epoch"]
+    cols = ["head", "split", *(["seed"] if by_seed else []), "part", "image", "pred", "mos", "best_epoch"]
     pred = pd.concat(preds, ignore_index=True)[cols]
     if lasts:
         pred.attrs["last"] = pd.concat(lasts, ignore_index=True)[cols]

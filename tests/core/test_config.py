@@ -16,6 +16,8 @@ OTHER_MEANING = {
     "Assumptions.workers": "the GPU machine the cost estimate assumes, not this run's run.workers",
     "FinetuneConfig.batch_size": "0 = each batch's own size; the stage passes train.batch_size",
     "ridge_predictions.alphas": "ridge penalties, not MA-CLIP's t4.alphas",
+    "jobs_from_splits.seeds_per_split": "1 for the callers that train one head per split (cross, figures, "
+                                        "fine-tuning); run_heads passes train.seeds_per_split",
     "fuse.alpha": "MA-CLIP's fusion slope, not stats.alpha", "MAClipConfig.alpha": "MA-CLIP's fusion slope",
     "clip_view_embeddings.chunk_size": "the zero-shot view cache's chunks (no params knob)",
     "clipiqa_scores.chunk_size": "the zero-shot score cache's chunks (no params knob)",

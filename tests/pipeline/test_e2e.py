@@ -105,11 +105,23 @@ def test_t3(at_study, tables):
 
 
 def test_t4(at_study, tables):
+    """Per dataset: Q_mag, its absolute companion and the L2 norm vs the control's 3 initialisations (issue 39)."""
     t4 = tables("t4")
-    assert len(t4["tests"]) == 4 and t4["tests"]["claim"].str.startswith("magnitude cue (").all()
-    for claim, g in t4["tests"].groupby("claim"):            # one claim, one score
-        assert g["a"].str.split(": ").str[1].nunique() == 1 and g["a"].str.split(": ").str[1].iloc[0] in claim
-    assert set(t4["pooled"]["claim"]) == set(t4["tests"]["claim"]) and (t4["pooled"]["k"] == 2).all()
+    tests = t4["tests"]
+    assert len(tests) == 6 and tests["claim"].str.startswith("magnitude cue (").all()
+    assert set(tests["b"].str.split(": ").str[0]) == {f"random_{BB} (3 inits)"}
+    for claim, g in tests.groupby("claim"):            # one claim, one score
+        assert g["a"].str.split(": ").str[1].nunique() == 1
+        assert g["a"].str.split(": ").str[1].iloc[0].strip("|") in claim
+        assert ("absolute SRCC" in claim) == g["a"].str.contains("|", regex=False).all()
+    assert set(t4["pooled"]["claim"]) == set(tests["claim"]) and (t4["pooled"]["k"] == 2).all()
+    # the estimate is the pretrained cue's SRCC minus the mean over the control's inits (|SRCC| for the companion)
+    rows = t4["rows"].set_index(["dataset", "source", "score"])["srcc"]
+    for r in tests.itertuples():
+        score = r.a.split(": ", 1)[1].strip("|")
+        f = abs if "absolute" in r.claim else (lambda v: v)
+        inits = [f(rows[(r.dataset, s, score)]) for s in (f"random_{BB}", f"random_{BB}_init1", f"random_{BB}_init2")]
+        assert r.srcc_diff == pytest.approx(f(rows[(r.dataset, BB, score)]) - np.mean(inits), abs=1e-9)
 
 
 def test_t5(at_study, tables):
