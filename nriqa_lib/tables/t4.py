@@ -63,7 +63,8 @@ def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, inputs: TableInputs, c
             for c in (c for c in controls if src not in inits[c] and all((d, s, score) in preds for s in inits[c])):
                 others = np.stack([preds[(d, s, score)][0] for s in inits[c]])
                 for absolute in (False, True) if score.startswith("Q_mag") else (False,):
-                    dists[len(tests)] = _cue_test(tests, d, src, c, score, vals, others, mos, absolute, n_boot, seed)
+                    i = len(tests)          # the row _cue_test appends (taken before the call appends it)
+                    dists[i] = _cue_test(tests, d, src, c, score, vals, others, mos, absolute, n_boot, seed)
             continue
         for rsrc, rscore in refs:
             if (d, rsrc, rscore) not in preds:

@@ -122,6 +122,14 @@ def test_t4(at_study, tables):
         f = abs if "absolute" in r.claim else (lambda v: v)
         inits = [f(rows[(r.dataset, s, score)]) for s in (f"random_{BB}", f"random_{BB}_init1", f"random_{BB}_init2")]
         assert r.srcc_diff == pytest.approx(f(rows[(r.dataset, BB, score)]) - np.mean(inits), abs=1e-9)
+    # each cell's replicates are its own: a one-cell dataset's combined test has that cell's se and df (the
+    # replicates were filed one row off once: each cell then pooled its neighbour's)
+    from nriqa_lib.analysis.pooled import dataset_cells
+    assert len(tests.attrs["boot_dists"]) == len(tests)
+    cells = dataset_cells(tests, ["claim"], None, "srcc_diff").set_index(["claim", "dataset"])
+    for r in tests.itertuples():
+        c = cells.loc[(r.claim, r.dataset)]
+        assert c["se"] == pytest.approx(r.se, rel=1e-12) and c["df"] == r.df
 
 
 def test_t5(at_study, tables):
