@@ -85,12 +85,10 @@ def _alt_text(page_html: str) -> str:
     """nbconvert's default alt text replaced by the figure's own description (the PNG's ``Description``, written
     by ``reporting.plots.save``)."""
     import base64
-    import io
-    from PIL import Image
+    from ..reporting.plots import png_text
 
     def alt(m: re.Match) -> str:
-        with Image.open(io.BytesIO(base64.b64decode(m.group(2)))) as im:
-            text = im.info.get("Description") or "figure"
+        text = png_text(base64.b64decode(m.group(2))).get("Description") or "figure"
         return f'<img alt="{html.escape(text)}"{m.group(1)} src="data:image/png;base64,{m.group(2)}"'
     return _DEFAULT_ALT.sub(alt, page_html)
 

@@ -62,7 +62,6 @@ def _level(x: float) -> str:
 def row_cells(r) -> dict[str, str]:
     """A findings row's printed cells (the README, the site and the report print these strings; the consistency
     test reads them back)."""
-    from .claims import adjusted_name
     fam = f"{r.family} (m {int(r.m)})" if r.family in FAMILIES else r.family
     mde = (f"+-{r.mde:.3f} (margin shown with 80% power)" if np.isfinite(r.margin) else f"{r.mde:.3f}")
     return {"claim": r.claim, "family (m)": fam, "rests on": r.rests_on,
@@ -70,7 +69,7 @@ def row_cells(r) -> dict[str, str]:
             "p": f"{r.p:.3g}" + (f" (TOST +-{r.margin:g})" if np.isfinite(r.margin) else ""),
             "adjusted p": f"{r.p_adj:.3g}" if r.family in FAMILIES else "-",
             "adjusted CI": f"[{r.adj_low:+.3f}, {r.adj_high:+.3f}] ({_level(r.level)})",
-            "verdict": r.verdict, "MDE at its level": mde, "_adjusted_name": adjusted_name(r.family, r.m)}
+            "verdict": r.verdict, "MDE at its level": mde}
 
 
 def summary_markdown(f: pd.DataFrame, banner: str = "", alpha: float = 0.05) -> str:
@@ -79,7 +78,7 @@ def summary_markdown(f: pd.DataFrame, banner: str = "", alpha: float = 0.05) -> 
     if not len(f):
         return label + "No claim could be tested on human-rated data with the current params.\n"
     rows = [row_cells(r) for r in f.itertuples()]
-    cols = [c for c in rows[0] if not c.startswith("_")]
+    cols = list(rows[0])
     head = label + "| " + " | ".join(cols) + " |\n|" + "|".join(
         ":--" if c in ("claim", "family (m)", "rests on", "95% CI", "adjusted CI", "verdict") else "--:"
         for c in cols) + "|\n"

@@ -153,12 +153,11 @@ def figure(path, heading: str | None = None):
     the PNG's Description (written by ``reporting.plots.save``); an absent file shows nothing."""
     from pathlib import Path
     from IPython.display import Image, Markdown, display
-    from PIL import Image as PILImage
+    from .plots import png_text
     f = Path(path)
     if not f.is_file():
         return
-    with PILImage.open(f) as im:
-        caption = im.info.get("Description", "")
+    caption = png_text(f).get("Description", "")
     display(Markdown(f"#### {heading or f.stem.replace('_', ' ')}\n\n*{caption}*"), Image(f))
 
 

@@ -58,6 +58,16 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+def png_text(png: bytes | str | Path) -> dict[str, str]:
+    """The text chunks :func:`save` wrote into a PNG (a file, or its bytes): ``Description`` and
+    ``nriqa-min-font-px``; the one reader of them in the library (scripts/site_check.py, run in Playwright's own
+    environment without the study's, reads the latter itself)."""
+    import io
+    from PIL import Image
+    with Image.open(io.BytesIO(png) if isinstance(png, bytes) else Path(png)) as im:
+        return {k: v for k, v in im.info.items() if isinstance(v, str)}
+
+
 def mos_histograms(tables: dict[str, pd.DataFrame]) -> plt.Figure:
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3), squeeze=False)
