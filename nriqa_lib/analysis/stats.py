@@ -213,7 +213,8 @@ def two_level_bootstrap(pred_a: np.ndarray, mos: Sequence[float], pred_b: np.nda
     factor (1/J + n_test/n_train) over the plain 1/J); seeds on one partition use c = 1.
 
     ``absolute``: |SRCC| per head before the mean (or the difference): how strongly a score orders the images,
-    either sign (T4's absolute companion of the magnitude cue).
+    either sign (T4's absolute companion of the magnitude cue). ``se_images``: the standard error of the same
+    replicates with the heads held at equal weights (the images' share of the variance, from the same pass).
     """
     A = np.atleast_2d(np.asarray(pred_a, float))
     J, N = A.shape
@@ -236,21 +237,21 @@ def two_level_bootstrap(pred_a: np.ndarray, mos: Sequence[float], pred_b: np.nda
             rho = np.abs(rho)
         # per-head differences first, then the weighted mean: identical a and b give exactly 0 on any CPU
         d = rho[:J] - rho[J:] if paired else rho
+        base = float((equal * d).sum())         # the heads at equal weights: only the images resampled
         if k == 1.0:
-            return float((heads * d).sum())
-        base = float((equal * d).sum())
-        return float(base + k * ((heads * d).sum() - base))
+            return float((heads * d).sum()), base
+        return float(base + k * ((heads * d).sum() - base)), base
 
-    est = stat(np.ones(N), equal)
+    est = stat(np.ones(N), equal)[0]
     rng = np.random.default_rng(seed)
-    dist = np.empty(n_boot)
+    dist, dist_images = np.empty(n_boot), np.empty(n_boot)
     for r in range(n_boot):
         heads = np.bincount(rng.integers(0, J, J), minlength=J) / J
         counts = np.bincount(rng.integers(0, N, N), minlength=N).astype(float)
-        dist[r] = stat(counts, heads)
+        dist[r], dist_images[r] = stat(counts, heads)
     a = (1 - level) / 2
     out = {"value": est, "ci_low": float(np.quantile(dist, a)), "ci_high": float(np.quantile(dist, 1 - a)),
-           "se": float(dist.std(ddof=1))}
+           "se": float(dist.std(ddof=1)), "se_images": float(dist_images.std(ddof=1))}
     if pred_b is not None:
         out["p"], out["p_below"] = bootstrap_p(dist)
     out["dist"] = dist

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["BackboneSpec", "Preprocess", "Pooling", "REGISTRY", "register", "unknown_backbone_message",
-           "list_backbones", "is_control", "pretrained", "control_inits"]
+           "list_backbones", "is_control", "pretrained", "control_inits", "feature_sets", "init_of"]
 
 Pooling = Literal["pooled", "mean_tokens", "intermediate", "avg"]
 
@@ -84,6 +84,20 @@ def control_inits(name: str, n: int) -> list[tuple[str, int]]:
     """A control's initialisations beyond seed 0, as (feature-set name, seed): ``<name>_init<k>`` for k = 1..n-1
     (seed 0 is ``name`` itself, the one the heads train on); none for a pretrained backbone."""
     return [(f"{name}_init{k}", k) for k in range(1, n)] if is_control(name) else []
+
+
+def feature_sets(names, n: int) -> list[tuple[str, str, int]]:
+    """Every feature set of ``names``: (set name, backbone, seed), each backbone (seed 0) followed by its control
+    initialisations (:func:`control_inits`; ``n``: features.control_inits). The features stage writes them, the
+    zeroshot stage reads them."""
+    return [s for b in names for s in ((b, b, 0), *((name, b, k) for name, k in control_inits(b, n)))]
+
+
+def init_of(name: str) -> tuple[str, int] | None:
+    """(control, seed) of a feature-set name :func:`control_inits` made (``<control>_init<k>``); None for any other
+    name."""
+    base, sep, k = name.rpartition("_init")
+    return (base, int(k)) if sep and k.isdigit() and base in REGISTRY and is_control(base) else None
 
 
 def pretrained(names) -> list[str]:

@@ -9,7 +9,7 @@ import time
 from .datasets import open_dataset
 
 from .models import backbone
-from ..backbones.registry import control_inits
+from ..backbones.registry import feature_sets
 from ..core.paths import features_dir
 from ..pipeline.spec import BACKBONE, D, ComputeStage
 
@@ -36,11 +36,10 @@ def run(p, dataset: str, backbones: list[str] | None = None) -> None:
     set_deterministic(dev)
     if dist.is_main():
         print(decode_notes(m))
-    base = list(backbones or p.features.backbones)
     # a random-init control also at its other seeds (features.control_inits; T4's magnitude cue resamples them)
-    inits = [(b, name, s) for b in base for name, s in control_inits(b, p.features.control_inits)]
-    names = base + [name for _, name, _ in inits]
-    models = [backbone(p, b) for b in base] + [backbone(p, b, seed=s) for b, _, s in inits]
+    wanted = feature_sets(backbones or p.features.backbones, p.features.control_inits)
+    names = [name for name, _, _ in wanted]
+    models = [backbone(p, b, seed=s) for _, b, s in wanted]
     t = time.time()
     # one pass over the images for every backbone whose features are not cached (each image decoded once)
     sets = extract_many(models, m, test_time=p.features.test_time,

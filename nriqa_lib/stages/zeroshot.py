@@ -3,7 +3,7 @@ features; CLIP-IQA, MA-CLIP and the ablation grid where CLIP weights exist): res
 from __future__ import annotations
 
 from .datasets import open_dataset
-from ..backbones.registry import control_inits
+from ..backbones.registry import feature_sets
 from ..core.paths import features_dir, zeroshot_dir
 from ..pipeline.spec import D, ComputeStage
 
@@ -26,9 +26,8 @@ def run(p, dataset: str) -> None:
     from ..zeroshot.clip import dataset_scores
     man = open_dataset(p, dataset, pixels=True)
     feats = {}
-    names = [n for bb in p.features.backbones
-             for n in (bb, *(name for name, _ in control_inits(bb, p.features.control_inits)))]
-    for bb in names:                        # a control's other initialisations after it (features.control_inits)
+    # a control's other initialisations after it (features.control_inits)
+    for bb, _, _ in feature_sets(p.features.backbones, p.features.control_inits):
         fs = load_feature_set(features_dir(dataset, bb))
         pos = {im: i for i, im in enumerate(fs.images)}
         feats[bb] = fs.features[[pos[im] for im in man.table["image"]]]

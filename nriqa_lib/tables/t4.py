@@ -8,10 +8,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..backbones.registry import is_control
+from ..backbones.registry import init_of, is_control
 from ..core.metrics import LogisticFitWarning, all_metrics, plcc, plcc_along, srcc_along
 from ..core.paths import load_zeroshot
-from ..analysis.stats import (bootstrap_ci, paired_bootstrap, satterthwaite_df, t_quantile, t_sf,
+from ..analysis.stats import (bootstrap_ci, bootstrap_cells_test, paired_bootstrap, satterthwaite_df,
                               two_level_bootstrap, williams_t)
 from ..analysis.compare import family_note, holm_by_family, weights_label
 from ..analysis.inputs import TableInputs
@@ -103,9 +103,10 @@ def compute(scores: pd.DataFrame, notes_df: pd.DataFrame, inputs: TableInputs, c
 
 
 def _inits_of(control: str, sources) -> list[str]:
-    """A control's initialisations among the score sources: itself (seed 0), then ``<control>_init<k>`` by k."""
-    extra = [s for s in sources if s.startswith(f"{control}_init") and s[len(control) + 5:].isdigit()]
-    return [control, *sorted(extra, key=lambda s: int(s[len(control) + 5:]))]
+    """A control's initialisations among the score sources: itself (seed 0), then its other seeds' sets by seed
+    (:func:`~nriqa_lib.backbones.registry.init_of`)."""
+    seeds = {s: hit[1] for s in sources if (hit := init_of(s)) is not None and hit[0] == control}
+    return [control, *sorted(seeds, key=seeds.get)]
 
 
 def _cue_test(tests: list, d: str, src: str, control: str, score: str, vals: np.ndarray, others: np.ndarray,
@@ -114,27 +115,23 @@ def _cue_test(tests: list, d: str, src: str, control: str, score: str, vals: np.
     the inits' mean SRCC (|SRCC| with ``absolute``), two-level bootstrap over inits then images (the same seed,
     K and N: the same resamples in every cell of a dataset, so the cells pool), the inits' variance scaled by
     K/(K-1) (resampling K units with replacement shrinks it by (K-1)/K); z = estimate / se referred to t on the
-    Welch-Satterthwaite df of the inits' share (:func:`satterthwaite_df`; the same bootstrap with the inits
-    fixed gives the images' share). Appends the test row; returns the replicates. No Williams' t: it compares
-    two correlations, not one with a population of them."""
+    Welch-Satterthwaite df of the inits' share (:func:`satterthwaite_df`; the same replicates with the inits at
+    equal weights give the images' share): :func:`bootstrap_cells_test` on this one cell. Appends the test row;
+    returns the replicates. No Williams' t: it compares two correlations, not one with a population of them."""
     K = len(others)
-    A = np.broadcast_to(vals, others.shape)
-    tl = two_level_bootstrap(A, mos, others, n_boot=n_boot, seed=seed, absolute=absolute,
-                             head_inflation=K / (K - 1) if K > 1 else 1.0)
-    img = two_level_bootstrap(A, mos, others, n_boot=n_boot, seed=seed, absolute=absolute, head_inflation=0.0)
-    df = satterthwaite_df(tl["se"] ** 2, img["se"] ** 2, K)
-    est, se = tl["value"], tl["se"]
-    z = est / se if se > 0 else (0.0 if est == 0 else float(np.sign(est) * np.inf))
-    tc = t_quantile(0.975, df)
+    tl = two_level_bootstrap(np.broadcast_to(vals, others.shape), mos, others, n_boot=n_boot, seed=seed,
+                             absolute=absolute, head_inflation=K / (K - 1) if K > 1 else 1.0)
+    df = satterthwaite_df(tl["se"] ** 2, tl["se_images"] ** 2, K)
+    t = bootstrap_cells_test(tl["dist"][None], [tl["value"]], df=df)
     r_pre = float(plcc_along(vals, mos))
     r_inits = plcc_along(others, np.broadcast_to(mos, others.shape))
     plcc_diff = abs(r_pre) - float(np.mean(np.abs(r_inits))) if absolute else r_pre - float(np.mean(r_inits))
     label = f"|{score}|" if absolute else score
     tests.append({"claim": cue_key(score, absolute), "dataset": d, "a": f"{src}: {label}",
                   "b": f"{control} ({K} init{'s' if K > 1 else ''}): {label}", "srcc_diff": tl["value"],
-                  "ci_low": est - tc * se, "ci_high": est + tc * se, "se": se, "df": df, "n_splits": 1,
+                  "ci_low": t["ci_low"], "ci_high": t["ci_high"], "se": t["se"], "df": df, "n_splits": 1,
                   "test": f"two-level bootstrap ({K} random inits, then images), t on Satterthwaite df",
-                  "p": 2 * t_sf(abs(z), df), "p_below": False, "plcc_diff": plcc_diff, "p_williams": np.nan})
+                  "p": t["p"], "p_below": False, "plcc_diff": plcc_diff, "p_williams": np.nan})
     return tl["dist"]
 
 

@@ -245,3 +245,13 @@ def test_cue_test_holds_its_level_with_few_random_inits():
     assert lvl <= 0.09 and lvl < lvl_normal
     lvl0, _ = _cue_null(0.0, n_sims=60)        # no spread between inits: conservative, never liberal
     assert lvl0 <= 0.08
+
+
+def test_two_level_bootstrap_se_images_is_the_heads_fixed_run(rng):
+    """``se_images`` (the same pass, heads at equal weights) is the se of the bootstrap with head_inflation 0."""
+    y = rng.normal(size=120)
+    A, B = y + rng.normal(size=(5, 120)), 0.3 * y + rng.normal(size=(5, 120))
+    for c in (1.0, 1.25):
+        r = stats.two_level_bootstrap(A, y, B, n_boot=150, seed=2, head_inflation=c)
+        assert r["se_images"] == stats.two_level_bootstrap(A, y, B, n_boot=150, seed=2, head_inflation=0.0)["se"]
+        assert r["se_images"] < r["se"]

@@ -30,3 +30,12 @@ def test_features_stage_extracts_each_control_init_and_zeroshot_scores_them(tmp_
     stages.stage("zeroshot").load().run(stages.view(p, "zeroshot"), "toyb")
     sc = pd.read_csv(tmp_path / "results" / "zeroshot" / "toyb" / "scores.csv")
     assert set(sc["source"]) == {ctrl, f"{ctrl}_init1", f"{ctrl}_init2"}
+
+
+def test_feature_set_names_round_trip():
+    from nriqa_lib.backbones.registry import feature_sets, init_of
+    ctrl = f"random_{BB}"
+    sets = feature_sets([BB, ctrl], 3)
+    assert sets == [(BB, BB, 0), (ctrl, ctrl, 0), (f"{ctrl}_init1", ctrl, 1), (f"{ctrl}_init2", ctrl, 2)]
+    assert [init_of(name) for name, _, _ in sets] == [None, None, (ctrl, 1), (ctrl, 2)]
+    assert init_of(f"{BB}_init1") is None and init_of(f"{ctrl}_initx") is None     # not a control / not a seed
